@@ -1,0 +1,70 @@
+"""The device endpoint's ASGI app: routes each request to its dialect, and owns start-up and shut-down."""
+
+import asyncio
+import logging
+
+from thingport.core.tokens import TokenCodec
+from thingport.dialects.aliyun import AliyunDialect
+from thingport.dialects.http import Receive, Scope, Send, send_json
+from thingport.gateway import Gateway
+from thingport.settings import Settings
+from thingport.state.device_cache import DeviceCache
+from thingport.stores import Stores, open_stores
+
+log = logging.getLogger(__name__)
+
+_NOT_FOUND = b'{"code":10001,"message":"param error: no such endpoint"}'
+
+
+class DeviceApp:
+    """Raw ASGI. Dialects are chosen by path prefix, the cheapest dispatch there is."""
+
+    def __init__(self, settings: Settings, stores: Stores | None = None) -> None:
+        self.settings = settings
+        self._stores = stores
+        self.gateway: Gateway | None = None
+        self._aliyun: AliyunDialect | None = None
+        self._cache: DeviceCache | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            if path.startswith("/topic/") or path == "/auth":
+                await self._aliyun(scope, receive, send)  # type: ignore[misc]
+            else:
+                await send_json(send, _NOT_FOUND, status=404)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def startup(self) -> None:
+        if self._stores is None:
+            self._stores = open_stores(self.settings)
+        stores = self._stores
+        stores.log.start(asyncio.get_running_loop())
+        self._cache = DeviceCache(stores.registry)
+        await self._cache.start(await stores.registry.change_cursor(), self.settings.registry_poll_s)
+        self.gateway = Gateway(self.settings, stores.registry, stores.log, self._cache, TokenCodec(stores.keys.token_key))
+        self._aliyun = AliyunDialect(self.gateway)
+
+    async def shutdown(self) -> None:
+        if self._cache:
+            await self._cache.stop()
+        if self._stores:
+            self._stores.close()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

@@ -1,0 +1,47 @@
+"""Rules for product keys, device names, client ids and secrets, and their generation."""
+
+import re
+import secrets
+import string
+
+PRODUCT_KEY_RE = re.compile(r"[A-Za-z0-9_-]{2,32}")
+DEVICE_NAME_RE = re.compile(r"[A-Za-z0-9_@.:-]{4,32}")
+SECRET_RE = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces
+CLIENT_ID_MAX = 64
+PRODUCT_NAME_MAX = 64
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def generate_product_key() -> str:
+    """11 characters, like the platform-issued keys in every public example (``a1`` + 9 random)."""
+    return "a1" + "".join(secrets.choice(_ALNUM) for _ in range(9))
+
+
+def generate_device_secret() -> str:
+    """32 alphanumeric characters, the length devices expect."""
+    return "".join(secrets.choice(_ALNUM) for _ in range(32))
+
+
+def check_product_key(product_key: str) -> str:
+    if not PRODUCT_KEY_RE.fullmatch(product_key):
+        raise ValueError("productKey must be 2-32 characters of letters, digits, '_' and '-'")
+    return product_key
+
+
+def check_device_name(device_name: str) -> str:
+    if not DEVICE_NAME_RE.fullmatch(device_name):
+        raise ValueError("deviceName must be 4-32 characters of letters, digits and - _ @ . :")
+    return device_name
+
+
+def check_secret(secret: str) -> str:
+    if not SECRET_RE.fullmatch(secret):
+        raise ValueError("deviceSecret must be 1-64 printable ASCII characters without spaces")
+    return secret
+
+
+def check_product_name(name: str) -> str:
+    if not 1 <= len(name) <= PRODUCT_NAME_MAX or not name.isprintable():
+        raise ValueError(f"product name must be 1-{PRODUCT_NAME_MAX} printable characters")
+    return name

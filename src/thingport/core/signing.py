@@ -1,0 +1,31 @@
+"""Request signatures of the Alibaba dialect's ``/auth``.
+
+``sign`` = HMAC(deviceSecret, content) in hex, where content is every body parameter except
+``version``, ``sign`` and ``signmethod``, sorted by name, each written as name then value, joined with
+no separator. Comparison is constant-time and case-insensitive (v3 SDKs send lower case, 4.x upper).
+"""
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+SIGN_METHODS = {"hmacmd5": hashlib.md5, "hmacsha1": hashlib.sha1, "hmacsha256": hashlib.sha256}
+DEFAULT_SIGN_METHOD = "hmacmd5"
+UNSIGNED_PARAMS = frozenset({"version", "sign", "signmethod"})
+
+
+def sign_content(params: Mapping[str, str]) -> str:
+    """The string the device signs: sorted ``name+value`` pairs of the signed parameters."""
+    return "".join(name + params[name] for name in sorted(params) if name not in UNSIGNED_PARAMS)
+
+
+def aliyun_sign(secret: str, params: Mapping[str, str], method: str = DEFAULT_SIGN_METHOD) -> str:
+    """Lower-case hex signature of ``params`` with ``secret`` (``method`` from SIGN_METHODS)."""
+    digest = SIGN_METHODS[method]
+    return hmac.new(secret.encode(), sign_content(params).encode(), digest).hexdigest()
+
+
+def aliyun_sign_matches(secret: str, params: Mapping[str, str], method: str, sign: str) -> bool:
+    """Constant-time check of a device's ``sign``, in any letter case."""
+    expected = aliyun_sign(secret, params, method)
+    return hmac.compare_digest(expected.encode(), sign.lower().encode())

@@ -1,0 +1,112 @@
+"""Device traffic, dialect-neutral: authenticate, check tokens, authorize topics, store durably.
+
+Dialects parse their wire format and map the core's errors to their own codes; everything they share
+(registry, tokens, throttling, the durable log) is here, once.
+"""
+
+import time
+from collections.abc import Callable, Mapping
+
+from thingport.core import signing
+from thingport.core.errors import AuthFailed, Throttled, TokenInvalid
+from thingport.core.message_ids import MessageIdGenerator
+from thingport.core.model import AuthSession, Device, StoredMessage
+from thingport.core.ports import DeviceDirectory, MessageLog
+from thingport.core.throttle import BucketMap, Rate
+from thingport.core.tokens import DIALECT_ALIYUN, TokenClaims, TokenCodec
+from thingport.settings import Settings
+from thingport.state.device_cache import DeviceCache
+
+_TOKEN_MEMO_MAX = 100_000
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        directory: DeviceDirectory,
+        log: MessageLog,
+        cache: DeviceCache,
+        codec: TokenCodec,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._directory = directory
+        self._log = log
+        self._cache = cache
+        self._codec = codec
+        self._clock = clock
+        self._ids = MessageIdGenerator(settings.worker_id)
+        self._report_buckets = BucketMap(Rate(settings.device_report_rate, settings.device_report_burst))
+        self._auth_buckets = BucketMap(Rate(settings.device_auth_rate, settings.device_auth_burst))
+        # Verified tokens: skips the base64 + HMAC work for a token seen before. Expiry and revocation
+        # are still checked on every request (from the claims and the device cache).
+        self._token_memo: dict[str, TokenClaims] = {}
+
+    # --- authentication ---
+
+    async def authenticate_aliyun(self, params: Mapping[str, str], sign_method: str, sign: str, source: str) -> str:
+        """A token for the device that signed ``params``; AuthFailed (and nothing else) if it did not."""
+        now = self._clock()
+        product_key, device_name = params["productKey"], params["deviceName"]
+        if not self._auth_buckets.take((product_key, device_name), now):
+            raise Throttled("too many authentication attempts for this device")
+        timestamp = params.get("timestamp")
+        if timestamp is not None:
+            skew_ms = abs(int(timestamp) - now * 1000)
+            if skew_ms > self.settings.aliyun_timestamp_window_s * 1000:
+                raise AuthFailed("timestamp is not within 15 minutes of server time")
+        device = await self._directory.device_by_name(product_key, device_name)
+        if device is None:
+            raise AuthFailed("device does not exist")
+        # the signature is checked before the state, so a disabled device does not tell probers it exists
+        if not signing.aliyun_sign_matches(device.secret, params, sign_method, sign):
+            raise AuthFailed("signature does not match")
+        if not device.enabled:
+            raise AuthFailed("device is disabled")
+        self._cache.remember(device)
+        await self._log.record_session(AuthSession(device.id, params["clientId"], source, int(now * 1000)))
+        claims = TokenClaims(
+            DIALECT_ALIYUN, device.id, device.token_epoch, int(now * 1000), int(now) + self.settings.aliyun_token_ttl_s
+        )
+        return self._codec.issue(claims)
+
+    async def device_for_token(self, token: str, dialect: int) -> Device:
+        """The live device a token speaks for; TokenExpired or TokenInvalid otherwise."""
+        now = self._clock()
+        claims = self._token_memo.get(token)
+        if claims is None:
+            claims = self._codec.verify(token, now)
+            if len(self._token_memo) >= _TOKEN_MEMO_MAX:
+                self._token_memo.clear()
+            self._token_memo[token] = claims
+        elif now >= claims.expires_s:
+            self._codec.verify(token, now)  # raises TokenExpired
+        if claims.dialect != dialect:
+            raise TokenInvalid("token was issued for another protocol")
+        device = self._cache.get(claims.device_id)
+        if device is None:
+            device = await self._cache.load(claims.device_id)
+            if device is None:
+                raise TokenInvalid("token's device no longer exists")
+        if not device.enabled:
+            raise TokenInvalid("device is disabled")
+        if device.token_epoch != claims.epoch:
+            raise TokenInvalid("token was revoked")
+        return device
+
+    # --- reporting ---
+
+    def throttle_report(self, device: Device) -> None:
+        if not self._report_buckets.take(device.id, self._clock()):
+            raise Throttled("device report rate limit reached")
+
+    async def store(self, device: Device, dialect: str, topic: str, payload: bytes) -> int:
+        """Append a message durably; returns its id only once it is committed."""
+        message_id = self._ids.next_id()
+        message = StoredMessage(
+            message_id, device.id, device.product_key, device.device_name, dialect, topic, payload,
+            int(self._clock() * 1000),
+        )
+        await self._log.append(message)
+        return message_id

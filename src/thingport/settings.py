@@ -1,0 +1,71 @@
+"""One typed settings object: defaults < TOML file < env ``THINGPORT_*`` < command-line flags.
+
+The TOML file is ``$THINGPORT_CONFIG`` or ``thingport.toml`` in the data dir, when it exists. The embedded
+default needs none of it.
+"""
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+DEFAULT_DATA_DIR = Path("thingport-data")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="THINGPORT_", extra="ignore")
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    host: str = "0.0.0.0"
+    port: int = Field(8443, ge=0, le=65535)
+
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_profile: Literal["modern", "compat"] = "modern"
+
+    aliyun_token_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+    aliyun_timestamp_window_s: int = Field(15 * 60, ge=1)
+    aliyun_max_body_bytes: int = Field(128 * 1024, ge=1)
+    auth_max_body_bytes: int = Field(4 * 1024, ge=256)
+
+    device_report_rate: float = Field(100.0, gt=0, description="reports per second per device")
+    device_report_burst: float = Field(200.0, ge=1)
+    device_auth_rate: float = Field(1.0, gt=0, description="auth attempts per second per device")
+    device_auth_burst: float = Field(20.0, ge=1)
+
+    storage_max_mb: float | None = Field(None, gt=0, description="cap on the database file; writes past it are refused")
+    group_commit_max_batch: int = Field(1000, ge=1)
+    registry_poll_s: float = Field(0.2, gt=0, description="how often the server looks for registry changes")
+    worker_id: int = Field(0, ge=0, le=1023)
+    log_level: str = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _toml_file())
+
+    @property
+    def storage_max_bytes(self) -> int | None:
+        return None if self.storage_max_mb is None else int(self.storage_max_mb * 1024 * 1024)
+
+
+def _toml_file() -> Path | None:
+    explicit = os.environ.get("THINGPORT_CONFIG")
+    if explicit:
+        return Path(explicit)
+    data_dir = Path(os.environ.get("THINGPORT_DATA_DIR", DEFAULT_DATA_DIR))
+    candidate = data_dir / "thingport.toml"
+    return candidate if candidate.exists() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings with command-line ``overrides`` (None values mean "not given") on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

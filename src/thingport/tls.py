@@ -1,0 +1,86 @@
+"""TLS for the device endpoint: a self-signed certificate on first start, and cipher profiles.
+
+Devices need TLS 1.2 with an RSA certificate; some mbedTLS builds offer only RSA key exchange with CBC
+suites, which the ``compat`` profile admits. TLS 1.0/1.1 are refused by both profiles.
+"""
+
+import datetime
+import ipaddress
+import os
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+CERT_FILE = "tls-cert.pem"
+KEY_FILE = "tls-key.pem"
+
+PROFILES = {
+    # forward-secret AEAD only (TLS 1.3 suites are always on)
+    "modern": "ECDHE+AESGCM:ECDHE+CHACHA20",
+    # plus RSA key exchange and CBC suites that constrained mbedTLS device builds offer
+    "compat": "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES:AES128-GCM-SHA256:AES256-GCM-SHA384"
+    ":AES128-SHA256:AES256-SHA256:AES128-SHA:AES256-SHA",
+}
+
+
+@dataclass(frozen=True)
+class CertificateFiles:
+    cert: Path
+    key: Path
+    created: bool
+
+    def fingerprint(self) -> str:
+        cert = x509.load_pem_x509_certificate(self.cert.read_bytes())
+        return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def ensure_self_signed(data_dir: Path) -> CertificateFiles:
+    """The data dir's self-signed RSA certificate, created on first use."""
+    cert_path, key_path = data_dir / CERT_FILE, data_dir / KEY_FILE
+    if cert_path.exists() and key_path.exists():
+        return CertificateFiles(cert_path, key_path, created=False)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    host = socket.gethostname()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "thingport self-signed")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    alt_names: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+    ]
+    if host and host != "localhost":
+        alt_names.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+            )
+        )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return CertificateFiles(cert_path, key_path, created=True)
+
+
+def apply_profile(context: ssl.SSLContext, profile: str) -> None:
+    """TLS 1.2 minimum and the profile's cipher suites on a server context."""
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(PROFILES[profile])
