@@ -31,6 +31,9 @@ def build_config(settings: Settings, app: DeviceApp, files: CertificateFiles) ->
         access_log=False,
         server_header=False,
         log_level=settings.log_level,
+        timeout_keep_alive=settings.keep_alive_s,
+        # idle TLS peers that never answer close_notify would otherwise hold shutdown for 30 s
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     config.load()
     assert config.ssl is not None

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     storage_max_mb: float | None = Field(None, gt=0, description="cap on the database file; writes past it are refused")
     group_commit_max_batch: int = Field(1000, ge=1)
     registry_poll_s: float = Field(0.2, gt=0, description="how often the server looks for registry changes")
+    shutdown_grace_s: int = Field(3, ge=1, description="how long a stopping server lets open connections finish")
+    keep_alive_s: int = Field(30, ge=1, description="idle keep-alive connections are closed after this")
     worker_id: int = Field(0, ge=0, le=1023)
     log_level: str = "info"
 

@@ -1,0 +1,39 @@
+import pytest
+
+from thingport.core.errors import TokenExpired, TokenInvalid
+from thingport.core.tokens import DIALECT_ALIYUN, TokenClaims, TokenCodec
+
+KEY = b"k" * 32
+CLAIMS = TokenClaims(DIALECT_ALIYUN, device_id=42, epoch=3, issued_ms=1_700_000_000_000, expires_s=1_700_604_800)
+
+
+def test_round_trip_and_length_fits_device_sdks() -> None:
+    token = TokenCodec(KEY).issue(CLAIMS)
+    assert len(token) <= 64
+    assert token.isascii() and all(c.isalnum() or c in "-_" for c in token)
+    assert TokenCodec(KEY).verify(token, now_s=1_700_000_001) == CLAIMS
+
+
+def test_expired_token() -> None:
+    token = TokenCodec(KEY).issue(CLAIMS)
+    with pytest.raises(TokenExpired):
+        TokenCodec(KEY).verify(token, now_s=CLAIMS.expires_s)
+    TokenCodec(KEY).verify(token, now_s=CLAIMS.expires_s - 1)
+
+
+def test_forged_tampered_or_foreign_tokens_are_invalid() -> None:
+    token = TokenCodec(KEY).issue(CLAIMS)
+    with pytest.raises(TokenInvalid):
+        TokenCodec(b"x" * 32).verify(token, now_s=0)
+    for i in range(len(token)):  # any single changed character breaks it
+        flipped = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
+        with pytest.raises(TokenInvalid):
+            TokenCodec(KEY).verify(flipped, now_s=0)
+    for bad in ("", "short", token + "A", "!" * len(token)):
+        with pytest.raises(TokenInvalid):
+            TokenCodec(KEY).verify(bad, now_s=0)
+
+
+def test_key_must_be_long_enough() -> None:
+    with pytest.raises(ValueError):
+        TokenCodec(b"short")

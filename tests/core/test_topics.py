@@ -1,0 +1,59 @@
+import pytest
+
+from thingport.core.errors import TopicDenied
+from thingport.core.topics import MAX_TOPIC_LENGTH, TopicKind, classify_topic
+
+PK, DN = "a1B2c3D4e5F", "dev-01"
+
+
+@pytest.mark.parametrize(
+    ("topic", "kind"),
+    [
+        (f"/{PK}/{DN}/user/update", TopicKind.CUSTOM),
+        (f"/{PK}/{DN}/user/a/b_2/C", TopicKind.CUSTOM),
+        (f"/sys/{PK}/{DN}/thing/event/property/post", TopicKind.PROPERTY_POST),
+        (f"/sys/{PK}/{DN}/thing/event/property/batch/post", TopicKind.PROPERTY_BATCH_POST),
+        (f"/sys/{PK}/{DN}/thing/event/overheat/post", TopicKind.EVENT_POST),
+        (f"/sys/{PK}/{DN}/thing/deviceinfo/update", TopicKind.DEVICEINFO_UPDATE),
+        (f"/ota/device/inform/{PK}/{DN}", TopicKind.OTA_INFORM),
+    ],
+)
+def test_own_topics_are_allowed(topic: str, kind: TopicKind) -> None:
+    assert classify_topic(topic, PK, DN).kind is kind
+
+
+def test_event_identifier_is_extracted() -> None:
+    assert classify_topic(f"/sys/{PK}/{DN}/thing/event/overheat/post", PK, DN).event == "overheat"
+
+
+@pytest.mark.parametrize(
+    ("topic", "reason"),
+    [
+        (f"/{PK}/other-dev/user/update", "only to its own topics"),
+        (f"/sys/{PK}/other-dev/thing/event/property/post", "only to its own topics"),
+        (f"/ota/device/inform/{PK}/other-dev", "only to its own topics"),
+        (f"/{PK}/{DN}/user/", "custom topics"),
+        (f"/{PK}/{DN}/user//x", "custom topics"),
+        (f"/{PK}/{DN}/user/a/../../x", "custom topics"),
+        (f"/{PK}/{DN}/user/+", "custom topics"),
+        (f"/{PK}/{DN}/user/#", "custom topics"),
+        (f"/{PK}/{DN}/user/a%2Fb", "custom topics"),
+        (f"/{PK}/{DN}/get", "custom topics"),
+        (f"/sys/{PK}/{DN}/thing/service/property/set", "not a system topic"),
+        (f"/sys/{PK}/{DN}/thing/event/a.b/post", "not a system topic"),
+        (f"/sys/{PK}/{DN}/thing/event//post", "not a system topic"),
+        ("/", "only to its own topics"),
+        ("", "only to its own topics"),
+    ],
+)
+def test_other_topics_are_refused_with_the_rule(topic: str, reason: str) -> None:
+    with pytest.raises(TopicDenied, match=reason):
+        classify_topic(topic, PK, DN)
+
+
+def test_topic_length_limit() -> None:
+    prefix = f"/{PK}/{DN}/user/"
+    at_limit = prefix + "a" * (MAX_TOPIC_LENGTH - len(prefix))
+    assert classify_topic(at_limit, PK, DN).kind is TopicKind.CUSTOM
+    with pytest.raises(TopicDenied, match="longer than"):
+        classify_topic(at_limit + "a", PK, DN)

@@ -1,0 +1,109 @@
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from thingport.core.errors import Conflict, NotFound, StoreUnavailable
+from thingport.core.model import StoredMessage
+from thingport.service import Management
+from thingport.settings import load_settings
+from thingport.stores import open_stores
+
+
+def run(data_dir: Path, action, **settings):  # type: ignore[no-untyped-def]
+    stores = open_stores(load_settings(data_dir=data_dir, **settings))
+
+    async def main():  # type: ignore[no-untyped-def]
+        stores.log.start(asyncio.get_running_loop())
+        return await action(Management(stores.registry, stores.log), stores)
+
+    try:
+        return asyncio.run(main())
+    finally:
+        stores.close()
+
+
+def test_device_secret_is_not_stored_in_the_clear(data_dir: Path) -> None:
+    secret = "S3cretThatMustNotLeak0123456789x"
+
+    async def act(m: Management, _):  # type: ignore[no-untyped-def]
+        await m.create_product("p", "pk01")
+        await m.create_device("pk01", "dev-1", secret)
+        return (await m.device("pk01", "dev-1")).secret
+
+    assert run(data_dir, act) == secret
+    for path in data_dir.glob("thingport.db*"):
+        assert secret.encode() not in path.read_bytes()
+
+
+def test_a_different_master_key_cannot_read_secrets(data_dir: Path) -> None:
+    async def create(m: Management, _):  # type: ignore[no-untyped-def]
+        await m.create_product("p", "pk01")
+        await m.create_device("pk01", "dev-1")
+
+    run(data_dir, create)
+    (data_dir / "master.key").write_bytes(b"QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=")
+
+    async def read(m: Management, _):  # type: ignore[no-untyped-def]
+        return await m.device("pk01", "dev-1")
+
+    with pytest.raises(Exception):
+        run(data_dir, read)
+
+
+def test_changes_feed_names_every_changed_device(data_dir: Path) -> None:
+    async def act(m: Management, stores):  # type: ignore[no-untyped-def]
+        await m.create_product("p", "pk01")
+        start = await stores.registry.change_cursor()
+        a = await m.create_device("pk01", "dev-a")
+        b = await m.create_device("pk01", "dev-b")
+        cursor, changed = await stores.registry.changes_since(start)
+        assert changed == sorted([a.id, b.id])
+        await m.set_enabled("pk01", "dev-a", False)
+        cursor2, changed = await stores.registry.changes_since(cursor)
+        assert changed == [a.id] and cursor2 > cursor
+        assert await stores.registry.changes_since(cursor2) == (cursor2, [])
+
+    run(data_dir, act)
+
+
+def test_disable_and_reset_secret_bump_the_token_epoch_and_delete_frees_nothing_for_reuse(data_dir: Path) -> None:
+    async def act(m: Management, _):  # type: ignore[no-untyped-def]
+        await m.create_product("p", "pk01")
+        d = await m.create_device("pk01", "dev-a")
+        assert (await m.set_enabled("pk01", "dev-a", False)).token_epoch == d.token_epoch + 1
+        assert (await m.set_enabled("pk01", "dev-a", True)).token_epoch == d.token_epoch + 1
+        reset = await m.reset_secret("pk01", "dev-a")
+        assert reset.token_epoch == d.token_epoch + 2 and reset.secret != d.secret
+        await m.delete_device("pk01", "dev-a")
+        again = await m.create_device("pk01", "dev-a")
+        assert again.id != d.id  # a deleted device's tokens can never name a new one
+        with pytest.raises(Conflict):
+            await m.create_device("pk01", "dev-a")
+        with pytest.raises(NotFound):
+            await m.create_device("nope", "dev-b")
+        with pytest.raises(NotFound):
+            await m.delete_device("pk01", "dev-zz")
+
+    run(data_dir, act)
+
+
+def test_appended_messages_are_read_back_newest_last(data_dir: Path) -> None:
+    async def act(m: Management, stores):  # type: ignore[no-untyped-def]
+        msgs = [StoredMessage(i, 1, "pk", "dn", "aliyun", "/t", bytes([i]), 1000 + i) for i in range(1, 6)]
+        await asyncio.gather(*(stores.log.append(msg) for msg in msgs))
+        assert [x.message_id for x in await m.newest_messages(3)] == [3, 4, 5]
+        assert [x.message_id for x in await m.newest_messages(10, after_id=4)] == [5]
+        assert (await m.newest_messages(1))[0] == msgs[-1]
+
+    run(data_dir, act)
+
+
+def test_storage_quota_refuses_writes_and_acknowledges_nothing(data_dir: Path) -> None:
+    async def act(m: Management, stores):  # type: ignore[no-untyped-def]
+        big = StoredMessage(1, 1, "pk", "dn", "aliyun", "/t", b"x" * 200_000, 1)
+        with pytest.raises(StoreUnavailable, match="full"):
+            await stores.log.append(big)
+        assert await m.newest_messages(10) == []
+
+    run(data_dir, act, storage_max_mb=0.05)

@@ -1,0 +1,197 @@
+"""Test helpers: a real thingport server (subprocess or in-process thread) and an HTTPS device client."""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from thingport.cli import main as cli_main
+from thingport.core.signing import aliyun_sign
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(data_dir: Path, *args: str) -> Any:
+    """Run a CLI command in-process with ``--json``; returns the parsed output (fails the test on error)."""
+    result = CliRunner().invoke(cli_main, [*args, "--data-dir", str(data_dir), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def client_context(cert: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.check_hostname = False  # the self-signed cert names localhost; we connect by IP too
+    return ctx
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    raw: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.raw)
+
+
+@dataclass
+class DeviceClient:
+    """Speaks to the device endpoint over real HTTPS, one keep-alive connection per client."""
+
+    port: int
+    cert: Path
+    _conn: http.client.HTTPSConnection | None = field(default=None, repr=False)
+
+    def connection(self) -> http.client.HTTPSConnection:
+        if self._conn is None:
+            self._conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=client_context(self.cert), timeout=10)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def request(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Reply:
+        conn = self.connection()
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+        except (ConnectionError, http.client.HTTPException):
+            self.close()
+            raise
+        raw = response.read()
+        reply = Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, raw)
+        if response.will_close:
+            self.close()
+        return reply
+
+    def post_json(self, path: str, doc: Any, headers: dict[str, str] | None = None) -> Reply:
+        return self.request("POST", path, json.dumps(doc).encode(), {"Content-Type": "application/json", **(headers or {})})
+
+    def auth(self, product_key: str, device_name: str, secret: str, method: str = "hmacsha256",
+             timestamp: int | None = None, client_id: str = "test-client", **extra: Any) -> Reply:
+        params = {"productKey": product_key, "deviceName": device_name, "clientId": client_id,
+                  "timestamp": str(timestamp if timestamp is not None else int(time.time() * 1000))}
+        params.update({k: str(v) for k, v in extra.items()})
+        doc = {**params, "version": "default", "signmethod": method, "sign": aliyun_sign(secret, params, method)}
+        return self.post_json("/auth", doc)
+
+    def token(self, product_key: str, device_name: str, secret: str) -> str:
+        reply = self.auth(product_key, device_name, secret)
+        assert reply.json["code"] == 0, reply.json
+        return reply.json["info"]["token"]
+
+    def publish(self, topic: str, payload: bytes, token: str | None,
+                content_type: str = "application/octet-stream") -> Reply:
+        headers = {"Content-Type": content_type}
+        if token is not None:
+            headers["password"] = token
+        return self.request("POST", "/topic" + topic, payload, headers)
+
+
+def wait_for_tls(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                with ctx.wrap_socket(sock):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"server on port {port} did not come up")
+
+
+class ServerProcess:
+    """``thingport serve`` as a real subprocess on a free port."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.env = {**os.environ, "THINGPORT_LOG_LEVEL": "warning", **(env or {})}
+        self.args = args
+        self.proc: subprocess.Popen | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+
+    @property
+    def cert(self) -> Path:
+        return self.data_dir / "tls-cert.pem"
+
+    def start(self) -> "ServerProcess":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "thingport", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--data-dir", str(self.data_dir), *self.args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_for_tls(self.port, proc=self.proc)
+        return self
+
+    def client(self) -> DeviceClient:
+        return DeviceClient(self.port, self.cert)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class ThreadServer:
+    """The device app in this process (uvicorn in a thread), for tests that swap an adapter."""
+
+    def __init__(self, app: Any, settings: Any) -> None:
+        import uvicorn
+
+        from thingport.server import build_config, certificate_for
+
+        self.port = settings.port
+        self.files = certificate_for(settings)
+        config = build_config(settings, app, self.files)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "ThreadServer":
+        self.thread.start()
+        wait_for_tls(self.port)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def client(self) -> DeviceClient:
+        return DeviceClient(self.port, self.files.cert)

@@ -1,0 +1,73 @@
+"""The CLI's commands and JSON outputs (an interface outside checks rely on)."""
+
+import re
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from tests.support import cli
+from thingport.cli import main
+
+
+def invoke(data_dir: Path, *args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, [*args, "--data-dir", str(data_dir)])
+
+
+def test_product_create_generates_an_11_character_key_or_takes_one(data_dir: Path) -> None:
+    p = cli(data_dir, "product", "create", "--name", "Lamp")
+    assert re.fullmatch(r"[A-Za-z0-9]{11}", p["productKey"]) and p["name"] == "Lamp"
+    given = cli(data_dir, "product", "create", "--name", "Given", "--product-key", "a1GivenKey9")
+    assert given["productKey"] == "a1GivenKey9"
+    assert cli(data_dir, "product", "show", "--product-key", "a1GivenKey9")["name"] == "Given"
+    assert {x["productKey"] for x in cli(data_dir, "product", "list")} == {p["productKey"], "a1GivenKey9"}
+
+
+def test_device_lifecycle(data_dir: Path) -> None:
+    pk = cli(data_dir, "product", "create", "--name", "p")["productKey"]
+    d = cli(data_dir, "device", "create", "--product-key", pk, "--name", "dev-1")
+    assert {"productKey", "deviceName", "deviceSecret"} <= d.keys()
+    assert d["productKey"] == pk and d["deviceName"] == "dev-1" and re.fullmatch(r"[A-Za-z0-9]{32}", d["deviceSecret"])
+    given = cli(data_dir, "device", "create", "--product-key", pk, "--name", "dev-2", "--secret", "s3cret")
+    assert given["deviceSecret"] == "s3cret"
+    shown = cli(data_dir, "device", "show", "--product-key", pk, "--name", "dev-1")
+    assert shown["status"] == "enabled" and "deviceSecret" not in shown
+    assert cli(data_dir, "device", "show", "--product-key", pk, "--name", "dev-1", "--with-secret")["deviceSecret"] == d["deviceSecret"]
+    assert cli(data_dir, "device", "disable", "--product-key", pk, "--name", "dev-1")["status"] == "disabled"
+    assert cli(data_dir, "device", "enable", "--product-key", pk, "--name", "dev-1")["status"] == "enabled"
+    reset = cli(data_dir, "device", "reset-secret", "--product-key", pk, "--name", "dev-1")
+    assert reset["deviceSecret"] != d["deviceSecret"] and len(reset["deviceSecret"]) == 32
+    assert [x["deviceName"] for x in cli(data_dir, "device", "list", "--product-key", pk)] == ["dev-1", "dev-2"]
+    assert cli(data_dir, "device", "delete", "--product-key", pk, "--name", "dev-2")["deleted"] is True
+    assert [x["deviceName"] for x in cli(data_dir, "device", "list")] == ["dev-1"]
+
+
+def test_errors_exit_non_zero_with_a_clear_message_and_change_nothing(data_dir: Path) -> None:
+    pk = cli(data_dir, "product", "create", "--name", "p")["productKey"]
+    cli(data_dir, "device", "create", "--product-key", pk, "--name", "dev-1")
+    for args, says in [
+        (("device", "create", "--product-key", pk, "--name", "dev-1"), "already exists"),
+        (("device", "create", "--product-key", "nope", "--name", "dev-9"), "does not exist"),
+        (("device", "create", "--product-key", pk, "--name", "x"), "deviceName must be"),
+        (("device", "create", "--product-key", pk, "--name", "dev-3", "--secret", "has space"), "deviceSecret must be"),
+        (("device", "show", "--product-key", pk, "--name", "dev-9"), "does not exist"),
+        (("product", "create", "--name", "q", "--product-key", pk), "already exists"),
+        (("product", "create", "--name", "q", "--product-key", "bad key!"), "productKey must be"),
+    ]:
+        result = invoke(data_dir, *args)
+        assert result.exit_code == 1 and says in result.output, (args, result.output)
+    assert len(cli(data_dir, "device", "list")) == 1
+    assert len(cli(data_dir, "product", "list")) == 1
+
+
+def test_messages_tail_is_empty_then_lists_newest(data_dir: Path) -> None:
+    result = invoke(data_dir, "messages", "tail")
+    assert result.exit_code == 0 and result.output == ""
+    result = invoke(data_dir, "messages", "tail", "--limit", "0")
+    assert result.exit_code == 2  # usage error
+
+
+def test_help_lists_the_commands() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for command in ("serve", "product", "device", "messages"):
+        assert command in result.output

@@ -1,0 +1,84 @@
+"""TLS of the device endpoint: self-signed RSA by default, TLS 1.2 minimum, the compat cipher profile."""
+
+import hashlib
+import socket
+import ssl
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from tests.support import ServerProcess
+from thingport.tls import ensure_self_signed
+
+
+def handshake(port: int, *, max_version: ssl.TLSVersion | None = None, ciphers: str | None = None) -> ssl.SSLSocket:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    if max_version:
+        if max_version < ssl.TLSVersion.TLSv1_2:
+            ctx.minimum_version = max_version
+        ctx.maximum_version = max_version
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return ctx.wrap_socket(sock)
+
+
+def test_self_signed_rsa_certificate_and_its_fingerprint_are_printed(server: ServerProcess) -> None:
+    cert = x509.load_pem_x509_certificate(server.cert.read_bytes())
+    assert isinstance(cert.public_key(), rsa.RSAPublicKey)
+    with handshake(server.port) as tls:
+        der = tls.getpeercert(binary_form=True)
+    fingerprint = hashlib.sha256(der).hexdigest().upper()
+    printed = ":".join(fingerprint[i : i + 2] for i in range(0, len(fingerprint), 2))
+    assert printed in server.output()
+    assert str(server.cert) in server.output()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
+def test_tls_below_1_2_is_refused(server: ServerProcess, version: ssl.TLSVersion) -> None:
+    # the client is made willing (SECLEVEL=0), so the refusal can only come from the server
+    with pytest.raises(ssl.SSLError, match="(?i)alert protocol version|unexpected_eof"):
+        handshake(server.port, max_version=version, ciphers="DEFAULT:@SECLEVEL=0").close()
+
+
+def test_plain_http_gets_no_http_answer(server: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"POST /auth HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        try:
+            data = sock.recv(4096)
+        except ConnectionResetError:
+            data = b""
+    assert not data.startswith(b"HTTP/")
+
+
+def test_modern_profile_refuses_rsa_key_exchange_cbc(server: ServerProcess) -> None:
+    with pytest.raises(ssl.SSLError):
+        handshake(server.port, max_version=ssl.TLSVersion.TLSv1_2, ciphers="AES128-SHA256").close()
+
+
+def test_compat_profile_admits_mbedtls_style_rsa_cbc_suite(tmp_path: Path) -> None:
+    compat = ServerProcess(tmp_path / "data", args=("--tls-profile", "compat")).start()
+    try:
+        with handshake(compat.port, max_version=ssl.TLSVersion.TLSv1_2, ciphers="AES128-SHA256") as tls:
+            assert tls.cipher()[0] == "AES128-SHA256"
+            assert tls.version() == "TLSv1.2"
+    finally:
+        compat.stop()
+
+
+def test_given_certificate_is_used(tmp_path: Path) -> None:
+    files = ensure_self_signed(tmp_path / "certs")
+    srv = ServerProcess(tmp_path / "data", args=("--tls-cert", str(files.cert), "--tls-key", str(files.key))).start()
+    try:
+        with handshake(srv.port) as tls:
+            der = tls.getpeercert(binary_form=True)
+        assert der == x509.load_pem_x509_certificate(files.cert.read_bytes()).public_bytes(Encoding.DER)
+        assert not (tmp_path / "data" / "tls-cert.pem").exists()
+    finally:
+        srv.stop()
