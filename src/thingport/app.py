@@ -8,7 +8,7 @@ from thingport.dialects.aliyun import AliyunDialect
 from thingport.dialects.http import Receive, Scope, Send, send_json
 from thingport.gateway import Gateway
 from thingport.settings import Settings
-from thingport.state.device_cache import DeviceCache
+from thingport.state.registry_cache import RegistryCache
 from thingport.stores import Stores, open_stores
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ class DeviceApp:
         self._stores = stores
         self.gateway: Gateway | None = None
         self._aliyun: AliyunDialect | None = None
-        self._cache: DeviceCache | None = None
+        self._cache: RegistryCache | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -42,7 +42,7 @@ class DeviceApp:
             self._stores = open_stores(self.settings)
         stores = self._stores
         stores.log.start(asyncio.get_running_loop())
-        self._cache = DeviceCache(stores.registry)
+        self._cache = RegistryCache(stores.registry)
         await self._cache.start(await stores.registry.change_cursor(), self.settings.registry_poll_s)
         self.gateway = Gateway(self.settings, stores.registry, stores.log, self._cache, TokenCodec(stores.keys.token_key))
         self._aliyun = AliyunDialect(self.gateway)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from thingport.core.errors import ThingportError
+from thingport.core.model import VALIDATION_MODES
 from thingport.service import NODE_TYPES, Management
 from thingport.settings import load_settings
 
@@ -47,7 +48,7 @@ def run(data_dir: Path | None, action: Callable[[Management], Awaitable[T]]) -> 
     settings = load_settings(data_dir=data_dir)
     stores = open_stores(settings)
     try:
-        return asyncio.run(action(Management(stores.registry, stores.log)))
+        return asyncio.run(action(Management(stores.registry, stores.log, settings.presence_timeout_s)))
     except ThingportError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -96,16 +97,74 @@ def product() -> None:
     """Products."""
 
 
+def read_json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise click.BadParameter(f"{path}: not a readable JSON file ({exc})") from None
+
+
+validation_option = click.option(
+    "--validation", type=click.Choice(VALIDATION_MODES), default=None,
+    help="per-property (default): an invalid property refuses only itself; whole-report: it refuses the report.",
+)
+
+
 @product.command("create")
 @click.option("--name", required=True)
 @click.option("--product-key", default=None, help="Given key (default: generated).")
 @click.option("--node-type", type=click.Choice(NODE_TYPES), default="device", show_default=True)
+@click.option("--tsl", "tsl_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Alibaba TSL JSON file: the product's thing model.")
+@validation_option
 @data_dir_option
 @json_option
-def product_create(name: str, product_key: str | None, node_type: str, data_dir: Path | None, as_json: bool) -> None:
-    """Create a product."""
-    created = run(data_dir, lambda m: m.create_product(name, product_key, node_type))
+def product_create(name: str, product_key: str | None, node_type: str, tsl_file: Path | None,
+                   validation: str | None, data_dir: Path | None, as_json: bool) -> None:
+    """Create a product (with a thing model when --tsl is given)."""
+    tsl = read_json_file(tsl_file) if tsl_file else None
+    created = run(data_dir, lambda m: m.create_product(name, product_key, node_type, tsl, validation or "per-property"))
     emit(created.to_json(), as_json)
+
+
+@product.command("set")
+@click.option("--product-key", required=True)
+@validation_option
+@data_dir_option
+@json_option
+def product_set(product_key: str, validation: str | None, data_dir: Path | None, as_json: bool) -> None:
+    """Change a product's settings."""
+
+    async def change(m: Management):  # type: ignore[no-untyped-def]
+        if validation is not None:
+            await m.set_validation(product_key, validation)
+        return await m.product(product_key)
+
+    emit(run(data_dir, change).to_json(), as_json)
+
+
+@product.group("tsl")
+def product_tsl() -> None:
+    """A product's thing model (Alibaba TSL)."""
+
+
+@product_tsl.command("import")
+@click.option("--product-key", required=True)
+@click.argument("tsl_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@data_dir_option
+@json_option
+def product_tsl_import(product_key: str, tsl_file: Path, data_dir: Path | None, as_json: bool) -> None:
+    """Load a TSL JSON file as the product's model; a running server uses it within a second."""
+    document = read_json_file(tsl_file)
+    emit(run(data_dir, lambda m: m.import_thing_model(product_key, document)).to_json(), as_json)
+
+
+@product_tsl.command("export")
+@click.option("--product-key", required=True)
+@data_dir_option
+def product_tsl_export(product_key: str, data_dir: Path | None) -> None:
+    """Print the product's model as TSL JSON."""
+    click.echo(json.dumps(run(data_dir, lambda m: m.export_thing_model(product_key)), ensure_ascii=False, indent=2))
 
 
 @product.command("list")
@@ -201,6 +260,57 @@ def device_reset_secret(product_key: str, device_name: str, secret: str | None, 
     emit(run(data_dir, lambda m: m.reset_secret(product_key, device_name, secret)).to_json(with_secret=True), as_json)
 
 
+def parse_time(value: str | None) -> int | None:
+    """Milliseconds since the epoch, from a number of ms or an ISO 8601 time (UTC when no zone)."""
+    if value is None:
+        return None
+    if value.lstrip("-").isdigit():
+        return int(value)
+    try:
+        at = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither milliseconds since the epoch nor an ISO 8601 time") from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=datetime.timezone.utc)
+    return int(at.timestamp() * 1000)
+
+
+@device.command("status")
+@with_device
+@data_dir_option
+@json_option
+def device_status(product_key: str, device_name: str, data_dir: Path | None, as_json: bool) -> None:
+    """Online/offline, last seen, and the latest value and time of every property."""
+    status = run(data_dir, lambda m: m.device_status(product_key, device_name)).to_json()
+    if as_json:
+        click.echo(json.dumps(status))
+        return
+    seen = _iso(status["lastSeenAt"]) if status["lastSeenAt"] else "never"
+    click.echo(f"{product_key}/{device_name}: {status['state']} (last seen {seen})")
+    for name, latest in status["properties"].items():
+        click.echo(f"  {name} = {json.dumps(latest['value'])}  at {_iso(latest['time'])}")
+
+
+@device.command("history")
+@with_device
+@click.option("--property", "identifier", required=True, help="The property's identifier.")
+@click.option("--from", "from_", default=None, help="Oldest time: ms since the epoch or ISO 8601.")
+@click.option("--to", default=None, help="Newest time: ms since the epoch or ISO 8601.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@data_dir_option
+@json_option
+def device_history(product_key: str, device_name: str, identifier: str, from_: str | None, to: str | None,
+                   limit: int, data_dir: Path | None, as_json: bool) -> None:
+    """A property's time series, newest first."""
+    from_ms, to_ms = parse_time(from_), parse_time(to)
+    points = run(data_dir, lambda m: m.device_history(product_key, device_name, identifier, from_ms, to_ms, limit))
+    if as_json:
+        click.echo(json.dumps(points))
+        return
+    for point in points:
+        click.echo(f"{_iso(point['time'])}  {json.dumps(point['value'])}")
+
+
 # --- messages ---
 
 @main.group()
@@ -208,10 +318,17 @@ def messages() -> None:
     """The durable message log."""
 
 
+def _iso(ms: int) -> str:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
 def _message_line(doc: dict) -> str:
-    at = datetime.datetime.fromtimestamp(doc["receivedAt"] / 1000, datetime.timezone.utc)
-    return (f"{doc['messageId']}  {doc['productKey']}/{doc['deviceName']}  {doc['topic']}  "
-            f"{doc['size']}B  {at.isoformat(timespec='milliseconds')}")
+    line = (f"{doc['messageId']}  {doc['productKey']}/{doc['deviceName']}  {doc['topic']}  "
+            f"{doc['size']}B  {_iso(doc['receivedAt'])}")
+    reply = doc.get("reply")
+    if reply is not None:
+        line += f"  reply {reply.get('code')} {reply.get('message')}"
+    return line
 
 
 @messages.command("tail")

@@ -10,12 +10,13 @@ from collections.abc import Callable, Mapping
 from thingport.core import signing
 from thingport.core.errors import AuthFailed, Throttled, TokenInvalid
 from thingport.core.message_ids import MessageIdGenerator
-from thingport.core.model import AuthSession, Device, StoredMessage
-from thingport.core.ports import DeviceDirectory, MessageLog
+from thingport.core.errors import StoreUnavailable
+from thingport.core.model import AuthSession, Device, PropertySample, StoredMessage
+from thingport.core.ports import MessageLog, RegistryReader
 from thingport.core.throttle import BucketMap, Rate
 from thingport.core.tokens import DIALECT_ALIYUN, TokenClaims, TokenCodec
 from thingport.settings import Settings
-from thingport.state.device_cache import DeviceCache
+from thingport.state.registry_cache import ProductRuntime, RegistryCache
 
 _TOKEN_MEMO_MAX = 100_000
 
@@ -24,9 +25,9 @@ class Gateway:
     def __init__(
         self,
         settings: Settings,
-        directory: DeviceDirectory,
+        directory: RegistryReader,
         log: MessageLog,
-        cache: DeviceCache,
+        cache: RegistryCache,
         codec: TokenCodec,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -101,12 +102,32 @@ class Gateway:
         if not self._report_buckets.take(device.id, self._clock()):
             raise Throttled("device report rate limit reached")
 
-    async def store(self, device: Device, dialect: str, topic: str, payload: bytes) -> int:
-        """Append a message durably; returns its id only once it is committed."""
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def product(self, device: Device) -> ProductRuntime:
+        """The device's product with its compiled model (from memory after the first use)."""
+        runtime = await self._cache.product(device.product_key)
+        if runtime is None:  # a device cannot outlive its product; the registry would be corrupt
+            raise StoreUnavailable(f"product {device.product_key} is missing")
+        return runtime
+
+    async def store(
+        self,
+        device: Device,
+        dialect: str,
+        topic: str,
+        kind: str,
+        payload: bytes,
+        received_ms: int,
+        reply: bytes | None = None,
+        properties: tuple[PropertySample, ...] = (),
+    ) -> int:
+        """Append a message (and the property values it carried) durably; returns its id once committed."""
         message_id = self._ids.next_id()
         message = StoredMessage(
             message_id, device.id, device.product_key, device.device_name, dialect, topic, payload,
-            int(self._clock() * 1000),
+            received_ms, kind, reply, properties,
         )
         await self._log.append(message)
         return message_id

@@ -2,11 +2,16 @@
 rule, shared by the CLI and (later) the REST API."""
 
 import time
+from typing import Any
 
 from thingport.core import identity
 from thingport.core.errors import NotFound, ParamError
-from thingport.core.model import Device, Product, StoredMessage
+from thingport.core.model import VALIDATION_MODES, Device, DeviceStatus, Product, StoredMessage
 from thingport.core.ports import MessageLog, Registry
+from thingport.core.thingmodel import ThingModel, ThingModelError
+
+DEFAULT_PRESENCE_TIMEOUT_S = 300
+HISTORY_MAX_LIMIT = 10_000
 
 NODE_TYPES = ("device", "gateway")
 
@@ -23,18 +28,55 @@ def _checked(check, value: str) -> str:  # type: ignore[no-untyped-def]
 
 
 class Management:
-    def __init__(self, registry: Registry, log: MessageLog) -> None:
+    def __init__(self, registry: Registry, log: MessageLog, presence_timeout_s: float = DEFAULT_PRESENCE_TIMEOUT_S) -> None:
         self._registry = registry
         self._log = log
+        self._presence_timeout_ms = int(presence_timeout_s * 1000)
 
-    async def create_product(self, name: str, product_key: str | None = None, node_type: str = "device") -> Product:
+    async def create_product(
+        self,
+        name: str,
+        product_key: str | None = None,
+        node_type: str = "device",
+        tsl: dict | None = None,
+        validation: str = "per-property",
+    ) -> Product:
         _checked(identity.check_product_name, name)
         if node_type not in NODE_TYPES:
             raise ParamError(f"node type must be one of {', '.join(NODE_TYPES)}")
+        _check_validation(validation)
+        model = _compile(tsl, "tsl") if tsl is not None else None  # a bad model creates nothing
         key = _checked(identity.check_product_key, product_key) if product_key else identity.generate_product_key()
-        product = Product(key, name, node_type, _now_ms())
-        await self._registry.create_product(product)
-        return product
+        await self._registry.create_product(Product(key, name, node_type, _now_ms()))
+        if validation != "per-property":
+            await self._registry.set_product_validation(key, validation)
+        if model is not None:
+            await self._registry.set_thing_model(key, model.version, model.to_document(), _now_ms())
+        return await self.product(key)
+
+    async def import_thing_model(self, product_key: str, document: dict, model_format: str = "tsl") -> Product:
+        """Make ``document`` the product's model; running servers use it within a second."""
+        await self.product(product_key)
+        model = _compile(document, model_format)
+        await self._registry.set_thing_model(product_key, model.version, model.to_document(), _now_ms())
+        return await self.product(product_key)
+
+    async def export_thing_model(self, product_key: str) -> dict:
+        """The product's model as Alibaba TSL, its profile naming the product."""
+        product = await self.product(product_key)
+        if product.model_version is None:
+            raise NotFound(f"product {product_key} has no thing model (it accepts any properties)")
+        document = await self._registry.thing_model(product_key, product.model_version)
+        assert document is not None
+        tsl = ThingModel.from_document(document).to_tsl()
+        if isinstance(tsl.get("profile"), dict):
+            tsl["profile"]["productKey"] = product_key
+        return tsl
+
+    async def set_validation(self, product_key: str, validation: str) -> Product:
+        _check_validation(validation)
+        await self._registry.set_product_validation(product_key, validation)
+        return await self.product(product_key)
 
     async def product(self, product_key: str) -> Product:
         product = await self._registry.get_product(product_key)
@@ -77,7 +119,40 @@ class Management:
         await self._registry.delete_device(device.id)
         return device
 
+    async def device_status(self, product_key: str, device_name: str) -> DeviceStatus:
+        device = await self.device(product_key, device_name)
+        last_seen, latest = await self._registry.device_status(device.id)
+        online = last_seen is not None and _now_ms() - last_seen < self._presence_timeout_ms
+        return DeviceStatus(device, online, last_seen, latest)
+
+    async def device_history(
+        self, product_key: str, device_name: str, identifier: str,
+        from_ms: int | None = None, to_ms: int | None = None, limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """One property's values, newest first."""
+        if not 1 <= limit <= HISTORY_MAX_LIMIT:
+            raise ParamError(f"limit must be 1-{HISTORY_MAX_LIMIT}")
+        if from_ms is not None and to_ms is not None and from_ms > to_ms:
+            raise ParamError("from must not be after to")
+        device = await self.device(product_key, device_name)
+        rows = await self._registry.history(device.id, identifier, from_ms, to_ms, limit)
+        return [{"time": at, "value": value, "messageId": message_id} for at, value, message_id in rows]
+
     async def newest_messages(self, limit: int, after_id: int | None = None) -> list[StoredMessage]:
         if limit < 1:
             raise ParamError("limit must be at least 1")
         return await self._log.newest(limit, after_id)
+
+
+def _check_validation(validation: str) -> None:
+    if validation not in VALIDATION_MODES:
+        raise ParamError(f"validation must be one of {', '.join(VALIDATION_MODES)}")
+
+
+def _compile(document: Any, model_format: str) -> ThingModel:
+    if not isinstance(document, dict):
+        raise ParamError("a thing model is a JSON object")
+    try:
+        return ThingModel.from_tsl(document) if model_format == "tsl" else ThingModel.from_huawei(document)
+    except ThingModelError as exc:
+        raise ParamError(f"invalid thing model: {exc}") from None

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     device_auth_rate: float = Field(1.0, gt=0, description="auth attempts per second per device")
     device_auth_burst: float = Field(20.0, ge=1)
 
+    presence_timeout_s: float = Field(300.0, gt=0, description="a device silent this long is offline")
     storage_max_mb: float | None = Field(None, gt=0, description="cap on the database file; writes past it are refused")
     group_commit_max_batch: int = Field(1000, ge=1)
     registry_poll_s: float = Field(0.2, gt=0, description="how often the server looks for registry changes")

@@ -57,12 +57,14 @@ def test_changes_feed_names_every_changed_device(data_dir: Path) -> None:
         start = await stores.registry.change_cursor()
         a = await m.create_device("pk01", "dev-a")
         b = await m.create_device("pk01", "dev-b")
-        cursor, changed = await stores.registry.changes_since(start)
-        assert changed == sorted([a.id, b.id])
+        cursor, changed, products = await stores.registry.changes_since(start)
+        assert changed == sorted([a.id, b.id]) and products == []
         await m.set_enabled("pk01", "dev-a", False)
-        cursor2, changed = await stores.registry.changes_since(cursor)
+        cursor2, changed, products = await stores.registry.changes_since(cursor)
         assert changed == [a.id] and cursor2 > cursor
-        assert await stores.registry.changes_since(cursor2) == (cursor2, [])
+        assert await stores.registry.changes_since(cursor2) == (cursor2, [], [])
+        await stores.registry.set_product_validation("pk01", "whole-report")
+        assert (await stores.registry.changes_since(cursor2))[1:] == ([], ["pk01"])
 
     run(data_dir, act)
 

@@ -1,6 +1,11 @@
 """The records the core reasons about: products, devices and stored messages."""
 
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import msgspec
+
+VALIDATION_MODES = ("per-property", "whole-report")
 
 
 @dataclass(frozen=True, slots=True)
@@ -9,6 +14,8 @@ class Product:
     name: str
     node_type: str
     created_ms: int
+    model_version: str | None = None
+    validation: str = "per-property"  # one invalid property refuses only itself, or the whole report
 
     def to_json(self) -> dict:
         return {
@@ -16,6 +23,8 @@ class Product:
             "name": self.name,
             "nodeType": self.node_type,
             "createdAt": self.created_ms,
+            "modelVersion": self.model_version,
+            "validation": self.validation,
         }
 
 
@@ -45,9 +54,21 @@ class Device:
         return doc
 
 
+class PropertySample(NamedTuple):
+    """One accepted property value with the time it is for (device time when sane, else receive time)."""
+
+    identifier: str
+    value: Any
+    time_ms: int
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
-    """One accepted device message, as it is appended to the durable log."""
+    """One accepted device message, as it is appended to the durable log.
+
+    ``properties`` are the values it carried that the thing model accepted: they update the device's
+    latest values and history in the same transaction as the message itself.
+    """
 
     message_id: int
     device_id: int
@@ -57,17 +78,24 @@ class StoredMessage:
     topic: str
     payload: bytes
     received_ms: int
+    kind: str = "custom"
+    reply: bytes | None = None  # the protocol's reply document (Alink), as JSON
+    properties: tuple[PropertySample, ...] = ()
 
     def summary(self) -> dict:
-        return {
+        doc = {
             "messageId": self.message_id,
             "productKey": self.product_key,
             "deviceName": self.device_name,
             "dialect": self.dialect,
             "topic": self.topic,
+            "kind": self.kind,
             "size": len(self.payload),
             "receivedAt": self.received_ms,
         }
+        if self.reply is not None:
+            doc["reply"] = msgspec.json.decode(self.reply)
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +106,24 @@ class AuthSession:
     client_id: str
     source: str
     at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """Running status: presence and the latest value of every reported property."""
+
+    device: Device
+    online: bool
+    last_seen_ms: int | None
+    latest: dict[str, tuple[Any, int]]  # identifier -> (value, time_ms)
+
+    def to_json(self) -> dict:
+        return {
+            "productKey": self.device.product_key,
+            "deviceName": self.device.device_name,
+            "enabled": self.device.enabled,
+            "state": "online" if self.online else "offline",
+            "online": self.online,
+            "lastSeenAt": self.last_seen_ms,
+            "properties": {name: {"value": value, "time": at} for name, (value, at) in sorted(self.latest.items())},
+        }

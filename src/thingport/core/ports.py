@@ -4,29 +4,33 @@ They are async so that an adapter may be a thread around a blocking driver (SQLi
 asyncio driver (PostgreSQL) without the callers knowing.
 """
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from thingport.core.model import AuthSession, Device, Product, StoredMessage
 
 
-class DeviceDirectory(Protocol):
+class RegistryReader(Protocol):
     """Read side of the registry, as the gateway needs it."""
 
     async def device_by_id(self, device_id: int) -> Device | None: ...
 
     async def device_by_name(self, product_key: str, device_name: str) -> Device | None: ...
 
-    async def changes_since(self, cursor: int) -> tuple[int, list[int]]:
-        """Ids of devices changed after ``cursor``, and the new cursor."""
+    async def get_product(self, product_key: str) -> Product | None: ...
+
+    async def thing_model(self, product_key: str, version: str) -> dict | None:
+        """A product's model document at ``version`` (``{"format", "model"}``)."""
+        ...
+
+    async def changes_since(self, cursor: int) -> tuple[int, list[int], list[str]]:
+        """The new cursor, and the ids of devices and keys of products changed after ``cursor``."""
         ...
 
 
-class Registry(DeviceDirectory, Protocol):
+class Registry(RegistryReader, Protocol):
     """Products and devices, for the management side. Every change is also a change-feed entry."""
 
     async def create_product(self, product: Product) -> None: ...
-
-    async def get_product(self, product_key: str) -> Product | None: ...
 
     async def list_products(self) -> list[Product]: ...
 
@@ -39,6 +43,16 @@ class Registry(DeviceDirectory, Protocol):
     async def reset_device_secret(self, device_id: int, secret: str) -> None: ...
 
     async def delete_device(self, device_id: int) -> None: ...
+
+    async def set_thing_model(self, product_key: str, version: str, document: dict, created_ms: int) -> None: ...
+
+    async def set_product_validation(self, product_key: str, validation: str) -> None: ...
+
+    async def device_status(self, device_id: int) -> tuple[int | None, dict[str, tuple[Any, int]]]: ...
+
+    async def history(
+        self, device_id: int, identifier: str, from_ms: int | None, to_ms: int | None, limit: int
+    ) -> list[tuple[int, Any, int]]: ...
 
 
 class MessageLog(Protocol):

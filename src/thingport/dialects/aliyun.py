@@ -10,6 +10,7 @@ import msgspec
 
 from thingport.core import errors, identity, signing
 from thingport.core.topics import classify_topic
+from thingport.dialects.alink_reports import VALIDATED_KINDS, judge
 from thingport.core.tokens import DIALECT_ALIYUN
 from thingport.dialects.http import (
     BodyOverLimit,
@@ -171,5 +172,13 @@ class AliyunDialect:
         topic = classify_topic(topic_name, device.product_key, device.device_name)
         gateway.throttle_report(device)
         payload = await self._read(headers, receive, self._topic_limit)
-        message_id = await gateway.store(device, DIALECT, topic.name, payload)
+        received_ms = gateway.now_ms()
+        if topic.kind in VALIDATED_KINDS:
+            judgement = judge(await gateway.product(device), topic, payload, received_ms)
+            message_id = await gateway.store(
+                device, DIALECT, topic.name, topic.kind.value, payload, received_ms,
+                judgement.reply, judgement.properties,
+            )
+        else:
+            message_id = await gateway.store(device, DIALECT, topic.name, topic.kind.value, payload, received_ms)
         return b'{"code":0,"message":"success","info":{"messageId":%d}}' % message_id

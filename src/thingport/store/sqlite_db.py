@@ -12,10 +12,19 @@ PAGE_SIZE = 4096
 
 _SCHEMA_V1 = """
 CREATE TABLE products (
-    product_key TEXT PRIMARY KEY,
-    name        TEXT NOT NULL,
-    node_type   TEXT NOT NULL,
-    created_ms  INTEGER NOT NULL
+    product_key   TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    node_type     TEXT NOT NULL,
+    created_ms    INTEGER NOT NULL,
+    model_version TEXT,                 -- current thing model (thing_models.version); NULL: schemaless
+    validation    TEXT NOT NULL DEFAULT 'per-property'
+);
+CREATE TABLE thing_models (             -- every version ever imported, so a message can name its model
+    product_key TEXT NOT NULL,
+    version     TEXT NOT NULL,          -- content hash
+    document    TEXT NOT NULL,          -- {"format": ..., "model": <as imported>}
+    created_ms  INTEGER NOT NULL,
+    PRIMARY KEY (product_key, version)
 );
 CREATE TABLE devices (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: tokens name devices by id
@@ -28,12 +37,14 @@ CREATE TABLE devices (
     last_auth_ms  INTEGER,
     last_client_id TEXT,
     last_source   TEXT,
+    last_seen_ms  INTEGER,
     UNIQUE (product_key, device_name)
 );
-CREATE TABLE changes (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    device_id INTEGER NOT NULL,
-    at_ms     INTEGER NOT NULL
+CREATE TABLE changes (                  -- the change feed running servers poll (one of the two is set)
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id   INTEGER,
+    product_key TEXT,
+    at_ms       INTEGER NOT NULL
 );
 CREATE TABLE messages (
     id          INTEGER PRIMARY KEY,   -- the messageId given to the device
@@ -43,8 +54,26 @@ CREATE TABLE messages (
     dialect     TEXT NOT NULL,
     topic       TEXT NOT NULL,
     payload     BLOB NOT NULL,
-    received_ms INTEGER NOT NULL
+    received_ms INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    reply       BLOB
 );
+CREATE TABLE latest_values (
+    device_id  INTEGER NOT NULL,
+    identifier TEXT NOT NULL,
+    value      TEXT NOT NULL,           -- JSON
+    time_ms    INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    PRIMARY KEY (device_id, identifier)
+) WITHOUT ROWID;
+CREATE TABLE history (
+    device_id  INTEGER NOT NULL,
+    identifier TEXT NOT NULL,
+    time_ms    INTEGER NOT NULL,
+    value      TEXT NOT NULL,           -- JSON
+    message_id INTEGER NOT NULL
+);
+CREATE INDEX history_by_series ON history (device_id, identifier, time_ms);
 """
 
 MIGRATIONS = [_SCHEMA_V1]
@@ -71,13 +100,24 @@ def connect(path: Path, max_bytes: int | None = None) -> sqlite3.Connection:
     return conn
 
 
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (sqlite3 decides where one ends, so comments may hold ';')."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current)
+            current = ""
+    return statements
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring the schema to the newest version; safe to run from several processes at once."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            for statement in filter(str.strip, script.split(";")):
+            for statement in _statements(script):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version={number}")
         conn.execute("COMMIT")

@@ -3,17 +3,26 @@
 import asyncio
 import sqlite3
 
+import msgspec
+
 from thingport.core.errors import SessionStoreFailed, StoreUnavailable
 from thingport.core.model import AuthSession, StoredMessage
 from thingport.store.group_commit import GroupCommitter
 from thingport.store.sqlite_executor import SqliteExecutor
 from thingport.store.sqlite_registry import record_sessions
 
-_INSERT_MESSAGE = (
-    "INSERT INTO messages (id, device_id, product_key, device_name, dialect, topic, payload, received_ms)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_MESSAGE_COLUMNS = "id, device_id, product_key, device_name, dialect, topic, payload, received_ms, kind, reply"
+_INSERT_MESSAGE = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_HISTORY = "INSERT INTO history (device_id, identifier, time_ms, value, message_id) VALUES (?, ?, ?, ?, ?)"
+# a late report (older time) goes into history but does not overwrite a newer latest value
+_UPSERT_LATEST = (
+    "INSERT INTO latest_values (device_id, identifier, value, time_ms, message_id) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (device_id, identifier) DO UPDATE SET"
+    " value = excluded.value, time_ms = excluded.time_ms, message_id = excluded.message_id"
+    " WHERE excluded.time_ms >= latest_values.time_ms"
 )
-_MESSAGE_COLUMNS = "id, device_id, product_key, device_name, dialect, topic, payload, received_ms"
+_MARK_SEEN = "UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?) WHERE id = ?"
+_encode = msgspec.json.encode
 
 
 class SqliteMessageLog:
@@ -34,17 +43,30 @@ class SqliteMessageLog:
         self._writer.close()
 
     def _write_batch(self, items: list[StoredMessage | AuthSession]) -> None:
+        """One transaction: the messages, the property values they carried, presence, auth sessions."""
         conn = self._writer
-        messages = [
-            (m.message_id, m.device_id, m.product_key, m.device_name, m.dialect, m.topic, m.payload, m.received_ms)
-            for m in items
-            if type(m) is StoredMessage
-        ]
-        sessions = [s for s in items if type(s) is AuthSession]
+        messages: list[tuple] = []
+        samples: list[tuple] = []
+        seen: dict[int, int] = {}
+        sessions: list[AuthSession] = []
+        for item in items:
+            if type(item) is StoredMessage:
+                m = item
+                messages.append((m.message_id, m.device_id, m.product_key, m.device_name, m.dialect, m.topic,
+                                 m.payload, m.received_ms, m.kind, m.reply))
+                for p in m.properties:
+                    samples.append((m.device_id, p.identifier, p.time_ms, _encode(p.value).decode(), m.message_id))
+                seen[m.device_id] = m.received_ms
+            else:
+                sessions.append(item)  # type: ignore[arg-type]
         conn.execute("BEGIN")
         try:
             if messages:
                 conn.executemany(_INSERT_MESSAGE, messages)
+                conn.executemany(_MARK_SEEN, [(at, device_id) for device_id, at in seen.items()])
+            if samples:
+                conn.executemany(_INSERT_HISTORY, samples)
+                conn.executemany(_UPSERT_LATEST, [(d, i, v, t, mid) for d, i, t, v, mid in samples])
             if sessions:
                 record_sessions(conn, sessions)
             conn.execute("COMMIT")

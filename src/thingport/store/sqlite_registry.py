@@ -2,6 +2,9 @@
 
 import sqlite3
 import time
+from typing import Any
+
+import msgspec
 
 from thingport.core.errors import Conflict, NotFound
 from thingport.core.model import AuthSession, Device, Product
@@ -11,6 +14,7 @@ from thingport.store.sqlite_executor import SqliteExecutor
 _DEVICE_COLUMNS = (
     "id, product_key, device_name, secret_sealed, enabled, token_epoch, created_ms, last_auth_ms"
 )
+_PRODUCT_COLUMNS = "product_key, name, node_type, created_ms, model_version, validation"
 CHANGE_RETENTION_MS = 24 * 3600 * 1000
 
 
@@ -33,10 +37,12 @@ class SqliteRegistry:
         return Device(device_id, pk, dn, bool(enabled), epoch, created_ms, secret, last_auth_ms)
 
     @staticmethod
-    def _changed(conn: sqlite3.Connection, device_id: int) -> None:
+    def _changed(conn: sqlite3.Connection, device_id: int | None = None, product_key: str | None = None) -> None:
         """Record a change in the same transaction, so every running server sees it on its next poll."""
         now = _now_ms()
-        conn.execute("INSERT INTO changes (device_id, at_ms) VALUES (?, ?)", (device_id, now))
+        conn.execute(
+            "INSERT INTO changes (device_id, product_key, at_ms) VALUES (?, ?, ?)", (device_id, product_key, now)
+        )
         conn.execute("DELETE FROM changes WHERE at_ms < ?", (now - CHANGE_RETENTION_MS,))
 
     # --- read side (DeviceDirectory) ---
@@ -58,16 +64,18 @@ class SqliteRegistry:
         row = await self._db.run(q)
         return self._device(row) if row else None
 
-    async def changes_since(self, cursor: int) -> tuple[int, list[int]]:
-        def q(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+    async def changes_since(self, cursor: int) -> tuple[int, list[int], list[str]]:
+        def q(conn: sqlite3.Connection) -> list[tuple[int, int | None, str | None]]:
             return conn.execute(
-                "SELECT id, device_id FROM changes WHERE id > ? ORDER BY id", (cursor,)
+                "SELECT id, device_id, product_key FROM changes WHERE id > ? ORDER BY id", (cursor,)
             ).fetchall()
 
         rows = await self._db.run(q)
         if not rows:
-            return cursor, []
-        return rows[-1][0], sorted({device_id for _, device_id in rows})
+            return cursor, [], []
+        devices = sorted({d for _, d, _ in rows if d is not None})
+        products = sorted({p for _, _, p in rows if p is not None})
+        return rows[-1][0], devices, products
 
     async def change_cursor(self) -> int:
         def q(conn: sqlite3.Connection) -> int:
@@ -92,8 +100,7 @@ class SqliteRegistry:
     async def get_product(self, product_key: str) -> Product | None:
         def q(conn: sqlite3.Connection) -> tuple | None:
             return conn.execute(
-                "SELECT product_key, name, node_type, created_ms FROM products WHERE product_key = ?",
-                (product_key,),
+                f"SELECT {_PRODUCT_COLUMNS} FROM products WHERE product_key = ?", (product_key,)
             ).fetchone()
 
         row = await self._db.run(q)
@@ -102,10 +109,52 @@ class SqliteRegistry:
     async def list_products(self) -> list[Product]:
         def q(conn: sqlite3.Connection) -> list[tuple]:
             return conn.execute(
-                "SELECT product_key, name, node_type, created_ms FROM products ORDER BY created_ms, product_key"
+                f"SELECT {_PRODUCT_COLUMNS} FROM products ORDER BY created_ms, product_key"
             ).fetchall()
 
         return [Product(*row) for row in await self._db.run(q)]
+
+    async def _update_product(self, product_key: str, sql: str, params: tuple, extra: str | None = None,
+                              extra_params: tuple = ()) -> None:
+        def q(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if extra:
+                    conn.execute(extra, extra_params)
+                if conn.execute(sql, params).rowcount != 1:
+                    raise NotFound(f"product {product_key} does not exist")
+                self._changed(conn, product_key=product_key)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._db.run(q)
+
+    async def set_thing_model(self, product_key: str, version: str, document: dict, created_ms: int) -> None:
+        """Make ``document`` the product's current model (every version stays on record)."""
+        await self._update_product(
+            product_key,
+            "UPDATE products SET model_version = ? WHERE product_key = ?",
+            (version, product_key),
+            "INSERT OR IGNORE INTO thing_models (product_key, version, document, created_ms)"
+            " SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM products WHERE product_key = ?)",
+            (product_key, version, msgspec.json.encode(document).decode(), created_ms, product_key),
+        )
+
+    async def thing_model(self, product_key: str, version: str) -> dict | None:
+        def q(conn: sqlite3.Connection) -> tuple | None:
+            return conn.execute(
+                "SELECT document FROM thing_models WHERE product_key = ? AND version = ?", (product_key, version)
+            ).fetchone()
+
+        row = await self._db.run(q)
+        return msgspec.json.decode(row[0]) if row else None
+
+    async def set_product_validation(self, product_key: str, validation: str) -> None:
+        await self._update_product(
+            product_key, "UPDATE products SET validation = ? WHERE product_key = ?", (validation, product_key)
+        )
 
     async def create_device(self, product_key: str, device_name: str, secret: str, created_ms: int) -> Device:
         sealed = self._box.seal(secret, _identity(product_key, device_name))
@@ -181,12 +230,59 @@ class SqliteRegistry:
         )
 
     async def delete_device(self, device_id: int) -> None:
-        await self._update(device_id, "DELETE FROM devices WHERE id = ?", (device_id,))
+        """Delete the device with its running status and history (its messages stay in the log)."""
+
+        def q(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if conn.execute("DELETE FROM devices WHERE id = ?", (device_id,)).rowcount != 1:
+                    raise NotFound("device does not exist")
+                conn.execute("DELETE FROM latest_values WHERE device_id = ?", (device_id,))
+                conn.execute("DELETE FROM history WHERE device_id = ?", (device_id,))
+                self._changed(conn, device_id)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._db.run(q)
+
+    # --- running status and history ---
+
+    async def device_status(self, device_id: int) -> tuple[int | None, dict[str, tuple[Any, int]]]:
+        """(last seen, identifier -> (latest value, its time))."""
+
+        def q(conn: sqlite3.Connection) -> tuple[tuple | None, list[tuple]]:
+            seen = conn.execute("SELECT last_seen_ms FROM devices WHERE id = ?", (device_id,)).fetchone()
+            rows = conn.execute(
+                "SELECT identifier, value, time_ms FROM latest_values WHERE device_id = ?", (device_id,)
+            ).fetchall()
+            return seen, rows
+
+        seen, rows = await self._db.run(q)
+        latest = {name: (msgspec.json.decode(value), at) for name, value, at in rows}
+        return (seen[0] if seen else None), latest
+
+    async def history(
+        self, device_id: int, identifier: str, from_ms: int | None, to_ms: int | None, limit: int
+    ) -> list[tuple[int, Any, int]]:
+        """(time, value, messageId) of one property, newest first, within [from_ms, to_ms]."""
+
+        def q(conn: sqlite3.Connection) -> list[tuple]:
+            return conn.execute(
+                "SELECT time_ms, value, message_id FROM history WHERE device_id = ? AND identifier = ?"
+                " AND time_ms >= ? AND time_ms <= ? ORDER BY time_ms DESC, message_id DESC LIMIT ?",
+                (device_id, identifier, from_ms if from_ms is not None else -(2**63),
+                 to_ms if to_ms is not None else 2**63 - 1, limit),
+            ).fetchall()
+
+        return [(at, msgspec.json.decode(value), mid) for at, value, mid in await self._db.run(q)]
 
 
 def record_sessions(conn: sqlite3.Connection, sessions: list[AuthSession]) -> None:
     """Write authentication sessions inside the caller's transaction (the log writer's batch)."""
     conn.executemany(
-        "UPDATE devices SET last_auth_ms = ?, last_client_id = ?, last_source = ? WHERE id = ?",
-        [(s.at_ms, s.client_id, s.source, s.device_id) for s in sessions],
+        "UPDATE devices SET last_auth_ms = ?, last_client_id = ?, last_source = ?,"
+        " last_seen_ms = max(coalesce(last_seen_ms, 0), ?) WHERE id = ?",
+        [(s.at_ms, s.client_id, s.source, s.at_ms, s.device_id) for s in sessions],
     )

@@ -1,0 +1,60 @@
+"""Alink JSON reports on the Alibaba dialect's system topics: parse, judge against the product's model,
+and produce the reply document and the property values to store.
+
+The device's HTTP reply stays the protocol's (code 0 with the messageId once stored); the Alink reply
+document computed here is kept with the message, for operators and applications to see what was refused.
+"""
+
+from dataclasses import dataclass
+
+import msgspec
+
+from thingport.core import alink
+from thingport.core.model import PropertySample
+from thingport.core.topics import Topic, TopicKind
+from thingport.state.registry_cache import ProductRuntime
+
+MAX_FUTURE_MS = 24 * 3600 * 1000
+
+_encode = msgspec.json.encode
+_PARSERS = {
+    TopicKind.PROPERTY_POST: (alink.parse_property_post, alink.ALINK_METHOD_PROPERTY_POST),
+    TopicKind.PROPERTY_BATCH_POST: (alink.parse_batch_post, alink.ALINK_METHOD_PROPERTY_BATCH_POST),
+}
+VALIDATED_KINDS = frozenset({TopicKind.PROPERTY_POST, TopicKind.PROPERTY_BATCH_POST, TopicKind.EVENT_POST})
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    reply: bytes
+    properties: tuple[PropertySample, ...]
+
+
+def sample_time(device_ms: int | None, received_ms: int) -> int:
+    """The device's time when present and sane (positive, at most 24 h ahead), else the receive time."""
+    if device_ms is not None and 0 < device_ms <= received_ms + MAX_FUTURE_MS:
+        return device_ms
+    return received_ms
+
+
+def judge(runtime: ProductRuntime, topic: Topic, payload: bytes, received_ms: int) -> Judgement:
+    if topic.kind is TopicKind.EVENT_POST:
+        assert topic.event is not None
+        method = alink.ALINK_METHOD_EVENT_POST.format(id=topic.event)
+        try:
+            request = alink.parse_event_post(payload, topic.event)
+        except alink.AlinkError as err:
+            return Judgement(_encode(alink.reply_for_error(err, method)), ())
+    else:
+        parse, method = _PARSERS[topic.kind]
+        try:
+            request = parse(payload)
+        except alink.AlinkError as err:
+            return Judgement(_encode(alink.reply_for_error(err, method)), ())
+    accepted, _events, refused = alink.validate_request(runtime.model, request)
+    if refused and runtime.whole_report:
+        accepted = []
+    samples = tuple(
+        PropertySample(p.identifier, p.value, sample_time(p.time_ms, received_ms)) for p in accepted
+    )
+    return Judgement(_encode(alink.reply_for(request, refused)), samples)

@@ -1,0 +1,122 @@
+"""The devices and product models the gateway uses, in memory, kept current by the registry's change feed.
+
+Token checks and validation read only this cache: the hot path makes no database round trip. A device
+or product is loaded on first use; a poller reloads (or drops) everything the change feed names, so a
+disable, delete, secret reset or new thing model made by any process reaches this one within one poll
+interval. A product's model is compiled once per version and shared by all its devices.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from thingport.core.model import Device, Product
+from thingport.core.ports import RegistryReader
+from thingport.core.thingmodel import ThingModel
+
+log = logging.getLogger(__name__)
+
+_SCHEMALESS = ThingModel.schemaless()
+
+
+@dataclass(frozen=True, slots=True)
+class ProductRuntime:
+    """What the hot path needs of a product: its compiled model and its validation mode."""
+
+    product: Product
+    model: ThingModel
+
+    @property
+    def whole_report(self) -> bool:
+        return self.product.validation == "whole-report"
+
+
+class RegistryCache:
+    def __init__(self, registry: RegistryReader, max_devices: int = 1_000_000) -> None:
+        self._registry = registry
+        self._by_id: dict[int, Device] = {}
+        self._runtimes: dict[str, ProductRuntime] = {}
+        self._compiled: dict[tuple[str, str], ThingModel] = {}
+        self._max = max_devices
+        self._cursor = 0
+        self._task: asyncio.Task[None] | None = None
+
+    # --- devices ---
+
+    def get(self, device_id: int) -> Device | None:
+        """The cached device, without I/O (None: not cached, see ``load``)."""
+        return self._by_id.get(device_id)
+
+    async def load(self, device_id: int) -> Device | None:
+        device = await self._registry.device_by_id(device_id)
+        self._put(device_id, device)
+        return device
+
+    def remember(self, device: Device) -> None:
+        """Cache a device read elsewhere (e.g. by authentication)."""
+        self._put(device.id, device)
+
+    def _put(self, device_id: int, device: Device | None) -> None:
+        if device is None:
+            self._by_id.pop(device_id, None)
+            return
+        if device_id not in self._by_id and len(self._by_id) >= self._max:
+            del self._by_id[next(iter(self._by_id))]
+        self._by_id[device_id] = device
+
+    # --- products ---
+
+    async def product(self, product_key: str) -> ProductRuntime | None:
+        runtime = self._runtimes.get(product_key)
+        if runtime is None:
+            runtime = await self._load_product(product_key)
+        return runtime
+
+    async def _load_product(self, product_key: str) -> ProductRuntime | None:
+        product = await self._registry.get_product(product_key)
+        if product is None:
+            self._runtimes.pop(product_key, None)
+            return None
+        model = _SCHEMALESS
+        if product.model_version is not None:
+            key = (product_key, product.model_version)
+            compiled = self._compiled.get(key)
+            if compiled is None:
+                document = await self._registry.thing_model(product_key, product.model_version)
+                compiled = ThingModel.from_document(document) if document else _SCHEMALESS
+                self._compiled[key] = compiled
+            model = compiled
+        runtime = self._runtimes[product_key] = ProductRuntime(product, model)
+        return runtime
+
+    # --- following the change feed ---
+
+    async def start(self, cursor: int, interval_s: float) -> None:
+        """Follow the change feed from ``cursor`` (the feed's position when the cache was empty)."""
+        self._cursor = cursor
+        self._task = asyncio.create_task(self._follow(interval_s), name="registry-cache-follow")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def refresh(self) -> None:
+        """Apply every change recorded since the last refresh."""
+        self._cursor, devices, products = await self._registry.changes_since(self._cursor)
+        for device_id in devices:
+            if device_id in self._by_id:
+                self._put(device_id, await self._registry.device_by_id(device_id))
+        for product_key in products:
+            if product_key in self._runtimes:
+                await self._load_product(product_key)
+
+    async def _follow(self, interval_s: float) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:  # a failed poll is retried; the cache keeps serving
+                log.exception("registry change poll failed")
+            await asyncio.sleep(interval_s)
