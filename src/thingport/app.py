@@ -2,9 +2,12 @@
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from thingport.core.tokens import TokenCodec
 from thingport.dialects.aliyun import AliyunDialect
+from thingport.dialects.huawei import HuaweiDialect
 from thingport.dialects.http import Receive, Scope, Send, send_json
 from thingport.gateway import Gateway
 from thingport.settings import Settings
@@ -19,11 +22,13 @@ _NOT_FOUND = b'{"code":10001,"message":"param error: no such endpoint"}'
 class DeviceApp:
     """Raw ASGI. Dialects are chosen by path prefix, the cheapest dispatch there is."""
 
-    def __init__(self, settings: Settings, stores: Stores | None = None) -> None:
+    def __init__(self, settings: Settings, stores: Stores | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self._stores = stores
+        self._clock = clock
         self.gateway: Gateway | None = None
         self._aliyun: AliyunDialect | None = None
+        self._huawei: HuaweiDialect | None = None
         self._cache: RegistryCache | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -32,6 +37,8 @@ class DeviceApp:
             path = scope["path"]
             if path.startswith("/topic/") or path == "/auth":
                 await self._aliyun(scope, receive, send)  # type: ignore[misc]
+            elif path.startswith("/v5/"):
+                await self._huawei(scope, receive, send)  # type: ignore[misc]
             else:
                 await send_json(send, _NOT_FOUND, status=404)
         elif kind == "lifespan":
@@ -44,8 +51,11 @@ class DeviceApp:
         stores.log.start(asyncio.get_running_loop())
         self._cache = RegistryCache(stores.registry)
         await self._cache.start(await stores.registry.change_cursor(), self.settings.registry_poll_s)
-        self.gateway = Gateway(self.settings, stores.registry, stores.log, self._cache, TokenCodec(stores.keys.token_key))
+        self.gateway = Gateway(
+            self.settings, stores.registry, stores.log, self._cache, TokenCodec(stores.keys.token_key), self._clock
+        )
         self._aliyun = AliyunDialect(self.gateway)
+        self._huawei = HuaweiDialect(self.gateway)
 
     async def shutdown(self) -> None:
         if self._cache:

@@ -16,7 +16,7 @@ import click
 
 from thingport.core.errors import ThingportError
 from thingport.core.model import VALIDATION_MODES
-from thingport.service import NODE_TYPES, Management
+from thingport.service import MODEL_FORMATS, NODE_TYPES, Management
 from thingport.settings import load_settings
 
 T = TypeVar("T")
@@ -156,7 +156,7 @@ def product_tsl() -> None:
 def product_tsl_import(product_key: str, tsl_file: Path, data_dir: Path | None, as_json: bool) -> None:
     """Load a TSL JSON file as the product's model; a running server uses it within a second."""
     document = read_json_file(tsl_file)
-    emit(run(data_dir, lambda m: m.import_thing_model(product_key, document)).to_json(), as_json)
+    emit(run(data_dir, lambda m: m.import_thing_model(product_key, document, "tsl")).to_json(), as_json)
 
 
 @product_tsl.command("export")
@@ -184,6 +184,33 @@ def product_show(product_key: str, data_dir: Path | None, as_json: bool) -> None
     emit(run(data_dir, lambda m: m.product(product_key)).to_json(), as_json)
 
 
+@product.group("model")
+def product_model() -> None:
+    """A product's thing model in either format (Alibaba TSL or Huawei IoTDA product model)."""
+
+
+@product_model.command("import")
+@click.option("--product-key", required=True)
+@click.option("--format", "model_format", type=click.Choice(MODEL_FORMATS), default="auto", show_default=True,
+              help="auto: a document whose services carry service_id is an IoTDA product model, else TSL.")
+@click.argument("model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@data_dir_option
+@json_option
+def product_model_import(product_key: str, model_format: str, model_file: Path, data_dir: Path | None,
+                         as_json: bool) -> None:
+    """Load a model file as the product's model; a running server uses it within a second."""
+    document = read_json_file(model_file)
+    emit(run(data_dir, lambda m: m.import_thing_model(product_key, document, model_format)).to_json(), as_json)
+
+
+@product_model.command("export")
+@click.option("--product-key", required=True)
+@data_dir_option
+def product_model_export(product_key: str, data_dir: Path | None) -> None:
+    """Print the model as imported: {"format": "tsl"|"huawei", "model": {...}}."""
+    click.echo(json.dumps(run(data_dir, lambda m: m.model_document(product_key)), ensure_ascii=False, indent=2))
+
+
 # --- devices ---
 
 @main.group()
@@ -191,15 +218,41 @@ def device() -> None:
     """Devices."""
 
 
+def parse_gateway(value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    product_key, sep, device_name = value.partition("/")
+    if not sep or not product_key or not device_name:
+        raise click.BadParameter("give the gateway as PRODUCTKEY/DEVICENAME")
+    return product_key, device_name
+
+
 @device.command("create")
-@with_device
+@click.option("--product-key", "product_key", required=True, help="The device's productKey.")
+@click.option("--name", "device_name", default=None, help="The deviceName (default: from --device-id).")
+@click.option("--device-id", default=None,
+              help="IoTDA device_id (default: <productKey>_<deviceName>, with @ . : as -).")
 @click.option("--secret", default=None, help="Given deviceSecret (default: 32 generated characters).")
+@click.option("--gateway", default=None, metavar="GWPK/GWDN", help="Make it a sub-device of this gateway device.")
 @data_dir_option
 @json_option
-def device_create(product_key: str, device_name: str, secret: str | None, data_dir: Path | None, as_json: bool) -> None:
-    """Create a device; prints its deviceSecret."""
-    created = run(data_dir, lambda m: m.create_device(product_key, device_name, secret))
+def device_create(product_key: str, device_name: str | None, device_id: str | None, secret: str | None,
+                  gateway: str | None, data_dir: Path | None, as_json: bool) -> None:
+    """Create a device; prints its deviceSecret and deviceId."""
+    parent = parse_gateway(gateway)
+    if device_name is None and device_id is None:
+        raise click.UsageError("give --name or --device-id")
+    created = run(data_dir, lambda m: m.create_device(product_key, device_name, secret, device_id, parent))
     emit(created.to_json(with_secret=True), as_json)
+
+
+@device.command("children")
+@with_device
+@data_dir_option
+@json_option
+def device_children(product_key: str, device_name: str, data_dir: Path | None, as_json: bool) -> None:
+    """List a gateway's sub-devices."""
+    emit([d.to_json() for d in run(data_dir, lambda m: m.children(product_key, device_name))], as_json)
 
 
 @device.command("list")

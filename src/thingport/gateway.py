@@ -4,21 +4,28 @@ Dialects parse their wire format and map the core's errors to their own codes; e
 (registry, tokens, throttling, the durable log) is here, once.
 """
 
+import dataclasses
+import datetime
 import time
 from collections.abc import Callable, Mapping
 
 from thingport.core import signing
-from thingport.core.errors import AuthFailed, Throttled, TokenInvalid
+from thingport.core.errors import AuthFailed, InstanceThrottled, ParamError, Throttled, TokenInvalid
 from thingport.core.message_ids import MessageIdGenerator
 from thingport.core.errors import StoreUnavailable
 from thingport.core.model import AuthSession, Device, PropertySample, StoredMessage
 from thingport.core.ports import MessageLog, RegistryReader
-from thingport.core.throttle import BucketMap, Rate
-from thingport.core.tokens import DIALECT_ALIYUN, TokenClaims, TokenCodec
+from thingport.core.throttle import BucketMap, Rate, TokenBucket
+from thingport.core.tokens import DIALECT_ALIYUN, DIALECT_HUAWEI, TokenClaims, TokenCodec
 from thingport.settings import Settings
 from thingport.state.registry_cache import ProductRuntime, RegistryCache
 
 _TOKEN_MEMO_MAX = 100_000
+SUPERSEDED_TOKEN_GRACE_MS = 30_000  # IoTDA: a device's previous token lives this long after a new one
+
+
+def _hour_stamp(at: datetime.datetime) -> str:
+    return at.strftime("%Y%m%d%H")
 
 
 class Gateway:
@@ -40,6 +47,11 @@ class Gateway:
         self._ids = MessageIdGenerator(settings.worker_id)
         self._report_buckets = BucketMap(Rate(settings.device_report_rate, settings.device_report_burst))
         self._auth_buckets = BucketMap(Rate(settings.device_auth_rate, settings.device_auth_burst))
+        self._instance_bucket = (
+            TokenBucket(Rate(settings.instance_report_rate, settings.instance_report_burst), clock())
+            if settings.instance_report_rate is not None
+            else None
+        )
         # Verified tokens: skips the base64 + HMAC work for a token seen before. Expiry and revocation
         # are still checked on every request (from the claims and the device cache).
         self._token_memo: dict[str, TokenClaims] = {}
@@ -72,6 +84,32 @@ class Gateway:
         )
         return self._codec.issue(claims)
 
+    async def authenticate_huawei(
+        self, device_id: str, sign_type: int, timestamp: str, password: str, source: str
+    ) -> tuple[str, int]:
+        """(token, seconds it has left) for an IoTDA device; the device's previous token gets 30 s more."""
+        now = self._clock()
+        if not self._auth_buckets.take(("device_id", device_id), now):
+            raise Throttled("too many authentication attempts for this device")
+        if sign_type == 1:
+            utc = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+            hour = datetime.timedelta(hours=1)
+            if timestamp not in {_hour_stamp(utc - hour), _hour_stamp(utc), _hour_stamp(utc + hour)}:
+                raise AuthFailed("timestamp is not the current UTC hour")
+        device = await self._directory.device_by_device_id(device_id)  # fresh: auth is not the hot path
+        if device is None:
+            raise AuthFailed("device does not exist")
+        if not signing.huawei_password_matches(device.secret, timestamp, password):
+            raise AuthFailed("password does not match")
+        if not device.enabled:
+            raise AuthFailed("device is disabled")
+        now_ms = int(now * 1000)
+        await self._log.record_session(AuthSession(device.id, device_id, source, now_ms, supersedes=True))
+        self._cache.remember(dataclasses.replace(device, token_ms=now_ms, prev_token_ms=device.token_ms))
+        expires_s = int(now) + self.settings.huawei_token_ttl_s
+        token = self._codec.issue(TokenClaims(DIALECT_HUAWEI, device.id, device.token_epoch, now_ms, expires_s))
+        return token, int(expires_s - now)
+
     async def device_for_token(self, token: str, dialect: int) -> Device:
         """The live device a token speaks for; TokenExpired or TokenInvalid otherwise."""
         now = self._clock()
@@ -94,13 +132,23 @@ class Gateway:
             raise TokenInvalid("device is disabled")
         if device.token_epoch != claims.epoch:
             raise TokenInvalid("token was revoked")
+        if device.token_ms is not None and claims.dialect == DIALECT_HUAWEI and claims.issued_ms < device.token_ms:
+            # superseded: only the one right before the newest lives on, and only for 30 s
+            if claims.issued_ms != device.prev_token_ms or now * 1000 >= device.token_ms + SUPERSEDED_TOKEN_GRACE_MS:
+                raise TokenInvalid("token was superseded by a newer one")
         return device
+
+    async def device_by_device_id(self, device_id: str) -> Device | None:
+        return await self._cache.by_device_id(device_id)
 
     # --- reporting ---
 
     def throttle_report(self, device: Device) -> None:
-        if not self._report_buckets.take(device.id, self._clock()):
+        now = self._clock()
+        if not self._report_buckets.take(device.id, now):
             raise Throttled("device report rate limit reached")
+        if self._instance_bucket is not None and not self._instance_bucket.take(now):
+            raise InstanceThrottled("instance report rate limit reached")
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -124,10 +172,22 @@ class Gateway:
         properties: tuple[PropertySample, ...] = (),
     ) -> int:
         """Append a message (and the property values it carried) durably; returns its id once committed."""
-        message_id = self._ids.next_id()
-        message = StoredMessage(
-            message_id, device.id, device.product_key, device.device_name, dialect, topic, payload,
+        message = self.message(device, dialect, topic, kind, payload, received_ms, reply, properties)
+        await self._log.append(message)
+        return message.message_id
+
+    def message(
+        self, device: Device, dialect: str, topic: str, kind: str, payload: bytes, received_ms: int,
+        reply: bytes | None = None, properties: tuple[PropertySample, ...] = (),
+    ) -> StoredMessage:
+        """A message with a fresh id, for ``store_many``."""
+        return StoredMessage(
+            self._ids.next_id(), device.id, device.product_key, device.device_name, dialect, topic, payload,
             received_ms, kind, reply, properties,
         )
-        await self._log.append(message)
-        return message_id
+
+    async def store_many(self, messages: tuple[StoredMessage, ...]) -> None:
+        """Append several messages in one transaction: all are committed before this returns, or none."""
+        if not messages:
+            raise ParamError("nothing to store")
+        await self._log.append_many(messages)

@@ -54,24 +54,31 @@ class Management:
             await self._registry.set_thing_model(key, model.version, model.to_document(), _now_ms())
         return await self.product(key)
 
-    async def import_thing_model(self, product_key: str, document: dict, model_format: str = "tsl") -> Product:
+    async def import_thing_model(self, product_key: str, document: dict, model_format: str = "auto") -> Product:
         """Make ``document`` the product's model; running servers use it within a second."""
         await self.product(product_key)
         model = _compile(document, model_format)
         await self._registry.set_thing_model(product_key, model.version, model.to_document(), _now_ms())
         return await self.product(product_key)
 
-    async def export_thing_model(self, product_key: str) -> dict:
-        """The product's model as Alibaba TSL, its profile naming the product."""
+    async def _current_model(self, product_key: str) -> ThingModel:
         product = await self.product(product_key)
         if product.model_version is None:
             raise NotFound(f"product {product_key} has no thing model (it accepts any properties)")
         document = await self._registry.thing_model(product_key, product.model_version)
         assert document is not None
-        tsl = ThingModel.from_document(document).to_tsl()
+        return ThingModel.from_document(document)
+
+    async def export_thing_model(self, product_key: str) -> dict:
+        """The product's model as Alibaba TSL, its profile naming the product."""
+        tsl = (await self._current_model(product_key)).to_tsl()
         if isinstance(tsl.get("profile"), dict):
             tsl["profile"]["productKey"] = product_key
         return tsl
+
+    async def model_document(self, product_key: str) -> dict:
+        """The product's model as it was imported: ``{"format": "tsl"|"huawei", "model": {...}}``."""
+        return (await self._current_model(product_key)).to_document()
 
     async def set_validation(self, product_key: str, validation: str) -> Product:
         _check_validation(validation)
@@ -87,10 +94,47 @@ class Management:
     async def products(self) -> list[Product]:
         return await self._registry.list_products()
 
-    async def create_device(self, product_key: str, device_name: str, secret: str | None = None) -> Device:
+    async def create_device(
+        self,
+        product_key: str,
+        device_name: str | None = None,
+        secret: str | None = None,
+        device_id: str | None = None,
+        gateway: tuple[str, str] | None = None,
+    ) -> Device:
+        """A device, addressable in both dialects: ``(productKey, deviceName)`` and IoTDA ``device_id``.
+
+        Given only a device_id, the deviceName is its node id (the part after ``<productKey>_``); given
+        only a deviceName, the device_id is ``<productKey>_<deviceName>``. ``gateway`` makes it a
+        sub-device of that gateway device.
+        """
+        if device_name is None and device_id is None:
+            raise ParamError("a device needs a deviceName or a device_id")
+        if device_id is not None:
+            _checked(identity.check_device_id, device_id)
+        if device_name is None:
+            assert device_id is not None
+            device_name = identity.device_name_from_id(product_key, device_id)
+            try:
+                identity.check_device_name(device_name)
+            except ValueError as exc:
+                raise ParamError(f"{exc}: give the deviceName explicitly") from None
         _checked(identity.check_device_name, device_name)
+        if device_id is None:
+            device_id = identity.default_device_id(product_key, device_name)
         secret = _checked(identity.check_secret, secret) if secret is not None else identity.generate_device_secret()
-        return await self._registry.create_device(product_key, device_name, secret, _now_ms())
+        gateway_id = None
+        if gateway is not None:
+            parent = await self.device(*gateway)
+            if (await self.product(parent.product_key)).node_type != "gateway":
+                raise ParamError(f"{gateway[0]}/{gateway[1]} is not a gateway (its product's node type is not gateway)")
+            gateway_id = parent.id
+        await self.product(product_key)
+        return await self._registry.create_device(product_key, device_name, secret, _now_ms(), device_id, gateway_id)
+
+    async def children(self, product_key: str, device_name: str) -> list[Device]:
+        """A gateway's sub-devices."""
+        return await self._registry.children((await self.device(product_key, device_name)).id)
 
     async def device(self, product_key: str, device_name: str) -> Device:
         device = await self._registry.device_by_name(product_key, device_name)
@@ -149,9 +193,26 @@ def _check_validation(validation: str) -> None:
         raise ParamError(f"validation must be one of {', '.join(VALIDATION_MODES)}")
 
 
+MODEL_FORMATS = ("auto", "tsl", "huawei")
+
+
+def model_format_of(document: dict) -> str:
+    """``huawei`` for an IoTDA product model (services with service_id), else ``tsl``."""
+    services = document.get("services")
+    if "properties" not in document and isinstance(services, list) and services and all(
+        isinstance(s, dict) and "service_id" in s for s in services
+    ):
+        return "huawei"
+    return "tsl"
+
+
 def _compile(document: Any, model_format: str) -> ThingModel:
     if not isinstance(document, dict):
         raise ParamError("a thing model is a JSON object")
+    if model_format not in MODEL_FORMATS:
+        raise ParamError(f"model format must be one of {', '.join(MODEL_FORMATS)}")
+    if model_format == "auto":
+        model_format = model_format_of(document)
     try:
         return ThingModel.from_tsl(document) if model_format == "tsl" else ThingModel.from_huawei(document)
     except ThingModelError as exc:

@@ -28,10 +28,14 @@ class Settings(BaseSettings):
     aliyun_token_ttl_s: int = Field(7 * 24 * 3600, ge=60)
     aliyun_timestamp_window_s: int = Field(15 * 60, ge=1)
     aliyun_max_body_bytes: int = Field(128 * 1024, ge=1)
+    huawei_token_ttl_s: int = Field(24 * 3600, ge=60)
+    huawei_max_body_bytes: int = Field(1024 * 1024, ge=1)
     auth_max_body_bytes: int = Field(4 * 1024, ge=256)
 
     device_report_rate: float = Field(100.0, gt=0, description="reports per second per device")
     device_report_burst: float = Field(200.0, ge=1)
+    instance_report_rate: float | None = Field(None, gt=0, description="reports per second for the whole instance")
+    instance_report_burst: float = Field(1000.0, ge=1)
     device_auth_rate: float = Field(1.0, gt=0, description="auth attempts per second per device")
     device_auth_burst: float = Field(20.0, ge=1)
 

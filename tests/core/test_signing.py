@@ -33,3 +33,13 @@ def test_wrong_secret_or_changed_param_does_not_match() -> None:
     assert not aliyun_sign_matches("secret", {**VECTOR_SHA, "timestamp": "790"}, "hmacsha1", good)
     assert not aliyun_sign_matches("secret", VECTOR_SHA, "hmacsha256", good)
     assert not aliyun_sign_matches("secret", VECTOR_SHA, "hmacsha1", good[:-1])
+
+
+def test_huawei_spec_vector_and_case() -> None:
+    from thingport.core.signing import huawei_password, huawei_password_matches
+
+    expected = "338ce4d607e62fdca760488716216fbe0a19771874db10ce30360e5c777c3e3c"
+    assert huawei_password("12345678", "2019120219") == expected
+    assert huawei_password_matches("12345678", "2019120219", expected.upper())
+    assert not huawei_password_matches("12345678", "2019120220", expected)
+    assert not huawei_password_matches("123456789", "2019120219", expected)

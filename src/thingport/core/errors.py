@@ -49,9 +49,21 @@ class Throttled(ThingportError):
     """A rate limit was reached."""
 
 
+class InstanceThrottled(Throttled):
+    """The instance-wide (tenant) rate limit was reached, not the device's own."""
+
+
 class NotFound(ThingportError):
     """A management operation named a product or device that does not exist."""
 
 
 class Conflict(ThingportError):
     """A management operation would create something that already exists."""
+
+
+class TooManyChildren(ParamError):
+    """A gateway request names more sub-devices than one request may carry."""
+
+
+class NotAChild(ParamError):
+    """A gateway request names a device that does not exist or is not the gateway's sub-device."""

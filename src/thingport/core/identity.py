@@ -7,6 +7,7 @@ import string
 PRODUCT_KEY_RE = re.compile(r"[A-Za-z0-9_-]{2,32}")
 DEVICE_NAME_RE = re.compile(r"[A-Za-z0-9_@.:-]{4,32}")
 SECRET_RE = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces
+DEVICE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 CLIENT_ID_MAX = 64
 PRODUCT_NAME_MAX = 64
 
@@ -45,3 +46,25 @@ def check_product_name(name: str) -> str:
     if not 1 <= len(name) <= PRODUCT_NAME_MAX or not name.isprintable():
         raise ValueError(f"product name must be 1-{PRODUCT_NAME_MAX} printable characters")
     return name
+
+
+def check_device_id(device_id: str) -> str:
+    if not DEVICE_ID_RE.fullmatch(device_id):
+        raise ValueError("device_id must be 1-128 characters of letters, digits, '_' and '-'")
+    return device_id
+
+
+def default_device_id(product_key: str, device_name: str) -> str:
+    """The IoTDA ``device_id`` of an Alibaba-style identity: ``<productKey>_<deviceName>``.
+
+    IoTDA allocates ``<product_id>_<node_id>``; deviceName characters IoTDA does not allow (``@ . :``)
+    become ``-``. An explicit ``--device-id`` overrides this (it is stored, so either way both dialects
+    name the same device).
+    """
+    return f"{product_key}_{re.sub(r'[@.:]', '-', device_name)}"
+
+
+def device_name_from_id(product_key: str, device_id: str) -> str:
+    """The deviceName for a device created by its IoTDA id: the node id when the id is ``<pk>_<node>``."""
+    prefix = product_key + "_"
+    return device_id[len(prefix):] if device_id.startswith(prefix) else device_id

@@ -40,14 +40,21 @@ class Device:
     created_ms: int
     secret: str = field(repr=False)
     last_auth_ms: int | None = None
+    device_id: str = ""  # the IoTDA device_id (identity.default_device_id unless given)
+    gateway_id: int | None = None  # the parent gateway's internal id, for a sub-device
+    gateway: tuple[str, str] | None = None  # the parent's (productKey, deviceName)
+    token_ms: int | None = None  # when the newest IoTDA token was issued
+    prev_token_ms: int | None = None  # when the one before it was
 
     def to_json(self, with_secret: bool = False) -> dict:
         doc = {
             "productKey": self.product_key,
             "deviceName": self.device_name,
+            "deviceId": self.device_id,
             "status": "enabled" if self.enabled else "disabled",
             "createdAt": self.created_ms,
             "lastAuthAt": self.last_auth_ms,
+            "gateway": None if self.gateway is None else {"productKey": self.gateway[0], "deviceName": self.gateway[1]},
         }
         if with_secret:
             doc["deviceSecret"] = self.secret
@@ -100,12 +107,17 @@ class StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class AuthSession:
-    """What is recorded when a device authenticates (the ``update session`` of the protocol)."""
+    """What is recorded when a device authenticates (the ``update session`` of the protocol).
+
+    ``supersedes`` is set for IoTDA tokens: the newest token's issue time, which makes the one before it
+    expire 30 s later on every instance.
+    """
 
     device_id: int
     client_id: str
     source: str
     at_ms: int
+    supersedes: bool = False
 
 
 @dataclass(frozen=True, slots=True)

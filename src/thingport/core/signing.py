@@ -1,8 +1,13 @@
-"""Request signatures of the Alibaba dialect's ``/auth``.
+"""Device signatures of both dialects' authentication requests.
 
-``sign`` = HMAC(deviceSecret, content) in hex, where content is every body parameter except
-``version``, ``sign`` and ``signmethod``, sorted by name, each written as name then value, joined with
-no separator. Comparison is constant-time and case-insensitive (v3 SDKs send lower case, 4.x upper).
+Alibaba ``/auth``: ``sign`` = HMAC(deviceSecret, content) in hex, where content is every body parameter
+except ``version``, ``sign`` and ``signmethod``, sorted by name, each written as name then value, joined
+with no separator. Comparison is case-insensitive (v3 SDKs send lower case, 4.x upper).
+
+IoTDA ``/v5/device-auth``: ``password`` = HMAC-SHA256 with the **timestamp** (``YYYYMMDDHH``) as key
+and the **secret** as message, lower-case hex.
+
+Every comparison is constant-time.
 """
 
 import hashlib
@@ -29,3 +34,11 @@ def aliyun_sign_matches(secret: str, params: Mapping[str, str], method: str, sig
     """Constant-time check of a device's ``sign``, in any letter case."""
     expected = aliyun_sign(secret, params, method)
     return hmac.compare_digest(expected.encode(), sign.lower().encode())
+
+
+def huawei_password(secret: str, timestamp: str) -> str:
+    return hmac.new(timestamp.encode(), secret.encode(), hashlib.sha256).hexdigest()
+
+
+def huawei_password_matches(secret: str, timestamp: str, password: str) -> bool:
+    return hmac.compare_digest(huawei_password(secret, timestamp).encode(), password.lower().encode())

@@ -11,10 +11,9 @@ import msgspec
 
 from thingport.core import alink
 from thingport.core.model import PropertySample
+from thingport.core.timestamps import sample_time
 from thingport.core.topics import Topic, TopicKind
 from thingport.state.registry_cache import ProductRuntime
-
-MAX_FUTURE_MS = 24 * 3600 * 1000
 
 _encode = msgspec.json.encode
 _PARSERS = {
@@ -28,13 +27,6 @@ VALIDATED_KINDS = frozenset({TopicKind.PROPERTY_POST, TopicKind.PROPERTY_BATCH_P
 class Judgement:
     reply: bytes
     properties: tuple[PropertySample, ...]
-
-
-def sample_time(device_ms: int | None, received_ms: int) -> int:
-    """The device's time when present and sane (positive, at most 24 h ahead), else the receive time."""
-    if device_ms is not None and 0 < device_ms <= received_ms + MAX_FUTURE_MS:
-        return device_ms
-    return received_ms
 
 
 def judge(runtime: ProductRuntime, topic: Topic, payload: bytes, received_ms: int) -> Judgement:

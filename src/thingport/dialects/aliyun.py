@@ -12,17 +12,7 @@ from thingport.core import errors, identity, signing
 from thingport.core.topics import classify_topic
 from thingport.dialects.alink_reports import VALIDATED_KINDS, judge
 from thingport.core.tokens import DIALECT_ALIYUN
-from thingport.dialects.http import (
-    BodyOverLimit,
-    Receive,
-    Scope,
-    Send,
-    declared_length,
-    headers_of,
-    media_type,
-    read_body,
-    send_json,
-)
+from thingport.dialects.http import Receive, Scope, Send, headers_of, media_type, read_capped, send_json
 from thingport.gateway import Gateway
 
 log = logging.getLogger(__name__)
@@ -136,20 +126,11 @@ class AliyunDialect:
             body = error_body(COMMON_ERROR, "internal error")
         await send_json(send, body)
 
-    async def _read(self, headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:
-        length = declared_length(headers)
-        if length is not None and length > limit:
-            raise errors.BodyTooLarge(f"body is larger than {limit} bytes")
-        try:
-            return await read_body(receive, limit)
-        except BodyOverLimit:
-            raise errors.BodyTooLarge(f"body is larger than {limit} bytes") from None
-
     async def _auth(self, scope: Scope, receive: Receive) -> bytes:
         headers = headers_of(scope)
         if media_type(headers) != _JSON:
             raise errors.ParamError("Content-Type must be application/json")
-        params, method, sign = _auth_params(await self._read(headers, receive, self._auth_limit))
+        params, method, sign = _auth_params(await read_capped(headers, receive, self._auth_limit))
         client = scope.get("client")
         source = client[0] if client else ""
         token = await self._gateway.authenticate_aliyun(params, method, sign, source)
@@ -171,7 +152,7 @@ class AliyunDialect:
             raise errors.TopicDenied("topic must be ASCII") from None
         topic = classify_topic(topic_name, device.product_key, device.device_name)
         gateway.throttle_report(device)
-        payload = await self._read(headers, receive, self._topic_limit)
+        payload = await read_capped(headers, receive, self._topic_limit)
         received_ms = gateway.now_ms()
         if topic.kind in VALIDATED_KINDS:
             judgement = judge(await gateway.product(device), topic, payload, received_ms)

@@ -8,6 +8,8 @@ chunked reply, which constrained device SDKs cannot read).
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from thingport.core.errors import BodyTooLarge
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -57,6 +59,17 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             raise BodyOverLimit
         parts.append(chunk)
     return b"".join(parts)
+
+
+async def read_capped(headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:
+    """The body, or BodyTooLarge: refused from Content-Length before reading when it is declared."""
+    length = declared_length(headers)
+    if length is not None and length > limit:
+        raise BodyTooLarge(f"body is larger than {limit} bytes")
+    try:
+        return await read_body(receive, limit)
+    except BodyOverLimit:
+        raise BodyTooLarge(f"body is larger than {limit} bytes") from None
 
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]

@@ -34,6 +34,7 @@ class RegistryCache:
     def __init__(self, registry: RegistryReader, max_devices: int = 1_000_000) -> None:
         self._registry = registry
         self._by_id: dict[int, Device] = {}
+        self._by_device_id: dict[str, int] = {}  # IoTDA device_id -> id
         self._runtimes: dict[str, ProductRuntime] = {}
         self._compiled: dict[tuple[str, str], ThingModel] = {}
         self._max = max_devices
@@ -51,17 +52,33 @@ class RegistryCache:
         self._put(device_id, device)
         return device
 
+    async def by_device_id(self, device_id: str) -> Device | None:
+        """A device by its IoTDA ``device_id``: from memory when seen before, else loaded."""
+        internal = self._by_device_id.get(device_id)
+        if internal is not None:
+            device = self._by_id.get(internal)
+            if device is not None:
+                return device
+        device = await self._registry.device_by_device_id(device_id)
+        if device is not None:
+            self._put(device.id, device)
+        return device
+
     def remember(self, device: Device) -> None:
-        """Cache a device read elsewhere (e.g. by authentication)."""
+        """Cache a device read or changed elsewhere (e.g. by authentication)."""
         self._put(device.id, device)
 
     def _put(self, device_id: int, device: Device | None) -> None:
+        old = self._by_id.pop(device_id, None)
+        if old is not None:
+            self._by_device_id.pop(old.device_id, None)
         if device is None:
-            self._by_id.pop(device_id, None)
             return
-        if device_id not in self._by_id and len(self._by_id) >= self._max:
-            del self._by_id[next(iter(self._by_id))]
+        if len(self._by_id) >= self._max:
+            evicted = self._by_id.pop(next(iter(self._by_id)))
+            self._by_device_id.pop(evicted.device_id, None)
         self._by_id[device_id] = device
+        self._by_device_id[device.device_id] = device_id
 
     # --- products ---
 

@@ -38,8 +38,13 @@ CREATE TABLE devices (
     last_client_id TEXT,
     last_source   TEXT,
     last_seen_ms  INTEGER,
+    device_id     TEXT NOT NULL UNIQUE,    -- the IoTDA device_id
+    gateway_id    INTEGER REFERENCES devices(id),
+    token_ms      INTEGER,                 -- newest IoTDA token's issue time
+    prev_token_ms INTEGER,                 -- the one before (valid 30 s after token_ms)
     UNIQUE (product_key, device_name)
 );
+CREATE INDEX devices_by_gateway ON devices (gateway_id);
 CREATE TABLE changes (                  -- the change feed running servers poll (one of the two is set)
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     device_id   INTEGER,

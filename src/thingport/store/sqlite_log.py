@@ -31,7 +31,7 @@ class SqliteMessageLog:
     def __init__(self, writer: sqlite3.Connection, reader: SqliteExecutor, max_batch: int = 1000) -> None:
         self._writer = writer
         self._reader = reader
-        self._committer: GroupCommitter[StoredMessage | AuthSession] = GroupCommitter(
+        self._committer: GroupCommitter[StoredMessage | AuthSession | tuple[StoredMessage, ...]] = GroupCommitter(
             self._write_batch, max_batch, name="log-writer"
         )
 
@@ -42,14 +42,20 @@ class SqliteMessageLog:
         self._committer.stop()
         self._writer.close()
 
-    def _write_batch(self, items: list[StoredMessage | AuthSession]) -> None:
+    def _write_batch(self, items: list[StoredMessage | AuthSession | tuple[StoredMessage, ...]]) -> None:
         """One transaction: the messages, the property values they carried, presence, auth sessions."""
         conn = self._writer
         messages: list[tuple] = []
         samples: list[tuple] = []
         seen: dict[int, int] = {}
         sessions: list[AuthSession] = []
+        flat: list[StoredMessage | AuthSession] = []
         for item in items:
+            if type(item) is tuple:  # append_many: its messages share this transaction
+                flat.extend(item)
+            else:
+                flat.append(item)
+        for item in flat:
             if type(item) is StoredMessage:
                 m = item
                 messages.append((m.message_id, m.device_id, m.product_key, m.device_name, m.dialect, m.topic,
@@ -80,6 +86,12 @@ class SqliteMessageLog:
             await self._committer.submit(message)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"message could not be stored: {exc}") from None
+
+    async def append_many(self, messages: tuple[StoredMessage, ...]) -> None:
+        try:
+            await self._committer.submit(messages)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"messages could not be stored: {exc}") from None
 
     async def record_session(self, session: AuthSession) -> None:
         try:

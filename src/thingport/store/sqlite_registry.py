@@ -11,8 +11,10 @@ from thingport.core.model import AuthSession, Device, Product
 from thingport.store.keys import SecretBox
 from thingport.store.sqlite_executor import SqliteExecutor
 
-_DEVICE_COLUMNS = (
-    "id, product_key, device_name, secret_sealed, enabled, token_epoch, created_ms, last_auth_ms"
+_DEVICE_SELECT = (
+    "SELECT d.id, d.product_key, d.device_name, d.secret_sealed, d.enabled, d.token_epoch, d.created_ms,"
+    " d.last_auth_ms, d.device_id, d.gateway_id, g.product_key, g.device_name, d.token_ms, d.prev_token_ms"
+    " FROM devices d LEFT JOIN devices g ON g.id = d.gateway_id"
 )
 _PRODUCT_COLUMNS = "product_key, name, node_type, created_ms, model_version, validation"
 CHANGE_RETENTION_MS = 24 * 3600 * 1000
@@ -32,9 +34,25 @@ class SqliteRegistry:
         self._box = secret_box
 
     def _device(self, row: tuple) -> Device:
-        device_id, pk, dn, sealed, enabled, epoch, created_ms, last_auth_ms = row
+        (device_id, pk, dn, sealed, enabled, epoch, created_ms, last_auth_ms, hw_id, gateway_id, gw_pk, gw_dn,
+         token_ms, prev_token_ms) = row
         secret = self._box.open(sealed, _identity(pk, dn))
-        return Device(device_id, pk, dn, bool(enabled), epoch, created_ms, secret, last_auth_ms)
+        gateway = (gw_pk, gw_dn) if gateway_id is not None else None
+        return Device(device_id, pk, dn, bool(enabled), epoch, created_ms, secret, last_auth_ms, hw_id, gateway_id,
+                      gateway, token_ms, prev_token_ms)
+
+    async def _one_device(self, where: str, params: tuple) -> Device | None:
+        def q(conn: sqlite3.Connection) -> tuple | None:
+            return conn.execute(f"{_DEVICE_SELECT} WHERE {where}", params).fetchone()
+
+        row = await self._db.run(q)
+        return self._device(row) if row else None
+
+    async def _devices(self, where: str, params: tuple) -> list[Device]:
+        def q(conn: sqlite3.Connection) -> list[tuple]:
+            return conn.execute(f"{_DEVICE_SELECT} WHERE {where} ORDER BY d.id", params).fetchall()
+
+        return [self._device(row) for row in await self._db.run(q)]
 
     @staticmethod
     def _changed(conn: sqlite3.Connection, device_id: int | None = None, product_key: str | None = None) -> None:
@@ -48,21 +66,17 @@ class SqliteRegistry:
     # --- read side (DeviceDirectory) ---
 
     async def device_by_id(self, device_id: int) -> Device | None:
-        def q(conn: sqlite3.Connection) -> tuple | None:
-            return conn.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device_id,)).fetchone()
-
-        row = await self._db.run(q)
-        return self._device(row) if row else None
+        return await self._one_device("d.id = ?", (device_id,))
 
     async def device_by_name(self, product_key: str, device_name: str) -> Device | None:
-        def q(conn: sqlite3.Connection) -> tuple | None:
-            return conn.execute(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE product_key = ? AND device_name = ?",
-                (product_key, device_name),
-            ).fetchone()
+        return await self._one_device("d.product_key = ? AND d.device_name = ?", (product_key, device_name))
 
-        row = await self._db.run(q)
-        return self._device(row) if row else None
+    async def device_by_device_id(self, device_id: str) -> Device | None:
+        """By IoTDA ``device_id``."""
+        return await self._one_device("d.device_id = ?", (device_id,))
+
+    async def children(self, gateway_id: int) -> list[Device]:
+        return await self._devices("d.gateway_id = ?", (gateway_id,))
 
     async def changes_since(self, cursor: int) -> tuple[int, list[int], list[str]]:
         def q(conn: sqlite3.Connection) -> list[tuple[int, int | None, str | None]]:
@@ -156,7 +170,10 @@ class SqliteRegistry:
             product_key, "UPDATE products SET validation = ? WHERE product_key = ?", (validation, product_key)
         )
 
-    async def create_device(self, product_key: str, device_name: str, secret: str, created_ms: int) -> Device:
+    async def create_device(
+        self, product_key: str, device_name: str, secret: str, created_ms: int, device_id: str,
+        gateway_id: int | None = None,
+    ) -> Device:
         sealed = self._box.seal(secret, _identity(product_key, device_name))
 
         def q(conn: sqlite3.Connection) -> int:
@@ -164,33 +181,34 @@ class SqliteRegistry:
             try:
                 if not conn.execute("SELECT 1 FROM products WHERE product_key = ?", (product_key,)).fetchone():
                     raise NotFound(f"product {product_key} does not exist")
+                for sql, args, what in (
+                    ("SELECT 1 FROM devices WHERE product_key = ? AND device_name = ?", (product_key, device_name),
+                     f"device {product_key}/{device_name}"),
+                    ("SELECT 1 FROM devices WHERE device_id = ?", (device_id,), f"device_id {device_id}"),
+                ):
+                    if conn.execute(sql, args).fetchone():
+                        raise Conflict(f"{what} already exists")
                 cur = conn.execute(
-                    "INSERT INTO devices (product_key, device_name, secret_sealed, created_ms) VALUES (?, ?, ?, ?)",
-                    (product_key, device_name, sealed, created_ms),
+                    "INSERT INTO devices (product_key, device_name, secret_sealed, created_ms, device_id, gateway_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (product_key, device_name, sealed, created_ms, device_id, gateway_id),
                 )
-                device_id = cur.lastrowid
-                self._changed(conn, device_id)
+                new_id = cur.lastrowid
+                self._changed(conn, new_id)
                 conn.execute("COMMIT")
-                return device_id
-            except sqlite3.IntegrityError:
-                conn.execute("ROLLBACK")
-                raise Conflict(f"device {product_key}/{device_name} already exists") from None
+                return new_id
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
 
-        device_id = await self._db.run(q)
-        return Device(device_id, product_key, device_name, True, 0, created_ms, secret)
+        created = await self.device_by_id(await self._db.run(q))
+        assert created is not None
+        return created
 
     async def list_devices(self, product_key: str | None) -> list[Device]:
-        def q(conn: sqlite3.Connection) -> list[tuple]:
-            if product_key is None:
-                return conn.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY id").fetchall()
-            return conn.execute(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE product_key = ? ORDER BY id", (product_key,)
-            ).fetchall()
-
-        return [self._device(row) for row in await self._db.run(q)]
+        if product_key is None:
+            return await self._devices("1", ())
+        return await self._devices("d.product_key = ?", (product_key,))
 
     async def _update(self, device_id: int, sql: str, params: tuple) -> None:
         def q(conn: sqlite3.Connection) -> None:
@@ -235,6 +253,8 @@ class SqliteRegistry:
         def q(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if conn.execute("SELECT 1 FROM devices WHERE gateway_id = ? LIMIT 1", (device_id,)).fetchone():
+                    raise Conflict("the gateway still has sub-devices: delete them first")
                 if conn.execute("DELETE FROM devices WHERE id = ?", (device_id,)).rowcount != 1:
                     raise NotFound("device does not exist")
                 conn.execute("DELETE FROM latest_values WHERE device_id = ?", (device_id,))
@@ -280,9 +300,23 @@ class SqliteRegistry:
 
 
 def record_sessions(conn: sqlite3.Connection, sessions: list[AuthSession]) -> None:
-    """Write authentication sessions inside the caller's transaction (the log writer's batch)."""
+    """Write authentication sessions inside the caller's transaction (the log writer's batch).
+
+    A superseding (IoTDA) session also enters the change feed: every instance then learns that the
+    device's previous token now has 30 s to live.
+    """
     conn.executemany(
         "UPDATE devices SET last_auth_ms = ?, last_client_id = ?, last_source = ?,"
         " last_seen_ms = max(coalesce(last_seen_ms, 0), ?) WHERE id = ?",
         [(s.at_ms, s.client_id, s.source, s.at_ms, s.device_id) for s in sessions],
     )
+    superseding = [s for s in sessions if s.supersedes]
+    if superseding:
+        # SET expressions read the old row, so prev_token_ms takes the old token_ms
+        conn.executemany(
+            "UPDATE devices SET prev_token_ms = token_ms, token_ms = ? WHERE id = ?",
+            [(s.at_ms, s.device_id) for s in superseding],
+        )
+        conn.executemany(
+            "INSERT INTO changes (device_id, at_ms) VALUES (?, ?)", [(s.device_id, s.at_ms) for s in superseding]
+        )

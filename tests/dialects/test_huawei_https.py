@@ -1,0 +1,355 @@
+"""The IoTDA dialect over real HTTPS: every row of the spec's error table, gateways, and the shared core."""
+
+import datetime
+import json
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.support import DeviceClient, Reply, ServerProcess, ThreadServer, cli, free_port
+from thingport.app import DeviceApp
+from thingport.cli import main
+from thingport.core.signing import huawei_password
+from thingport.core.tokens import TokenClaims, TokenCodec
+from thingport.settings import load_settings
+from thingport.store.keys import Keys, load_master_key
+from thingport.stores import open_stores
+
+HUAWEI_MODEL = {
+    "services": [
+        {"service_id": "Environment", "service_type": "Environment", "properties": [
+            {"property_name": "temperature", "data_type": "int", "required": False, "min": "-10", "max": "50",
+             "method": "R"},
+            {"property_name": "humidity", "data_type": "decimal", "required": False, "min": "0", "max": "100",
+             "method": "R"},
+        ]},
+    ],
+}
+
+
+def hour(offset_hours: int = 0) -> str:
+    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=offset_hours)
+    return at.strftime("%Y%m%d%H")
+
+
+def hw_auth(client: DeviceClient, device_id: str, secret: str, sign_type: int = 0, timestamp: str | None = None) -> Reply:
+    ts = timestamp or hour()
+    return client.post_json("/v5/device-auth", {"device_id": device_id, "sign_type": sign_type, "timestamp": ts,
+                                                "password": huawei_password(secret, ts)})
+
+
+def hw_token(client: DeviceClient, device: dict) -> str:
+    reply = hw_auth(client, device["deviceId"], device["deviceSecret"])
+    assert reply.status == 200, reply.raw
+    return reply.json["access_token"]
+
+
+def hw_post(client: DeviceClient, device_id: str, what: str, body: bytes | dict, token: str | None) -> Reply:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["access_token"] = token
+    return client.request("POST", f"/v5/devices/{device_id}/sys/{what}", raw, headers)
+
+
+def assert_error(reply: Reply, status: int, code: str, says: str = "") -> None:
+    assert reply.status == status, (reply.status, reply.raw)
+    assert int(reply.headers["content-length"]) == len(reply.raw)
+    doc = reply.json
+    assert set(doc) == {"error_code", "error_msg"} and doc["error_code"] == code, doc
+    assert says in doc["error_msg"], doc
+
+
+@pytest.fixture
+def client(server: ServerProcess):  # type: ignore[no-untyped-def]
+    c = server.client()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def modelled(server: ServerProcess, tmp_path: Path) -> dict:
+    """A product with an IoTDA product model and one device created by its IoTDA device_id."""
+    product = cli(server.data_dir, "product", "create", "--name", "env")
+    (tmp_path / "model.json").write_text(json.dumps(HUAWEI_MODEL))
+    cli(server.data_dir, "product", "model", "import", "--product-key", product["productKey"], str(tmp_path / "model.json"))
+    return cli(server.data_dir, "device", "create", "--product-key", product["productKey"],
+               "--device-id", f"{product['productKey']}_node-0001")
+
+
+def report(temperature: object, event_time: str | None = None, service: str = "Environment") -> dict:
+    svc = {"service_id": service, "properties": {"temperature": temperature, "humidity": 55.5}}
+    if event_time:
+        svc["event_time"] = event_time
+    return {"services": [svc]}
+
+
+# --- identity mapping ---
+
+def test_a_device_is_addressable_in_both_dialects(server: ServerProcess, client: DeviceClient, device: dict) -> None:
+    pk, dn = device["productKey"], device["deviceName"]
+    assert device["deviceId"] == f"{pk}_{dn}"
+    ali_token = client.token(pk, dn, device["deviceSecret"])
+    assert client.publish(f"/sys/{pk}/{dn}/thing/event/property/post", b'{"id":"1","params":{"a":1}}', ali_token).json["code"] == 0
+    hw = hw_token(client, device)
+    reply = hw_post(client, device["deviceId"], "properties/report",
+                    {"services": [{"service_id": "any", "properties": {"b": 2}}]}, hw)
+    assert reply.status == 200 and isinstance(reply.json["message_id"], int)
+    status = cli(server.data_dir, "device", "status", "--product-key", pk, "--name", dn)
+    assert {k: v["value"] for k, v in status["properties"].items()} == {"a": 1, "b": 2}
+    out = CliRunner().invoke(main, ["messages", "tail", "--limit", "2", "--json", "--data-dir", str(server.data_dir)]).output
+    kinds = [(json.loads(line)["dialect"], json.loads(line)["kind"]) for line in out.splitlines()]
+    assert kinds == [("aliyun", "property_post"), ("huawei", "property_post")]
+    # a token of one dialect is no token in the other
+    assert_error(hw_post(client, device["deviceId"], "messages/up", b"x", ali_token), 403, "IOTDA.000004")
+
+
+def test_device_created_by_device_id_gets_its_node_id_as_name(modelled: dict) -> None:
+    assert modelled["deviceName"] == "node-0001" and modelled["deviceId"].endswith("_node-0001")
+
+
+# --- /v5/device-auth ---
+
+def test_auth_sign_type_0_ignores_the_clock_and_reports_remaining_seconds(client: DeviceClient, modelled: dict) -> None:
+    reply = hw_auth(client, modelled["deviceId"], modelled["deviceSecret"], 0, "2019120219")
+    assert reply.status == 200 and set(reply.json) == {"access_token", "expires_in"}
+    assert 86399 <= reply.json["expires_in"] <= 86400 and len(reply.json["access_token"]) <= 64
+
+
+@pytest.mark.parametrize(("offset", "ok"), [(-1, True), (0, True), (1, True), (-2, False), (2, False)])
+def test_auth_sign_type_1_accepts_the_current_hour_and_its_neighbours(
+    client: DeviceClient, modelled: dict, offset: int, ok: bool
+) -> None:
+    reply = hw_auth(client, modelled["deviceId"], modelled["deviceSecret"], 1, hour(offset))
+    if ok:
+        assert reply.status == 200
+    else:
+        assert_error(reply, 401, "IOTDA.000002", "timestamp")
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"{nope", "not valid JSON"),
+        (b"[]", "JSON object"),
+        (b'{"sign_type":0,"timestamp":"2019120219","password":"' + b"a" * 64 + b'"}', "device_id"),
+        (b'{"device_id":"d_1","sign_type":2,"timestamp":"2019120219","password":"' + b"a" * 64 + b'"}', "sign_type"),
+        (b'{"device_id":"d_1","sign_type":0,"timestamp":"201912021","password":"' + b"a" * 64 + b'"}', "timestamp"),
+        (b'{"device_id":"d_1","sign_type":0,"timestamp":"2019120219","password":"abc"}', "password"),
+        (b'{"device_id":"bad id!","sign_type":0,"timestamp":"2019120219","password":"' + b"a" * 64 + b'"}', "device_id"),
+    ],
+)
+def test_auth_invalid_input_is_400(client: DeviceClient, body: bytes, says: str) -> None:
+    assert_error(client.request("POST", "/v5/device-auth", body, {"Content-Type": "application/json"}),
+                 400, "IOTDA.000006", says)
+
+
+def test_auth_failures_are_401(server: ServerProcess, client: DeviceClient, modelled: dict) -> None:
+    assert_error(hw_auth(client, "no_such_device", "whatever"), 401, "IOTDA.000002", "does not exist")
+    assert_error(hw_auth(client, modelled["deviceId"], "wrong-secret"), 401, "IOTDA.000002", "password")
+    cli(server.data_dir, "device", "disable", "--product-key", modelled["productKey"], "--name", modelled["deviceName"])
+    assert_error(hw_auth(client, modelled["deviceId"], modelled["deviceSecret"]), 401, "IOTDA.000002", "disabled")
+
+
+# --- reports ---
+
+def test_property_report_with_both_event_time_formats(server: ServerProcess, client: DeviceClient, modelled: dict) -> None:
+    token = hw_token(client, modelled)
+    reply = hw_post(client, modelled["deviceId"], "properties/report", report(21, "2021-08-13T10:10:10.555Z"), token)
+    assert reply.status == 200 and "refused" not in reply.json
+    assert hw_post(client, modelled["deviceId"], "properties/report", report(22, "20210813T101011Z"), token).status == 200
+    assert hw_post(client, modelled["deviceId"], "properties/report", report(23, "garbage"), token).status == 200
+    history = cli(server.data_dir, "device", "history", "--product-key", modelled["productKey"],
+                  "--name", modelled["deviceName"], "--property", "temperature")
+    received = history[0]
+    assert received["value"] == 23 and received["time"] > 1_700_000_000_000  # malformed: receive time
+    assert [(p["value"], p["time"]) for p in history[1:]] == [(22, 1628849411000), (21, 1628849410555)]
+
+
+def test_invalid_properties_are_refused_and_valid_ones_kept(server: ServerProcess, client: DeviceClient, modelled: dict) -> None:
+    token = hw_token(client, modelled)
+    reply = hw_post(client, modelled["deviceId"], "properties/report", report(99), token)
+    assert reply.status == 200
+    assert [(r["property"], r["service_id"]) for r in reply.json["refused"]] == [("temperature", "Environment")]
+    status = cli(server.data_dir, "device", "status", "--product-key", modelled["productKey"], "--name", modelled["deviceName"])
+    assert "temperature" not in status["properties"] and status["properties"]["humidity"]["value"] == 55.5
+    all_bad = {"services": [{"service_id": "Environment", "properties": {"temperature": "hot"}}]}
+    assert_error(hw_post(client, modelled["deviceId"], "properties/report", all_bad, token), 400, "IOTDA.000006",
+                 "temperature")
+    unknown_service = report(20, service="Nope")
+    assert_error(hw_post(client, modelled["deviceId"], "properties/report", unknown_service, token), 400, "IOTDA.000006",
+                 "Nope")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[]", b"{}", b'{"services":[]}', b'{"services":[1]}', b'{"services":[{"properties":{}}]}',
+     b'{"services":[{"service_id":"Environment","properties":[]}]}'],
+)
+def test_malformed_reports_are_400_and_store_nothing(server: ServerProcess, client: DeviceClient, modelled: dict, body: bytes) -> None:
+    token = hw_token(client, modelled)
+    assert_error(hw_post(client, modelled["deviceId"], "properties/report", body, token), 400, "IOTDA.000006")
+    out = CliRunner().invoke(main, ["messages", "tail", "--limit", "1", "--json", "--data-dir", str(server.data_dir)]).output
+    assert not out or json.loads(out)["productKey"] != modelled["productKey"]
+
+
+def test_message_up_stores_any_body_unchanged(server: ServerProcess, client: DeviceClient, modelled: dict) -> None:
+    token = hw_token(client, modelled)
+    body = bytes(range(256))
+    reply = hw_post(client, modelled["deviceId"], "messages/up", body, token)
+    assert reply.status == 200
+    stores = open_stores(load_settings(data_dir=server.data_dir))
+    try:
+        import asyncio
+
+        stored = {m.message_id: m for m in asyncio.run(stores.log.newest(50))}
+    finally:
+        stores.close()
+    message = stored[reply.json["message_id"]]
+    assert message.payload == body and message.dialect == "huawei" and message.kind == "custom"
+
+
+def test_token_errors_are_403_000004(server: ServerProcess, client: DeviceClient, modelled: dict, device: dict) -> None:
+    token = hw_token(client, modelled)
+    up = "messages/up"
+    assert_error(hw_post(client, modelled["deviceId"], up, b"x", None), 403, "IOTDA.000004", "access_token")
+    assert_error(hw_post(client, modelled["deviceId"], up, b"x", "garbage"), 403, "IOTDA.000004")
+    assert_error(hw_post(client, device["deviceId"], up, b"x", token), 403, "IOTDA.000004", "another device")
+    codec = TokenCodec(Keys.from_master(load_master_key(server.data_dir)).token_key)
+    claims = codec.verify(token, time.time())
+    expired = codec.issue(TokenClaims(claims.dialect, claims.device_id, claims.epoch, claims.issued_ms, int(time.time()) - 1))
+    assert_error(hw_post(client, modelled["deviceId"], up, b"x", expired), 403, "IOTDA.000004", "expired")
+    cli(server.data_dir, "device", "reset-secret", "--product-key", modelled["productKey"], "--name", modelled["deviceName"])
+    deadline = time.monotonic() + 1
+    while hw_post(client, modelled["deviceId"], up, b"x", token).status == 200:
+        assert time.monotonic() < deadline, "token alive 1 s after a secret reset"
+        time.sleep(0.02)
+
+
+def test_one_megabyte_limit(client: DeviceClient, modelled: dict) -> None:
+    token = hw_token(client, modelled)
+    assert hw_post(client, modelled["deviceId"], "messages/up", b"m" * (1024 * 1024), token).status == 200
+    assert_error(hw_post(client, modelled["deviceId"], "messages/up", b"m" * (1024 * 1024 + 1), token),
+                 403, "IOTDA.021105")
+
+
+def test_unknown_api_and_methods(client: DeviceClient, modelled: dict) -> None:
+    token = hw_token(client, modelled)
+    reply = hw_post(client, modelled["deviceId"], "properties/set", b"{}", token)
+    assert reply.status == 404 and reply.json["error_code"] == "IOTDA.000006"
+    assert_error(client.request("GET", "/v5/device-auth"), 400, "IOTDA.000006", "only POST")
+
+
+# --- gateways ---
+
+@pytest.fixture
+def gateway_setup(server: ServerProcess) -> dict:
+    gw_product = cli(server.data_dir, "product", "create", "--name", "gw", "--node-type", "gateway")
+    gw = cli(server.data_dir, "device", "create", "--product-key", gw_product["productKey"], "--name", "gateway-1")
+    child_product = cli(server.data_dir, "product", "create", "--name", "child")
+    children = [cli(server.data_dir, "device", "create", "--product-key", child_product["productKey"],
+                    "--name", f"child-{i:02d}", "--gateway", f"{gw['productKey']}/{gw['deviceName']}")
+                for i in range(51)]
+    stranger = cli(server.data_dir, "device", "create", "--product-key", child_product["productKey"], "--name", "stranger")
+    return {"gw": gw, "children": children, "stranger": stranger}
+
+
+def batch(devices: list[dict]) -> dict:
+    return {"devices": [{"device_id": d["deviceId"], "services": [
+        {"service_id": "s", "properties": {"p1": i, "p2": f"v{i}"}}]} for i, d in enumerate(devices)]}
+
+
+def test_gateway_children_are_listed(server: ServerProcess, gateway_setup: dict) -> None:
+    gw = gateway_setup["gw"]
+    listed = cli(server.data_dir, "device", "children", "--product-key", gw["productKey"], "--name", gw["deviceName"])
+    assert [c["deviceName"] for c in listed] == [f"child-{i:02d}" for i in range(51)]
+    assert listed[0]["gateway"] == {"productKey": gw["productKey"], "deviceName": gw["deviceName"]}
+
+
+def test_gateway_batch_of_50_lands_on_each_child(server: ServerProcess, client: DeviceClient, gateway_setup: dict) -> None:
+    gw, children = gateway_setup["gw"], gateway_setup["children"]
+    token = hw_token(client, gw)
+    reply = hw_post(client, gw["deviceId"], "gateway/sub-devices/properties/report", batch(children[:50]), token)
+    assert reply.status == 200 and len(reply.json["message_ids"]) == 50
+    last = children[49]
+    status = cli(server.data_dir, "device", "status", "--product-key", last["productKey"], "--name", last["deviceName"])
+    assert {k: v["value"] for k, v in status["properties"].items()} == {"p1": 49, "p2": "v49"}
+
+
+def test_gateway_batch_limits_refuse_the_whole_request(server: ServerProcess, client: DeviceClient, gateway_setup: dict) -> None:
+    gw, children, stranger = gateway_setup["gw"], gateway_setup["children"], gateway_setup["stranger"]
+    token = hw_token(client, gw)
+    path = "gateway/sub-devices/properties/report"
+    assert_error(hw_post(client, gw["deviceId"], path, batch(children), token), 403, "IOTDA.021103", "at most 50")
+    assert_error(hw_post(client, gw["deviceId"], path, batch([children[0], stranger]), token), 400, "IOTDA.021104",
+                 stranger["deviceId"])
+    ghost = {"devices": [{"device_id": "ghost_device", "services": []}]}
+    assert_error(hw_post(client, gw["deviceId"], path, ghost, token), 400, "IOTDA.021104")
+    first = children[0]
+    status = cli(server.data_dir, "device", "status", "--product-key", first["productKey"], "--name", first["deviceName"])
+    assert status["properties"] == {}  # nothing of the refused requests was stored
+
+
+def test_only_gateways_take_sub_devices(server: ServerProcess, device: dict) -> None:
+    result = CliRunner().invoke(main, ["device", "create", "--product-key", device["productKey"], "--name", "sub-x",
+                                       "--gateway", f"{device['productKey']}/{device['deviceName']}",
+                                       "--data-dir", str(server.data_dir)])
+    assert result.exit_code == 1 and "not a gateway" in result.output
+
+
+# --- servers of their own ---
+
+def test_device_and_instance_rate_limits(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    product = cli(data_dir, "product", "create", "--name", "p")
+    a = cli(data_dir, "device", "create", "--product-key", product["productKey"], "--name", "dev-a")
+    b = cli(data_dir, "device", "create", "--product-key", product["productKey"], "--name", "dev-b")
+    env = {"THINGPORT_DEVICE_REPORT_RATE": "0.1", "THINGPORT_DEVICE_REPORT_BURST": "2",
+           "THINGPORT_INSTANCE_REPORT_RATE": "0.1", "THINGPORT_INSTANCE_REPORT_BURST": "3"}
+    srv = ServerProcess(data_dir, env).start()
+    try:
+        client = srv.client()
+        ta, tb = hw_token(client, a), hw_token(client, b)
+        statuses = [hw_post(client, a["deviceId"], "messages/up", b"x", ta).status for _ in range(2)]
+        assert statuses == [200, 200]
+        assert_error(hw_post(client, a["deviceId"], "messages/up", b"x", ta), 403, "IOTDA.021101")
+        assert hw_post(client, b["deviceId"], "messages/up", b"x", tb).status == 200  # third of the instance's 3
+        assert_error(hw_post(client, b["deviceId"], "messages/up", b"x", tb), 403, "IOTDA.021102")
+        client.close()
+    finally:
+        srv.stop()
+
+
+def test_superseded_token_lives_exactly_30_seconds_and_internal_errors_are_500(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    product = cli(data_dir, "product", "create", "--name", "p")
+    d = cli(data_dir, "device", "create", "--product-key", product["productKey"], "--name", "dev-c")
+    now = [1_900_000_000.0]
+    settings = load_settings(data_dir=data_dir, host="127.0.0.1", port=free_port(), log_level="critical")
+    stores = open_stores(settings)
+    with ThreadServer(DeviceApp(settings, stores, clock=lambda: now[0]), settings) as srv:
+        client = srv.client()
+        first = hw_token(client, d)
+        now[0] += 10
+        second = hw_token(client, d)
+        assert first != second
+        now[0] += 29.999  # 29.999 s after the new token: the old one still works
+        assert hw_post(client, d["deviceId"], "messages/up", b"x", first).status == 200
+        now[0] += 0.001  # exactly 30 s: dead
+        assert_error(hw_post(client, d["deviceId"], "messages/up", b"x", first), 403, "IOTDA.000004", "superseded")
+        assert hw_post(client, d["deviceId"], "messages/up", b"x", second).status == 200
+        now[0] += 86400  # the newest dies of old age
+        assert_error(hw_post(client, d["deviceId"], "messages/up", b"x", second), 403, "IOTDA.000004", "expired")
+
+        real_append = stores.log.append
+
+        async def broken(message):  # type: ignore[no-untyped-def]
+            raise RuntimeError("a bug")
+
+        stores.log.append = broken  # type: ignore[method-assign]
+        third = hw_token(client, d)
+        assert_error(hw_post(client, d["deviceId"], "messages/up", b"x", third), 500, "IOTDA.000001")
+        stores.log.append = real_append  # type: ignore[method-assign]
+        client.close()
