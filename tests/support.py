@@ -129,6 +129,7 @@ class ServerProcess:
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        self.api_port = free_port()
         self.env = {**os.environ, "THINGPORT_LOG_LEVEL": "warning", **(env or {})}
         self.args = args
         self.proc: subprocess.Popen | None = None
@@ -143,7 +144,7 @@ class ServerProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "thingport", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--data-dir", str(self.data_dir), *self.args],
+             "--api-port", str(self.api_port), "--data-dir", str(self.data_dir), *self.args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()

@@ -10,6 +10,7 @@ from thingport.dialects.aliyun import AliyunDialect
 from thingport.dialects.huawei import HuaweiDialect
 from thingport.dialects.http import Receive, Scope, Send, send_json
 from thingport.gateway import Gateway
+from thingport.service import Management
 from thingport.settings import Settings
 from thingport.state.registry_cache import RegistryCache
 from thingport.stores import Stores, open_stores
@@ -45,6 +46,8 @@ class DeviceApp:
             await self._lifespan(receive, send)
 
     async def startup(self) -> None:
+        if self.gateway is not None:  # started already (by serve(), before the server's lifespan)
+            return
         if self._stores is None:
             self._stores = open_stores(self.settings)
         stores = self._stores
@@ -56,6 +59,21 @@ class DeviceApp:
         )
         self._aliyun = AliyunDialect(self.gateway)
         self._huawei = HuaweiDialect(self.gateway)
+
+    def management(self) -> Management:
+        """The management service over this app's stores (for the API listener of the same process)."""
+        assert self._stores is not None, "startup() first"
+        return Management(self._stores.registry, self._stores.log, self.settings.presence_timeout_s)
+
+    async def readiness(self) -> dict[str, str]:
+        """Named checks for /readyz: "ok" or what is wrong."""
+        assert self._stores is not None
+        try:
+            await asyncio.wait_for(self._stores.registry.ping(), timeout=2.0)
+            database = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            database = f"failing: {exc}"
+        return {"database": database}
 
     async def shutdown(self) -> None:
         if self._cache:

@@ -81,13 +81,15 @@ def main() -> None:
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--tls-profile", type=click.Choice(["modern", "compat"]), default=None,
               help="modern (default): ECDHE AEAD suites; compat: adds RSA key exchange and CBC suites.")
+@click.option("--api-host", default=None, help="Management API listen address [default 127.0.0.1].")
+@click.option("--api-port", type=int, default=None, help="Management API port [default 8080].")
 def serve(host: str | None, port: int | None, data_dir: Path | None, tls_cert: Path | None,
-          tls_key: Path | None, tls_profile: str | None) -> None:
-    """Run the HTTPS device endpoint."""
+          tls_key: Path | None, tls_profile: str | None, api_host: str | None, api_port: int | None) -> None:
+    """Run the HTTPS device endpoint and the management API (with the web console)."""
     from thingport.server import serve as run_server
 
     run_server(load_settings(host=host, port=port, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
-                             tls_profile=tls_profile))
+                             tls_profile=tls_profile, api_host=api_host, api_port=api_port))
 
 
 # --- products ---
@@ -123,7 +125,8 @@ def product_create(name: str, product_key: str | None, node_type: str, tsl_file:
                    validation: str | None, data_dir: Path | None, as_json: bool) -> None:
     """Create a product (with a thing model when --tsl is given)."""
     tsl = read_json_file(tsl_file) if tsl_file else None
-    created = run(data_dir, lambda m: m.create_product(name, product_key, node_type, tsl, validation or "per-property"))
+    created = run(data_dir, lambda m: m.create_product(name, product_key, node_type, tsl, validation or "per-property",
+                                                       model_format="tsl"))
     emit(created.to_json(), as_json)
 
 
@@ -362,6 +365,40 @@ def device_history(product_key: str, device_name: str, identifier: str, from_: s
         return
     for point in points:
         click.echo(f"{_iso(point['time'])}  {json.dumps(point['value'])}")
+
+
+# --- API keys ---
+
+@main.group()
+def apikey() -> None:
+    """Keys for the management API."""
+
+
+@apikey.command("create")
+@click.option("--name", required=True)
+@click.option("--role", type=click.Choice(["admin", "read"]), default="admin", show_default=True)
+@data_dir_option
+@json_option
+def apikey_create(name: str, role: str, data_dir: Path | None, as_json: bool) -> None:
+    """Create a key and print it, this once (only its hash is stored)."""
+    record, key = run(data_dir, lambda m: m.create_api_key(name, role))
+    emit({"key": key, **record.to_json()}, as_json)
+
+
+@apikey.command("list")
+@data_dir_option
+@json_option
+def apikey_list(data_dir: Path | None, as_json: bool) -> None:
+    """List keys (never the keys themselves)."""
+    emit([k.to_json() for k in run(data_dir, lambda m: m.api_keys())], as_json)
+
+
+@apikey.command("delete")
+@click.option("--id", "key_id", type=int, required=True)
+@data_dir_option
+def apikey_delete(key_id: int, data_dir: Path | None) -> None:
+    """Delete a key: it stops working at once."""
+    run(data_dir, lambda m: m.delete_api_key(key_id))
 
 
 # --- messages ---

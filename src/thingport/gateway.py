@@ -17,6 +17,7 @@ from thingport.core.model import AuthSession, Device, PropertySample, StoredMess
 from thingport.core.ports import MessageLog, RegistryReader
 from thingport.core.throttle import BucketMap, Rate, TokenBucket
 from thingport.core.tokens import DIALECT_ALIYUN, DIALECT_HUAWEI, TokenClaims, TokenCodec
+from thingport.metrics import DeviceMetrics
 from thingport.settings import Settings
 from thingport.state.registry_cache import ProductRuntime, RegistryCache
 
@@ -37,8 +38,10 @@ class Gateway:
         cache: RegistryCache,
         codec: TokenCodec,
         clock: Callable[[], float] = time.time,
+        metrics: DeviceMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or DeviceMetrics()
         self._directory = directory
         self._log = log
         self._cache = cache
@@ -174,6 +177,7 @@ class Gateway:
         """Append a message (and the property values it carried) durably; returns its id once committed."""
         message = self.message(device, dialect, topic, kind, payload, received_ms, reply, properties)
         await self._log.append(message)
+        self.metrics.stored(dialect)
         return message.message_id
 
     def message(
@@ -191,3 +195,4 @@ class Gateway:
         if not messages:
             raise ParamError("nothing to store")
         await self._log.append_many(messages)
+        self.metrics.stored(messages[0].dialect, len(messages))

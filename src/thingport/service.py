@@ -1,17 +1,27 @@
 """Management operations on products, devices and the message log: the one implementation of each
 rule, shared by the CLI and (later) the REST API."""
 
+import hashlib
+import secrets
 import time
 from typing import Any
 
 from thingport.core import identity
 from thingport.core.errors import NotFound, ParamError
-from thingport.core.model import VALIDATION_MODES, Device, DeviceStatus, Product, StoredMessage
+from thingport.core.model import API_ROLES, VALIDATION_MODES, ApiKey, Device, DeviceStatus, Product, StoredMessage
+from thingport.core.topics import MAX_CATEGORIES, check_category
 from thingport.core.ports import MessageLog, Registry
 from thingport.core.thingmodel import ThingModel, ThingModelError
 
 DEFAULT_PRESENCE_TIMEOUT_S = 300
 HISTORY_MAX_LIMIT = 10_000
+PAGE_MAX_LIMIT = 1000
+API_KEY_PREFIX = "tpk_"
+
+
+def hash_api_key(key: str) -> bytes:
+    """Keys are 256 random bits, so one SHA-256 makes a stolen table useless (no salt or KDF needed)."""
+    return hashlib.sha256(key.encode()).digest()
 
 NODE_TYPES = ("device", "gateway")
 
@@ -38,20 +48,27 @@ class Management:
         name: str,
         product_key: str | None = None,
         node_type: str = "device",
-        tsl: dict | None = None,
+        model: dict | None = None,
         validation: str = "per-property",
+        model_format: str = "auto",
+        topics: list[tuple[str, str]] | None = None,
     ) -> Product:
+        """A product; its model, validation mode and topic categories are all checked before anything is
+        created, so a bad one creates nothing."""
         _checked(identity.check_product_name, name)
         if node_type not in NODE_TYPES:
             raise ParamError(f"node type must be one of {', '.join(NODE_TYPES)}")
         _check_validation(validation)
-        model = _compile(tsl, "tsl") if tsl is not None else None  # a bad model creates nothing
+        compiled = _compile(model, model_format) if model is not None else None
+        categories = _check_categories(topics or [])
         key = _checked(identity.check_product_key, product_key) if product_key else identity.generate_product_key()
         await self._registry.create_product(Product(key, name, node_type, _now_ms()))
         if validation != "per-property":
             await self._registry.set_product_validation(key, validation)
-        if model is not None:
-            await self._registry.set_thing_model(key, model.version, model.to_document(), _now_ms())
+        if compiled is not None:
+            await self._registry.set_thing_model(key, compiled.version, compiled.to_document(), _now_ms())
+        if categories:
+            await self._registry.set_product_topics(key, categories)
         return await self.product(key)
 
     async def import_thing_model(self, product_key: str, document: dict, model_format: str = "auto") -> Product:
@@ -142,10 +159,61 @@ class Management:
             raise NotFound(f"device {product_key}/{device_name} does not exist")
         return device
 
-    async def devices(self, product_key: str | None = None) -> list[Device]:
+    async def devices(
+        self, product_key: str | None = None, name_prefix: str | None = None, enabled: bool | None = None,
+        after_id: int = 0, limit: int = 1_000_000,
+    ) -> list[Device]:
         if product_key is not None:
             await self.product(product_key)
-        return await self._registry.list_devices(product_key)
+        return await self._registry.list_devices(product_key, name_prefix, enabled, after_id, limit)
+
+    async def revoke_tokens(self, product_key: str, device_name: str) -> Device:
+        """Kill every token the device holds; it may authenticate again."""
+        device = await self.device(product_key, device_name)
+        await self._registry.revoke_tokens(device.id)
+        return await self.device(product_key, device_name)
+
+    async def set_topic_categories(self, product_key: str, categories: list[tuple[str, str]]) -> Product:
+        """Replace the product's custom topic categories (suffix after /pk/dn/, pub|sub|all)."""
+        checked = _check_categories(categories)
+        await self.product(product_key)
+        await self._registry.set_product_topics(product_key, checked)
+        return await self.product(product_key)
+
+    # --- API keys ---
+
+    async def create_api_key(self, name: str, role: str = "admin") -> tuple[ApiKey, str]:
+        """A new key and its record; the key is returned this once and stored only as a hash."""
+        if not 1 <= len(name) <= 64 or not name.isprintable():
+            raise ParamError("API key name must be 1-64 printable characters")
+        if role not in API_ROLES:
+            raise ParamError(f"role must be one of {', '.join(API_ROLES)}")
+        key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        record = await self._registry.create_api_key(name, role, hash_api_key(key), key[:10], _now_ms())
+        return record, key
+
+    async def api_keys(self) -> list[ApiKey]:
+        return await self._registry.list_api_keys()
+
+    async def delete_api_key(self, key_id: int) -> None:
+        await self._registry.delete_api_key(key_id)
+
+    async def api_key_for(self, key: str) -> ApiKey | None:
+        """The record of a presented key (None: unknown); the lookup is by hash."""
+        if not key.startswith(API_KEY_PREFIX) or len(key) > 128:
+            return None
+        return await self._registry.api_key_by_hash(hash_api_key(key))
+
+    async def messages(
+        self, product_key: str | None = None, device_name: str | None = None, topic: str | None = None,
+        from_ms: int | None = None, to_ms: int | None = None, before_id: int | None = None, limit: int = 100,
+    ) -> list[StoredMessage]:
+        """Stored messages, newest first."""
+        if not 1 <= limit <= PAGE_MAX_LIMIT:
+            raise ParamError(f"limit must be 1-{PAGE_MAX_LIMIT}")
+        if device_name is not None and product_key is None:
+            raise ParamError("productKey is required with deviceName")
+        return await self._log.query(product_key, device_name, topic, from_ms, to_ms, before_id, limit)
 
     async def set_enabled(self, product_key: str, device_name: str, enabled: bool) -> Device:
         device = await self.device(product_key, device_name)
@@ -186,6 +254,18 @@ class Management:
         if limit < 1:
             raise ParamError("limit must be at least 1")
         return await self._log.newest(limit, after_id)
+
+
+def _check_categories(categories: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    if len(categories) > MAX_CATEGORIES:
+        raise ParamError(f"at most {MAX_CATEGORIES} topic categories")
+    try:
+        checked = tuple(check_category(suffix, operation) for suffix, operation in categories)
+    except ValueError as exc:
+        raise ParamError(str(exc)) from None
+    if len({suffix for suffix, _ in checked}) != len(checked):
+        raise ParamError("a topic category is declared twice")
+    return checked
 
 
 def _check_validation(validation: str) -> None:

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(8443, ge=0, le=65535)
 
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8080, ge=0, le=65535)
+
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_profile: Literal["modern", "compat"] = "modern"

@@ -57,3 +57,18 @@ def test_topic_length_limit() -> None:
     assert classify_topic(at_limit, PK, DN).kind is TopicKind.CUSTOM
     with pytest.raises(TopicDenied, match="longer than"):
         classify_topic(at_limit + "a", PK, DN)
+
+
+def test_declared_categories_decide_publish_permission() -> None:
+    from thingport.core.topics import check_category
+
+    categories = dict([check_category("user/get", "sub"), check_category("user/update", "pub"),
+                       check_category("user/both", "all")])
+    assert classify_topic(f"/{PK}/{DN}/user/update", PK, DN, categories).kind is TopicKind.CUSTOM
+    assert classify_topic(f"/{PK}/{DN}/user/both", PK, DN, categories).kind is TopicKind.CUSTOM
+    assert classify_topic(f"/{PK}/{DN}/user/undeclared", PK, DN, categories).kind is TopicKind.CUSTOM
+    with pytest.raises(TopicDenied, match="declared sub"):
+        classify_topic(f"/{PK}/{DN}/user/get", PK, DN, categories)
+    for suffix, operation in (("get", "pub"), ("user/a b", "pub"), ("user/x", "write"), ("user/", "all")):
+        with pytest.raises(ValueError):
+            check_category(suffix, operation)

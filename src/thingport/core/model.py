@@ -16,6 +16,7 @@ class Product:
     created_ms: int
     model_version: str | None = None
     validation: str = "per-property"  # one invalid property refuses only itself, or the whole report
+    topics: tuple[tuple[str, str], ...] = ()  # custom topic categories: (suffix after /pk/dn/, pub|sub|all)
 
     def to_json(self) -> dict:
         return {
@@ -25,6 +26,7 @@ class Product:
             "createdAt": self.created_ms,
             "modelVersion": self.model_version,
             "validation": self.validation,
+            "topics": [{"topic": topic, "operation": operation} for topic, operation in self.topics],
         }
 
 
@@ -139,3 +141,20 @@ class DeviceStatus:
             "lastSeenAt": self.last_seen_ms,
             "properties": {name: {"value": value, "time": at} for name, (value, at) in sorted(self.latest.items())},
         }
+
+
+API_ROLES = ("admin", "read")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A management API key as stored: its hash, never the key."""
+
+    id: int
+    name: str
+    role: str
+    prefix: str
+    created_ms: int
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "name": self.name, "role": self.role, "prefix": self.prefix, "createdAt": self.created_ms}

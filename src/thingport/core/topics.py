@@ -6,14 +6,28 @@ is refused with the rule that refused it.
 """
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
 from thingport.core.errors import TopicDenied
 
 MAX_TOPIC_LENGTH = 512
+MAX_CATEGORIES = 50
+OPERATIONS = ("pub", "sub", "all")
+PUBLISHABLE = frozenset({"pub", "all"})
 _LEVEL = r"[A-Za-z0-9_]+"
 _USER_SUFFIX_RE = re.compile(rf"{_LEVEL}(?:/{_LEVEL})*")
+_CATEGORY_RE = re.compile(rf"user/{_LEVEL}(?:/{_LEVEL})*")
+
+
+def check_category(suffix: str, operation: str) -> tuple[str, str]:
+    """A custom topic category: ``user/...`` after ``/${productKey}/${deviceName}/``, and pub|sub|all."""
+    if not _CATEGORY_RE.fullmatch(suffix) or len(suffix) > 128:
+        raise ValueError(f"topic category {suffix!r} must be user/<levels of letters, digits, _> (at most 128)")
+    if operation not in OPERATIONS:
+        raise ValueError(f"operation of {suffix} must be one of {', '.join(OPERATIONS)}")
+    return suffix, operation
 _EVENT_ID_RE = re.compile(r"[A-Za-z0-9_]{1,50}")
 
 
@@ -33,13 +47,23 @@ class Topic:
     event: str | None = None  # the event identifier of an EVENT_POST topic
 
 
-def classify_topic(topic: str, product_key: str, device_name: str) -> Topic:
-    """The kind of ``topic`` when ``(product_key, device_name)`` may publish to it; TopicDenied if not."""
+def classify_topic(
+    topic: str, product_key: str, device_name: str, categories: Mapping[str, str] | None = None
+) -> Topic:
+    """The kind of ``topic`` when ``(product_key, device_name)`` may publish to it; TopicDenied if not.
+
+    ``categories`` are the product's declared custom topics (suffix -> pub|sub|all): a declared one may
+    be published to only with pub or all; an undeclared ``user/...`` topic is allowed as a custom topic.
+    """
     if len(topic) > MAX_TOPIC_LENGTH:
         raise TopicDenied(f"topic is longer than {MAX_TOPIC_LENGTH} characters")
     own = f"/{product_key}/{device_name}/"
     if topic.startswith(own):
         rest = topic[len(own) :]
+        if categories:
+            operation = categories.get(rest)
+            if operation is not None and operation not in PUBLISHABLE:
+                raise TopicDenied(f"topic category {rest} is declared {operation}: devices may not publish to it")
         if rest.startswith("user/") and _USER_SUFFIX_RE.fullmatch(rest, 5):
             return Topic(topic, TopicKind.CUSTOM)
         raise TopicDenied(

@@ -5,6 +5,7 @@ with the platform's text for the code and says what was wrong.
 """
 
 import logging
+from time import perf_counter
 
 import msgspec
 
@@ -110,21 +111,27 @@ class AliyunDialect:
         self._auth_limit = gateway.settings.auth_max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = perf_counter()
+        endpoint = "auth" if scope["path"] == "/auth" else "topic"
+        code = 0
         try:
             if scope["method"] != "POST":
                 raise errors.ParamError("only POST is supported")
             if scope["query_string"]:
                 raise errors.ParamError("query strings are not supported")
-            if scope["path"] == "/auth":
+            if endpoint == "auth":
                 body = await self._auth(scope, receive)
             else:
                 body = await self._publish(scope, receive)
         except errors.ThingportError as exc:
-            body = error_body(code_for(exc), str(exc))
+            code = code_for(exc)
+            body = error_body(code, str(exc))
         except Exception:
             log.exception("unexpected error on %s", scope["path"])
-            body = error_body(COMMON_ERROR, "internal error")
+            code = COMMON_ERROR
+            body = error_body(code, "internal error")
         await send_json(send, body)
+        self._gateway.metrics.request(DIALECT, endpoint, str(code), perf_counter() - started)
 
     async def _auth(self, scope: Scope, receive: Receive) -> bytes:
         headers = headers_of(scope)
@@ -150,12 +157,13 @@ class AliyunDialect:
             topic_name = raw_path[6:].decode("ascii")  # after "/topic"
         except UnicodeDecodeError:
             raise errors.TopicDenied("topic must be ASCII") from None
-        topic = classify_topic(topic_name, device.product_key, device.device_name)
+        runtime = await gateway.product(device)
+        topic = classify_topic(topic_name, device.product_key, device.device_name, runtime.categories)
         gateway.throttle_report(device)
         payload = await read_capped(headers, receive, self._topic_limit)
         received_ms = gateway.now_ms()
         if topic.kind in VALIDATED_KINDS:
-            judgement = judge(await gateway.product(device), topic, payload, received_ms)
+            judgement = judge(runtime, topic, payload, received_ms)
             message_id = await gateway.store(
                 device, DIALECT, topic.name, topic.kind.value, payload, received_ms,
                 judgement.reply, judgement.properties,

@@ -6,6 +6,7 @@ kinds; only the ``dialect`` field tells them apart.
 """
 
 import logging
+from time import perf_counter
 from typing import Any
 
 import msgspec
@@ -45,6 +46,10 @@ INTERNAL = (500, "IOTDA.000001")
 _REPORT = "properties/report"
 _MESSAGE_UP = "messages/up"
 _GATEWAY_REPORT = "gateway/sub-devices/properties/report"
+
+
+class _NoSuchApi(Exception):
+    pass
 
 
 def status_and_code(exc: errors.ThingportError) -> tuple[int, str]:
@@ -95,20 +100,25 @@ class HuaweiDialect:
         self._auth_limit = gateway.settings.auth_max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        status = 200
+        started = perf_counter()
+        status, code, endpoint = 200, "200", "unknown"
         try:
             if scope["method"] != "POST":
                 raise errors.ParamError("only POST is supported")
             path = scope["path"]
             if path == "/v5/device-auth":
+                endpoint = "auth"
                 body = await self._auth(scope, receive)
             else:
                 parts = path.split("/", 5)  # "", "v5", "devices", id, "sys", rest
                 rest = parts[5] if len(parts) == 6 and parts[2] == "devices" and parts[4] == "sys" else ""
                 if rest not in (_REPORT, _MESSAGE_UP, _GATEWAY_REPORT):
-                    await send_json(send, error_body("IOTDA.000006", f"no such API: POST {path}"), status=404)
-                    return
+                    raise _NoSuchApi(f"no such API: POST {path}")
+                endpoint = rest
                 body = await self._report(scope, receive, parts[3], rest)
+        except _NoSuchApi as exc:
+            status, code = 404, "IOTDA.000006"
+            body = error_body(code, str(exc))
         except errors.ThingportError as exc:
             status, code = status_and_code(exc)
             body = error_body(code, str(exc))
@@ -117,6 +127,7 @@ class HuaweiDialect:
             status, code = INTERNAL
             body = error_body(code, "internal error")
         await send_json(send, body, status=status)
+        self._gateway.metrics.request(DIALECT, endpoint, code, perf_counter() - started)
 
     async def _auth(self, scope: Scope, receive: Receive) -> bytes:
         headers = headers_of(scope)

@@ -24,6 +24,7 @@ class ProductRuntime:
 
     product: Product
     model: ThingModel
+    categories: dict[str, str]  # declared custom topics: suffix -> pub|sub|all
 
     @property
     def whole_report(self) -> bool:
@@ -102,7 +103,7 @@ class RegistryCache:
                 compiled = ThingModel.from_document(document) if document else _SCHEMALESS
                 self._compiled[key] = compiled
             model = compiled
-        runtime = self._runtimes[product_key] = ProductRuntime(product, model)
+        runtime = self._runtimes[product_key] = ProductRuntime(product, model, dict(product.topics))
         return runtime
 
     # --- following the change feed ---

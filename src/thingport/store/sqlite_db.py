@@ -17,7 +17,16 @@ CREATE TABLE products (
     node_type     TEXT NOT NULL,
     created_ms    INTEGER NOT NULL,
     model_version TEXT,                 -- current thing model (thing_models.version); NULL: schemaless
-    validation    TEXT NOT NULL DEFAULT 'per-property'
+    validation    TEXT NOT NULL DEFAULT 'per-property',
+    topics        TEXT NOT NULL DEFAULT '[]'  -- custom topic categories: [[suffix, "pub"|"sub"|"all"], ...]
+);
+CREATE TABLE api_keys (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    name       TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    key_hash   BLOB NOT NULL UNIQUE,    -- SHA-256 of the key: the key itself is shown once, never stored
+    prefix     TEXT NOT NULL,           -- first characters, to tell keys apart in listings
+    created_ms INTEGER NOT NULL
 );
 CREATE TABLE thing_models (             -- every version ever imported, so a message can name its model
     product_key TEXT NOT NULL,
@@ -78,6 +87,7 @@ CREATE TABLE history (
     value      TEXT NOT NULL,           -- JSON
     message_id INTEGER NOT NULL
 );
+CREATE INDEX messages_by_device ON messages (product_key, device_name, id);
 CREATE INDEX history_by_series ON history (device_id, identifier, time_ms);
 """
 

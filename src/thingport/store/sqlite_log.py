@@ -99,6 +99,27 @@ class SqliteMessageLog:
         except sqlite3.Error as exc:
             raise SessionStoreFailed(f"session could not be stored: {exc}") from None
 
+    async def query(
+        self, product_key: str | None = None, device_name: str | None = None, topic: str | None = None,
+        from_ms: int | None = None, to_ms: int | None = None, before_id: int | None = None, limit: int = 100,
+    ) -> list[StoredMessage]:
+        """Messages matching every given filter, newest first (``before_id``: the next page)."""
+        where, params = [], []
+        for column, value in (("product_key", product_key), ("device_name", device_name), ("topic", topic)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        for clause, value in (("received_ms >= ?", from_ms), ("received_ms <= ?", to_ms), ("id < ?", before_id)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages{' WHERE ' + ' AND '.join(where) if where else ''}"
+
+        def q(conn: sqlite3.Connection) -> list[tuple]:
+            return conn.execute(f"{sql} ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+
+        return [StoredMessage(*row) for row in await self._reader.run(q)]
+
     async def newest(self, limit: int, after_id: int | None = None) -> list[StoredMessage]:
         """The newest ``limit`` messages (after ``after_id`` when given), oldest first."""
 

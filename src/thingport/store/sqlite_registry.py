@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from thingport.core.errors import Conflict, NotFound
-from thingport.core.model import AuthSession, Device, Product
+from thingport.core.model import ApiKey, AuthSession, Device, Product
 from thingport.store.keys import SecretBox
 from thingport.store.sqlite_executor import SqliteExecutor
 
@@ -16,7 +16,7 @@ _DEVICE_SELECT = (
     " d.last_auth_ms, d.device_id, d.gateway_id, g.product_key, g.device_name, d.token_ms, d.prev_token_ms"
     " FROM devices d LEFT JOIN devices g ON g.id = d.gateway_id"
 )
-_PRODUCT_COLUMNS = "product_key, name, node_type, created_ms, model_version, validation"
+_PRODUCT_COLUMNS = "product_key, name, node_type, created_ms, model_version, validation, topics"
 CHANGE_RETENTION_MS = 24 * 3600 * 1000
 
 
@@ -63,7 +63,11 @@ class SqliteRegistry:
         )
         conn.execute("DELETE FROM changes WHERE at_ms < ?", (now - CHANGE_RETENTION_MS,))
 
-    # --- read side (DeviceDirectory) ---
+    async def ping(self) -> None:
+        """Raises when the database does not answer."""
+        await self._db.run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    # --- read side (RegistryReader) ---
 
     async def device_by_id(self, device_id: int) -> Device | None:
         return await self._one_device("d.id = ?", (device_id,))
@@ -118,7 +122,7 @@ class SqliteRegistry:
             ).fetchone()
 
         row = await self._db.run(q)
-        return Product(*row) if row else None
+        return _product(row) if row else None
 
     async def list_products(self) -> list[Product]:
         def q(conn: sqlite3.Connection) -> list[tuple]:
@@ -126,7 +130,7 @@ class SqliteRegistry:
                 f"SELECT {_PRODUCT_COLUMNS} FROM products ORDER BY created_ms, product_key"
             ).fetchall()
 
-        return [Product(*row) for row in await self._db.run(q)]
+        return [_product(row) for row in await self._db.run(q)]
 
     async def _update_product(self, product_key: str, sql: str, params: tuple, extra: str | None = None,
                               extra_params: tuple = ()) -> None:
@@ -164,6 +168,12 @@ class SqliteRegistry:
 
         row = await self._db.run(q)
         return msgspec.json.decode(row[0]) if row else None
+
+    async def set_product_topics(self, product_key: str, topics: tuple[tuple[str, str], ...]) -> None:
+        await self._update_product(
+            product_key, "UPDATE products SET topics = ? WHERE product_key = ?",
+            (msgspec.json.encode([list(t) for t in topics]).decode(), product_key),
+        )
 
     async def set_product_validation(self, product_key: str, validation: str) -> None:
         await self._update_product(
@@ -205,10 +215,65 @@ class SqliteRegistry:
         assert created is not None
         return created
 
-    async def list_devices(self, product_key: str | None) -> list[Device]:
-        if product_key is None:
-            return await self._devices("1", ())
-        return await self._devices("d.product_key = ?", (product_key,))
+    async def list_devices(
+        self, product_key: str | None, name_prefix: str | None = None, enabled: bool | None = None,
+        after_id: int = 0, limit: int = 1_000_000,
+    ) -> list[Device]:
+        """Devices in id order, filtered, a page at a time (``after_id``: the last id of the previous page)."""
+        where, params = ["d.id > ?"], [after_id]
+        if product_key is not None:
+            where.append("d.product_key = ?")
+            params.append(product_key)
+        if name_prefix:
+            where.append("substr(d.device_name, 1, ?) = ?")
+            params.extend([len(name_prefix), name_prefix])
+        if enabled is not None:
+            where.append("d.enabled = ?")
+            params.append(int(enabled))
+
+        def q(conn: sqlite3.Connection) -> list[tuple]:
+            sql = f"{_DEVICE_SELECT} WHERE {' AND '.join(where)} ORDER BY d.id LIMIT ?"
+            return conn.execute(sql, (*params, limit)).fetchall()
+
+        return [self._device(row) for row in await self._db.run(q)]
+
+    async def revoke_tokens(self, device_id: int) -> None:
+        """Every token issued so far dies; the device may authenticate again."""
+        await self._update(device_id, "UPDATE devices SET token_epoch = token_epoch + 1 WHERE id = ?", (device_id,))
+
+    # --- API keys ---
+
+    async def create_api_key(self, name: str, role: str, key_hash: bytes, prefix: str, created_ms: int) -> ApiKey:
+        def q(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "INSERT INTO api_keys (name, role, key_hash, prefix, created_ms) VALUES (?, ?, ?, ?, ?)",
+                (name, role, key_hash, prefix, created_ms),
+            )
+            return cur.lastrowid  # type: ignore[return-value]
+
+        return ApiKey(await self._db.run(q), name, role, prefix, created_ms)
+
+    async def api_key_by_hash(self, key_hash: bytes) -> ApiKey | None:
+        def q(conn: sqlite3.Connection) -> tuple | None:
+            return conn.execute(
+                "SELECT id, name, role, prefix, created_ms FROM api_keys WHERE key_hash = ?", (key_hash,)
+            ).fetchone()
+
+        row = await self._db.run(q)
+        return ApiKey(*row) if row else None
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        def q(conn: sqlite3.Connection) -> list[tuple]:
+            return conn.execute("SELECT id, name, role, prefix, created_ms FROM api_keys ORDER BY id").fetchall()
+
+        return [ApiKey(*row) for row in await self._db.run(q)]
+
+    async def delete_api_key(self, key_id: int) -> None:
+        def q(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM api_keys WHERE id = ?", (key_id,)).rowcount
+
+        if await self._db.run(q) != 1:
+            raise NotFound(f"API key {key_id} does not exist")
 
     async def _update(self, device_id: int, sql: str, params: tuple) -> None:
         def q(conn: sqlite3.Connection) -> None:
@@ -297,6 +362,11 @@ class SqliteRegistry:
             ).fetchall()
 
         return [(at, msgspec.json.decode(value), mid) for at, value, mid in await self._db.run(q)]
+
+
+def _product(row: tuple) -> Product:
+    *columns, topics = row
+    return Product(*columns, tuple((t, op) for t, op in msgspec.json.decode(topics)))
 
 
 def record_sessions(conn: sqlite3.Connection, sessions: list[AuthSession]) -> None:

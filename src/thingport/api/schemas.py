@@ -1,0 +1,151 @@
+"""Request and response bodies of the management API; they are also its OpenAPI schema."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(Model):
+    code: str = Field(description="machine-readable: unauthorized, forbidden, not_found, conflict, invalid")
+    message: str
+    field: str | None = Field(None, description="the request field at fault, when there is one")
+
+
+class ErrorResponse(Model):
+    error: ErrorDetail
+
+
+class TopicCategory(Model):
+    topic: str = Field(description="suffix after /${productKey}/${deviceName}/, e.g. user/update", max_length=128)
+    operation: Literal["pub", "sub", "all"]
+
+
+class ProductCreate(Model):
+    name: str = Field(min_length=1, max_length=64)
+    productKey: str | None = Field(None, description="given key; generated (11 characters) when absent")
+    nodeType: Literal["device", "gateway"] = "device"
+    validation: Literal["per-property", "whole-report"] = "per-property"
+    thingModel: dict[str, Any] | None = Field(None, description="Alibaba TSL or IoTDA product model")
+    topics: list[TopicCategory] = Field(default_factory=list, max_length=50)
+
+
+class ProductUpdate(Model):
+    validation: Literal["per-property", "whole-report"] | None = None
+
+
+class ProductOut(Model):
+    productKey: str
+    name: str
+    nodeType: str
+    createdAt: int
+    modelVersion: str | None
+    validation: str
+    topics: list[TopicCategory]
+
+
+class ThingModelOut(Model):
+    format: Literal["tsl", "huawei", "schemaless"]
+    model: dict[str, Any]
+
+
+class GatewayRef(Model):
+    productKey: str
+    deviceName: str
+
+
+class DeviceCreate(Model):
+    productKey: str
+    deviceName: str | None = Field(None, description="default: the node id of deviceId")
+    deviceId: str | None = Field(None, description="IoTDA device_id; default <productKey>_<deviceName>")
+    deviceSecret: str | None = Field(None, description="default: 32 generated characters")
+    gateway: GatewayRef | None = Field(None, description="make it a sub-device of this gateway device")
+
+
+class DeviceOut(Model):
+    productKey: str
+    deviceName: str
+    deviceId: str
+    status: Literal["enabled", "disabled"]
+    createdAt: int
+    lastAuthAt: int | None
+    gateway: GatewayRef | None
+
+
+class DeviceWithSecret(DeviceOut):
+    deviceSecret: str
+
+
+class DevicePage(Model):
+    items: list[DeviceOut]
+    next: str | None = Field(description="pass as `after` for the next page; null on the last")
+
+
+class DeviceSecret(Model):
+    deviceSecret: str
+
+
+class LatestValue(Model):
+    value: Any
+    time: int
+
+
+class StatusOut(Model):
+    productKey: str
+    deviceName: str
+    enabled: bool
+    state: Literal["online", "offline"]
+    online: bool
+    lastSeenAt: int | None
+    properties: dict[str, LatestValue]
+
+
+class HistoryPoint(Model):
+    time: int
+    value: Any
+    messageId: int
+
+
+class MessageOut(Model):
+    messageId: int
+    messageIdText: str = Field(description="messageId as a string, for clients whose numbers are doubles")
+    productKey: str
+    deviceName: str
+    dialect: str
+    topic: str
+    kind: str
+    size: int
+    receivedAt: int
+    payload: str
+    payloadEncoding: Literal["text", "base64"]
+    reply: dict[str, Any] | None
+
+
+class MessagePage(Model):
+    items: list[MessageOut]
+    next: str | None = Field(description="pass as `before` for the next (older) page; null on the last")
+
+
+class ApiKeyCreate(Model):
+    name: str = Field(min_length=1, max_length=64)
+    role: Literal["admin", "read"] = "admin"
+
+
+class ApiKeyOut(Model):
+    id: int
+    name: str
+    role: str
+    prefix: str
+    createdAt: int
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="shown this once; only its hash is stored")
+
+
+class Health(Model):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
