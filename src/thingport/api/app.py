@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -135,8 +135,9 @@ def create_api(
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503)
 
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["health"], dependencies=[Read],
-             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+    @app.get("/metrics", tags=["health"], dependencies=[Read],
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                              "description": "Prometheus text exposition format"}})
     async def prometheus_metrics() -> Response:
         """Prometheus metrics: requests by dialect, endpoint and code, auth results, messages stored, latency."""
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
