@@ -439,13 +439,13 @@ def messages_tail(limit: int, follow: bool, interval: float, data_dir: Path | No
     async def tail(m: Management) -> None:
         batch = await m.newest_messages(limit)
         show(batch)
-        last = batch[-1].message_id if batch else 0
+        last = batch[-1].seq if batch else 0
         while follow:
             await asyncio.sleep(interval)
-            batch = await m.newest_messages(1000, after_id=last)
+            batch = await m.newest_messages(1000, after_seq=last)
             show(batch)
             if batch:
-                last = batch[-1].message_id
+                last = batch[-1].seq
 
     try:
         run(data_dir, tail)

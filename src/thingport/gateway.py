@@ -184,10 +184,12 @@ class Gateway:
         self, device: Device, dialect: str, topic: str, kind: str, payload: bytes, received_ms: int,
         reply: bytes | None = None, properties: tuple[PropertySample, ...] = (),
     ) -> StoredMessage:
-        """A message with a fresh id, for ``store_many``."""
+        """A message with a fresh id, for ``store_many``. Its device time is the first sample's, when the
+        device gave one."""
+        device_ms = next((p.time_ms for p in properties if p.time_ms != received_ms), None)
         return StoredMessage(
             self._ids.next_id(), device.id, device.product_key, device.device_name, dialect, topic, payload,
-            received_ms, kind, reply, properties,
+            received_ms, kind, reply, device_ms, device.device_id, 0, properties,
         )
 
     async def store_many(self, messages: tuple[StoredMessage, ...]) -> None:

@@ -206,14 +206,14 @@ class Management:
 
     async def messages(
         self, product_key: str | None = None, device_name: str | None = None, topic: str | None = None,
-        from_ms: int | None = None, to_ms: int | None = None, before_id: int | None = None, limit: int = 100,
+        from_ms: int | None = None, to_ms: int | None = None, before_seq: int | None = None, limit: int = 100,
     ) -> list[StoredMessage]:
         """Stored messages, newest first."""
         if not 1 <= limit <= PAGE_MAX_LIMIT:
             raise ParamError(f"limit must be 1-{PAGE_MAX_LIMIT}")
         if device_name is not None and product_key is None:
             raise ParamError("productKey is required with deviceName")
-        return await self._log.query(product_key, device_name, topic, from_ms, to_ms, before_id, limit)
+        return await self._log.query(product_key, device_name, topic, from_ms, to_ms, before_seq, limit)
 
     async def set_enabled(self, product_key: str, device_name: str, enabled: bool) -> Device:
         device = await self.device(product_key, device_name)
@@ -250,10 +250,10 @@ class Management:
         rows = await self._registry.history(device.id, identifier, from_ms, to_ms, limit)
         return [{"time": at, "value": value, "messageId": message_id} for at, value, message_id in rows]
 
-    async def newest_messages(self, limit: int, after_id: int | None = None) -> list[StoredMessage]:
+    async def newest_messages(self, limit: int, after_seq: int | None = None) -> list[StoredMessage]:
         if limit < 1:
             raise ParamError("limit must be at least 1")
-        return await self._log.newest(limit, after_id)
+        return await self._log.newest(limit, after_seq)
 
 
 def _check_categories(categories: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

@@ -1,4 +1,5 @@
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -95,8 +96,8 @@ def test_appended_messages_are_read_back_newest_last(data_dir: Path) -> None:
         msgs = [StoredMessage(i, 1, "pk", "dn", "aliyun", "/t", bytes([i]), 1000 + i) for i in range(1, 6)]
         await asyncio.gather(*(stores.log.append(msg) for msg in msgs))
         assert [x.message_id for x in await m.newest_messages(3)] == [3, 4, 5]
-        assert [x.message_id for x in await m.newest_messages(10, after_id=4)] == [5]
-        assert (await m.newest_messages(1))[0] == msgs[-1]
+        assert [x.message_id for x in await m.newest_messages(10, after_seq=4)] == [5]
+        assert (await m.newest_messages(1))[0] == dataclasses.replace(msgs[-1], seq=5)
 
     run(data_dir, act)
 
@@ -109,3 +110,17 @@ def test_storage_quota_refuses_writes_and_acknowledges_nothing(data_dir: Path) -
         assert await m.newest_messages(10) == []
 
     run(data_dir, act, storage_max_mb=0.05)
+
+
+def test_log_order_is_commit_order_not_message_id_order(data_dir: Path) -> None:
+    async def act(m: Management, stores):  # type: ignore[no-untyped-def]
+        late = StoredMessage(10, 1, "pk", "dn", "aliyun", "/t", b"first committed", 1)
+        early = StoredMessage(5, 1, "pk", "dn", "aliyun", "/t", b"second committed", 2)
+        await stores.log.append(late)
+        await stores.log.append(early)
+        read = await stores.log.read_after(0, 10)
+        assert [x.message_id for x in read] == [10, 5] and [x.seq for x in read] == [1, 2]
+        assert await stores.log.read_after(1, 10) == [read[1]]
+        assert await stores.log.last_seq() == 2
+
+    run(data_dir, act)

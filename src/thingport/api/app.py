@@ -287,7 +287,7 @@ def create_api(
     ) -> dict:
         page = await management.messages(productKey, deviceName, topic, from_, to, before, limit)
         return {"items": [_message(m, encoding) for m in page],
-                "next": str(page[-1].message_id) if len(page) == limit else None}
+                "next": str(page[-1].seq) if len(page) == limit else None}
 
     @app.get("/api/messages", response_model=s.MessagePage, tags=["messages"], dependencies=[Read])
     async def messages(

@@ -45,6 +45,7 @@ class ProductOut(Model):
     modelVersion: str | None
     validation: str
     topics: list[TopicCategory]
+    presenceTimeout: float | None = Field(description="seconds of silence before offline; null: the server's")
 
 
 class ThingModelOut(Model):
@@ -112,6 +113,7 @@ class HistoryPoint(Model):
 class MessageOut(Model):
     messageId: int
     messageIdText: str = Field(description="messageId as a string, for clients whose numbers are doubles")
+    seq: int = Field(description="position in the log, in commit order")
     productKey: str
     deviceName: str
     dialect: str

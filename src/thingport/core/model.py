@@ -17,6 +17,7 @@ class Product:
     model_version: str | None = None
     validation: str = "per-property"  # one invalid property refuses only itself, or the whole report
     topics: tuple[tuple[str, str], ...] = ()  # custom topic categories: (suffix after /pk/dn/, pub|sub|all)
+    presence_timeout_s: float | None = None  # silence after which its devices are offline (None: server's)
 
     def to_json(self) -> dict:
         return {
@@ -27,6 +28,7 @@ class Product:
             "modelVersion": self.model_version,
             "validation": self.validation,
             "topics": [{"topic": topic, "operation": operation} for topic, operation in self.topics],
+            "presenceTimeout": self.presence_timeout_s,
         }
 
 
@@ -89,11 +91,15 @@ class StoredMessage:
     received_ms: int
     kind: str = "custom"
     reply: bytes | None = None  # the protocol's reply document (Alink), as JSON
+    device_ms: int | None = None  # the time the device gave for its data, when it gave one
+    iot_id: str = ""  # the device's IoTDA device_id
+    seq: int = 0  # position in the log, in commit order (0 until committed)
     properties: tuple[PropertySample, ...] = ()
 
     def summary(self) -> dict:
         doc = {
             "messageId": self.message_id,
+            "seq": self.seq,
             "productKey": self.product_key,
             "deviceName": self.device_name,
             "dialect": self.dialect,

@@ -24,8 +24,15 @@ class GroupCommitter(Generic[Item]):
     exception then fails every item of that batch (and no item of it is acknowledged).
     """
 
-    def __init__(self, write_batch: Callable[[list[Item]], None], max_batch: int = 1000, name: str = "group-commit") -> None:
+    def __init__(
+        self,
+        write_batch: Callable[[list[Item]], None],
+        max_batch: int = 1000,
+        name: str = "group-commit",
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._write_batch = write_batch
+        self._on_commit = on_commit  # called on the event loop after each committed batch
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -76,12 +83,16 @@ class GroupCommitter(Generic[Item]):
                 error = exc
             assert self._loop is not None
             try:
-                self._loop.call_soon_threadsafe(_settle, [f for _, f in batch], error)
+                self._loop.call_soon_threadsafe(_settle, [f for _, f in batch], error, self._on_commit)
             except RuntimeError:  # loop closed: nobody is waiting any more
                 pass
 
 
-def _settle(futures: list["asyncio.Future[None]"], error: BaseException | None) -> None:
+def _settle(
+    futures: list["asyncio.Future[None]"], error: BaseException | None, on_commit: Callable[[], None] | None
+) -> None:
+    if error is None and on_commit is not None:
+        on_commit()
     for future in futures:
         if future.done():  # the request went away; the write stands regardless
             continue

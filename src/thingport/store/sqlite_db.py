@@ -18,6 +18,7 @@ CREATE TABLE products (
     created_ms    INTEGER NOT NULL,
     model_version TEXT,                 -- current thing model (thing_models.version); NULL: schemaless
     validation    TEXT NOT NULL DEFAULT 'per-property',
+    presence_timeout_s REAL,            -- silence after which its devices are offline; NULL: the server's
     topics        TEXT NOT NULL DEFAULT '[]'  -- custom topic categories: [[suffix, "pub"|"sub"|"all"], ...]
 );
 CREATE TABLE api_keys (
@@ -61,8 +62,10 @@ CREATE TABLE changes (                  -- the change feed running servers poll 
     at_ms       INTEGER NOT NULL
 );
 CREATE TABLE messages (
-    id          INTEGER PRIMARY KEY,   -- the messageId given to the device
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,  -- commit order: what forwarding cursors follow
+    id          INTEGER NOT NULL,      -- the messageId given to the device (time-ordered, not commit-ordered)
     device_id   INTEGER NOT NULL,
+    iot_id      TEXT NOT NULL,         -- the device's IoTDA device_id, for envelopes and routing keys
     product_key TEXT NOT NULL,
     device_name TEXT NOT NULL,
     dialect     TEXT NOT NULL,
@@ -70,7 +73,20 @@ CREATE TABLE messages (
     payload     BLOB NOT NULL,
     received_ms INTEGER NOT NULL,
     kind        TEXT NOT NULL,
-    reply       BLOB
+    reply       BLOB,
+    device_ms   INTEGER                -- the time the device gave, when it gave one
+);
+CREATE TABLE subscriptions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT NOT NULL UNIQUE,
+    product_key TEXT NOT NULL REFERENCES products(product_key),
+    kinds       TEXT NOT NULL,         -- comma-separated: raw, properties, event, status
+    topic_filter TEXT,                 -- MQTT-style filter (+, #) on the message topic; NULL: all
+    sink        TEXT NOT NULL,         -- http, rabbitmq, nats, mqtt, webhook
+    options_sealed BLOB NOT NULL,      -- sink options (may hold credentials): encrypted like device secrets
+    cursor      INTEGER NOT NULL,      -- last log seq the sink confirmed (or skipped)
+    enabled     INTEGER NOT NULL DEFAULT 1,
+    created_ms  INTEGER NOT NULL
 );
 CREATE TABLE latest_values (
     device_id  INTEGER NOT NULL,
@@ -87,7 +103,7 @@ CREATE TABLE history (
     value      TEXT NOT NULL,           -- JSON
     message_id INTEGER NOT NULL
 );
-CREATE INDEX messages_by_device ON messages (product_key, device_name, id);
+CREATE INDEX messages_by_device ON messages (product_key, device_name, seq);
 CREATE INDEX history_by_series ON history (device_id, identifier, time_ms);
 """
 

@@ -1,7 +1,15 @@
-"""The durable message log on SQLite, written by group commit."""
+"""The durable message log on SQLite, written by group commit.
+
+Messages are numbered twice: ``id`` is the messageId devices get (64-bit, time-ordered, assigned when the
+request arrives) and ``seq`` is the position in the log, assigned at insert under SQLite's single write
+lock, so it increases in commit order. Forwarding cursors follow ``seq``: a cursor on ``id`` could step
+over a message that got a smaller id but committed later.
+"""
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import msgspec
 
@@ -11,8 +19,11 @@ from thingport.store.group_commit import GroupCommitter
 from thingport.store.sqlite_executor import SqliteExecutor
 from thingport.store.sqlite_registry import record_sessions
 
-_MESSAGE_COLUMNS = "id, device_id, product_key, device_name, dialect, topic, payload, received_ms, kind, reply"
-_INSERT_MESSAGE = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_COLUMNS = (
+    "id, device_id, product_key, device_name, dialect, topic, payload, received_ms, kind, reply, device_ms, iot_id"
+)
+_SELECT_COLUMNS = _INSERT_COLUMNS + ", seq"  # in StoredMessage's field order
+_INSERT_MESSAGE = f"INSERT INTO messages ({_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_HISTORY = "INSERT INTO history (device_id, identifier, time_ms, value, message_id) VALUES (?, ?, ?, ?, ?)"
 # a late report (older time) goes into history but does not overwrite a newer latest value
 _UPSERT_LATEST = (
@@ -22,7 +33,19 @@ _UPSERT_LATEST = (
     " WHERE excluded.time_ms >= latest_values.time_ms"
 )
 _MARK_SEEN = "UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?) WHERE id = ?"
+_SAVE_CURSOR = "UPDATE subscriptions SET cursor = max(cursor, ?) WHERE id = ?"
 _encode = msgspec.json.encode
+
+
+@dataclass(frozen=True, slots=True)
+class CursorUpdate:
+    """A subscription's sink confirmed everything up to ``seq``."""
+
+    subscription_id: int
+    seq: int
+
+
+Item = StoredMessage | AuthSession | CursorUpdate | tuple[StoredMessage, ...]
 
 
 class SqliteMessageLog:
@@ -31,8 +54,9 @@ class SqliteMessageLog:
     def __init__(self, writer: sqlite3.Connection, reader: SqliteExecutor, max_batch: int = 1000) -> None:
         self._writer = writer
         self._reader = reader
-        self._committer: GroupCommitter[StoredMessage | AuthSession | tuple[StoredMessage, ...]] = GroupCommitter(
-            self._write_batch, max_batch, name="log-writer"
+        self._listeners: list[Callable[[], None]] = []
+        self._committer: GroupCommitter[Item] = GroupCommitter(
+            self._write_batch, max_batch, name="log-writer", on_commit=self._committed
         )
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -42,29 +66,40 @@ class SqliteMessageLog:
         self._committer.stop()
         self._writer.close()
 
-    def _write_batch(self, items: list[StoredMessage | AuthSession | tuple[StoredMessage, ...]]) -> None:
-        """One transaction: the messages, the property values they carried, presence, auth sessions."""
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on the event loop after every committed batch (e.g. to wake forwarders)."""
+        self._listeners.append(listener)
+
+    def _committed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    def _write_batch(self, items: list[Item]) -> None:
+        """One transaction: messages, the property values they carried, presence, sessions, cursors."""
         conn = self._writer
         messages: list[tuple] = []
         samples: list[tuple] = []
         seen: dict[int, int] = {}
         sessions: list[AuthSession] = []
-        flat: list[StoredMessage | AuthSession] = []
+        cursors: list[tuple[int, int]] = []
+        flat: list[StoredMessage | AuthSession | CursorUpdate] = []
         for item in items:
             if type(item) is tuple:  # append_many: its messages share this transaction
                 flat.extend(item)
             else:
-                flat.append(item)
+                flat.append(item)  # type: ignore[arg-type]
         for item in flat:
             if type(item) is StoredMessage:
                 m = item
                 messages.append((m.message_id, m.device_id, m.product_key, m.device_name, m.dialect, m.topic,
-                                 m.payload, m.received_ms, m.kind, m.reply))
+                                 m.payload, m.received_ms, m.kind, m.reply, m.device_ms, m.iot_id))
                 for p in m.properties:
                     samples.append((m.device_id, p.identifier, p.time_ms, _encode(p.value).decode(), m.message_id))
                 seen[m.device_id] = m.received_ms
+            elif type(item) is AuthSession:
+                sessions.append(item)
             else:
-                sessions.append(item)  # type: ignore[arg-type]
+                cursors.append((item.seq, item.subscription_id))  # type: ignore[union-attr]
         conn.execute("BEGIN")
         try:
             if messages:
@@ -75,6 +110,8 @@ class SqliteMessageLog:
                 conn.executemany(_UPSERT_LATEST, [(d, i, v, t, mid) for d, i, t, v, mid in samples])
             if sessions:
                 record_sessions(conn, sessions)
+            if cursors:
+                conn.executemany(_SAVE_CURSOR, cursors)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -99,36 +136,76 @@ class SqliteMessageLog:
         except sqlite3.Error as exc:
             raise SessionStoreFailed(f"session could not be stored: {exc}") from None
 
+    async def save_cursor(self, subscription_id: int, seq: int) -> None:
+        """Durably record that a subscription is done up to ``seq`` (with whatever else commits now)."""
+        try:
+            await self._committer.submit(CursorUpdate(subscription_id, seq))
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cursor could not be stored: {exc}") from None
+
+    async def _select(self, where: str, params: tuple, order: str, limit: int) -> list[StoredMessage]:
+        sql = f"SELECT {_SELECT_COLUMNS} FROM messages{' WHERE ' + where if where else ''} ORDER BY seq {order} LIMIT ?"
+
+        def q(conn: sqlite3.Connection) -> list[tuple]:
+            return conn.execute(sql, (*params, limit)).fetchall()
+
+        return [StoredMessage(*row) for row in await self._reader.run(q)]
+
+    async def read_after(self, seq: int, limit: int) -> list[StoredMessage]:
+        """Committed messages after ``seq``, in commit order: what a forwarder reads next."""
+        return await self._select("seq > ?", (seq,), "ASC", limit)
+
+    async def last_seq(self) -> int:
+        def q(conn: sqlite3.Connection) -> int:
+            return conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
+
+        return await self._reader.run(q)
+
     async def query(
         self, product_key: str | None = None, device_name: str | None = None, topic: str | None = None,
-        from_ms: int | None = None, to_ms: int | None = None, before_id: int | None = None, limit: int = 100,
+        from_ms: int | None = None, to_ms: int | None = None, before_seq: int | None = None, limit: int = 100,
     ) -> list[StoredMessage]:
-        """Messages matching every given filter, newest first (``before_id``: the next page)."""
+        """Messages matching every given filter, newest first (``before_seq``: the next page)."""
         where, params = [], []
         for column, value in (("product_key", product_key), ("device_name", device_name), ("topic", topic)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        for clause, value in (("received_ms >= ?", from_ms), ("received_ms <= ?", to_ms), ("id < ?", before_id)):
+        for clause, value in (("received_ms >= ?", from_ms), ("received_ms <= ?", to_ms), ("seq < ?", before_seq)):
             if value is not None:
                 where.append(clause)
                 params.append(value)
-        sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages{' WHERE ' + ' AND '.join(where) if where else ''}"
+        return await self._select(" AND ".join(where), tuple(params), "DESC", limit)
 
-        def q(conn: sqlite3.Connection) -> list[tuple]:
-            return conn.execute(f"{sql} ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+    async def newest(self, limit: int, after_seq: int | None = None) -> list[StoredMessage]:
+        """The newest ``limit`` messages (after ``after_seq`` when given), oldest first."""
+        if after_seq is None:
+            rows = await self._select("", (), "DESC", limit)
+        else:
+            rows = await self._select("seq > ?", (after_seq,), "DESC", limit)
+        return list(reversed(rows))
 
-        return [StoredMessage(*row) for row in await self._reader.run(q)]
+    async def delete_before(self, seq: int, received_before_ms: int | None, max_rows: int) -> int:
+        """Retention: delete up to ``max_rows`` of the oldest messages below ``seq`` (and older than
+        ``received_before_ms`` when given); returns how many went."""
 
-    async def newest(self, limit: int, after_id: int | None = None) -> list[StoredMessage]:
-        """The newest ``limit`` messages (after ``after_id`` when given), oldest first."""
+        def q(conn: sqlite3.Connection) -> int:
+            age = "" if received_before_ms is None else " AND received_ms < ?"
+            params = (seq,) if received_before_ms is None else (seq, received_before_ms)
+            return conn.execute(
+                f"DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE seq < ?{age} ORDER BY seq LIMIT ?)",
+                (*params, max_rows),
+            ).rowcount
 
-        def q(conn: sqlite3.Connection) -> list[tuple]:
-            if after_id is None:
-                sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages ORDER BY id DESC LIMIT ?"
-                return conn.execute(sql, (limit,)).fetchall()
-            sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id > ? ORDER BY id DESC LIMIT ?"
-            return conn.execute(sql, (after_id, limit)).fetchall()
+        return await self._reader.run(q)
 
-        rows = await self._reader.run(q)
-        return [StoredMessage(*row) for row in reversed(rows)]
+    async def size_bytes(self) -> int:
+        """Bytes the database uses (pages in use, not the file's free pages)."""
+
+        def q(conn: sqlite3.Connection) -> int:
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            size = conn.execute("PRAGMA page_size").fetchone()[0]
+            return (pages - free) * size
+
+        return await self._reader.run(q)

@@ -16,7 +16,7 @@ _DEVICE_SELECT = (
     " d.last_auth_ms, d.device_id, d.gateway_id, g.product_key, g.device_name, d.token_ms, d.prev_token_ms"
     " FROM devices d LEFT JOIN devices g ON g.id = d.gateway_id"
 )
-_PRODUCT_COLUMNS = "product_key, name, node_type, created_ms, model_version, validation, topics"
+_PRODUCT_COLUMNS = "product_key, name, node_type, created_ms, model_version, validation, topics, presence_timeout_s"
 CHANGE_RETENTION_MS = 24 * 3600 * 1000
 
 
@@ -365,8 +365,8 @@ class SqliteRegistry:
 
 
 def _product(row: tuple) -> Product:
-    *columns, topics = row
-    return Product(*columns, tuple((t, op) for t, op in msgspec.json.decode(topics)))
+    *columns, topics, presence_timeout_s = row
+    return Product(*columns, tuple((t, op) for t, op in msgspec.json.decode(topics)), presence_timeout_s)
 
 
 def record_sessions(conn: sqlite3.Connection, sessions: list[AuthSession]) -> None:

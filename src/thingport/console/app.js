@@ -1,0 +1,1064 @@
+// thingport web console: plain DOM, no dependencies, no build step.
+// Every string from the API reaches the page through textContent / createTextNode / setAttribute,
+// never through innerHTML.
+"use strict";
+
+(() => {
+  const KEY_STORAGE = "thingport.apiKey";
+  const API_ROOT = new URL("../", location.href.split("#")[0]); // the console lives at <root>/console/
+  const REFRESH_MS = 2000;
+  const CHART_POINTS = 100;
+  const DEVICE_PAGE = 20;
+  const MESSAGE_PAGE = 25;
+  const DEVICE_MESSAGES = 15;
+  const MAX_MODEL_FILE = 5 * 1024 * 1024;
+
+  const state = { key: null, generation: 0, timers: [], refreshError: false };
+
+  // ---------- DOM helpers ----------
+
+  const $ = (id) => document.getElementById(id);
+
+  function append(el, children) {
+    for (const c of children.flat(Infinity)) {
+      if (c === null || c === undefined || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  }
+
+  function setAttrs(el, attrs) {
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
+      else if (k === "class") el.setAttribute("class", v);
+      else if (k === "testid") el.setAttribute("data-testid", v);
+      else if (k === "value" || k === "checked" || k === "disabled" || k === "selected") el[k] = v;
+      else el.setAttribute(k, v === true ? "" : String(v));
+    }
+    return el;
+  }
+
+  function h(tag, attrs, ...children) {
+    return append(setAttrs(document.createElement(tag), attrs), children);
+  }
+
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  function s(tag, attrs, ...children) {
+    return append(setAttrs(document.createElementNS(SVG_NS, tag), attrs), children);
+  }
+
+  const enc = encodeURIComponent;
+  const deviceHref = (pk, dn) => `#/device/${enc(pk)}/${enc(dn)}`;
+
+  function pad(n, w = 2) { return String(n).padStart(w, "0"); }
+
+  function formatTime(ms) {
+    if (ms === null || ms === undefined) return "never";
+    const d = new Date(ms);
+    if (Number.isNaN(d.getTime())) return String(ms);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
+  function formatAgo(ms) {
+    if (ms === null || ms === undefined) return "";
+    const sec = Math.round((Date.now() - ms) / 1000);
+    if (sec < 0) return "";
+    if (sec < 60) return `${sec} s ago`;
+    if (sec < 3600) return `${Math.floor(sec / 60)} min ago`;
+    if (sec < 86400) return `${Math.floor(sec / 3600)} h ago`;
+    return `${Math.floor(sec / 86400)} d ago`;
+  }
+
+  function timeCell(ms) {
+    return h("span", { title: ms === null || ms === undefined ? "" : new Date(ms).toISOString() },
+      formatTime(ms), ms ? h("span", { class: "muted ago" }, " ", formatAgo(ms)) : null);
+  }
+
+  function formatValue(v) {
+    if (typeof v === "string") return v;
+    if (v === null || v === undefined) return "—";
+    return JSON.stringify(v);
+  }
+
+  function formatNumber(v) {
+    if (!Number.isFinite(v)) return String(v);
+    const a = Math.abs(v);
+    if (a !== 0 && (a >= 1e6 || a < 1e-3)) return v.toExponential(2);
+    return String(Math.round(v * 1000) / 1000);
+  }
+
+  function statusDot(stateName) {
+    const online = stateName === "online";
+    return h("span", { class: `dot ${online ? "online" : "offline"}`, testid: "status-dot",
+      "data-state": online ? "online" : "offline", role: "img", "aria-label": online ? "online" : "offline",
+      title: online ? "online" : "offline" });
+  }
+
+  function table(columns, rows, attrs) {
+    return h("table", attrs || {},
+      h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, rows));
+  }
+
+  function emptyRow(span, text) {
+    return h("tr", { class: "empty" }, h("td", { colspan: span, class: "muted" }, text));
+  }
+
+  // ---------- messages to the user ----------
+
+  function showError(context, err) {
+    if (err && err.handled) return;
+    const message = err instanceof Error ? err.message : String(err);
+    $("banner-text").textContent = context ? `${context}: ${message}` : message;
+    $("banner").hidden = false;
+  }
+
+  function clearError() {
+    $("banner").hidden = true;
+    $("banner-text").textContent = "";
+    state.refreshError = false;
+  }
+
+  let noticeTimer = null;
+  function showNotice(text) {
+    const n = $("notice");
+    n.textContent = text;
+    n.hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => { n.hidden = true; }, 6000);
+  }
+
+  // ---------- the API ----------
+
+  class ApiError extends Error {
+    constructor(status, code, message, field) {
+      super(message);
+      this.status = status;
+      this.code = code;
+      this.field = field;
+    }
+  }
+
+  async function api(method, path, { query, body, key } = {}) {
+    const url = new URL(path.replace(/^\//, ""), API_ROOT);
+    for (const [k, v] of Object.entries(query || {})) {
+      if (v !== undefined && v !== null && v !== "") url.searchParams.set(k, String(v));
+    }
+    const headers = { Accept: "application/json" };
+    const useKey = key !== undefined ? key : state.key;
+    if (useKey) headers.Authorization = `Bearer ${useKey}`;
+    const init = { method, headers, cache: "no-store", credentials: "omit" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(url, init);
+    } catch (e) {
+      throw new ApiError(0, "network", `cannot reach the thingport API (${e.message})`);
+    }
+    const text = await res.text();
+    let doc = null;
+    if (text) {
+      try { doc = JSON.parse(text); } catch { doc = null; }
+    }
+    if (!res.ok) {
+      const e = doc && typeof doc === "object" ? doc.error : null;
+      const message = e && e.message ? e.message : `the server answered ${res.status} ${res.statusText}`.trim();
+      const err = new ApiError(res.status, (e && e.code) || "http", message, (e && e.field) || null);
+      if (res.status === 401 && key === undefined && state.key) {
+        signOut(`Signed out: ${message}`);
+        err.handled = true; // the sign-in page already says why
+      }
+      throw err;
+    }
+    return doc;
+  }
+
+  // ---------- session ----------
+
+  function showSignedIn() {
+    $("signin").hidden = true;
+    $("view").hidden = false;
+    $("nav").hidden = false;
+    $("session").hidden = false;
+    $("session-key").textContent = `key ${state.key.slice(0, 10)}…`;
+    api("GET", "/api/apikeys").then(
+      () => { $("session-key").textContent = `admin key ${state.key.slice(0, 10)}…`; },
+      (e) => { if (e.status === 403) $("session-key").textContent = `read-only key ${state.key.slice(0, 10)}…`; },
+    );
+  }
+
+  function showSignedOut() {
+    stopTimers();
+    state.generation += 1;
+    $("view").replaceChildren();
+    $("view").hidden = true;
+    $("nav").hidden = true;
+    $("session").hidden = true;
+    $("signin").hidden = false;
+    $("signin-key").value = "";
+    $("signin-key").focus();
+  }
+
+  function signOut(message) {
+    state.key = null;
+    try { sessionStorage.removeItem(KEY_STORAGE); } catch { /* storage may be disabled */ }
+    showSignedOut();
+    if (message) showError("", message); else clearError();
+  }
+
+  async function signIn(ev) {
+    ev.preventDefault();
+    const key = $("signin-key").value.trim();
+    if (!key) { showError("Sign-in failed", "enter an API key"); return; }
+    const button = $("signin-submit");
+    button.disabled = true;
+    try {
+      await api("GET", "/api/products", { key });
+    } catch (e) {
+      showError("Sign-in failed", e);
+      $("signin-key").select();
+      return;
+    } finally {
+      button.disabled = false;
+    }
+    state.key = key;
+    try { sessionStorage.setItem(KEY_STORAGE, key); } catch { /* storage may be disabled */ }
+    clearError();
+    showSignedIn();
+    if (!location.hash || location.hash === "#" || location.hash === "#/") location.hash = "#/devices";
+    else route();
+  }
+
+  // ---------- routing ----------
+
+  function stopTimers() {
+    for (const t of state.timers) clearTimeout(t);
+    state.timers = [];
+  }
+
+  function makeContext() {
+    const generation = ++state.generation;
+    const alive = () => generation === state.generation && state.key !== null;
+    return {
+      alive,
+      // run fn every ms after the previous run ends (no overlap); paused while the tab is hidden
+      every(ms, fn) {
+        const tick = async () => {
+          if (!alive()) return;
+          if (!document.hidden) {
+            try {
+              await fn();
+              if (state.refreshError && alive()) clearError();
+            } catch (e) {
+              if (alive()) { showError("Refresh failed", e); state.refreshError = true; }
+            }
+          }
+          if (alive()) state.timers.push(setTimeout(tick, ms));
+        };
+        state.timers.push(setTimeout(tick, ms));
+      },
+    };
+  }
+
+  const ROUTES = [
+    [/^products$/, "products", renderProducts],
+    [/^devices$/, "devices", renderDevices],
+    [/^device\/([^/]+)\/([^/]+)$/, "devices", renderDevice],
+    [/^messages$/, "messages", renderMessages],
+    [/^create$/, "create", renderCreate],
+  ];
+
+  async function route() {
+    if (!state.key) return;
+    stopTimers();
+    const raw = location.hash.replace(/^#\/?/, "");
+    const [path, search] = raw.split("?", 2);
+    const query = new URLSearchParams(search || "");
+    let match = null;
+    let entry = null;
+    for (const r of ROUTES) {
+      match = r[0].exec(path);
+      if (match) { entry = r; break; }
+    }
+    if (!entry) { location.replace("#/devices"); return; }
+    for (const a of document.querySelectorAll("#nav a")) {
+      a.classList.toggle("active", a.dataset.route === entry[1]);
+    }
+    clearError(); // a message belongs to the page it came from
+    const ctx = makeContext();
+    const view = $("view");
+    view.replaceChildren();
+    view.setAttribute("data-page", entry[1]);
+    let params;
+    try {
+      params = match.slice(1).map(decodeURIComponent);
+    } catch {
+      showError("Bad address", "the page address is not valid");
+      return;
+    }
+    try {
+      await entry[2](view, query, ctx, ...params);
+    } catch (e) {
+      if (!ctx.alive()) return;
+      showError("Could not load the page", e);
+      view.append(h("p", { class: "muted", testid: "load-failed" }, `This page could not be loaded: ${e.message}`));
+    }
+  }
+
+  // ---------- thing models ----------
+
+  // A uniform list of property rows from {format, model}: service, identifier, name, type, specs, access, unit.
+  function modelProperties(doc) {
+    if (!doc || !doc.model || typeof doc.model !== "object") return [];
+    const m = doc.model;
+    if (doc.format === "huawei") {
+      const services = Array.isArray(m.services) ? m.services
+        : Array.isArray(m.service_capabilities) ? m.service_capabilities : [];
+      const rows = [];
+      for (const svc of services) {
+        for (const p of (svc && Array.isArray(svc.properties)) ? svc.properties : []) {
+          rows.push({
+            service: svc.service_id,
+            identifier: p.property_name,
+            name: p.description || "",
+            type: p.data_type,
+            specs: huaweiSpecs(p),
+            access: p.method || "",
+            unit: p.unit || "",
+          });
+        }
+      }
+      return rows;
+    }
+    const prefix = m.functionBlockId ? `${m.functionBlockId}:` : "";
+    return (Array.isArray(m.properties) ? m.properties : []).map((p) => ({
+      service: null,
+      identifier: prefix + p.identifier,
+      name: p.name || "",
+      type: p.dataType ? p.dataType.type : "",
+      specs: tslSpecs(p.dataType),
+      access: p.accessMode || "",
+      unit: p.dataType && p.dataType.specs && !Array.isArray(p.dataType.specs)
+        ? (p.dataType.specs.unit || "") : "",
+    }));
+  }
+
+  function rangeText(min, max, step, unit) {
+    const parts = [];
+    if (min !== undefined || max !== undefined) parts.push(`${min ?? "…"} .. ${max ?? "…"}`);
+    if (step !== undefined && step !== "") parts.push(`step ${step}`);
+    if (unit) parts.push(`unit ${unit}`);
+    return parts.join(", ");
+  }
+
+  function tslSpecs(dt) {
+    if (!dt || typeof dt !== "object") return "";
+    const sp = dt.specs;
+    switch (dt.type) {
+      case "int": case "float": case "double":
+        return sp ? rangeText(sp.min, sp.max, sp.step, sp.unitName || sp.unit) : "";
+      case "bool": case "enum":
+        return sp && typeof sp === "object"
+          ? Object.entries(sp).map(([k, v]) => `${k} = ${formatValue(v)}`).join(", ") : "";
+      case "text":
+        return sp && sp.length !== undefined ? `up to ${sp.length} bytes` : "";
+      case "date":
+        return "UTC milliseconds";
+      case "struct":
+        return Array.isArray(sp) ? `members: ${sp.map((x) => `${x.identifier} (${x.dataType ? x.dataType.type : "?"})`).join(", ")}` : "";
+      case "array":
+        return sp ? `up to ${sp.size ?? "?"} × ${sp.item ? sp.item.type : "?"}` : "";
+      default:
+        return sp ? JSON.stringify(sp) : "";
+    }
+  }
+
+  function huaweiSpecs(p) {
+    const t = String(p.data_type || "").toLowerCase();
+    if (t === "int" || t === "long" || t === "decimal") return rangeText(p.min, p.max, p.step, p.unit);
+    if (t === "string" || t === "string list") return p.max_length !== undefined ? `up to ${p.max_length} characters` : "";
+    if (t === "enum") return Array.isArray(p.enum_list) ? `one of ${p.enum_list.join(", ")}` : "";
+    return "";
+  }
+
+  function modelTable(doc, pk) {
+    if (doc.format === "schemaless") {
+      return h("p", { class: "muted" }, "No thing model: the product accepts any properties.");
+    }
+    const rows = [];
+    let lastService;
+    const props = modelProperties(doc);
+    for (const p of props) {
+      if (p.service !== null && p.service !== lastService) {
+        lastService = p.service;
+        rows.push(h("tr", { class: "group" }, h("th", { colspan: 5, scope: "colgroup" }, `service ${p.service}`)));
+      }
+      rows.push(h("tr", { testid: "model-property", "data-identifier": p.identifier },
+        h("td", {}, h("code", {}, p.identifier)), h("td", {}, p.name), h("td", {}, p.type),
+        h("td", {}, p.specs), h("td", {}, p.access)));
+    }
+    if (!props.length) rows.push(emptyRow(5, "The model defines no properties."));
+    const extras = [];
+    const m = doc.model || {};
+    if (doc.format !== "huawei") {
+      const named = (list) => (Array.isArray(list) ? list : [])
+        .filter((x) => x && !["post", "set", "get"].includes(x.identifier))
+        .map((x) => (x.name ? `${x.identifier} (${x.name})` : x.identifier));
+      const events = named(m.events);
+      const services = named(m.services);
+      if (events.length) extras.push(h("p", { class: "muted small" }, `Events: ${events.join(", ")}`));
+      if (services.length) extras.push(h("p", { class: "muted small" }, `Services: ${services.join(", ")}`));
+    }
+    return h("div", { class: "model", testid: `model-${pk}` },
+      h("p", { class: "muted small" }, `Format: ${doc.format === "huawei" ? "Huawei IoTDA product model" : "Alibaba TSL"}`),
+      table(["Identifier", "Name", "Type", "Range / specs", "Access"], rows, { class: "compact", testid: "model-table" }),
+      extras);
+  }
+
+  async function loadModel(pk) {
+    try {
+      return await api("GET", `/api/products/${enc(pk)}/thing-model`);
+    } catch (e) {
+      if (e.status === 404 && e.code === "not_found" && /thing model/.test(e.message)) return null;
+      throw e;
+    }
+  }
+
+  // ---------- products ----------
+
+  async function renderProducts(view, query, ctx) {
+    view.append(h("div", { class: "page-head" }, h("h1", {}, "Products"),
+      h("a", { class: "button", href: "#/create" }, "Create product")));
+    const products = await api("GET", "/api/products");
+    if (!ctx.alive()) return;
+    const rows = [];
+    const open = query.get("model");
+    const toggles = [];
+    for (const p of products) {
+      const detail = h("tr", { class: "detail", hidden: true },
+        h("td", { colspan: 7 }, h("div", { class: "muted" }, "Loading…")));
+      let loaded = false;
+      const button = h("button", { type: "button", class: "secondary small", testid: `model-toggle-${p.productKey}`,
+        "aria-expanded": "false", disabled: !p.modelVersion }, p.modelVersion ? "Show model" : "No model");
+      const toggle = async () => {
+        const show = detail.hidden;
+        detail.hidden = !show;
+        button.textContent = show ? "Hide model" : "Show model";
+        button.setAttribute("aria-expanded", String(show));
+        if (!show || loaded) return;
+        loaded = true;
+        try {
+          const doc = await loadModel(p.productKey);
+          detail.firstChild.replaceChildren(doc ? modelTable(doc, p.productKey)
+            : h("p", { class: "muted" }, "This product has no thing model: it accepts any properties."));
+        } catch (e) {
+          loaded = false;
+          detail.firstChild.replaceChildren(h("p", { class: "muted" }, `The model could not be loaded: ${e.message}`));
+          showError(`Could not load the thing model of ${p.productKey}`, e);
+        }
+      };
+      button.addEventListener("click", toggle);
+      if (p.modelVersion && open === p.productKey) toggles.push(toggle);
+      rows.push(h("tr", { testid: "product-row", "data-product-key": p.productKey },
+        h("td", {}, h("code", {}, p.productKey)),
+        h("td", {}, p.name),
+        h("td", {}, p.nodeType),
+        h("td", {}, p.modelVersion ? h("code", { class: "small" }, p.modelVersion) : h("span", { class: "muted" }, "none")),
+        h("td", {}, p.validation),
+        h("td", {}, h("a", { href: `#/devices?productKey=${enc(p.productKey)}` }, "devices")),
+        h("td", { class: "actions" }, button)), detail);
+    }
+    if (!products.length) rows.push(emptyRow(7, "No products yet. Create one on the Create page."));
+    view.append(h("div", { class: "card flush" },
+      table(["productKey", "Name", "Node type", "Model version", "Validation", "", "Thing model"], rows,
+        { testid: "products-table" })));
+    for (const t of toggles) t();
+  }
+
+  // ---------- devices ----------
+
+  async function productOptions(select, selected, anyLabel) {
+    const products = await api("GET", "/api/products");
+    select.replaceChildren();
+    if (anyLabel) select.append(h("option", { value: "" }, anyLabel));
+    for (const p of products) {
+      select.append(h("option", { value: p.productKey, selected: p.productKey === selected },
+        `${p.name} (${p.productKey})`));
+    }
+    return products;
+  }
+
+  async function renderDevices(view, query, ctx) {
+    const pk = query.get("productKey") || "";
+    const prefix = query.get("namePrefix") || "";
+    const status = query.get("status") || "";
+    const after = query.get("after") || "";
+    const trail = (query.get("trail") || "").split(",").filter(Boolean); // cursors of the earlier pages
+
+    const productSelect = h("select", { id: "devices-product", testid: "devices-product", name: "productKey" },
+      h("option", { value: "" }, "all products"));
+    const prefixInput = h("input", { id: "devices-prefix", testid: "devices-prefix", name: "namePrefix",
+      value: prefix, placeholder: "name starts with…", maxlength: 32, spellcheck: "false" });
+    const statusSelect = h("select", { id: "devices-status", testid: "devices-status", name: "status" },
+      h("option", { value: "" }, "enabled and disabled"),
+      h("option", { value: "enabled", selected: status === "enabled" }, "enabled only"),
+      h("option", { value: "disabled", selected: status === "disabled" }, "disabled only"));
+    const form = h("form", { class: "filters", testid: "devices-filter", autocomplete: "off",
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        const q = new URLSearchParams();
+        if (productSelect.value) q.set("productKey", productSelect.value);
+        if (prefixInput.value.trim()) q.set("namePrefix", prefixInput.value.trim());
+        if (statusSelect.value) q.set("status", statusSelect.value);
+        navigate("devices", q);
+      } },
+    h("label", {}, "Product ", productSelect), h("label", {}, "Name ", prefixInput),
+    h("label", {}, "Status ", statusSelect),
+    h("button", { type: "submit", testid: "devices-search" }, "Search"));
+    view.append(h("div", { class: "page-head" }, h("h1", {}, "Devices"),
+      h("a", { class: "button", href: "#/create" }, "Create device")), form);
+
+    const [, page] = await Promise.all([
+      productOptions(productSelect, pk, "all products"),
+      api("GET", "/api/devices", { query: { productKey: pk, namePrefix: prefix, status, after, limit: DEVICE_PAGE } }),
+    ]);
+    if (!ctx.alive()) return;
+
+    const rows = page.items.map((d) => {
+      const dot = h("td", { class: "dotcell" }, h("span", { class: "dot unknown", title: "loading" }));
+      const seen = h("td", { testid: "last-seen" }, h("span", { class: "muted" }, "…"));
+      const row = h("tr", { testid: "device-row", "data-device-name": d.deviceName, "data-product-key": d.productKey },
+        dot,
+        h("td", {}, h("a", { href: deviceHref(d.productKey, d.deviceName), testid: "device-link" }, d.deviceName)),
+        h("td", {}, h("code", {}, d.productKey)),
+        h("td", { class: "small" }, d.deviceId),
+        h("td", {}, h("span", { class: `badge ${d.status}` }, d.status)),
+        seen);
+      return { row, dot, seen, d };
+    });
+    const body = rows.map((r) => r.row);
+    if (!rows.length) body.push(emptyRow(6, "No devices match."));
+    const nav = h("div", { class: "pager" });
+    if (after) {
+      const prev = new URLSearchParams(query);
+      const back = trail.slice(0, -1);
+      const prevAfter = trail[trail.length - 1];
+      if (prevAfter && prevAfter !== "0") prev.set("after", prevAfter); else prev.delete("after");
+      if (back.length) prev.set("trail", back.join(",")); else prev.delete("trail");
+      nav.append(h("a", { class: "button secondary", href: `#/devices?${prev}`, testid: "devices-prev" }, "← Previous"));
+    }
+    if (page.next) {
+      const next = new URLSearchParams(query);
+      next.set("after", page.next);
+      next.set("trail", [...trail, after || "0"].join(","));
+      nav.append(h("a", { class: "button secondary", href: `#/devices?${next}`, testid: "devices-next" }, "Next →"));
+    }
+    view.append(h("div", { class: "card flush" },
+      table(["", "Device name", "productKey", "deviceId", "Enabled", "Last seen"], body, { testid: "devices-table" })),
+    nav);
+
+    // presence and last-seen time come from each device's running status
+    await Promise.all(rows.map(async (r) => {
+      try {
+        const st = await api("GET", `/api/devices/${enc(r.d.productKey)}/${enc(r.d.deviceName)}/status`);
+        if (!ctx.alive()) return;
+        r.dot.replaceChildren(statusDot(st.state));
+        r.seen.replaceChildren(timeCell(st.lastSeenAt));
+      } catch (e) {
+        if (!ctx.alive()) return;
+        r.dot.replaceChildren(h("span", { class: "dot unknown", title: e.message }));
+        r.seen.replaceChildren(h("span", { class: "muted" }, "unknown"));
+      }
+    }));
+  }
+
+  function navigate(page, q) {
+    const text = q.toString();
+    const target = `#/${page}${text ? `?${text}` : ""}`;
+    if (location.hash === target) route(); else location.hash = target;
+  }
+
+  // ---------- one device ----------
+
+  const CHART = { w: 560, h: 170, left: 48, right: 12, top: 12, bottom: 26 };
+
+  function drawChart(svg, points, unit) {
+    // points: [{time, value}] oldest first, numeric values only
+    const { w, h: hh, left, right, top, bottom } = CHART;
+    const iw = w - left - right;
+    const ih = hh - top - bottom;
+    const children = [];
+    if (!points.length) {
+      svg.replaceChildren(s("text", { x: w / 2, y: hh / 2, "text-anchor": "middle", class: "chart-empty" }, "no data yet"));
+      return;
+    }
+    let vmin = Math.min(...points.map((p) => p.value));
+    let vmax = Math.max(...points.map((p) => p.value));
+    if (vmin === vmax) { vmin -= 1; vmax += 1; } else {
+      const padV = (vmax - vmin) * 0.1;
+      vmin -= padV; vmax += padV;
+    }
+    const tmin = points[0].time;
+    const tmax = points[points.length - 1].time;
+    const x = (p, i) => left + (tmax > tmin ? ((p.time - tmin) / (tmax - tmin)) * iw
+      : (points.length > 1 ? (i / (points.length - 1)) * iw : iw / 2));
+    const y = (v) => top + ih - ((v - vmin) / (vmax - vmin)) * ih;
+    for (let i = 0; i <= 3; i++) {
+      const v = vmin + ((vmax - vmin) * i) / 3;
+      const yy = y(v);
+      children.push(s("line", { x1: left, x2: w - right, y1: yy, y2: yy, class: "grid" }));
+      children.push(s("text", { x: left - 6, y: yy + 4, "text-anchor": "end", class: "axis" }, formatNumber(v)));
+    }
+    const timeLabel = (ms) => { const d = new Date(ms); return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`; };
+    children.push(s("text", { x: left, y: hh - 8, "text-anchor": "start", class: "axis" }, timeLabel(tmin)));
+    if (tmax > tmin) children.push(s("text", { x: w - right, y: hh - 8, "text-anchor": "end", class: "axis" }, timeLabel(tmax)));
+    const coords = points.map((p, i) => `${x(p, i).toFixed(1)},${y(p.value).toFixed(1)}`);
+    children.push(s("polyline", { points: coords.join(" "), class: "line", testid: "chart-line",
+      "data-count": points.length }));
+    if (points.length <= 60) {
+      points.forEach((p, i) => {
+        children.push(s("circle", { cx: x(p, i).toFixed(1), cy: y(p.value).toFixed(1), r: 2.6, class: "point" },
+          s("title", {}, `${formatNumber(p.value)}${unit ? ` ${unit}` : ""} at ${formatTime(p.time)}`)));
+      });
+    }
+    svg.replaceChildren(...children);
+  }
+
+  async function renderDevice(view, query, ctx, pk, dn) {
+    const base = `/api/devices/${enc(pk)}/${enc(dn)}`;
+    let device;
+    let model;
+    [device, model] = await Promise.all([api("GET", base), loadModel(pk).catch(() => null)]);
+    if (!ctx.alive()) return;
+    const props = new Map(modelProperties(model).map((p) => [p.identifier, p]));
+
+    // header
+    const headDot = h("span", {}, statusDot("offline"));
+    const headState = h("span", { testid: "device-state", class: "muted" }, "…");
+    const enabledBadge = h("span", { testid: "device-enabled", class: `badge ${device.status}` }, device.status);
+    view.append(h("div", { class: "page-head" },
+      h("h1", {}, headDot, " ", h("span", { testid: "device-name" }, dn)),
+      h("div", { class: "head-meta" }, headState, " ", enabledBadge),
+      h("a", { class: "button secondary", href: `#/devices?productKey=${enc(pk)}` }, "← Devices")));
+
+    // credentials
+    const secretValue = h("code", { id: "device-secret", testid: "device-secret", class: "secret", "data-shown": "false" },
+      "••••••••••••••••");
+    const secretButton = h("button", { type: "button", class: "secondary small", testid: "show-secret" }, "Show secret");
+    let secretShown = false;
+    const hideSecret = () => {
+      secretShown = false;
+      secretValue.textContent = "••••••••••••••••";
+      secretValue.setAttribute("data-shown", "false");
+      secretButton.textContent = "Show secret";
+    };
+    const revealSecret = (secret) => {
+      secretShown = true;
+      secretValue.textContent = secret;
+      secretValue.setAttribute("data-shown", "true");
+      secretButton.textContent = "Hide secret";
+    };
+    secretButton.addEventListener("click", async () => {
+      if (secretShown) { hideSecret(); return; }
+      secretButton.disabled = true;
+      try {
+        const r = await api("GET", `${base}/secret`);
+        if (ctx.alive()) revealSecret(r.deviceSecret);
+      } catch (e) {
+        showError("Could not show the secret", e);
+      } finally {
+        secretButton.disabled = false;
+      }
+    });
+    const gateway = device.gateway
+      ? h("a", { href: deviceHref(device.gateway.productKey, device.gateway.deviceName) },
+        `${device.gateway.productKey} / ${device.gateway.deviceName}`) : null;
+    const creds = h("dl", { class: "creds", testid: "credentials" },
+      h("dt", {}, "productKey"), h("dd", {}, h("code", { testid: "cred-productKey" }, device.productKey)),
+      h("dt", {}, "deviceName"), h("dd", {}, h("code", { testid: "cred-deviceName" }, device.deviceName)),
+      h("dt", {}, "deviceId"), h("dd", {}, h("code", { testid: "cred-deviceId" }, device.deviceId)),
+      h("dt", {}, "deviceSecret"), h("dd", {}, secretValue, " ", secretButton),
+      gateway ? [h("dt", {}, "gateway"), h("dd", {}, gateway)] : null,
+      h("dt", {}, "created"), h("dd", {}, timeCell(device.createdAt)),
+      h("dt", {}, "last authenticated"), h("dd", { testid: "cred-lastAuth" }, timeCell(device.lastAuthAt)));
+
+    // actions
+    const setDevice = (d) => {
+      device = d;
+      enabledBadge.textContent = d.status;
+      enabledBadge.setAttribute("class", `badge ${d.status}`);
+      enableButton.disabled = d.status === "enabled";
+      disableButton.disabled = d.status === "disabled";
+    };
+    const action = (label, testid, fn) => h("button", { type: "button", class: "secondary", testid,
+      onclick: async (ev) => {
+        const b = ev.currentTarget;
+        b.disabled = true;
+        try { await fn(); } catch (e) { showError(`Could not ${label.toLowerCase()}`, e); } finally {
+          if (ctx.alive()) setDevice(device);
+          if (testid === "reset-secret") b.disabled = false;
+        }
+      } }, label);
+    const enableButton = action("Enable", "enable-device", async () => {
+      setDevice(await api("POST", `${base}/enable`));
+      showNotice(`${dn} is enabled: it may authenticate again.`);
+    });
+    const disableButton = action("Disable", "disable-device", async () => {
+      setDevice(await api("POST", `${base}/disable`));
+      showNotice(`${dn} is disabled: its tokens stop working and it cannot authenticate.`);
+    });
+    const resetButton = action("Reset secret", "reset-secret", async () => {
+      if (!window.confirm(`Reset the secret of ${dn}? The device cannot authenticate with its old secret any more.`)) return;
+      const d = await api("POST", `${base}/reset-secret`);
+      revealSecret(d.deviceSecret);
+      showNotice(`The secret of ${dn} was reset; the new one is shown in the credentials.`);
+      const { deviceSecret, ...rest } = d; // keep the secret out of the device record
+      setDevice(rest);
+    });
+    setDevice(device);
+
+    // running status, charts, messages
+    const lastSeen = h("span", { testid: "device-last-seen" }, "…");
+    const statusBody = h("tbody", {});
+    const statusTable = h("table", { testid: "status-table", class: "compact" },
+      h("thead", {}, h("tr", {}, ["Property", "Value", "Time"].map((c) => h("th", { scope: "col" }, c)))), statusBody);
+    const charts = h("div", { class: "charts", testid: "charts" });
+    const chartEls = new Map();
+    const msgBox = h("div", { testid: "device-messages" });
+    const updated = h("span", { class: "muted small", testid: "refreshed-at" });
+
+    view.append(
+      h("div", { class: "grid2" },
+        h("section", { class: "card" }, h("h2", {}, "Credentials"), creds,
+          h("div", { class: "button-row" }, enableButton, disableButton, resetButton)),
+        h("section", { class: "card" }, h("h2", {}, "Running status ", updated),
+          h("p", { class: "muted small" }, "Last seen: ", lastSeen), statusTable)),
+      h("section", { class: "card" }, h("h2", {}, "Live charts"),
+        h("p", { class: "muted small" }, `The last ${CHART_POINTS} values of each numeric property, refreshed every ${REFRESH_MS / 1000} s.`),
+        charts),
+      h("section", { class: "card flush-table" }, h("h2", {}, "Recent messages"), msgBox));
+
+    const label = (id) => {
+      const p = props.get(id);
+      return p && p.name ? `${id} (${p.name})` : id;
+    };
+    const unitOf = (id) => (props.get(id) || {}).unit || "";
+
+    const chartFor = (id) => {
+      let c = chartEls.get(id);
+      if (c) return c;
+      const svg = s("svg", { viewBox: `0 0 ${CHART.w} ${CHART.h}`, class: "chart-svg", role: "img",
+        "aria-label": `history of ${id}`, testid: `chart-svg-${id}`, "data-property": id });
+      const latest = h("span", { class: "chart-latest" });
+      const fig = h("figure", { class: "chart", testid: `chart-${id}`, "data-property": id },
+        h("figcaption", {}, h("span", {}, label(id)), latest), svg);
+      c = { fig, svg, latest };
+      chartEls.set(id, c);
+      return c;
+    };
+
+    const refresh = async () => {
+      const [st, msgs] = await Promise.all([
+        api("GET", `${base}/status`),
+        api("GET", `${base}/messages`, { query: { limit: DEVICE_MESSAGES } }),
+      ]);
+      if (!ctx.alive()) return;
+      headDot.replaceChildren(statusDot(st.state));
+      headState.textContent = st.state;
+      lastSeen.replaceChildren(timeCell(st.lastSeenAt));
+      if ((st.enabled ? "enabled" : "disabled") !== device.status) {
+        setDevice({ ...device, status: st.enabled ? "enabled" : "disabled" });
+      }
+      const names = Object.keys(st.properties).sort();
+      statusBody.replaceChildren(...(names.length ? names.map((id) => {
+        const lv = st.properties[id];
+        const unit = unitOf(id);
+        return h("tr", { testid: "status-row", "data-property": id },
+          h("td", {}, h("code", {}, label(id))),
+          h("td", { testid: `value-${id}`, class: "value" }, formatValue(lv.value), unit ? h("span", { class: "muted" }, ` ${unit}`) : null),
+          h("td", {}, timeCell(lv.time)));
+      }) : [emptyRow(3, "No property has been reported yet.")]));
+
+      const numeric = names.filter((id) => typeof st.properties[id].value === "number");
+      const histories = await Promise.all(numeric.map((id) => api("GET", `${base}/history`,
+        { query: { property: id, limit: CHART_POINTS } })));
+      if (!ctx.alive()) return;
+      const figures = [];
+      numeric.forEach((id, i) => {
+        const c = chartFor(id);
+        const points = histories[i].filter((p) => typeof p.value === "number").reverse(); // oldest first
+        drawChart(c.svg, points, unitOf(id));
+        const unit = unitOf(id);
+        c.latest.textContent = `${formatNumber(st.properties[id].value)}${unit ? ` ${unit}` : ""} · ${points.length} point${points.length === 1 ? "" : "s"}`;
+        figures.push(c.fig);
+      });
+      if (!figures.length) figures.push(h("p", { class: "muted" }, "No numeric property has been reported yet."));
+      charts.replaceChildren(...figures);
+
+      msgBox.replaceChildren(messageTable(msgs.items, false, "No messages from this device yet."));
+      updated.textContent = `· updated ${formatTime(Date.now()).slice(11)}`;
+    };
+    await refresh();
+    ctx.every(REFRESH_MS, refresh);
+  }
+
+  // ---------- messages ----------
+
+  function payloadBlock(m) {
+    return h("div", {},
+      m.payloadEncoding === "base64" ? h("span", { class: "badge" }, "base64") : null,
+      h("pre", { class: "payload", testid: "payload" }, m.payload));
+  }
+
+  function messageTable(items, showDevice, emptyText) {
+    const cols = ["Received", ...(showDevice ? ["Device"] : []), "Topic", "Kind", "Payload", "Reply", "Message id"];
+    const rows = items.map((m) => h("tr", { testid: "message-row", "data-message-id": m.messageIdText },
+      h("td", { class: "nowrap" }, timeCell(m.receivedAt)),
+      showDevice ? h("td", {}, h("a", { href: deviceHref(m.productKey, m.deviceName) }, m.deviceName),
+        h("div", { class: "muted small" }, m.productKey)) : null,
+      h("td", { class: "topic" }, h("code", {}, m.topic), h("div", { class: "muted small" }, m.dialect)),
+      h("td", {}, m.kind),
+      h("td", { class: "payload-cell" }, payloadBlock(m), h("div", { class: "muted small" }, `${m.size} bytes`)),
+      h("td", { class: "payload-cell" }, m.reply ? h("pre", { class: "payload" }, JSON.stringify(m.reply)) : h("span", { class: "muted" }, "—")),
+      h("td", {}, h("code", { class: "small", testid: "message-id" }, m.messageIdText))));
+    if (!rows.length) rows.push(emptyRow(cols.length, emptyText));
+    return table(cols, rows, { class: "messages", testid: "messages-table" });
+  }
+
+  async function renderMessages(view, query, ctx) {
+    const pk = query.get("productKey") || "";
+    const dn = query.get("deviceName") || "";
+    const topic = query.get("topic") || "";
+    const before = query.get("before") || "";
+
+    const productSelect = h("select", { id: "messages-product", testid: "messages-product" },
+      h("option", { value: "" }, "all products"));
+    const dnInput = h("input", { id: "messages-device", testid: "messages-device", value: dn, placeholder: "exact device name", spellcheck: "false" });
+    const topicInput = h("input", { id: "messages-topic", testid: "messages-topic", value: topic, placeholder: "exact topic, e.g. /sys/…/thing/event/property/post", spellcheck: "false", maxlength: 512, class: "wide" });
+    const form = h("form", { class: "filters", testid: "messages-filter", autocomplete: "off",
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        const q = new URLSearchParams();
+        if (productSelect.value) q.set("productKey", productSelect.value);
+        if (dnInput.value.trim()) q.set("deviceName", dnInput.value.trim());
+        if (topicInput.value.trim()) q.set("topic", topicInput.value.trim());
+        navigate("messages", q);
+      } },
+    h("label", {}, "Product ", productSelect), h("label", {}, "Device ", dnInput),
+    h("label", {}, "Topic ", topicInput), h("button", { type: "submit", testid: "messages-search" }, "Filter"));
+    view.append(h("div", { class: "page-head" }, h("h1", {}, "Message log"),
+      h("span", { class: "muted" }, "newest first")), form);
+
+    const [, page] = await Promise.all([
+      productOptions(productSelect, pk, "all products"),
+      api("GET", "/api/messages", { query: { productKey: pk, deviceName: dn, topic, before, limit: MESSAGE_PAGE } }),
+    ]);
+    if (!ctx.alive()) return;
+    const nav = h("div", { class: "pager" });
+    if (before) {
+      const q = new URLSearchParams(query);
+      q.delete("before");
+      nav.append(h("a", { class: "button secondary", href: `#/messages?${q}`, testid: "messages-newest" }, "⇤ Newest"));
+    }
+    if (page.next) {
+      const q = new URLSearchParams(query);
+      q.set("before", page.next);
+      nav.append(h("a", { class: "button secondary", href: `#/messages?${q}`, testid: "messages-older" }, "Older →"));
+    }
+    view.append(h("div", { class: "card flush-table" },
+      messageTable(page.items, true, before ? "No older messages." : "No messages match.")), nav);
+  }
+
+  // ---------- create ----------
+
+  function modelInput(prefix) {
+    const area = h("textarea", { id: `${prefix}-model`, testid: `${prefix}-model-json`, rows: 8, spellcheck: "false",
+      placeholder: '{"properties": [...]}  (Alibaba TSL)  or  {"services": [...]}  (Huawei product model)' });
+    const file = h("input", { type: "file", id: `${prefix}-model-file`, testid: `${prefix}-model-file`,
+      accept: ".json,application/json" });
+    const fileNote = h("span", { class: "muted small" });
+    file.addEventListener("change", async () => {
+      const f = file.files && file.files[0];
+      if (!f) return;
+      if (f.size > MAX_MODEL_FILE) { showError("Could not read the file", `${f.name} is larger than 5 MB`); return; }
+      try {
+        area.value = await f.text();
+        fileNote.textContent = `loaded ${f.name} (${f.size} bytes)`;
+      } catch (e) {
+        showError("Could not read the file", e);
+      }
+    });
+    return { area, file, fileNote };
+  }
+
+  function parseModel(text, required) {
+    const t = text.trim();
+    if (!t) {
+      if (required) throw new Error("paste a thing model or choose a JSON file");
+      return undefined;
+    }
+    let doc;
+    try { doc = JSON.parse(t); } catch (e) { throw new Error(`the thing model is not valid JSON (${e.message})`); }
+    if (!doc || typeof doc !== "object" || Array.isArray(doc)) throw new Error("the thing model must be a JSON object");
+    return doc;
+  }
+
+  function submitting(form, fn) {
+    return async (ev) => {
+      ev.preventDefault();
+      const buttons = form.querySelectorAll("button[type=submit]");
+      buttons.forEach((b) => { b.disabled = true; });
+      try { await fn(); } finally { buttons.forEach((b) => { b.disabled = false; }); }
+    };
+  }
+
+  async function renderCreate(view, query, ctx) {
+    view.append(h("div", { class: "page-head" }, h("h1", {}, "Create")));
+
+    // product
+    const pName = h("input", { id: "product-name", testid: "product-name", required: true, maxlength: 64 });
+    const pKey = h("input", { id: "product-key", testid: "product-key", placeholder: "generated when empty", spellcheck: "false" });
+    const pNode = h("select", { id: "product-node-type", testid: "product-node-type" },
+      h("option", { value: "device" }, "device (directly connected)"), h("option", { value: "gateway" }, "gateway"));
+    const pValidation = h("select", { id: "product-validation", testid: "product-validation" },
+      h("option", { value: "per-property" }, "per-property (keep the valid properties)"),
+      h("option", { value: "whole-report" }, "whole-report (refuse a report with any bad property)"));
+    const pModel = modelInput("product");
+    const pResult = h("div", { class: "result", testid: "product-result", hidden: true });
+    const pForm = h("form", { class: "card form", testid: "create-product-form", autocomplete: "off" },
+      h("h2", {}, "New product"),
+      h("label", { for: "product-name" }, "Name"), pName,
+      h("label", { for: "product-key" }, "productKey (optional)"), pKey,
+      h("label", { for: "product-node-type" }, "Node type"), pNode,
+      h("label", { for: "product-validation" }, "Validation"), pValidation,
+      h("label", { for: "product-model" }, "Thing model (optional JSON)"), pModel.area,
+      h("div", { class: "file-row" }, pModel.file, pModel.fileNote),
+      h("button", { type: "submit", testid: "create-product" }, "Create product"), pResult);
+
+    // device
+    const dProduct = h("select", { id: "device-product", testid: "device-product", required: true });
+    const dName = h("input", { id: "device-name", testid: "device-name-input", required: true, spellcheck: "false" });
+    const dSecret = h("input", { id: "device-secret-input", testid: "device-secret-input", placeholder: "generated when empty", spellcheck: "false", autocomplete: "off" });
+    const dResult = h("div", { class: "result", testid: "device-result", hidden: true });
+    const dForm = h("form", { class: "card form", testid: "create-device-form", autocomplete: "off" },
+      h("h2", {}, "New device"),
+      h("label", { for: "device-product" }, "Product"), dProduct,
+      h("label", { for: "device-name" }, "Device name"), dName,
+      h("label", { for: "device-secret-input" }, "deviceSecret (optional)"), dSecret,
+      h("button", { type: "submit", testid: "create-device" }, "Create device"), dResult);
+
+    // import
+    const iProduct = h("select", { id: "import-product", testid: "import-product", required: true });
+    const iFormat = h("select", { id: "import-format", testid: "import-format" },
+      h("option", { value: "auto" }, "detect"), h("option", { value: "tsl" }, "Alibaba TSL"),
+      h("option", { value: "huawei" }, "Huawei product model"));
+    const iModel = modelInput("import");
+    const iResult = h("div", { class: "result", testid: "import-result", hidden: true });
+    const iForm = h("form", { class: "card form", testid: "import-model-form", autocomplete: "off" },
+      h("h2", {}, "Import a thing model"),
+      h("p", { class: "muted small" }, "Replaces the product's model with a new version; running servers use it within a second."),
+      h("label", { for: "import-product" }, "Product"), iProduct,
+      h("label", { for: "import-format" }, "Format"), iFormat,
+      h("label", { for: "import-model" }, "Thing model JSON"), iModel.area,
+      h("div", { class: "file-row" }, iModel.file, iModel.fileNote),
+      h("button", { type: "submit", testid: "import-model" }, "Import model"), iResult);
+
+    view.append(h("div", { class: "grid3" }, pForm, dForm, iForm));
+
+    const reloadProducts = async (select) => {
+      const products = await productOptions(dProduct, select || dProduct.value || query.get("productKey"));
+      await productOptions(iProduct, select || iProduct.value || query.get("productKey"));
+      const none = !products.length;
+      for (const sel of [dProduct, iProduct]) {
+        if (none) sel.append(h("option", { value: "", disabled: true, selected: true }, "create a product first"));
+      }
+    };
+    pForm.addEventListener("submit", submitting(pForm, async () => {
+      pResult.hidden = true;
+      let thingModel;
+      try { thingModel = parseModel(pModel.area.value, false); } catch (e) { showError("Could not create the product", e); return; }
+      const body = { name: pName.value.trim(), nodeType: pNode.value, validation: pValidation.value };
+      if (pKey.value.trim()) body.productKey = pKey.value.trim();
+      if (thingModel !== undefined) body.thingModel = thingModel;
+      let p;
+      try { p = await api("POST", "/api/products", { body }); } catch (e) { showError("Could not create the product", e); return; }
+      if (!ctx.alive()) return;
+      clearError();
+      pResult.replaceChildren(
+        h("p", {}, "Created product ", h("strong", {}, p.name), " with productKey ",
+          h("code", { testid: "created-product-key" }, p.productKey),
+          p.modelVersion ? ` and thing model version ${p.modelVersion}.` : " (no thing model)."),
+        h("a", { href: `#/products?model=${enc(p.productKey)}` }, "View it among the products"));
+      pResult.hidden = false;
+      pForm.reset();
+      pModel.fileNote.textContent = "";
+      try { await reloadProducts(p.productKey); } catch (e) { showError("Could not reload the products", e); }
+    }));
+
+    dForm.addEventListener("submit", submitting(dForm, async () => {
+      dResult.hidden = true;
+      if (!dProduct.value) { showError("Could not create the device", "choose a product (create one first)"); return; }
+      const body = { productKey: dProduct.value, deviceName: dName.value.trim() };
+      if (dSecret.value) body.deviceSecret = dSecret.value;
+      let d;
+      try { d = await api("POST", "/api/devices", { body }); } catch (e) { showError("Could not create the device", e); return; }
+      if (!ctx.alive()) return;
+      clearError();
+      dResult.replaceChildren(
+        h("p", {}, "Created device ", h("strong", { testid: "created-device-name" }, d.deviceName), " in ",
+          h("code", {}, d.productKey), "."),
+        h("p", { class: "warn" }, "Its deviceSecret is shown this once here; copy it now (an admin can show it again on the device page):"),
+        h("code", { class: "secret big", testid: "created-secret" }, d.deviceSecret),
+        h("p", {}, h("a", { href: deviceHref(d.productKey, d.deviceName), testid: "created-device-link" }, "Open the device page →")));
+      dResult.hidden = false;
+      dName.value = "";
+      dSecret.value = "";
+    }));
+
+    iForm.addEventListener("submit", submitting(iForm, async () => {
+      iResult.hidden = true;
+      if (!iProduct.value) { showError("Could not import the thing model", "choose a product (create one first)"); return; }
+      let doc;
+      try { doc = parseModel(iModel.area.value, true); } catch (e) { showError("Could not import the thing model", e); return; }
+      let p;
+      try {
+        p = await api("PUT", `/api/products/${enc(iProduct.value)}/thing-model`, { query: { format: iFormat.value }, body: doc });
+      } catch (e) { showError("Could not import the thing model", e); return; }
+      if (!ctx.alive()) return;
+      clearError();
+      iResult.replaceChildren(h("p", {}, "Imported thing model version ",
+        h("code", { testid: "imported-version" }, p.modelVersion || "?"), " into ", h("code", {}, p.productKey), ". ",
+        h("a", { href: `#/products?model=${enc(p.productKey)}` }, "View it")));
+      iResult.hidden = false;
+    }));
+
+    await reloadProducts(); // the handlers are in place first: a quick submit is never lost
+  }
+
+  // ---------- start ----------
+
+  function start() {
+    $("signin-form").addEventListener("submit", signIn);
+    $("sign-out").addEventListener("click", () => signOut());
+    $("banner-close").addEventListener("click", clearError);
+    window.addEventListener("hashchange", () => { if (state.key) route(); });
+    let key = null;
+    try { key = sessionStorage.getItem(KEY_STORAGE); } catch { key = null; }
+    if (key) {
+      state.key = key;
+      showSignedIn();
+      if (!location.hash || location.hash === "#" || location.hash === "#/") location.replace("#/devices");
+      else route();
+    } else {
+      showSignedOut();
+    }
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
