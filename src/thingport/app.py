@@ -9,6 +9,7 @@ from thingport.core.tokens import TokenCodec
 from thingport.dialects.aliyun import AliyunDialect
 from thingport.dialects.huawei import HuaweiDialect
 from thingport.dialects.http import Receive, Scope, Send, send_json
+from thingport.forwarder import CommitSignal, Forwarder
 from thingport.gateway import Gateway
 from thingport.service import Management
 from thingport.settings import Settings
@@ -30,6 +31,8 @@ class DeviceApp:
         self.gateway: Gateway | None = None
         self._aliyun: AliyunDialect | None = None
         self._huawei: HuaweiDialect | None = None
+        self.forwarder: Forwarder | None = None
+        self._signal: CommitSignal | None = None
         self._cache: RegistryCache | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -59,11 +62,21 @@ class DeviceApp:
         )
         self._aliyun = AliyunDialect(self.gateway)
         self._huawei = HuaweiDialect(self.gateway)
+        self._signal = CommitSignal()
+        stores.log.on_commit(self._signal.notify)
+        settings = self.settings
+        self.forwarder = Forwarder(
+            stores.log, stores.registry, self.gateway.metrics.registry, self._signal,
+            settings.retention_days, settings.retention_max_mb, settings.retention_force,
+        )
+        await self.forwarder.start()
+        await self.gateway.resume_presence()
+        await self.gateway.presence.start(self.gateway.now_ms)
 
     def management(self) -> Management:
         """The management service over this app's stores (for the API listener of the same process)."""
         assert self._stores is not None, "startup() first"
-        return Management(self._stores.registry, self._stores.log, self.settings.presence_timeout_s)
+        return Management(self._stores.registry, self._stores.log, self.settings.presence_timeout_s, self._signal)
 
     async def readiness(self) -> dict[str, str]:
         """Named checks for /readyz: "ok" or what is wrong."""
@@ -76,6 +89,10 @@ class DeviceApp:
         return {"database": database}
 
     async def shutdown(self) -> None:
+        if self.gateway:
+            await self.gateway.presence.stop()
+        if self.forwarder:
+            await self.forwarder.stop()
         if self._cache:
             await self._cache.stop()
         if self._stores:

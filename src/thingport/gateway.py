@@ -19,6 +19,8 @@ from thingport.core.throttle import BucketMap, Rate, TokenBucket
 from thingport.core.tokens import DIALECT_ALIYUN, DIALECT_HUAWEI, TokenClaims, TokenCodec
 from thingport.metrics import DeviceMetrics
 from thingport.settings import Settings
+from thingport.state.presence import DIALECT as PRESENCE_DIALECT
+from thingport.state.presence import PRESENCE_TOPIC, PresenceTracker, status_payload
 from thingport.state.registry_cache import ProductRuntime, RegistryCache
 
 _TOKEN_MEMO_MAX = 100_000
@@ -58,6 +60,7 @@ class Gateway:
         # Verified tokens: skips the base64 + HMAC work for a token seen before. Expiry and revocation
         # are still checked on every request (from the claims and the device cache).
         self._token_memo: dict[str, TokenClaims] = {}
+        self.presence = PresenceTracker(self.emit_status)
 
     # --- authentication ---
 
@@ -82,6 +85,7 @@ class Gateway:
             raise AuthFailed("device is disabled")
         self._cache.remember(device)
         await self._log.record_session(AuthSession(device.id, params["clientId"], source, int(now * 1000)))
+        await self._came_online(device, int(now * 1000), "authenticated")
         claims = TokenClaims(
             DIALECT_ALIYUN, device.id, device.token_epoch, int(now * 1000), int(now) + self.settings.aliyun_token_ttl_s
         )
@@ -109,6 +113,7 @@ class Gateway:
         now_ms = int(now * 1000)
         await self._log.record_session(AuthSession(device.id, device_id, source, now_ms, supersedes=True))
         self._cache.remember(dataclasses.replace(device, token_ms=now_ms, prev_token_ms=device.token_ms))
+        await self._came_online(device, now_ms, "authenticated")
         expires_s = int(now) + self.settings.huawei_token_ttl_s
         token = self._codec.issue(TokenClaims(DIALECT_HUAWEI, device.id, device.token_epoch, now_ms, expires_s))
         return token, int(expires_s - now)
@@ -176,8 +181,7 @@ class Gateway:
     ) -> int:
         """Append a message (and the property values it carried) durably; returns its id once committed."""
         message = self.message(device, dialect, topic, kind, payload, received_ms, reply, properties)
-        await self._log.append(message)
-        self.metrics.stored(dialect)
+        await self.store_many(((device, message),))
         return message.message_id
 
     def message(
@@ -192,9 +196,64 @@ class Gateway:
             received_ms, kind, reply, device_ms, device.device_id, 0, properties,
         )
 
-    async def store_many(self, messages: tuple[StoredMessage, ...]) -> None:
-        """Append several messages in one transaction: all are committed before this returns, or none."""
-        if not messages:
+    async def store_many(self, pairs: tuple[tuple[Device, StoredMessage], ...]) -> None:
+        """Append messages in one transaction (each after an "online" status message when its device was
+        offline): all are committed before this returns, or none."""
+        if not pairs:
             raise ParamError("nothing to store")
-        await self._log.append_many(messages)
-        self.metrics.stored(messages[0].dialect, len(messages))
+        batch: list[StoredMessage] = []
+        newly_online: list[Device] = []
+        for device, message in pairs:
+            timeout_ms = await self._presence_timeout_ms(device)
+            if self.presence.seen(device, message.received_ms, timeout_ms):
+                newly_online.append(device)
+                batch.append(self._status_message(device, "online", message.received_ms, "reported"))
+            batch.append(message)
+        try:
+            if len(batch) == 1:
+                await self._log.append(batch[0])
+            else:
+                await self._log.append_many(tuple(batch))
+        except BaseException:
+            for device in newly_online:  # its "online" was not stored: the next success says it again
+                self.presence.forget(device.id)
+            raise
+        self.metrics.stored(pairs[0][1].dialect, len(pairs))
+
+    # --- presence ---
+
+    async def _presence_timeout_ms(self, device: Device) -> int:
+        runtime = await self._cache.product(device.product_key)
+        seconds = runtime.product.presence_timeout_s if runtime is not None else None
+        return int((seconds or self.settings.presence_timeout_s) * 1000)
+
+    def _status_message(self, device: Device, status: str, at_ms: int, reason: str) -> StoredMessage:
+        return StoredMessage(
+            self._ids.next_id(), device.id, device.product_key, device.device_name, PRESENCE_DIALECT,
+            PRESENCE_TOPIC, status_payload(status, at_ms, reason), at_ms, "status", None, None, device.device_id,
+        )
+
+    async def emit_status(self, device: Device, status: str, at_ms: int, reason: str) -> None:
+        await self._log.append(self._status_message(device, status, at_ms, reason))
+
+    async def _came_online(self, device: Device, at_ms: int, reason: str) -> None:
+        if self.presence.seen(device, at_ms, await self._presence_timeout_ms(device)):
+            try:
+                await self.emit_status(device, "online", at_ms, reason)
+            except BaseException:
+                self.presence.forget(device.id)
+                raise
+
+    async def resume_presence(self) -> int:
+        """After a restart: devices seen within their timeout are online until their silence runs out."""
+        longest = max([self.settings.presence_timeout_s] + [
+            p.presence_timeout_s for p in await self._directory.list_products() if p.presence_timeout_s
+        ])
+        now_ms = self.now_ms()
+        resumed = 0
+        for device_id, last_seen in await self._directory.recently_seen(now_ms - int(longest * 1000)):
+            device = await self._cache.load(device_id)
+            if device is not None:
+                self.presence.resume(device, last_seen, await self._presence_timeout_ms(device))
+                resumed += 1
+        return resumed

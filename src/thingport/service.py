@@ -1,15 +1,29 @@
 """Management operations on products, devices and the message log: the one implementation of each
 rule, shared by the CLI and (later) the REST API."""
 
+import asyncio
 import hashlib
+import re
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thingport.core import identity
 from thingport.core.errors import NotFound, ParamError
-from thingport.core.model import API_ROLES, VALIDATION_MODES, ApiKey, Device, DeviceStatus, Product, StoredMessage
-from thingport.core.topics import MAX_CATEGORIES, check_category
+from thingport.core.model import (
+    API_ROLES,
+    VALIDATION_MODES,
+    ApiKey,
+    Device,
+    DeviceStatus,
+    Product,
+    StoredMessage,
+    Subscription,
+)
+from thingport.core.topics import MAX_CATEGORIES, check_category, compile_topic_filter
+
+if TYPE_CHECKING:
+    from thingport.forwarder import CommitSignal
 from thingport.core.ports import MessageLog, Registry
 from thingport.core.thingmodel import ThingModel, ThingModelError
 
@@ -17,6 +31,7 @@ DEFAULT_PRESENCE_TIMEOUT_S = 300
 HISTORY_MAX_LIMIT = 10_000
 PAGE_MAX_LIMIT = 1000
 API_KEY_PREFIX = "tpk_"
+SUBSCRIPTION_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def hash_api_key(key: str) -> bytes:
@@ -38,10 +53,14 @@ def _checked(check, value: str) -> str:  # type: ignore[no-untyped-def]
 
 
 class Management:
-    def __init__(self, registry: Registry, log: MessageLog, presence_timeout_s: float = DEFAULT_PRESENCE_TIMEOUT_S) -> None:
+    def __init__(
+        self, registry: Registry, log: MessageLog, presence_timeout_s: float = DEFAULT_PRESENCE_TIMEOUT_S,
+        commits: "CommitSignal | None" = None,
+    ) -> None:
         self._registry = registry
         self._log = log
         self._presence_timeout_ms = int(presence_timeout_s * 1000)
+        self._commits = commits  # lets pulls wait for new messages when the server runs this
 
     async def create_product(
         self,
@@ -178,6 +197,124 @@ class Management:
         checked = _check_categories(categories)
         await self.product(product_key)
         await self._registry.set_product_topics(product_key, checked)
+        return await self.product(product_key)
+
+    # --- subscriptions (forwarding to applications) ---
+
+    async def create_subscription(
+        self, name: str, product_key: str, sink: str, kinds: list[str] | None = None,
+        topic_filter: str | None = None, options: dict | None = None, from_start: bool = False,
+    ) -> Subscription:
+        """A subscription of a product's messages; a push sink's options are checked before it is stored."""
+        from thingport.bus.base import SinkConfigError
+        from thingport.bus.envelope import ENVELOPE_KINDS
+        from thingport.bus.factory import PULL, SINK_TYPES, create_sink
+
+        if not SUBSCRIPTION_NAME_RE.fullmatch(name):
+            raise ParamError("subscription name must be 1-64 letters, digits, '_' and '-'")
+        if sink not in SINK_TYPES:
+            raise ParamError(f"sink must be one of {', '.join(SINK_TYPES)}")
+        kinds = kinds or list(ENVELOPE_KINDS)
+        bad = [k for k in kinds if k not in ENVELOPE_KINDS]
+        if bad or len(set(kinds)) != len(kinds):
+            raise ParamError(f"kinds must be distinct values of {', '.join(ENVELOPE_KINDS)}")
+        if topic_filter is not None:
+            _checked(compile_topic_filter, topic_filter)
+        options = options or {}
+        if sink != PULL:
+            try:
+                create_sink(sink, options)
+            except SinkConfigError as exc:
+                raise ParamError(f"sink options: {exc}") from None
+            except ImportError as exc:
+                raise ParamError(f"the {sink} sink's client library is not installed: {exc}") from None
+        await self.product(product_key)
+        return await self._registry.create_subscription(
+            name, product_key, tuple(kinds), topic_filter, sink, options, from_start, _now_ms()
+        )
+
+    async def subscription(self, name: str) -> Subscription:
+        found = await self._registry.get_subscription(name)
+        if found is None:
+            raise NotFound(f"subscription {name} does not exist")
+        return found
+
+    async def subscriptions(self) -> list[tuple[Subscription, int]]:
+        """Every subscription with its backlog (log messages it has yet to confirm)."""
+        last = await self._log.last_seq()
+        return [(s, max(0, last - s.cursor)) for s in await self._registry.list_subscriptions()]
+
+    async def set_subscription_enabled(self, name: str, enabled: bool) -> Subscription:
+        await self._registry.set_subscription_enabled(name, enabled)
+        return await self.subscription(name)
+
+    async def delete_subscription(self, name: str) -> None:
+        await self._registry.delete_subscription(name)
+
+    async def pull(self, name: str, max_messages: int = 100, wait_s: float = 0.0) -> tuple[list[StoredMessage], int]:
+        """The next messages of an ``http`` subscription after its acknowledged cursor, and the cursor to
+        acknowledge them with. Until acknowledged, the same messages are pulled again (redelivery)."""
+        from thingport.bus.factory import PULL
+        from thingport.forwarder import SubscriptionFilter
+
+        if not 1 <= max_messages <= PAGE_MAX_LIMIT:
+            raise ParamError(f"max must be 1-{PAGE_MAX_LIMIT}")
+        subscription = await self.subscription(name)
+        if subscription.sink != PULL:
+            raise ParamError(f"subscription {name} pushes to {subscription.sink}; only http subscriptions are pulled")
+        wanted = SubscriptionFilter(subscription)
+        deadline = time.monotonic() + min(max(wait_s, 0.0), 30.0)
+        cursor = subscription.cursor
+        while True:
+            found: list[StoredMessage] = []
+            while len(found) < max_messages:
+                chunk = await self._log.read_after(cursor, 500)
+                if not chunk:
+                    break
+                for message in chunk:
+                    cursor = message.seq
+                    if wanted(message):
+                        found.append(message)
+                        if len(found) == max_messages:
+                            break
+            remaining = deadline - time.monotonic()
+            if found or remaining <= 0 or self._commits is None:
+                return found, cursor
+            await self._commits.wait(remaining)
+
+    async def ack(self, name: str, cursor: int) -> Subscription:
+        """Acknowledge everything of an http subscription up to ``cursor`` (from a pull)."""
+        subscription = await self.subscription(name)
+        if cursor < 0 or cursor > await self._log.last_seq():
+            raise ParamError("cursor is not one a pull returned")
+        await self._log.save_cursor(subscription.id, cursor)
+        return await self.subscription(name)
+
+    async def stream(self, name: str, after_seq: int | None):  # type: ignore[no-untyped-def]
+        """Envelope-ready messages of a subscription after ``after_seq`` (default: its cursor), forever:
+        what its Server-Sent Events stream sends. Does not move the cursor."""
+        from thingport.forwarder import SubscriptionFilter
+
+        subscription = await self.subscription(name)
+        wanted = SubscriptionFilter(subscription)
+        cursor = subscription.cursor if after_seq is None else after_seq
+        while True:
+            chunk = await self._log.read_after(cursor, 500)
+            for message in chunk:
+                cursor = message.seq
+                if wanted(message):
+                    yield message
+            if not chunk:
+                yield None  # idle: lets the caller send a heartbeat
+                if self._commits is not None:
+                    await self._commits.wait(15.0)
+                else:
+                    await asyncio.sleep(1.0)
+
+    async def set_presence_timeout(self, product_key: str, seconds: float | None) -> Product:
+        if seconds is not None and not 1 <= seconds <= 7 * 86400:
+            raise ParamError("presence timeout must be 1 s to 7 days")
+        await self._registry.set_product_presence_timeout(product_key, seconds)
         return await self.product(product_key)
 
     # --- API keys ---

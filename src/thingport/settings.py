@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     device_auth_burst: float = Field(20.0, ge=1)
 
     presence_timeout_s: float = Field(300.0, gt=0, description="a device silent this long is offline")
+    retention_days: float | None = Field(None, gt=0, description="delete messages older than this")
+    retention_max_mb: float | None = Field(None, gt=0, description="delete the oldest messages past this size")
+    retention_force: bool = Field(False, description="also delete what a subscription has not confirmed")
     storage_max_mb: float | None = Field(None, gt=0, description="cap on the database file; writes past it are refused")
     group_commit_max_batch: int = Field(1000, ge=1)
     registry_poll_s: float = Field(0.2, gt=0, description="how often the server looks for registry changes")

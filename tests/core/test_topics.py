@@ -72,3 +72,28 @@ def test_declared_categories_decide_publish_permission() -> None:
     for suffix, operation in (("get", "pub"), ("user/a b", "pub"), ("user/x", "write"), ("user/", "all")):
         with pytest.raises(ValueError):
             check_category(suffix, operation)
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "matching", "not_matching"),
+    [
+        ("/pk/+/user/update", ["/pk/dev1/user/update"], ["/pk/dev1/user/other", "/pk/a/b/user/update"]),
+        ("/pk/dev1/user/#", ["/pk/dev1/user", "/pk/dev1/user/a", "/pk/dev1/user/a/b"], ["/pk/dev2/user/a"]),
+        ("#", ["/anything/at/all", ""], []),
+        ("/a.b/+", ["/a.b/x"], ["/aXb/x"]),
+    ],
+)
+def test_topic_filters(topic_filter: str, matching: list[str], not_matching: list[str]) -> None:
+    from thingport.core.topics import compile_topic_filter
+
+    match = compile_topic_filter(topic_filter)
+    assert all(match(t) for t in matching)
+    assert not any(match(t) for t in not_matching)
+
+
+@pytest.mark.parametrize("bad", ["/a/#/b", "/a/b#", "/a+/b"])
+def test_bad_topic_filters(bad: str) -> None:
+    from thingport.core.topics import compile_topic_filter
+
+    with pytest.raises(ValueError):
+        compile_topic_filter(bad)

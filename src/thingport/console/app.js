@@ -98,7 +98,8 @@
 
   function table(columns, rows, attrs) {
     return h("table", attrs || {},
-      h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)))),
+      h("thead", {}, h("tr", {}, columns.map((c) => (Array.isArray(c)
+        ? h("th", { scope: "col", class: c[1] }, c[0]) : h("th", { scope: "col" }, c))))),
       h("tbody", {}, rows));
   }
 
@@ -122,6 +123,11 @@
   }
 
   let noticeTimer = null;
+  function clearNotice() {
+    clearTimeout(noticeTimer);
+    $("notice").hidden = true;
+  }
+
   function showNotice(text) {
     const n = $("notice");
     n.textContent = text;
@@ -290,6 +296,7 @@
       a.classList.toggle("active", a.dataset.route === entry[1]);
     }
     clearError(); // a message belongs to the page it came from
+    clearNotice();
     const ctx = makeContext();
     const view = $("view");
     view.replaceChildren();
@@ -550,13 +557,13 @@
       const prevAfter = trail[trail.length - 1];
       if (prevAfter && prevAfter !== "0") prev.set("after", prevAfter); else prev.delete("after");
       if (back.length) prev.set("trail", back.join(",")); else prev.delete("trail");
-      nav.append(h("a", { class: "button secondary", href: `#/devices?${prev}`, testid: "devices-prev" }, "← Previous"));
+      nav.append(h("a", { class: "button secondary", href: hashFor("devices", prev), testid: "devices-prev" }, "← Previous"));
     }
     if (page.next) {
       const next = new URLSearchParams(query);
       next.set("after", page.next);
       next.set("trail", [...trail, after || "0"].join(","));
-      nav.append(h("a", { class: "button secondary", href: `#/devices?${next}`, testid: "devices-next" }, "Next →"));
+      nav.append(h("a", { class: "button secondary", href: hashFor("devices", next), testid: "devices-next" }, "Next →"));
     }
     view.append(h("div", { class: "card flush" },
       table(["", "Device name", "productKey", "deviceId", "Enabled", "Last seen"], body, { testid: "devices-table" })),
@@ -577,13 +584,30 @@
     }));
   }
 
-  function navigate(page, q) {
+  function hashFor(page, q) {
     const text = q.toString();
-    const target = `#/${page}${text ? `?${text}` : ""}`;
+    return `#/${page}${text ? `?${text}` : ""}`;
+  }
+
+  function navigate(page, q) {
+    const target = hashFor(page, q);
     if (location.hash === target) route(); else location.hash = target;
   }
 
   // ---------- one device ----------
+
+  // 3-6 round tick values (steps of 1, 2 or 5 × 10^k) covering [lo, hi]
+  function niceTicks(lo, hi) {
+    if (lo === hi) { const d = Math.abs(lo) > 1 ? Math.abs(lo) * 0.05 : 1; lo -= d; hi += d; }
+    const raw = (hi - lo) / 4;
+    const mag = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 5, 10].map((m) => m * mag).find((st) => st >= raw);
+    const first = Math.floor(lo / step) * step;
+    const ticks = [];
+    for (let v = first; v < hi + step * 0.999 && ticks.length < 12; v += step) ticks.push(Number(v.toPrecision(12)));
+    if (ticks.length < 2) ticks.push(Number((first + step).toPrecision(12)));
+    return ticks;
+  }
 
   const CHART = { w: 560, h: 170, left: 48, right: 12, top: 12, bottom: 26 };
 
@@ -597,19 +621,15 @@
       svg.replaceChildren(s("text", { x: w / 2, y: hh / 2, "text-anchor": "middle", class: "chart-empty" }, "no data yet"));
       return;
     }
-    let vmin = Math.min(...points.map((p) => p.value));
-    let vmax = Math.max(...points.map((p) => p.value));
-    if (vmin === vmax) { vmin -= 1; vmax += 1; } else {
-      const padV = (vmax - vmin) * 0.1;
-      vmin -= padV; vmax += padV;
-    }
+    const ticks = niceTicks(Math.min(...points.map((p) => p.value)), Math.max(...points.map((p) => p.value)));
+    const vmin = ticks[0];
+    const vmax = ticks[ticks.length - 1];
     const tmin = points[0].time;
     const tmax = points[points.length - 1].time;
     const x = (p, i) => left + (tmax > tmin ? ((p.time - tmin) / (tmax - tmin)) * iw
       : (points.length > 1 ? (i / (points.length - 1)) * iw : iw / 2));
     const y = (v) => top + ih - ((v - vmin) / (vmax - vmin)) * ih;
-    for (let i = 0; i <= 3; i++) {
-      const v = vmin + ((vmax - vmin) * i) / 3;
+    for (const v of ticks) {
       const yy = y(v);
       children.push(s("line", { x1: left, x2: w - right, y1: yy, y2: yy, class: "grid" }));
       children.push(s("text", { x: left - 6, y: yy + 4, "text-anchor": "end", class: "axis" }, formatNumber(v)));
@@ -675,6 +695,7 @@
         secretButton.disabled = false;
       }
     });
+    const lastAuth = h("dd", { testid: "cred-lastAuth" }, timeCell(device.lastAuthAt));
     const gateway = device.gateway
       ? h("a", { href: deviceHref(device.gateway.productKey, device.gateway.deviceName) },
         `${device.gateway.productKey} / ${device.gateway.deviceName}`) : null;
@@ -685,7 +706,7 @@
       h("dt", {}, "deviceSecret"), h("dd", {}, secretValue, " ", secretButton),
       gateway ? [h("dt", {}, "gateway"), h("dd", {}, gateway)] : null,
       h("dt", {}, "created"), h("dd", {}, timeCell(device.createdAt)),
-      h("dt", {}, "last authenticated"), h("dd", { testid: "cred-lastAuth" }, timeCell(device.lastAuthAt)));
+      h("dt", {}, "last authenticated"), lastAuth);
 
     // actions
     const setDevice = (d) => {
@@ -763,17 +784,17 @@
     };
 
     const refresh = async () => {
-      const [st, msgs] = await Promise.all([
+      const [d, st, msgs] = await Promise.all([
+        api("GET", base),
         api("GET", `${base}/status`),
         api("GET", `${base}/messages`, { query: { limit: DEVICE_MESSAGES } }),
       ]);
       if (!ctx.alive()) return;
+      if (d.status !== device.status) setDevice(d); else device = d;
+      lastAuth.replaceChildren(timeCell(d.lastAuthAt));
       headDot.replaceChildren(statusDot(st.state));
       headState.textContent = st.state;
       lastSeen.replaceChildren(timeCell(st.lastSeenAt));
-      if ((st.enabled ? "enabled" : "disabled") !== device.status) {
-        setDevice({ ...device, status: st.enabled ? "enabled" : "disabled" });
-      }
       const names = Object.keys(st.properties).sort();
       statusBody.replaceChildren(...(names.length ? names.map((id) => {
         const lv = st.properties[id];
@@ -815,17 +836,28 @@
       h("pre", { class: "payload", testid: "payload" }, m.payload));
   }
 
+  function breakable(text) {
+    // a text node per slash-separated part, with a <wbr> after each slash: long topics wrap at slashes
+    const out = [];
+    String(text).split("/").forEach((part, i) => {
+      if (i > 0) out.push("/", h("wbr", {}));
+      if (part) out.push(part);
+    });
+    return out;
+  }
+
   function messageTable(items, showDevice, emptyText) {
-    const cols = ["Received", ...(showDevice ? ["Device"] : []), "Topic", "Kind", "Payload", "Reply", "Message id"];
+    const cols = [["Received · id", "c-time"], ...(showDevice ? [["Device", "c-device"]] : []),
+      ["Topic · kind", "c-topic"], ["Payload", "c-payload"], ["Reply", "c-reply"]];
     const rows = items.map((m) => h("tr", { testid: "message-row", "data-message-id": m.messageIdText },
-      h("td", { class: "nowrap" }, timeCell(m.receivedAt)),
+      h("td", { class: "stacked" }, timeCell(m.receivedAt),
+        h("code", { class: "small muted", testid: "message-id", title: "messageId" }, m.messageIdText)),
       showDevice ? h("td", {}, h("a", { href: deviceHref(m.productKey, m.deviceName) }, m.deviceName),
         h("div", { class: "muted small" }, m.productKey)) : null,
-      h("td", { class: "topic" }, h("code", {}, m.topic), h("div", { class: "muted small" }, m.dialect)),
-      h("td", {}, m.kind),
+      h("td", { class: "topic" }, h("code", {}, breakable(m.topic)),
+        h("div", { class: "small" }, h("span", { class: "badge" }, m.kind), h("span", { class: "muted" }, m.dialect))),
       h("td", { class: "payload-cell" }, payloadBlock(m), h("div", { class: "muted small" }, `${m.size} bytes`)),
-      h("td", { class: "payload-cell" }, m.reply ? h("pre", { class: "payload" }, JSON.stringify(m.reply)) : h("span", { class: "muted" }, "—")),
-      h("td", {}, h("code", { class: "small", testid: "message-id" }, m.messageIdText))));
+      h("td", { class: "payload-cell" }, m.reply ? h("pre", { class: "payload" }, JSON.stringify(m.reply)) : h("span", { class: "muted" }, "—"))));
     if (!rows.length) rows.push(emptyRow(cols.length, emptyText));
     return table(cols, rows, { class: "messages", testid: "messages-table" });
   }
@@ -863,12 +895,12 @@
     if (before) {
       const q = new URLSearchParams(query);
       q.delete("before");
-      nav.append(h("a", { class: "button secondary", href: `#/messages?${q}`, testid: "messages-newest" }, "⇤ Newest"));
+      nav.append(h("a", { class: "button secondary", href: hashFor("messages", q), testid: "messages-newest" }, "⇤ Newest"));
     }
     if (page.next) {
       const q = new URLSearchParams(query);
       q.set("before", page.next);
-      nav.append(h("a", { class: "button secondary", href: `#/messages?${q}`, testid: "messages-older" }, "Older →"));
+      nav.append(h("a", { class: "button secondary", href: hashFor("messages", q), testid: "messages-older" }, "Older →"));
     }
     view.append(h("div", { class: "card flush-table" },
       messageTable(page.items, true, before ? "No older messages." : "No messages match.")), nav);

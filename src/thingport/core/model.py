@@ -164,3 +164,34 @@ class ApiKey:
 
     def to_json(self) -> dict:
         return {"id": self.id, "name": self.name, "role": self.role, "prefix": self.prefix, "createdAt": self.created_ms}
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """Where a product's messages go: a sink, which kinds, which topics, and how far it has confirmed."""
+
+    id: int
+    name: str
+    product_key: str
+    kinds: tuple[str, ...]
+    topic_filter: str | None
+    sink: str
+    options: dict = field(repr=False)  # may hold credentials (webhook secret, broker password)
+    cursor: int
+    enabled: bool
+    created_ms: int
+
+    def to_json(self, backlog: int | None = None) -> dict:
+        hidden = {"secret", "password", "url"}
+        return {
+            "name": self.name,
+            "productKey": self.product_key,
+            "kinds": list(self.kinds),
+            "topicFilter": self.topic_filter,
+            "sink": self.sink,
+            "options": {k: ("***" if k in hidden else v) for k, v in self.options.items()},
+            "cursor": self.cursor,
+            "enabled": self.enabled,
+            "createdAt": self.created_ms,
+            "backlog": backlog,
+        }

@@ -22,6 +22,12 @@ class RegistryReader(Protocol):
 
     async def get_product(self, product_key: str) -> Product | None: ...
 
+    async def list_products(self) -> list[Product]: ...
+
+    async def recently_seen(self, since_ms: int) -> list[tuple[int, int]]:
+        """(device id, last seen) of devices seen since ``since_ms``."""
+        ...
+
     async def thing_model(self, product_key: str, version: str) -> dict | None:
         """A product's model document at ``version`` (``{"format", "model"}``)."""
         ...
@@ -35,8 +41,6 @@ class Registry(RegistryReader, Protocol):
     """Products and devices, for the management side. Every change is also a change-feed entry."""
 
     async def create_product(self, product: Product) -> None: ...
-
-    async def list_products(self) -> list[Product]: ...
 
     async def create_device(
         self, product_key: str, device_name: str, secret: str, created_ms: int, device_id: str,

@@ -6,7 +6,7 @@ is refused with the rule that refused it.
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -86,3 +86,20 @@ def classify_topic(
     if topic == f"/ota/device/inform/{product_key}/{device_name}":
         return Topic(topic, TopicKind.OTA_INFORM)
     raise TopicDenied("a device may publish only to its own topics")
+
+
+def compile_topic_filter(topic_filter: str) -> "Callable[[str], bool]":
+    """A matcher for an MQTT-style filter: ``+`` is one level, a trailing ``#`` any number (even none)."""
+    levels = topic_filter.split("/")
+    if len(topic_filter) > MAX_TOPIC_LENGTH or any(
+        ("#" in level and (level != "#" or i != len(levels) - 1)) or ("+" in level and level != "+")
+        for i, level in enumerate(levels)
+    ):
+        raise ValueError(f"topic filter {topic_filter!r}: + must be a whole level, # a whole last level")
+    parts = []
+    for level in levels:
+        parts.append("[^/]*" if level == "+" else ".*" if level == "#" else re.escape(level))
+    pattern = "/".join(parts)
+    if levels[-1] == "#":  # "a/#" also matches "a"
+        pattern = pattern[: -len("/.*")] + "(?:/.*)?" if len(levels) > 1 else ".*"
+    return re.compile(pattern).fullmatch  # type: ignore[return-value]

@@ -160,7 +160,7 @@ class HuaweiDialect:
             return _encode({"message_id": message_id})
         if kind == _REPORT:
             message, refused = await self._judged(device, topic, payload, _json_object(payload), received_ms)
-            await gateway.store_many((message,))
+            await gateway.store_many(((device, message),))
             return _reply([message.message_id], refused)
         return await self._gateway_report(device, topic, _json_object(payload), received_ms)
 
@@ -204,7 +204,7 @@ class HuaweiDialect:
             raise errors.ParamError("devices must be a non-empty list")
         if len(children) > MAX_CHILDREN:
             raise errors.TooManyChildren(f"at most {MAX_CHILDREN} sub-devices in one request, got {len(children)}")
-        messages: list[StoredMessage] = []
+        messages: list[tuple[Device, StoredMessage]] = []
         refused: list[dict] = []
         for entry in children:
             if not isinstance(entry, dict) or not isinstance(entry.get("device_id"), str):
@@ -215,10 +215,10 @@ class HuaweiDialect:
             if not child.enabled:
                 raise errors.NotAChild(f"sub-device {entry['device_id']} is disabled")
             message, bad = await self._judged(child, topic, _encode(entry), entry, received_ms)
-            messages.append(message)
+            messages.append((child, message))
             refused.extend({"device_id": child.device_id, **r} for r in bad)
         await self._gateway.store_many(tuple(messages))
-        return _reply([m.message_id for m in messages], refused)
+        return _reply([m.message_id for _, m in messages], refused)
 
 
 def _reply(message_ids: list[int], refused: list[dict[str, Any]]) -> bytes:

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from thingport.core.errors import Conflict, NotFound
-from thingport.core.model import ApiKey, AuthSession, Device, Product
+from thingport.core.model import ApiKey, AuthSession, Device, Product, Subscription
 from thingport.store.keys import SecretBox
 from thingport.store.sqlite_executor import SqliteExecutor
 
@@ -240,6 +240,92 @@ class SqliteRegistry:
     async def revoke_tokens(self, device_id: int) -> None:
         """Every token issued so far dies; the device may authenticate again."""
         await self._update(device_id, "UPDATE devices SET token_epoch = token_epoch + 1 WHERE id = ?", (device_id,))
+
+    # --- subscriptions ---
+
+    _SUBSCRIPTION_COLUMNS = (
+        "id, name, product_key, kinds, topic_filter, sink, options_sealed, cursor, enabled, created_ms"
+    )
+
+    def _subscription(self, row: tuple) -> Subscription:
+        sid, name, pk, kinds, topic_filter, sink, sealed, cursor, enabled, created_ms = row
+        options = msgspec.json.decode(self._box.open(sealed, f"subscription/{name}"))
+        return Subscription(sid, name, pk, tuple(kinds.split(",")), topic_filter, sink, options, cursor,
+                            bool(enabled), created_ms)
+
+    async def create_subscription(
+        self, name: str, product_key: str, kinds: tuple[str, ...], topic_filter: str | None, sink: str,
+        options: dict, from_start: bool, created_ms: int,
+    ) -> Subscription:
+        sealed = self._box.seal(msgspec.json.encode(options).decode(), f"subscription/{name}")
+
+        def q(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if not conn.execute("SELECT 1 FROM products WHERE product_key = ?", (product_key,)).fetchone():
+                    raise NotFound(f"product {product_key} does not exist")
+                if conn.execute("SELECT 1 FROM subscriptions WHERE name = ?", (name,)).fetchone():
+                    raise Conflict(f"subscription {name} already exists")
+                start = 0 if from_start else conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
+                cur = conn.execute(
+                    "INSERT INTO subscriptions (name, product_key, kinds, topic_filter, sink, options_sealed, cursor,"
+                    " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (name, product_key, ",".join(kinds), topic_filter, sink, sealed, start, created_ms),
+                )
+                conn.execute("COMMIT")
+                return cur.lastrowid  # type: ignore[return-value]
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._db.run(q)
+        created = await self.get_subscription(name)
+        assert created is not None
+        return created
+
+    async def get_subscription(self, name: str) -> Subscription | None:
+        def q(conn: sqlite3.Connection) -> tuple | None:
+            return conn.execute(
+                f"SELECT {self._SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE name = ?", (name,)
+            ).fetchone()
+
+        row = await self._db.run(q)
+        return self._subscription(row) if row else None
+
+    async def list_subscriptions(self) -> list[Subscription]:
+        def q(conn: sqlite3.Connection) -> list[tuple]:
+            return conn.execute(f"SELECT {self._SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY id").fetchall()
+
+        return [self._subscription(row) for row in await self._db.run(q)]
+
+    async def set_subscription_enabled(self, name: str, enabled: bool) -> None:
+        def q(conn: sqlite3.Connection) -> int:
+            return conn.execute("UPDATE subscriptions SET enabled = ? WHERE name = ?", (int(enabled), name)).rowcount
+
+        if await self._db.run(q) != 1:
+            raise NotFound(f"subscription {name} does not exist")
+
+    async def delete_subscription(self, name: str) -> None:
+        def q(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM subscriptions WHERE name = ?", (name,)).rowcount
+
+        if await self._db.run(q) != 1:
+            raise NotFound(f"subscription {name} does not exist")
+
+    async def set_product_presence_timeout(self, product_key: str, seconds: float | None) -> None:
+        await self._update_product(
+            product_key, "UPDATE products SET presence_timeout_s = ? WHERE product_key = ?", (seconds, product_key)
+        )
+
+    async def recently_seen(self, since_ms: int) -> list[tuple[int, int]]:
+        """(device id, last seen) of devices seen since ``since_ms``: presence to resume after a restart."""
+
+        def q(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+            return conn.execute(
+                "SELECT id, last_seen_ms FROM devices WHERE last_seen_ms >= ?", (since_ms,)
+            ).fetchall()
+
+        return await self._db.run(q)
 
     # --- API keys ---
 

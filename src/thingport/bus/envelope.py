@@ -1,0 +1,60 @@
+"""The one envelope every sink receives (schema: docs/envelope.schema.json).
+
+Applications see reports from both dialects the same way; ``dialect`` tells them apart. The payload is
+the device's JSON when it is JSON (``payloadEncoding`` "json"), else base64 of its bytes.
+"""
+
+import base64
+
+import msgspec
+
+from thingport.bus.base import Delivery
+from thingport.core.model import StoredMessage
+
+# message kind in the log -> envelope kind
+KINDS = {
+    "custom": "raw",
+    "deviceinfo_update": "raw",
+    "ota_inform": "raw",
+    "property_post": "properties",
+    "property_batch_post": "properties",
+    "event_post": "event",
+    "status": "status",
+}
+ENVELOPE_KINDS = ("raw", "properties", "event", "status")
+
+_decode = msgspec.json.decode
+_encode = msgspec.json.encode
+
+
+def envelope_kind(message: StoredMessage) -> str:
+    return KINDS.get(message.kind, "raw")
+
+
+def envelope(message: StoredMessage) -> dict:
+    try:
+        payload, encoding = _decode(message.payload), "json"
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        payload, encoding = base64.b64encode(message.payload).decode(), "base64"
+    return {
+        "messageId": message.message_id,
+        "messageIdText": str(message.message_id),
+        "seq": message.seq,
+        "product": {"productKey": message.product_key},
+        "device": {"productKey": message.product_key, "deviceName": message.device_name, "deviceId": message.iot_id},
+        "topic": message.topic,
+        "kind": envelope_kind(message),
+        "dialect": message.dialect,
+        "receivedAt": message.received_ms,
+        "deviceTime": message.device_ms,
+        "payload": payload,
+        "payloadEncoding": encoding,
+        "validation": _decode(message.reply) if message.reply is not None else None,
+    }
+
+
+def delivery(message: StoredMessage) -> Delivery:
+    return Delivery(
+        message.seq, message.message_id, message.product_key, message.iot_id, envelope_kind(message),
+        _encode(envelope(message)),
+    )

@@ -1,0 +1,28 @@
+"""Sink types by name. Broker clients are imported only when a subscription uses them."""
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from thingport.bus.base import Sink, SinkConfigError
+
+PULL = "http"  # the embedded default: applications pull from the API (or follow its SSE stream)
+PUSH_MODULES = {
+    "rabbitmq": "thingport.bus.rabbitmq",
+    "nats": "thingport.bus.nats",
+    "mqtt": "thingport.bus.mqtt",
+    "webhook": "thingport.bus.webhook",
+}
+SINK_TYPES = (PULL, *PUSH_MODULES)
+
+
+def create_sink(kind: str, options: Mapping[str, Any]) -> Sink:
+    """The push sink ``kind`` with ``options``; SinkConfigError when either is unusable."""
+    module_name = PUSH_MODULES.get(kind)
+    if module_name is None:
+        raise SinkConfigError(f"sink must be one of {', '.join(PUSH_MODULES)} (or {PULL}, which is pulled)")
+    module = importlib.import_module(module_name)
+    for value in vars(module).values():
+        if isinstance(value, type) and issubclass(value, Sink) and value.kind == kind:
+            return value(options)
+    raise SinkConfigError(f"no {kind} sink in {module_name}")  # pragma: no cover - a packaging error

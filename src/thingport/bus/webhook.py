@@ -1,0 +1,164 @@
+"""Webhook sink: one signed HTTPS (or HTTP) POST per batch (httpx).
+
+The request body is ``{"messages":[<envelope>,<envelope>,...]}``, the envelopes in log order, each exactly
+the bytes of ``Delivery.body`` (joined, never re-encoded), with the headers
+
+- ``Content-Type: application/json``
+- ``X-Thingport-Signature: sha256=<hex HMAC-SHA256 of the exact body, keyed with the secret>``
+- ``X-Thingport-Delivery: <seq of the batch's first delivery>`` (the same value when a batch is offered again,
+  so a receiver can tell a retry; together with each envelope's messageId it can drop duplicates)
+
+Any 2xx reply confirms the whole batch. Any other status (redirects are not followed), a transport error or
+the timeout fails it with SinkError; the forwarder offers the same batch again later, with backoff. There
+is no retry inside ``publish``: one attempt per call, so a batch's retries are paced by the forwarder only.
+The receiver verifies with, in Python::
+
+    hmac.compare_digest(header, "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest())
+
+Options:
+
+``url`` (required)
+    ``http://`` or ``https://`` URL receiving the POSTs. HTTPS certificates are verified (httpx's default CA
+    bundle). Credentials in the URL are never shown in errors.
+``secret`` (required)
+    The subscription's HMAC key (non-empty string, used as UTF-8).
+``timeout``
+    Seconds, default 10: the bound on one ``publish`` (connecting, sending, and the reply's status and body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from thingport.bus.base import Delivery, Sink, SinkConfigError, SinkError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10.0
+_OPTIONS = ("url", "secret", "timeout")
+_MAX_REPLY = 64 * 1024  # reply body bytes read (kept for error messages); the rest is not read
+_CLOSE_GRACE = 1.0
+
+
+def _fail(option: str, message: str) -> SinkConfigError:
+    return SinkConfigError(f"webhook sink: option {option!r} {message}")
+
+
+def signature(secret: str | bytes, body: bytes) -> str:
+    """The X-Thingport-Signature value for ``body``."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+def envelope_batch(batch: Sequence[Delivery]) -> bytes:
+    """``{"messages":[...]}`` from the envelopes' own JSON bytes."""
+    return b'{"messages":[' + b",".join(d.body for d in batch) + b"]}"
+
+
+class WebhookSink(Sink):
+    kind = "webhook"
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        super().__init__(options)
+        for name in self.options:
+            if name not in _OPTIONS:
+                raise _fail(name, f"is unknown (known options: {', '.join(_OPTIONS)})")
+        if "url" not in self.options:
+            raise _fail("url", "is required")
+        url = self.options["url"]
+        if not isinstance(url, str):
+            raise _fail("url", f"must be a string, got {url!r}")
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, ValueError, TypeError) as exc:
+            raise _fail("url", f"is not a valid URL: {exc}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise _fail("url", f"must be an http:// or https:// URL with a host, got {_shown(parsed)!r}")
+        if "secret" not in self.options:
+            raise _fail("secret", "is required (the HMAC key the receiver verifies X-Thingport-Signature with)")
+        secret = self.options["secret"]
+        if not isinstance(secret, str) or not secret:
+            raise _fail("secret", "must be a non-empty string")
+        timeout = self.options.get("timeout", DEFAULT_TIMEOUT)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+            raise _fail("timeout", f"must be a positive number of seconds, got {timeout!r}")
+        self.url = url
+        self.shown_url = _shown(parsed)
+        self._key = secret.encode()
+        self.timeout = float(timeout)
+        self._client: httpx.AsyncClient | None = None
+        self._lock = asyncio.Lock()
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout),
+                follow_redirects=False,
+                headers={"User-Agent": "thingport-webhook"},
+            )
+        return self._client
+
+    async def open(self) -> None:
+        # Nothing to hold open: connections are made (and kept alive) by the first POSTs.
+        self._http()
+
+    async def publish(self, batch: Sequence[Delivery]) -> None:
+        if not batch:
+            return
+        body = envelope_batch(batch)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Thingport-Signature": signature(self._key, body),
+            "X-Thingport-Delivery": str(batch[0].seq),
+        }
+        async with self._lock:
+            client = self._http()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    async with client.stream("POST", self.url, content=body, headers=headers) as reply:
+                        status = reply.status_code
+                        head = bytearray()
+                        async for chunk in reply.aiter_bytes():
+                            head += chunk
+                            if len(head) > _MAX_REPLY:
+                                break  # the connection is dropped rather than read on
+            except TimeoutError as exc:
+                raise self._error(f"no reply within {self.timeout:g} s", exc) from exc
+            except httpx.TimeoutException as exc:
+                raise self._error(f"no reply within {self.timeout:g} s", exc) from exc
+            except (httpx.HTTPError, OSError) as exc:
+                raise self._error("request failed", exc) from exc
+        if not 200 <= status < 300:
+            text = bytes(head[:200]).decode("utf-8", "replace").strip()
+            raise SinkError(
+                f"webhook {self.shown_url}: HTTP {status} for the batch of {len(batch)} from seq {batch[0].seq}"
+                + (f": {text}" if text else "")
+            )
+
+    def _error(self, what: str, exc: BaseException) -> SinkError:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return SinkError(f"webhook {self.shown_url}: {what}: {detail}")
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            await asyncio.wait_for(client.aclose(), _CLOSE_GRACE)
+        except BaseException as exc:  # close never raises; a cancellation still propagates
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            log.debug("webhook sink close: %r", exc)
+
+
+def _shown(url: httpx.URL) -> str:
+    """The URL without user info or query (which may carry tokens)."""
+    return str(url.copy_with(username=None, password=None, query=None, fragment=None))

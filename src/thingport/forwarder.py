@@ -1,0 +1,189 @@
+"""Forwarding: every push subscription's sink is fed from the durable log, in commit order.
+
+One task per enabled push subscription reads the log after its cursor, keeps what the subscription wants
+(product, kinds, topic filter), hands the batch to the sink, and only after the sink confirmed writes the
+new cursor (through group commit). A failure leaves the cursor where it was: the batch is offered again
+after a backoff, so delivery is at least once and in order, and a sink that is down makes messages wait.
+Tasks wake on every commit, so forwarding follows ingest without polling delay.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from thingport.bus.base import Sink, SinkError
+from thingport.bus.envelope import delivery, envelope_kind
+from thingport.bus.factory import PULL, create_sink
+from thingport.core.model import StoredMessage, Subscription
+from thingport.core.ports import MessageLog
+from thingport.core.topics import compile_topic_filter
+from thingport.store.sqlite_registry import SqliteRegistry
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+RETENTION_EVERY_S = 60.0
+
+
+class SubscriptionFilter:
+    """Which log messages a subscription wants (compiled once)."""
+
+    def __init__(self, subscription: Subscription) -> None:
+        self._product_key = subscription.product_key
+        self._kinds = frozenset(subscription.kinds)
+        self._topic = compile_topic_filter(subscription.topic_filter) if subscription.topic_filter else None
+
+    def __call__(self, message: StoredMessage) -> bool:
+        return (
+            message.product_key == self._product_key
+            and envelope_kind(message) in self._kinds
+            and (self._topic is None or bool(self._topic(message.topic)))
+        )
+
+
+class CommitSignal:
+    """Wakes every waiter when the log commits."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+
+
+class ForwardingMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.backlog = Gauge("thingport_forward_backlog", "Log messages a subscription has yet to confirm",
+                             ["subscription"], registry=registry)
+        self.delivered = Counter("thingport_forward_delivered", "Envelopes confirmed by a sink",
+                                 ["subscription"], registry=registry)
+        self.failures = Counter("thingport_forward_failures", "Batches a sink did not confirm",
+                                ["subscription"], registry=registry)
+
+
+class Forwarder:
+    def __init__(
+        self,
+        log: MessageLog,
+        registry: SqliteRegistry,
+        metrics_registry: CollectorRegistry,
+        signal: CommitSignal,
+        retention_days: float | None = None,
+        retention_max_mb: float | None = None,
+        retention_force: bool = False,
+        supervise_every_s: float = 1.0,
+    ) -> None:
+        self._log = log
+        self._registry = registry
+        self._signal = signal
+        self.metrics = ForwardingMetrics(metrics_registry)
+        self._retention = (retention_days, retention_max_mb, retention_force)
+        self._every = supervise_every_s
+        self._tasks: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
+        self._supervisor: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._supervisor = asyncio.create_task(self._supervise(), name="forwarder")
+
+    async def stop(self) -> None:
+        tasks = [t for _, t in self._tasks.values()]
+        if self._supervisor:
+            tasks.append(self._supervisor)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def backlogs(self) -> dict[str, int]:
+        last = await self._log.last_seq()
+        return {s.name: max(0, last - s.cursor) for s in await self._registry.list_subscriptions()}
+
+    async def _supervise(self) -> None:
+        """Keep one task per enabled push subscription; restart one whose options changed."""
+        next_retention = time.monotonic() + RETENTION_EVERY_S
+        while True:
+            try:
+                subscriptions = await self._registry.list_subscriptions()
+                wanted = {s.name: s for s in subscriptions if s.enabled and s.sink != PULL}
+                for name, (running, task) in list(self._tasks.items()):
+                    current = wanted.get(name)
+                    if current is None or current.id != running.id or current.options != running.options or task.done():
+                        task.cancel()
+                        del self._tasks[name]
+                for name, subscription in wanted.items():
+                    if name not in self._tasks:
+                        task = asyncio.create_task(self._forward(subscription), name=f"forward-{name}")
+                        self._tasks[name] = (subscription, task)
+                last = await self._log.last_seq()
+                for s in subscriptions:
+                    self.metrics.backlog.labels(s.name).set(max(0, last - s.cursor))
+                if time.monotonic() >= next_retention:
+                    next_retention = time.monotonic() + RETENTION_EVERY_S
+                    await self.apply_retention(subscriptions)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("forwarding supervisor failed; retrying")
+            await asyncio.sleep(self._every)
+
+    async def _forward(self, subscription: Subscription) -> None:
+        wanted = SubscriptionFilter(subscription)
+        cursor = subscription.cursor
+        name = subscription.name
+        sink: Sink | None = None
+        backoff = 0.5
+        try:
+            while True:
+                messages = await self._log.read_after(cursor, BATCH)
+                if not messages:
+                    await self._signal.wait(1.0)
+                    continue
+                batch = [delivery(m) for m in messages if wanted(m)]
+                if batch:
+                    try:
+                        if sink is None:
+                            sink = create_sink(subscription.sink, subscription.options)
+                            await sink.open()
+                        await sink.publish(batch)
+                    except SinkError as exc:
+                        self.metrics.failures.labels(name).inc()
+                        log.warning("subscription %s: sink did not confirm (%s); retrying in %.1f s", name, exc, backoff)
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, 30.0)
+                        continue
+                    self.metrics.delivered.labels(name).inc(len(batch))
+                backoff = 0.5
+                cursor = messages[-1].seq
+                await self._log.save_cursor(subscription.id, cursor)
+        finally:
+            if sink is not None:
+                await sink.close()
+
+    async def apply_retention(self, subscriptions: list[Subscription] | None = None) -> int:
+        """Delete old messages, never one an enabled subscription has yet to confirm (unless forced)."""
+        days, max_mb, force = self._retention
+        if days is None and max_mb is None:
+            return 0
+        subscriptions = subscriptions if subscriptions is not None else await self._registry.list_subscriptions()
+        last = await self._log.last_seq()
+        pending = [s.cursor for s in subscriptions if s.enabled]
+        floor = last + 1 if force or not pending else min(pending) + 1
+        deleted = 0
+        if days is not None:
+            cutoff = int((time.time() - days * 86400) * 1000)
+            while (n := await self._log.delete_before(floor, cutoff, 5000)) > 0:
+                deleted += n
+        if max_mb is not None:
+            while await self._log.size_bytes() > max_mb * 1024 * 1024:
+                n = await self._log.delete_before(floor, None, 5000)
+                if n == 0:
+                    break
+                deleted += n
+        return deleted
