@@ -133,14 +133,19 @@ def product_create(name: str, product_key: str | None, node_type: str, tsl_file:
 @product.command("set")
 @click.option("--product-key", required=True)
 @validation_option
+@click.option("--presence-timeout", type=float, default=None,
+              help="Seconds of silence after which its devices are offline (0: the server's default).")
 @data_dir_option
 @json_option
-def product_set(product_key: str, validation: str | None, data_dir: Path | None, as_json: bool) -> None:
+def product_set(product_key: str, validation: str | None, presence_timeout: float | None, data_dir: Path | None,
+                as_json: bool) -> None:
     """Change a product's settings."""
 
     async def change(m: Management):  # type: ignore[no-untyped-def]
         if validation is not None:
             await m.set_validation(product_key, validation)
+        if presence_timeout is not None:
+            await m.set_presence_timeout(product_key, presence_timeout or None)
         return await m.product(product_key)
 
     emit(run(data_dir, change).to_json(), as_json)
@@ -365,6 +370,84 @@ def device_history(product_key: str, device_name: str, identifier: str, from_: s
         return
     for point in points:
         click.echo(f"{_iso(point['time'])}  {json.dumps(point['value'])}")
+
+
+# --- subscriptions ---
+
+def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs; values that are JSON numbers or booleans become those."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r}: options are key=value")
+        try:
+            parsed = json.loads(value)
+            options[key] = parsed if isinstance(parsed, (int, float, bool)) else value
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+@main.group()
+def subscription() -> None:
+    """Forwarding a product's messages to applications (server-side subscriptions)."""
+
+
+@subscription.command("create")
+@click.option("--name", required=True)
+@click.option("--product-key", required=True)
+@click.option("--sink", type=click.Choice(["http", "rabbitmq", "nats", "mqtt", "webhook"]), required=True,
+              help="http: applications pull from the API (or its SSE stream); the others push.")
+@click.option("--kinds", default="raw,properties,event,status", show_default=True,
+              help="Comma-separated: raw, properties, event, status.")
+@click.option("--topic-filter", default=None, help="MQTT-style filter on the message topic (+, #).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Sink option, e.g. url=amqp://guest:guest@127.0.0.1:5672/ or secret=... (repeatable).")
+@click.option("--from-start", is_flag=True, help="Start from the oldest retained message, not from now.")
+@data_dir_option
+@json_option
+def subscription_create(name: str, product_key: str, sink: str, kinds: str, topic_filter: str | None,
+                        options: tuple[str, ...], from_start: bool, data_dir: Path | None, as_json: bool) -> None:
+    """Create a subscription; a running server starts forwarding within a second."""
+    parsed = parse_options(options)
+    kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
+    created = run(data_dir, lambda m: m.create_subscription(name, product_key, sink, kind_list, topic_filter, parsed,
+                                                           from_start))
+    emit(created.to_json(backlog=0), as_json)
+
+
+@subscription.command("list")
+@data_dir_option
+@json_option
+def subscription_list(data_dir: Path | None, as_json: bool) -> None:
+    """Subscriptions with their backlog (messages not yet confirmed by the sink)."""
+    emit([s.to_json(backlog) for s, backlog in run(data_dir, lambda m: m.subscriptions())], as_json)
+
+
+@subscription.command("delete")
+@click.option("--name", required=True)
+@data_dir_option
+def subscription_delete(name: str, data_dir: Path | None) -> None:
+    """Delete a subscription (its undelivered messages are no longer kept for it)."""
+    run(data_dir, lambda m: m.delete_subscription(name))
+
+
+@subscription.command("enable")
+@click.option("--name", required=True)
+@data_dir_option
+@json_option
+def subscription_enable(name: str, data_dir: Path | None, as_json: bool) -> None:
+    emit(run(data_dir, lambda m: m.set_subscription_enabled(name, True)).to_json(), as_json)
+
+
+@subscription.command("disable")
+@click.option("--name", required=True)
+@data_dir_option
+@json_option
+def subscription_disable(name: str, data_dir: Path | None, as_json: bool) -> None:
+    """Pause forwarding; messages keep waiting for it (and are kept from retention)."""
+    emit(run(data_dir, lambda m: m.set_subscription_enabled(name, False)).to_json(), as_json)
 
 
 # --- API keys ---

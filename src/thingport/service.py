@@ -113,7 +113,10 @@ class Management:
         return tsl
 
     async def model_document(self, product_key: str) -> dict:
-        """The product's model as it was imported: ``{"format": "tsl"|"huawei", "model": {...}}``."""
+        """The product's model as it was imported: ``{"format": "tsl"|"huawei", "model": {...}}``;
+        ``{"format": "schemaless", "model": {}}`` for a product without one."""
+        if (await self.product(product_key)).model_version is None:
+            return {"format": "schemaless", "model": {}}
         return (await self._current_model(product_key)).to_document()
 
     async def set_validation(self, product_key: str, validation: str) -> Product:
@@ -385,7 +388,8 @@ class Management:
             raise ParamError("from must not be after to")
         device = await self.device(product_key, device_name)
         rows = await self._registry.history(device.id, identifier, from_ms, to_ms, limit)
-        return [{"time": at, "value": value, "messageId": message_id} for at, value, message_id in rows]
+        return [{"time": at, "value": value, "messageId": message_id, "messageIdText": str(message_id)}
+                for at, value, message_id in rows]
 
     async def newest_messages(self, limit: int, after_seq: int | None = None) -> list[StoredMessage]:
         if limit < 1:

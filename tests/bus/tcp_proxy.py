@@ -49,7 +49,6 @@ class TcpProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
         self._listener: socket.socket | None = None
-        self._acceptor: asyncio.Task[None] | None = None
         self._flowing: asyncio.Event | None = None
         self._links: set[_Link] = set()
 
@@ -114,12 +113,15 @@ class TcpProxy:
             raise
         self.port = listener.getsockname()[1]
         self._listener = listener
-        self._acceptor = asyncio.get_running_loop().create_task(self._accept(listener))
+        asyncio.get_running_loop().add_reader(listener, self._on_acceptable, listener)
 
-    async def _accept(self, listener: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            client, _ = await loop.sock_accept(listener)
+    def _on_acceptable(self, listener: socket.socket) -> None:
+        # accept() right here, synchronously: an accepted socket is a link before anything else can run
+        for _ in range(128):
+            try:
+                client, _ = listener.accept()
+            except OSError:  # BlockingIOError: nothing more to accept now
+                return
             self.accepted += 1
             client.setblocking(False)
             link = _Link(client)
@@ -149,12 +151,10 @@ class TcpProxy:
                     await asyncio.sleep(0.1)
 
     async def _cut(self) -> None:
-        acceptor, self._acceptor = self._acceptor, None
         listener, self._listener = self._listener, None
+        if listener is not None:
+            asyncio.get_running_loop().remove_reader(listener)
         tasks: set[asyncio.Task[None]] = set()
-        if acceptor is not None:
-            acceptor.cancel()
-            tasks.add(acceptor)
         links, self._links = self._links, set()
         for link in links:
             tasks |= link.tasks

@@ -12,14 +12,17 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from thingport import __version__
+import msgspec
+
 from thingport.api import schemas as s
+from thingport.bus.envelope import envelope
 from thingport.core import errors
 from thingport.core.model import ApiKey, Device, StoredMessage
 from thingport.service import Management
@@ -312,6 +315,78 @@ def create_api(
     ) -> dict:
         await management.device(productKey, deviceName)
         return await _messages(productKey, deviceName, None, None, None, before, limit, encoding)
+
+    # --- subscriptions ---
+
+    @app.get("/api/subscriptions", response_model=list[s.SubscriptionOut], tags=["subscriptions"],
+             dependencies=[Read])
+    async def list_subscriptions() -> list[dict]:
+        """Subscriptions with their backlog: log messages the sink has yet to confirm."""
+        return [sub.to_json(backlog) for sub, backlog in await management.subscriptions()]
+
+    @app.post("/api/subscriptions", response_model=s.SubscriptionOut, status_code=201, tags=["subscriptions"],
+              dependencies=[Admin], responses={409: {"model": s.ErrorResponse}})
+    async def create_subscription(body: s.SubscriptionCreate) -> dict:
+        created = await management.create_subscription(
+            body.name, body.productKey, body.sink, list(body.kinds), body.topicFilter, dict(body.options),
+            body.fromStart,
+        )
+        return created.to_json(0)
+
+    @app.get("/api/subscriptions/{name}", response_model=s.SubscriptionOut, tags=["subscriptions"],
+             dependencies=[Read])
+    async def get_subscription(name: str) -> dict:
+        for sub, backlog in await management.subscriptions():
+            if sub.name == name:
+                return sub.to_json(backlog)
+        raise errors.NotFound(f"subscription {name} does not exist")
+
+    @app.delete("/api/subscriptions/{name}", status_code=204, response_class=Response, tags=["subscriptions"],
+                dependencies=[Admin])
+    async def delete_subscription(name: str) -> Response:
+        await management.delete_subscription(name)
+        return Response(status_code=204)
+
+    @app.post("/api/subscriptions/{name}/pull", response_model=s.PullOut, tags=["subscriptions"],
+              dependencies=[Read])
+    async def pull(
+        name: str,
+        max: Annotated[int, Query(ge=1, le=1000)] = 100,
+        wait: Annotated[float, Query(ge=0, le=30)] = 0,
+    ) -> dict:
+        """The next envelopes of an http subscription, waiting up to ``wait`` seconds for some. They come
+        again on every pull until acknowledged (at least once)."""
+        messages, cursor = await management.pull(name, max, wait)
+        return {"messages": [envelope(m) for m in messages], "cursor": str(cursor)}
+
+    @app.post("/api/subscriptions/{name}/ack", response_model=s.SubscriptionOut, tags=["subscriptions"],
+              dependencies=[Read])
+    async def ack(name: str, body: s.AckIn) -> dict:
+        """Acknowledge everything up to a pull's cursor."""
+        return (await management.ack(name, int(body.cursor))).to_json()
+
+    @app.get("/api/subscriptions/{name}/events", tags=["subscriptions"], dependencies=[Read],
+             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                              "description": "Server-Sent Events: id = log seq, data = envelope JSON"}})
+    async def events(name: str, request: Request) -> Response:
+        """Server-Sent Events of a subscription, resuming after ``Last-Event-ID`` (else from its cursor)."""
+        last = request.headers.get("last-event-id")
+        after = int(last) if last and last.isdigit() and len(last) < 20 else None
+        await management.subscription(name)  # 404 before the stream starts
+        source = management.stream(name, after)
+
+        async def body():  # type: ignore[no-untyped-def]
+            yield b": thingport\n\n"
+            async for message in source:
+                if await request.is_disconnected():
+                    break
+                if message is None:
+                    yield b": keep-alive\n\n"
+                else:
+                    data = msgspec.json.encode(envelope(message))
+                    yield b"id: %d\nevent: message\ndata: %s\n\n" % (message.seq, data)
+
+        return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     # --- API keys ---
 

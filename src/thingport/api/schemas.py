@@ -108,6 +108,7 @@ class HistoryPoint(Model):
     time: int
     value: Any
     messageId: int
+    messageIdText: str
 
 
 class MessageOut(Model):
@@ -146,6 +147,57 @@ class ApiKeyOut(Model):
 
 class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="shown this once; only its hash is stored")
+
+
+class SubscriptionCreate(Model):
+    name: str = Field(pattern="^[A-Za-z0-9_-]{1,64}$")
+    productKey: str
+    sink: Literal["http", "rabbitmq", "nats", "mqtt", "webhook"]
+    kinds: list[Literal["raw", "properties", "event", "status"]] = Field(
+        default_factory=lambda: ["raw", "properties", "event", "status"], min_length=1, max_length=4)
+    topicFilter: str | None = Field(None, max_length=512)
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=32)
+    fromStart: bool = False
+
+
+class SubscriptionOut(Model):
+    name: str
+    productKey: str
+    kinds: list[str]
+    topicFilter: str | None
+    sink: str
+    options: dict[str, Any] = Field(description="credentials (url, password, secret) shown as ***")
+    cursor: int
+    enabled: bool
+    createdAt: int
+    backlog: int | None
+
+
+class Envelope(Model):
+    """docs/envelope.schema.json"""
+
+    messageId: int
+    messageIdText: str
+    seq: int
+    product: dict[str, str]
+    device: dict[str, str]
+    topic: str
+    kind: Literal["raw", "properties", "event", "status"]
+    dialect: str
+    receivedAt: int
+    deviceTime: int | None
+    payload: Any
+    payloadEncoding: Literal["json", "base64"]
+    validation: dict[str, Any] | None
+
+
+class PullOut(Model):
+    messages: list[Envelope]
+    cursor: str = Field(description="acknowledge with this to move past these messages")
+
+
+class AckIn(Model):
+    cursor: str = Field(pattern="^[0-9]{1,19}$")
 
 
 class Health(Model):

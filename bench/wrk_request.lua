@@ -1,0 +1,70 @@
+-- wrk script for bench/run.py: one fixed request per row, and a check that every reply is a success.
+-- The request comes from the environment so one script serves every row:
+--   BENCH_METHOD, BENCH_HEADERS ("Name: value" lines), BENCH_BODY_FILE (raw body), BENCH_EXPECT (a
+--   substring every good reply body contains; empty = status 200 is enough).
+-- done() prints one machine-readable line (BENCH_RESULT, JSON) and BENCH_SAMPLE (the first bad reply).
+-- Why count bad replies here: a benchmark of error replies is worthless, and wrk itself counts only
+-- non-2xx/3xx statuses, while thingport answers its errors with HTTP 200 and a non-zero "code".
+
+local function read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+
+wrk.method = os.getenv("BENCH_METHOD") or "GET"
+local body_file = os.getenv("BENCH_BODY_FILE") or ""
+if body_file ~= "" then
+  wrk.body = read_file(body_file)
+end
+for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\r\n]+") do
+  local name, value = line:match("^([^:]+):%s*(.-)%s*$")
+  if name then
+    wrk.headers[name] = value
+  end
+end
+local expect = os.getenv("BENCH_EXPECT") or ""
+
+-- per-thread counters (globals, so the main state can read them with thread:get)
+good = 0
+bad = 0
+sample = ""
+
+function response(status, headers, body)
+  if status == 200 and (expect == "" or (body and body:find(expect, 1, true))) then
+    good = good + 1
+  else
+    bad = bad + 1
+    if sample == "" then
+      sample = tostring(status) .. " " .. tostring(body):sub(1, 200)
+    end
+  end
+end
+
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function done(summary, latency, requests)
+  local total_good, total_bad, first_bad = 0, 0, ""
+  for _, thread in ipairs(threads) do
+    total_good = total_good + (thread:get("good") or 0)
+    total_bad = total_bad + (thread:get("bad") or 0)
+    local s = thread:get("sample") or ""
+    if first_bad == "" then
+      first_bad = s
+    end
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_RESULT {"duration_us":%d,"requests":%d,"bytes":%d,"good":%d,"bad":%d,' ..
+    '"connect_errors":%d,"read_errors":%d,"write_errors":%d,"status_errors":%d,"timeouts":%d,' ..
+    '"p50_us":%d,"p90_us":%d,"p99_us":%d,"mean_us":%.1f,"max_us":%d}\n',
+    summary.duration, summary.requests, summary.bytes, total_good, total_bad,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean, latency.max))
+  io.write("BENCH_SAMPLE " .. first_bad:gsub("%c", " ") .. "\n")
+end

@@ -1,0 +1,141 @@
+"""Forwarding through the embedded HTTP subscription (pull + ack, and Server-Sent Events), over real HTTP."""
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import jsonschema
+import pytest
+
+from tests.support import ServerProcess, cli
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "envelope.schema.json").read_text())
+
+
+def setup_device(server: ServerProcess, api: httpx.Client, name: str, **sub: object) -> tuple[dict, str]:
+    pk = api.post("/api/products", json={"name": name}).json()["productKey"]
+    device = api.post("/api/devices", json={"productKey": pk, "deviceName": f"{name}-dev"}).json()
+    created = api.post("/api/subscriptions", json={"name": f"{name}-sub", "productKey": pk, "sink": "http", **sub})
+    assert created.status_code == 201, created.text
+    return device, f"{name}-sub"
+
+
+def pull(api: httpx.Client, name: str, **params: object) -> dict:
+    reply = api.post(f"/api/subscriptions/{name}/pull", params=params)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def test_pull_redelivers_until_acknowledged_in_order_with_valid_envelopes(server: ServerProcess, api: httpx.Client) -> None:
+    device, sub = setup_device(server, api, "pullme")
+    pk, dn = device["productKey"], device["deviceName"]
+    client = server.client()
+    token = client.token(pk, dn, device["deviceSecret"])
+    ids = [client.publish(f"/{pk}/{dn}/user/data", b"reading-%d" % i, token).json["info"]["messageId"] for i in range(5)]
+    prop = client.publish(f"/sys/{pk}/{dn}/thing/event/property/post", b'{"id":"1","params":{"t":1}}', token)
+    client.close()
+
+    first = pull(api, sub, max=100)
+    kinds = [e["kind"] for e in first["messages"]]
+    assert kinds == ["status"] + ["raw"] * 5 + ["properties"]
+    for envelope in first["messages"]:
+        jsonschema.validate(envelope, SCHEMA)
+    raw = first["messages"][1:6]
+    assert [e["messageId"] for e in raw] == ids
+    assert raw[0]["payloadEncoding"] == "base64" and raw[0]["device"] == {"productKey": pk, "deviceName": dn,
+                                                                         "deviceId": device["deviceId"]}
+    assert first["messages"][6]["payload"] == {"id": "1", "params": {"t": 1}}
+    assert first["messages"][6]["validation"]["code"] == 200
+    assert first["messages"][6]["messageId"] == prop.json["info"]["messageId"]
+    assert first["messages"][0]["payload"]["status"] == "online"
+
+    again = pull(api, sub, max=100)  # not acknowledged: delivered again
+    assert [e["seq"] for e in again["messages"]] == [e["seq"] for e in first["messages"]]
+    backlog = api.get(f"/api/subscriptions/{sub}").json()["backlog"]
+    assert backlog >= 7
+    acked = api.post(f"/api/subscriptions/{sub}/ack", json={"cursor": first["cursor"]}).json()
+    assert acked["cursor"] == int(first["cursor"])
+    assert pull(api, sub)["messages"] == []
+    start = time.monotonic()
+    assert pull(api, sub, wait=0.5)["messages"] == []  # long poll waits, then answers empty
+    assert time.monotonic() - start >= 0.45
+
+
+def test_kinds_and_topic_filters(server: ServerProcess, api: httpx.Client) -> None:
+    device, sub = setup_device(server, api, "filtered", kinds=["raw"], topicFilter="/+/+/user/keep/#")
+    pk, dn = device["productKey"], device["deviceName"]
+    client = server.client()
+    token = client.token(pk, dn, device["deviceSecret"])
+    client.publish(f"/{pk}/{dn}/user/drop", b"no", token)
+    kept = client.publish(f"/{pk}/{dn}/user/keep/a", b"yes", token).json["info"]["messageId"]
+    client.publish(f"/sys/{pk}/{dn}/thing/event/property/post", b'{"params":{}}', token)
+    client.close()
+    assert [e["messageId"] for e in pull(api, sub)["messages"]] == [kept]
+
+
+def test_server_sent_events_resume_from_last_event_id(server: ServerProcess, api: httpx.Client, admin_key: str) -> None:
+    device, sub = setup_device(server, api, "streamed", kinds=["raw"])
+    pk, dn = device["productKey"], device["deviceName"]
+    client = server.client()
+    token = client.token(pk, dn, device["deviceSecret"])
+    ids = [client.publish(f"/{pk}/{dn}/user/s", b'{"n":%d}' % i, token).json["info"]["messageId"] for i in range(4)]
+
+    def read_events(headers: dict, count: int) -> list[tuple[str, dict]]:
+        events, event_id = [], None
+        with httpx.stream("GET", f"http://127.0.0.1:{server.api_port}/api/subscriptions/{sub}/events",
+                          headers={"Authorization": f"Bearer {admin_key}", **headers}, timeout=10) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            for line in stream.iter_lines():
+                if line.startswith("id: "):
+                    event_id = line[4:]
+                elif line.startswith("data: "):
+                    events.append((event_id, json.loads(line[6:])))
+                    if len(events) == count:
+                        break
+        return events
+
+    first = read_events({}, 2)
+    assert [e["messageId"] for _, e in first] == ids[:2]
+    resumed = read_events({"Last-Event-ID": first[-1][0]}, 2)
+    live = client.publish(f"/{pk}/{dn}/user/s", b'{"n":9}', token).json["info"]["messageId"]
+    client.close()
+    assert [e["messageId"] for _, e in resumed] == ids[2:]
+    tail = read_events({"Last-Event-ID": resumed[-1][0]}, 1)
+    assert tail[0][1]["messageId"] == live
+
+
+def test_presence_transitions_are_status_events(server: ServerProcess, api: httpx.Client) -> None:
+    device, sub = setup_device(server, api, "presence", kinds=["status"])
+    pk, dn = device["productKey"], device["deviceName"]
+    cli(server.data_dir, "product", "set", "--product-key", pk, "--presence-timeout", "1")
+    time.sleep(0.5)  # the server reloads the product from the change feed
+    client = server.client()
+    token = client.token(pk, dn, device["deviceSecret"])
+    client.publish(f"/{pk}/{dn}/user/x", b"x", token)
+    client.close()
+    deadline = time.monotonic() + 5
+    statuses: list[str] = []
+    while time.monotonic() < deadline and statuses != ["online", "offline"]:
+        statuses = [e["payload"]["status"] for e in pull(api, sub, wait=1)["messages"]]
+    assert statuses == ["online", "offline"]
+    assert cli(server.data_dir, "device", "status", "--product-key", pk, "--name", dn)["lastSeenAt"] is not None
+
+
+def test_subscription_management(server: ServerProcess, api: httpx.Client) -> None:
+    pk = api.post("/api/products", json={"name": "subs"}).json()["productKey"]
+    bad = api.post("/api/subscriptions", json={"name": "hook", "productKey": pk, "sink": "webhook", "options": {}})
+    assert bad.status_code == 400 and "url" in bad.json()["error"]["message"]
+    assert api.post("/api/subscriptions", json={"name": "x", "productKey": "nope", "sink": "http"}).status_code == 404
+    made = cli(server.data_dir, "subscription", "create", "--name", "cli-sub", "--product-key", pk, "--sink", "http",
+               "--kinds", "raw,event")
+    assert made["kinds"] == ["raw", "event"] and made["backlog"] == 0
+    listed = {s["name"]: s for s in cli(server.data_dir, "subscription", "list")}
+    assert listed["cli-sub"]["sink"] == "http"
+    dup = api.post("/api/subscriptions", json={"name": "cli-sub", "productKey": pk, "sink": "http"})
+    assert dup.status_code == 409
+    assert cli(server.data_dir, "subscription", "disable", "--name", "cli-sub")["enabled"] is False
+    assert api.delete("/api/subscriptions/cli-sub").status_code == 204
+    assert api.get("/api/subscriptions/cli-sub").status_code == 404
+    with pytest.raises(AssertionError):
+        pull(api, "cli-sub")
