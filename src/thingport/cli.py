@@ -374,13 +374,21 @@ def device_history(product_key: str, device_name: str, identifier: str, from_: s
 
 # --- subscriptions ---
 
+TEXT_OPTIONS = frozenset({"url", "secret", "password", "username", "exchange", "stream", "subject_prefix",
+                          "topic_prefix", "client_id", "host"})
+
+
 def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``key=value`` pairs; values that are JSON numbers or booleans become those."""
+    """``key=value`` pairs; numbers and booleans become those, but never in options that are text
+    (a secret of ``1.50`` stays ``"1.50"``)."""
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{pair!r}: options are key=value")
+        if key in TEXT_OPTIONS:
+            options[key] = value
+            continue
         try:
             parsed = json.loads(value)
             options[key] = parsed if isinstance(parsed, (int, float, bool)) else value

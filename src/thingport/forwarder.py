@@ -175,6 +175,7 @@ class Forwarder:
         last = await self._log.last_seq()
         pending = [s.cursor for s in subscriptions if s.enabled]
         floor = last + 1 if force or not pending else min(pending) + 1
+        floor = min(floor, last)  # never the newest message: seq (the rowid) must never go back
         deleted = 0
         if days is not None:
             cutoff = int((time.time() - days * 86400) * 1000)

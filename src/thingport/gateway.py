@@ -201,11 +201,16 @@ class Gateway:
         offline): all are committed before this returns, or none."""
         if not pairs:
             raise ParamError("nothing to store")
+        if len(pairs) == 1 and self.presence.touch(pairs[0][0].id, pairs[0][1].received_ms):
+            await self._log.append(pairs[0][1])  # the common case: one report of an online device
+            self.metrics.stored(pairs[0][1].dialect)
+            return
         batch: list[StoredMessage] = []
         newly_online: list[Device] = []
         for device, message in pairs:
-            timeout_ms = await self._presence_timeout_ms(device)
-            if self.presence.seen(device, message.received_ms, timeout_ms):
+            if not self.presence.touch(device.id, message.received_ms) and self.presence.seen(
+                device, message.received_ms, await self._presence_timeout_ms(device)
+            ):
                 newly_online.append(device)
                 batch.append(self._status_message(device, "online", message.received_ms, "reported"))
             batch.append(message)

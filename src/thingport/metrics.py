@@ -1,49 +1,76 @@
 """Prometheus metrics of the device endpoint (served by the management API at /metrics).
 
-Label children are resolved once and kept, so counting a request on the hot path is a dict lookup, an
-increment and a histogram observation (a few microseconds), not a label parse.
+The hot path counts into plain Python numbers (a dict lookup and a few additions, well under a
+microsecond); a custom collector turns them into Prometheus metric families only when /metrics is
+scraped. prometheus_client's own Counter/Histogram take a lock per update, which cost ~20% of a report.
 """
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from bisect import bisect_left
+from collections.abc import Iterator
 
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
-class DeviceMetrics:
+class _Series:
+    __slots__ = ("count", "total", "buckets")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+
+
+class DeviceMetrics(Collector):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        self._requests = Counter(
-            "thingport_requests", "Device requests by dialect, endpoint and result code",
-            ["dialect", "endpoint", "code"], registry=self.registry,
-        )
-        self._latency = Histogram(
-            "thingport_request_seconds", "Device request latency", ["dialect", "endpoint"],
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
-        )
-        self._auth = Counter(
-            "thingport_auth", "Device authentication results", ["dialect", "result"], registry=self.registry
-        )
-        self._stored = Counter(
-            "thingport_messages_stored", "Messages committed to the durable log", ["dialect"], registry=self.registry
-        )
-        self._children: dict[tuple, tuple] = {}
+        self._requests: dict[tuple[str, str, str], _Series] = {}
+        self._stored: dict[str, int] = {}
+        self.registry.register(self)
 
     def request(self, dialect: str, endpoint: str, code: str, seconds: float) -> None:
         key = (dialect, endpoint, code)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (
-                self._requests.labels(dialect, endpoint, code),
-                self._latency.labels(dialect, endpoint),
-                self._auth.labels(dialect, "success" if code in ("0", "200") else "failure"),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
-        if endpoint == "auth":
-            children[2].inc()
+        series = self._requests.get(key)
+        if series is None:
+            series = self._requests[key] = _Series()
+        series.count += 1
+        series.total += seconds
+        series.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
 
     def stored(self, dialect: str, count: int = 1) -> None:
-        child = self._children.get(dialect)
-        if child is None:
-            child = self._children[dialect] = self._stored.labels(dialect)
-        child.inc(count)
+        self._stored[dialect] = self._stored.get(dialect, 0) + count
+
+    def collect(self) -> Iterator:
+        requests = CounterMetricFamily(
+            "thingport_requests", "Device requests by dialect, endpoint and result code",
+            labels=["dialect", "endpoint", "code"],
+        )
+        auth = CounterMetricFamily("thingport_auth", "Device authentication results", labels=["dialect", "result"])
+        latency = HistogramMetricFamily("thingport_request_seconds", "Device request latency",
+                                        labels=["dialect", "endpoint"])
+        by_endpoint: dict[tuple[str, str], list] = {}
+        auth_counts: dict[tuple[str, str], int] = {}
+        for (dialect, endpoint, code), series in list(self._requests.items()):
+            requests.add_metric([dialect, endpoint, code], series.count)
+            merged = by_endpoint.setdefault((dialect, endpoint), [[0] * len(series.buckets), 0.0])
+            merged[0] = [a + b for a, b in zip(merged[0], series.buckets)]
+            merged[1] += series.total
+            if endpoint == "auth":
+                result = "success" if code in ("0", "200") else "failure"
+                auth_counts[(dialect, result)] = auth_counts.get((dialect, result), 0) + series.count
+        for (dialect, endpoint), (buckets, total) in by_endpoint.items():
+            cumulative, running = [], 0
+            for bound, n in zip([*map(str, LATENCY_BUCKETS), "+Inf"], buckets):
+                running += n
+                cumulative.append((bound, running))
+            latency.add_metric([dialect, endpoint], cumulative, total)
+        for labels, count in auth_counts.items():
+            auth.add_metric(list(labels), count)
+        stored = CounterMetricFamily("thingport_messages_stored", "Messages committed to the durable log",
+                                     labels=["dialect"])
+        for dialect, count in list(self._stored.items()):
+            stored.add_metric([dialect], count)
+        yield from (requests, auth, latency, stored)

@@ -353,7 +353,8 @@ class Management:
             raise ParamError(f"limit must be 1-{PAGE_MAX_LIMIT}")
         if device_name is not None and product_key is None:
             raise ParamError("productKey is required with deviceName")
-        return await self._log.query(product_key, device_name, topic, from_ms, to_ms, before_seq, limit)
+        device_id = (await self.device(product_key, device_name)).id if device_name is not None else None  # type: ignore[arg-type]
+        return await self._log.query(product_key, device_id, topic, from_ms, to_ms, before_seq, limit)
 
     async def set_enabled(self, product_key: str, device_name: str, enabled: bool) -> Device:
         device = await self.device(product_key, device_name)

@@ -1,16 +1,20 @@
-"""Reachability of the local services the bus tests talk to (RabbitMQ, NATS, Mosquitto).
+"""Helpers of the bus tests: the local services they talk to, a bounded async runner, test deliveries.
 
-Outside CI a missing service skips its tests; in CI (``CI=true``) it fails them: the services are part of
-the CI machine, so their absence is a broken set-up, not a reason to go green.
+``require_service``: outside CI a missing service (RabbitMQ, NATS, Mosquitto) skips its tests; in CI
+(``CI=true``) it fails them: the services are part of the CI machine, so their absence is a broken set-up,
+not a reason to go green.
 """
 
 import asyncio
+import json
 import os
 import socket
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import pytest
+
+from thingport.bus.base import Delivery
 
 T = TypeVar("T")
 
@@ -47,3 +51,41 @@ def run(coro: Coroutine[Any, Any, T], limit: float = 15.0) -> T:
             pytest.fail(f"test body did not finish within {limit:g} s")
 
     return asyncio.run(bounded())
+
+
+def deliveries(count: int, product_key: str, start: int = 1, devices: int = 3) -> list[Delivery]:
+    """``count`` deliveries of ~200 bytes, seq and message ids from ``start``, over a few devices and kinds."""
+    kinds = ("properties", "event", "raw", "status")
+    out = []
+    for seq in range(start, start + count):
+        device_id = f"dev-{seq % devices}"
+        kind = kinds[seq % len(kinds)]
+        body = json.dumps(
+            {
+                "messageId": 7_000_000 + seq,
+                "productKey": product_key,
+                "deviceId": device_id,
+                "kind": kind,
+                "ts": 1_700_000_000_000 + seq,
+                "payload": {"temperature": 21.5, "humidity": 40, "seq": seq, "pad": "x" * 40},
+            },
+            separators=(",", ":"),
+        ).encode()
+        out.append(Delivery(seq, 7_000_000 + seq, product_key, device_id, kind, body))
+    return out
+
+
+def first_occurrences(items: list[T]) -> list[T]:
+    """``items`` without repeats, each where it first appeared (what a consumer that drops duplicates keeps)."""
+    seen: set[T] = set()
+    return [x for x in items if not (x in seen or seen.add(x))]
+
+
+async def eventually(predicate: Any, limit: float = 3.0) -> bool:
+    """Poll ``predicate()`` until true or ``limit`` seconds passed; its last value."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            return bool(predicate())
+        await asyncio.sleep(0.05)
+    return True

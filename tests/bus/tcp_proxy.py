@@ -16,7 +16,7 @@ import socket
 import struct
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -54,7 +54,7 @@ class TcpProxy:
 
     # -- control (from any thread but the proxy's) ---------------------------------------------------------
 
-    def start(self) -> TcpProxy:
+    def start(self) -> Self:
         self._thread.start()
         self._call(self._start())
         return self
@@ -84,7 +84,7 @@ class TcpProxy:
         self._thread.join(5)
         self._loop.close()
 
-    def __enter__(self) -> TcpProxy:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

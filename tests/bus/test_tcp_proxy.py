@@ -1,4 +1,4 @@
-"""The test proxy itself: forwards, cuts (refusing), stalls, restores on the same port."""
+"""The test proxy itself: forwards, cuts (refusing), stalls, restores on the same port; and require_service."""
 
 import socket
 import socketserver
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.bus.services import require_service
 from tests.bus.tcp_proxy import TcpProxy
 
 
@@ -17,11 +18,17 @@ class _Echo(socketserver.BaseRequestHandler):
             self.request.sendall(data)
 
 
+class _EchoServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # connections the tests reset on purpose
+
+
 @pytest.fixture
 def echo() -> Iterator[tuple[str, int]]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    server = _EchoServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server.server_address
@@ -121,11 +128,14 @@ def test_unreachable_target_closes_the_client() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead_port = s.getsockname()[1]  # closed again below: nothing listens there
-    with TcpProxy("127.0.0.1", dead_port) as proxy, connect(proxy) as sock:
+    with TcpProxy("127.0.0.1", dead_port) as proxy:
         try:
-            assert sock.recv(10) == b""
+            with connect(proxy) as sock:
+                assert sock.recv(10) == b""
         except ConnectionResetError:
-            pass
+            pass  # reset (possibly before connect() even returned): closed either way
+        assert wait_for(lambda: proxy.connections == 0)
+        assert proxy.accepted == 1
 
 
 def test_close_stops_everything(echo: tuple[str, int]) -> None:
@@ -140,3 +150,14 @@ def test_close_stops_everything(echo: tuple[str, int]) -> None:
     with pytest.raises(ConnectionRefusedError):
         connect(proxy)
     proxy.close()  # twice is fine
+
+
+def test_require_service_skips_locally_and_fails_in_ci(proxy: TcpProxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    require_service("Echo", proxy.host, proxy.port)  # reachable: nothing happens
+    proxy.cut()
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=f"Echo is not reachable at 127.0.0.1:{proxy.port}"):
+        require_service("Echo", proxy.host, proxy.port)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="Echo is not reachable"):
+        require_service("Echo", proxy.host, proxy.port)

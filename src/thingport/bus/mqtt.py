@@ -14,8 +14,9 @@ Options (all optional):
 ``topic_prefix``
     First topic levels; default ``thingport`` (no wildcards ``+``/``#``, no empty level).
 ``client_id``
-    MQTT client id; default ``thingport-<12 random hex digits>`` (generated once per sink, so a
-    reconnecting sink takes over its own session). Two sinks must not share one.
+    MQTT client id; default ``thingport-<12 random hex digits>``, generated once per sink: a reconnect
+    uses the same id, so the broker drops the sink's previous (possibly half-open) connection. Two sinks
+    must not share one (each would disconnect the other).
 ``max_in_flight``
     Most QoS 1 messages sent and awaiting their PUBACK at once; default 1000. A larger batch streams through
     this window, in order. Some brokers cap it lower (AWS IoT: 100); the broker's cap wins.
@@ -62,6 +63,11 @@ _CLOSE_GRACE = 1.0
 
 def _fail(option: str, message: str) -> SinkConfigError:
     return SinkConfigError(f"mqtt sink: option {option!r} {message}")
+
+
+def _text(value: Any) -> Any:
+    """An integer given for a text option (``key=123`` on the CLI arrives as a number) as its text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _timeout(options: Mapping[str, Any]) -> float:
@@ -175,7 +181,7 @@ class _Connection:
     def _readable(self) -> None:
         try:
             rc = self.client.loop_read()
-        except Exception as exc:  # a broken socket surfaces here
+        except Exception as exc:  # noqa: BLE001 - a broken socket surfaces here, as any exception
             rc = None
             self._lose(_Lost(f"read failed: {exc!r}"))
             self.abort()
@@ -186,7 +192,7 @@ class _Connection:
     def _writable(self) -> None:
         try:
             rc = self.client.loop_write()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as in _readable
             rc = None
             self._lose(_Lost(f"write failed: {exc!r}"))
             self.abort()
@@ -212,6 +218,7 @@ class _Connection:
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(exc)
+                fut.exception()  # retrieved: a batch that failed half-way never awaits the rest
 
     # used by the sink
 
@@ -276,23 +283,18 @@ class MqttSink(Sink):
         port = self.options.get("port", DEFAULT_PORT)
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise _fail("port", f"must be an integer from 1 to 65535, got {port!r}")
-        username = self.options.get("username")
+        username = _text(self.options.get("username"))
         if username is not None and (not isinstance(username, str) or not username):
             raise _fail("username", f"must be a non-empty string, got {username!r}")
-        password = self.options.get("password")
+        password = _text(self.options.get("password"))
         if password is not None and not isinstance(password, str):
             raise _fail("password", "must be a string")
         if password is not None and username is None:
             raise _fail("password", "needs 'username' too")
-        prefix = self.options.get("topic_prefix", DEFAULT_TOPIC_PREFIX)
-        if (
-            not isinstance(prefix, str)
-            or not prefix
-            or any(c in prefix for c in "+#\0")
-            or "" in prefix.split("/")
-        ):
-            raise _fail("topic_prefix", f"must be non-empty topic levels without '+', '#' or empty levels, got {prefix!r}")
-        client_id = self.options.get("client_id")
+        prefix = _text(self.options.get("topic_prefix", DEFAULT_TOPIC_PREFIX))
+        if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "+#\0") or "" in prefix.split("/"):
+            raise _fail("topic_prefix", f"must be topic levels without '+', '#' or empty levels, got {prefix!r}")
+        client_id = _text(self.options.get("client_id"))
         if client_id is None:
             client_id = f"thingport-{secrets.token_hex(6)}"
         elif not isinstance(client_id, str) or not client_id or len(client_id.encode()) > 65535:

@@ -39,7 +39,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
@@ -62,6 +61,11 @@ _CLOSE_GRACE = 1.0
 
 def _fail(option: str, message: str) -> SinkConfigError:
     return SinkConfigError(f"nats sink: option {option!r} {message}")
+
+
+def _text(value: Any) -> Any:
+    """An integer given for a text option (``key=123`` on the CLI arrives as a number) as its text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _timeout(options: Mapping[str, Any]) -> float:
@@ -105,10 +109,10 @@ class NatsSink(Sink):
                 raise _fail("url", f"is not a valid URL: {exc}") from None
             if parts.scheme not in ("nats", "tls") or not parts.hostname:
                 raise _fail("url", f"must be nats://host[:port] or tls://host[:port], got {redact(server)!r}")
-        stream = self.options.get("stream", DEFAULT_STREAM)
+        stream = _text(self.options.get("stream", DEFAULT_STREAM))
         if not isinstance(stream, str) or not _STREAM_NAME.match(stream):
             raise _fail("stream", f"must be 1-255 of letters, digits, '-', '_', got {stream!r}")
-        prefix = self.options.get("subject_prefix", DEFAULT_SUBJECT_PREFIX)
+        prefix = _text(self.options.get("subject_prefix", DEFAULT_SUBJECT_PREFIX))
         if not isinstance(prefix, str) or not all(_SUBJECT_TOKEN.match(t) for t in prefix.split(".")):
             raise _fail("subject_prefix", f"must be dot-separated tokens of letters, digits, '-', '_', got {prefix!r}")
         window = self.options.get("max_in_flight", DEFAULT_MAX_IN_FLIGHT)
@@ -151,18 +155,24 @@ class NatsSink(Sink):
             log.debug("nats sink %s: %r", redact(self.url), exc)
 
         self._lost = lost
-        nc = await nats.connect(
+        nc = NatsClient()
+        self._nc = nc  # before connecting: a connect cut short by the timeout is closed by _drop too
+        await nc.connect(
             servers=self.servers,
             name="thingport",
             allow_reconnect=False,
-            max_reconnect_attempts=0,
+            # nats-py's first connect walks the server list until every server is discarded: with 1, each is
+            # tried twice, 0.1 s apart (0 would mean "forever")
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.1,
             connect_timeout=self.timeout,
             error_cb=on_error,
             disconnected_cb=on_gone,
             closed_cb=on_gone,
         )
-        self._nc = nc
-        js = nc.jetstream(timeout=self.timeout, publish_async_max_pending=self.max_in_flight)
+        # publish() keeps at most max_in_flight outstanding itself, so nats-py's own limit (whose wait turns
+        # a cancellation into TooManyStalledMsgsError) is never reached
+        js = nc.jetstream(timeout=self.timeout, publish_async_max_pending=2 * self.max_in_flight)
         try:
             await js.stream_info(self.stream)
         except nats.js.errors.NotFoundError:
@@ -213,9 +223,11 @@ class NatsSink(Sink):
                     await self._connect()
                     js, lost = self._js, self._lost
                     assert js is not None and lost is not None
-                    prefix = self.subject_prefix
-                    for d in batch:
-                        # returns once buffered (waits only when max_in_flight acks are outstanding)
+                    prefix, window = self.subject_prefix, self.max_in_flight
+                    for i, d in enumerate(batch):
+                        if i >= window:  # sliding window: the ack from `window` messages back must be in
+                            await self._settle(acks[i - window], lost, len(batch))
+                        # returns once the message is buffered for sending, not acked
                         acks.append(
                             await js.publish_async(
                                 d.route(".", prefix),
@@ -224,12 +236,11 @@ class NatsSink(Sink):
                                 stream=self.stream,
                             )
                         )
-                        if lost.done():
-                            raise self._error("connection lost while publishing")
                     everything = asyncio.gather(*acks, return_exceptions=True)
                     await asyncio.wait((everything, lost), return_when=asyncio.FIRST_COMPLETED)
                     if not everything.done():
                         everything.cancel()
+                        everything.add_done_callback(_retrieve)
                         raise self._error(f"connection lost before the batch of {len(batch)} was acked")
                     results = everything.result()
             except SinkError:
@@ -252,6 +263,15 @@ class NatsSink(Sink):
                     f"{len(failed)} of {len(batch)} deliveries not acked (first: seq {batch[first].seq})", exc
                 ) from exc
 
+    async def _settle(self, ack: asyncio.Future[Any], lost: asyncio.Future[None], size: int) -> None:
+        """Wait for one ack (or the connection's end); a failed ack fails the batch at once."""
+        if not ack.done():
+            await asyncio.wait((ack, lost), return_when=asyncio.FIRST_COMPLETED)
+        if not ack.done():
+            raise self._error(f"connection lost before the batch of {size} was acked")
+        if ack.exception() is not None:
+            raise self._error(f"a delivery of the batch of {size} was not acked", ack.exception())
+
     def _abandon(self, acks: list[asyncio.Future[Any]]) -> None:
         for ack in acks:
             if not ack.done():
@@ -270,6 +290,12 @@ class NatsSink(Sink):
             if isinstance(exc, asyncio.CancelledError):
                 raise
             log.debug("nats sink close: %r", exc)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's outcome as seen (no "exception was never retrieved" at exit)."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _close_quietly(nc: NatsClient) -> None:

@@ -20,9 +20,10 @@ Options (all optional):
 ``timeout``
     Seconds, default 10: the bound on one ``open`` or one ``publish`` (connecting and declaring included).
 
-Pipelining: a batch is published as one run of ``basic.publish`` frames on a confirm-mode channel (all of
-them are written before the first confirm is awaited; the channel's lock keeps them in batch order), then
-the sink waits for the broker's ack of every one of them. A nack, a returned message, a closed channel or
+Pipelining: a batch is published as one run of ``basic.publish`` frames on a confirm-mode channel: each
+message is queued for writing in batch order (aiormq's channel lock is FIFO; ``wait=False`` so no message
+waits for the previous one's socket write), and only then does the sink wait for the broker's ack of every
+one of them (the whole batch is in flight at once). A nack, a returned message, a closed channel or
 connection, or the timeout fails the batch with SinkError; the connection is then dropped and the next
 ``open``/``publish`` connects afresh. The whole batch may be published again by the forwarder, so a
 consumer can see duplicates (at least once); ``message_id`` lets it drop them.
@@ -40,7 +41,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aiormq import spec
 
 from thingport.bus.base import Delivery, Sink, SinkConfigError, SinkError
 
@@ -56,6 +59,11 @@ _CLOSE_GRACE = 1.0  # seconds a dropped connection gets to close politely
 
 def _fail(option: str, message: str) -> SinkConfigError:
     return SinkConfigError(f"rabbitmq sink: option {option!r} {message}")
+
+
+def _text(value: Any) -> Any:
+    """An integer given for a text option (``key=123`` on the CLI arrives as a number) as its text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _check_known(options: Mapping[str, Any]) -> None:
@@ -100,7 +108,7 @@ class RabbitMQSink(Sink):
             raise _fail("url", f"is not a valid URL: {exc}") from None
         if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
             raise _fail("url", f"must be amqp://host[:port][/vhost] or amqps://..., got {redact(url)!r}")
-        exchange = self.options.get("exchange", DEFAULT_EXCHANGE)
+        exchange = _text(self.options.get("exchange", DEFAULT_EXCHANGE))
         if not isinstance(exchange, str) or not _EXCHANGE_NAME.match(exchange):
             raise _fail("exchange", f"must be 1-255 of letters, digits, '-', '_', '.', ':', got {exchange!r}")
         if exchange.startswith("amq."):
@@ -169,15 +177,25 @@ class RabbitMQSink(Sink):
 
     # -- publishing ---------------------------------------------------------------------------------------
 
-    def _message(self, delivery: Delivery) -> aio_pika.Message:
-        return aio_pika.Message(
+    async def _publish_one(self, channel: aiormq.abc.AbstractChannel, delivery: Delivery) -> None:
+        confirm = await channel.basic_publish(
             delivery.body,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=str(delivery.message_id),
-            type=delivery.kind,
-            app_id="thingport",
+            exchange=self.exchange_name,
+            routing_key=delivery.route("."),
+            properties=spec.Basic.Properties(
+                content_type="application/json",
+                delivery_mode=2,  # persistent
+                message_id=str(delivery.message_id),
+                message_type=delivery.kind,
+                app_id="thingport",
+            ),
+            mandatory=self.mandatory,
+            wait=False,  # queue the frames and go on: only the confirm below is awaited
         )
+        # aiormq raises on a nack (DeliveryError) and on a returned message (PublishError); anything but an
+        # ack is a failure all the same
+        if not isinstance(confirm, spec.Basic.Ack):
+            raise SinkError(f"unexpected confirmation {confirm!r}")
 
     async def publish(self, batch: Sequence[Delivery]) -> None:
         if not batch:
@@ -186,16 +204,12 @@ class RabbitMQSink(Sink):
             try:
                 async with asyncio.timeout(self.timeout):
                     await self._connect()
-                    exchange = self._exchange
-                    assert exchange is not None
-                    # Tasks start in batch order and each writes its frames under the channel's FIFO lock before
-                    # awaiting its confirm: all frames go out back to back, then the confirms are collected.
+                    assert self._channel is not None
+                    channel = await self._channel.get_underlay_channel()
+                    # The tasks start in batch order and each queues its frames under the channel's FIFO lock
+                    # before awaiting its confirm: all frames go out back to back, then the confirms come in.
                     results = await asyncio.gather(
-                        *(
-                            exchange.publish(self._message(d), routing_key=d.route("."), mandatory=self.mandatory)
-                            for d in batch
-                        ),
-                        return_exceptions=True,
+                        *(self._publish_one(channel, d) for d in batch), return_exceptions=True
                     )
             except TimeoutError as exc:
                 self._drop()

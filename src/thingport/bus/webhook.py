@@ -52,6 +52,11 @@ def _fail(option: str, message: str) -> SinkConfigError:
     return SinkConfigError(f"webhook sink: option {option!r} {message}")
 
 
+def _text(value: Any) -> Any:
+    """An integer given for a text option (``key=123`` on the CLI arrives as a number) as its text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def signature(secret: str | bytes, body: bytes) -> str:
     """The X-Thingport-Signature value for ``body``."""
     key = secret.encode() if isinstance(secret, str) else secret
@@ -84,11 +89,11 @@ class WebhookSink(Sink):
             raise _fail("url", f"must be an http:// or https:// URL with a host, got {_shown(parsed)!r}")
         if "secret" not in self.options:
             raise _fail("secret", "is required (the HMAC key the receiver verifies X-Thingport-Signature with)")
-        secret = self.options["secret"]
+        secret = _text(self.options["secret"])
         if not isinstance(secret, str) or not secret:
             raise _fail("secret", "must be a non-empty string")
         timeout = self.options.get("timeout", DEFAULT_TIMEOUT)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
             raise _fail("timeout", f"must be a positive number of seconds, got {timeout!r}")
         self.url = url
         self.shown_url = _shown(parsed)

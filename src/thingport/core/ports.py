@@ -105,6 +105,6 @@ class MessageLog(Protocol):
     async def save_cursor(self, subscription_id: int, seq: int) -> None: ...
 
     async def query(
-        self, product_key: str | None = None, device_name: str | None = None, topic: str | None = None,
+        self, product_key: str | None = None, device_id: int | None = None, topic: str | None = None,
         from_ms: int | None = None, to_ms: int | None = None, before_seq: int | None = None, limit: int = 100,
     ) -> list[StoredMessage]: ...

@@ -10,7 +10,6 @@ from time import perf_counter
 import msgspec
 
 from thingport.core import errors, identity, signing
-from thingport.core.topics import classify_topic
 from thingport.dialects.alink_reports import VALIDATED_KINDS, judge
 from thingport.core.tokens import DIALECT_ALIYUN
 from thingport.dialects.http import Receive, Scope, Send, headers_of, media_type, read_capped, send_json
@@ -158,7 +157,7 @@ class AliyunDialect:
         except UnicodeDecodeError:
             raise errors.TopicDenied("topic must be ASCII") from None
         runtime = await gateway.product(device)
-        topic = classify_topic(topic_name, device.product_key, device.device_name, runtime.categories)
+        topic = runtime.classify(device.device_name, topic_name)
         gateway.throttle_report(device)
         payload = await read_capped(headers, receive, self._topic_limit)
         received_ms = gateway.now_ms()

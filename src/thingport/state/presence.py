@@ -32,6 +32,15 @@ class PresenceTracker:
         self._seen: dict[int, list] = {}  # device id -> [device, last_seen_ms, timeout_ms]
         self._task: asyncio.Task[None] | None = None
 
+    def touch(self, device_id: int, at_ms: int) -> bool:
+        """Record activity of a device known to be online (the hot path: one dict lookup); False when it
+        is not online, and ``seen`` must be called with its timeout."""
+        entry = self._seen.get(device_id)
+        if entry is None:
+            return False
+        entry[1] = at_ms
+        return True
+
     def seen(self, device: Device, at_ms: int, timeout_ms: int) -> bool:
         """Record activity; True when the device was offline until now (the caller emits "online")."""
         entry = self._seen.get(device.id)

@@ -62,7 +62,8 @@ CREATE TABLE changes (                  -- the change feed running servers poll 
     at_ms       INTEGER NOT NULL
 );
 CREATE TABLE messages (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,  -- commit order: what forwarding cursors follow
+    seq         INTEGER PRIMARY KEY,   -- commit order (the rowid; retention never deletes the newest row,
+                                       -- so it never goes back): what forwarding cursors follow
     id          INTEGER NOT NULL,      -- the messageId given to the device (time-ordered, not commit-ordered)
     device_id   INTEGER NOT NULL,
     iot_id      TEXT NOT NULL,         -- the device's IoTDA device_id, for envelopes and routing keys
@@ -103,7 +104,10 @@ CREATE TABLE history (
     value      TEXT NOT NULL,           -- JSON
     message_id INTEGER NOT NULL
 );
-CREATE INDEX messages_by_device ON messages (product_key, device_name, seq);
+CREATE INDEX messages_by_device ON messages (device_id, seq);
+CREATE TRIGGER messages_mark_seen AFTER INSERT ON messages WHEN NEW.kind <> 'status' BEGIN
+    UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), NEW.received_ms) WHERE id = NEW.device_id;
+END;
 CREATE INDEX history_by_series ON history (device_id, identifier, time_ms);
 """
 
