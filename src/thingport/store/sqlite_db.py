@@ -105,9 +105,6 @@ CREATE TABLE history (
     message_id INTEGER NOT NULL
 );
 CREATE INDEX messages_by_device ON messages (device_id, seq);
-CREATE TRIGGER messages_mark_seen AFTER INSERT ON messages WHEN NEW.kind <> 'status' BEGIN
-    UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), NEW.received_ms) WHERE id = NEW.device_id;
-END;
 CREATE INDEX history_by_series ON history (device_id, identifier, time_ms);
 """
 

@@ -23,19 +23,9 @@ _INSERT_COLUMNS = (
     "id, device_id, product_key, device_name, dialect, topic, payload, received_ms, kind, reply, device_ms, iot_id"
 )
 _SELECT_COLUMNS = _INSERT_COLUMNS + ", seq"  # in StoredMessage's field order
-_INSERT_MESSAGE = f"INSERT INTO messages ({_INSERT_COLUMNS}) VALUES "
-_INSERT_HISTORY = "INSERT INTO history (device_id, identifier, time_ms, value, message_id) VALUES "
-_CHUNKS = (512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
-_VALUE_COLUMNS = ", ".join(f"column{i + 1}" for i in range(12))
-
-
-def _padded_insert(size: int) -> str:
-    """One statement inserting up to ``size`` messages: rows past the batch are all-NULL and filtered out."""
-    rows = ", ".join(["(" + ", ".join("?" * 12) + ")"] * size)
-    return f"INSERT INTO messages ({_INSERT_COLUMNS}) SELECT {_VALUE_COLUMNS} FROM (VALUES {rows}) WHERE column1 IS NOT NULL"
-
-
-_PADDED = {size: _padded_insert(size) for size in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)}
+_INSERT_MESSAGE = f"INSERT INTO messages ({_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_HISTORY = "INSERT INTO history (device_id, identifier, time_ms, value, message_id) VALUES (?, ?, ?, ?, ?)"
+_MARK_SEEN = "UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?) WHERE id = ?"
 # a late report (older time) goes into history but does not overwrite a newer latest value
 _UPSERT_LATEST = (
     "INSERT INTO latest_values (device_id, identifier, value, time_ms, message_id) VALUES (?, ?, ?, ?, ?)"
@@ -45,20 +35,6 @@ _UPSERT_LATEST = (
 )
 _SAVE_CURSOR = "UPDATE subscriptions SET cursor = max(cursor, ?) WHERE id = ?"
 _encode = msgspec.json.encode
-
-
-def insert_rows(conn: sqlite3.Connection, insert: str, width: int, rows: list[tuple]) -> None:
-    """Insert ``rows`` with few multi-row statements (chunks of powers of two, so few distinct statements
-    to cache). Why not executemany: CPython releases and re-takes the GIL around every row's step, and with
-    the event loop busy each re-take is a thread hand-off; one statement per chunk makes it a handful per
-    batch. Measured: the writer thread's cost per message fell from ~19 us to ~N us (see BENCHMARKS.md)."""
-    placeholders = "(" + ", ".join("?" * width) + ")"
-    i = 0
-    for size in _CHUNKS:
-        while len(rows) - i >= size:
-            chunk = rows[i : i + size]
-            conn.execute(insert + ", ".join([placeholders] * size), [value for row in chunk for value in row])
-            i += size
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +79,7 @@ class SqliteMessageLog:
         conn = self._writer
         messages: list[tuple] = []
         samples: list[tuple] = []
+        seen: dict[int, int] = {}  # device -> newest receive time (status messages do not count)
         sessions: list[AuthSession] = []
         cursors: list[tuple[int, int]] = []
         flat: list[StoredMessage | AuthSession | CursorUpdate] = []
@@ -118,24 +95,19 @@ class SqliteMessageLog:
                                  m.payload, m.received_ms, m.kind, m.reply, m.device_ms, m.iot_id))
                 for p in m.properties:
                     samples.append((m.device_id, p.identifier, p.time_ms, _encode(p.value).decode(), m.message_id))
+                if m.kind != "status":
+                    seen[m.device_id] = m.received_ms
             elif type(item) is AuthSession:
                 sessions.append(item)
             else:
                 cursors.append((item.seq, item.subscription_id))  # type: ignore[union-attr]
-        if messages and not samples and not sessions and not cursors and len(messages) <= 512:
-            # the common batch: one statement in autocommit mode is its own transaction, so the writer
-            # gives up the GIL once per batch (each give-up can mean waiting for the busy event loop)
-            size = 1 << (len(messages) - 1).bit_length()
-            flat_values = [value for row in messages for value in row]
-            flat_values.extend([None] * (12 * (size - len(messages))))
-            conn.execute(_PADDED[size], flat_values)
-            return
         conn.execute("BEGIN")
         try:
             if messages:
-                insert_rows(conn, _INSERT_MESSAGE, 12, messages)
+                conn.executemany(_INSERT_MESSAGE, messages)
+                conn.executemany(_MARK_SEEN, [(at, device_id) for device_id, at in seen.items()])
             if samples:
-                insert_rows(conn, _INSERT_HISTORY, 5, samples)
+                conn.executemany(_INSERT_HISTORY, samples)
                 conn.executemany(_UPSERT_LATEST, [(d, i, v, t, mid) for d, i, t, v, mid in samples])
             if sessions:
                 record_sessions(conn, sessions)
