@@ -167,13 +167,13 @@ class Forwarder:
                 await sink.close()
 
     async def apply_retention(self, subscriptions: list[Subscription] | None = None) -> int:
-        """Delete old messages, never one an enabled subscription has yet to confirm (unless forced)."""
+        """Delete old messages, never one a subscription (running or paused) has yet to confirm, unless forced."""
         days, max_mb, force = self._retention
         if days is None and max_mb is None:
             return 0
         subscriptions = subscriptions if subscriptions is not None else await self._registry.list_subscriptions()
         last = await self._log.last_seq()
-        pending = [s.cursor for s in subscriptions if s.enabled]
+        pending = [s.cursor for s in subscriptions]
         floor = last + 1 if force or not pending else min(pending) + 1
         floor = min(floor, last)  # never the newest message: seq (the rowid) must never go back
         deleted = 0

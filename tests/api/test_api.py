@@ -55,6 +55,8 @@ def test_product_and_device_lifecycle(server: ServerProcess, api: httpx.Client) 
     assert api.get(f"/api/products/{pk}/thing-model").json()["format"] == "tsl"
     assert api.get(f"/api/products/{pk}/thing-model/tsl").json()["properties"] == SEED_004_TSL["properties"]
     assert api.patch(f"/api/products/{pk}", json={"validation": "whole-report"}).json()["validation"] == "whole-report"
+    assert api.patch(f"/api/products/{pk}", json={"presenceTimeout": 90}).json()["presenceTimeout"] == 90
+    assert api.patch(f"/api/products/{pk}", json={"presenceTimeout": 0}).json()["presenceTimeout"] is None
 
     device = api.post("/api/devices", json={"productKey": pk, "deviceName": "api-dev-1"}).json()
     assert len(device["deviceSecret"]) == 32 and device["deviceId"] == f"{pk}_api-dev-1"

@@ -305,3 +305,26 @@ def test_api_errors_are_shown_in_plain_words_and_api_text_is_escaped(
     page.get_by_test_id("create-product").click()
     expect(error_text(page)).to_contain_text("read-only", **expect_timeout)
     shot(page, "10-read-only-key")
+
+
+def test_subscriptions_page_shows_each_subscription_with_its_backlog(
+    page: "Page", server: ServerProcess, admin_key: str
+) -> None:
+    def thingport(*args: str) -> dict:
+        result = subprocess.run([sys.executable, "-m", "thingport", *args, "--json", "--data-dir", str(server.data_dir)],
+                                env=server.env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr + result.stdout
+        return json.loads(result.stdout)
+
+    product = thingport("product", "create", "--name", "forwarded")
+    thingport("subscription", "create", "--name", "console-sub", "--product-key", product["productKey"],
+              "--sink", "http", "--from-start")
+    expected = next(s for s in thingport("subscription", "list") if s["name"] == "console-sub")["backlog"]
+    sign_in(page, admin_key)
+    page.get_by_test_id("nav-subscriptions").click()
+    row = page.get_by_test_id("subscription-console-sub")
+    expect(row).to_contain_text(product["productKey"], **expect_timeout)
+    expect(row).to_contain_text("running")
+    backlog = int(page.get_by_test_id("backlog-console-sub").inner_text())
+    assert backlog >= expected > 0
+    shot(page, "11-subscriptions")

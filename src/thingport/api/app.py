@@ -166,8 +166,11 @@ def create_api(
 
     @app.patch("/api/products/{productKey}", response_model=s.ProductOut, tags=["products"], dependencies=[Admin])
     async def update_product(productKey: str, body: s.ProductUpdate) -> dict:
+        """Change the validation mode and/or the presence timeout."""
         if body.validation is not None:
-            return (await management.set_validation(productKey, body.validation)).to_json()
+            await management.set_validation(productKey, body.validation)
+        if body.presenceTimeout is not None:
+            await management.set_presence_timeout(productKey, body.presenceTimeout or None)
         return (await management.product(productKey)).to_json()
 
     @app.get("/api/products/{productKey}/thing-model", response_model=s.ThingModelOut, tags=["products"],

@@ -35,6 +35,8 @@ class ProductCreate(Model):
 
 class ProductUpdate(Model):
     validation: Literal["per-property", "whole-report"] | None = None
+    presenceTimeout: float | None = Field(None, ge=0, le=7 * 86400,
+                                          description="seconds of silence before offline; 0: the server's default")
 
 
 class ProductOut(Model):

@@ -276,6 +276,7 @@
     [/^devices$/, "devices", renderDevices],
     [/^device\/([^/]+)\/([^/]+)$/, "devices", renderDevice],
     [/^messages$/, "messages", renderMessages],
+    [/^subscriptions$/, "subscriptions", renderSubscriptions],
     [/^create$/, "create", renderCreate],
   ];
 
@@ -860,6 +861,29 @@
       h("td", { class: "payload-cell" }, m.reply ? h("pre", { class: "payload" }, JSON.stringify(m.reply)) : h("span", { class: "muted" }, "—"))));
     if (!rows.length) rows.push(emptyRow(cols.length, emptyText));
     return table(cols, rows, { class: "messages", testid: "messages-table" });
+  }
+
+  // ---------- subscriptions (forwarding to applications) ----------
+
+  async function renderSubscriptions(view, query, ctx) {
+    view.append(h("div", { class: "page-head" }, h("h1", {}, "Subscriptions"),
+      h("span", { class: "muted" }, "backlog: messages the sink has yet to confirm; refreshes every 2 s")));
+    const body = h("tbody", {});
+    const columns = ["Name", "Product", "Sink", "Kinds", "Topic filter", "State", ["Backlog", "num"]];
+    view.append(h("table", { testid: "subscriptions-table" },
+      h("thead", {}, h("tr", {}, columns.map((c) => (Array.isArray(c)
+        ? h("th", { scope: "col", class: c[1] }, c[0]) : h("th", { scope: "col" }, c))))), body));
+    const refresh = async () => {
+      const subs = await api("GET", "/api/subscriptions");
+      if (!ctx.alive()) return;
+      body.replaceChildren(...(subs.length ? subs.map((s) => h("tr", { testid: `subscription-${s.name}` },
+        h("td", {}, s.name), h("td", {}, s.productKey), h("td", {}, s.sink), h("td", {}, s.kinds.join(", ")),
+        h("td", {}, s.topicFilter || "all"), h("td", {}, s.enabled ? "running" : "paused"),
+        h("td", { class: "num", testid: `backlog-${s.name}` }, String(s.backlog ?? "")))) :
+        [emptyRow(columns.length, "No subscriptions: create one with `thingport subscription create` or POST /api/subscriptions.")]));
+    };
+    await refresh();
+    ctx.every(2000, refresh);
   }
 
   async function renderMessages(view, query, ctx) {

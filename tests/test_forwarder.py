@@ -1,0 +1,80 @@
+"""The forwarder's retention and filters, against a real SQLite log."""
+
+import asyncio
+import time
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from thingport.core.model import StoredMessage, Subscription
+from thingport.forwarder import CommitSignal, Forwarder, SubscriptionFilter
+from thingport.service import Management
+from thingport.settings import load_settings
+from thingport.stores import open_stores
+
+
+def message(i: int, received_ms: int, kind: str = "custom", topic: str = "/pk01/dev-1/user/a") -> StoredMessage:
+    return StoredMessage(i, 1, "pk01", "dev-1", "aliyun", topic, b"x" * 100, received_ms, kind, iot_id="pk01_dev-1")
+
+
+def run(data_dir: Path, action):  # type: ignore[no-untyped-def]
+    stores = open_stores(load_settings(data_dir=data_dir))
+
+    async def main():  # type: ignore[no-untyped-def]
+        stores.log.start(asyncio.get_running_loop())
+        return await action(stores, Management(stores.registry, stores.log))
+
+    try:
+        return asyncio.run(main())
+    finally:
+        stores.close()
+
+
+def test_retention_never_deletes_what_a_subscription_has_not_confirmed(data_dir: Path) -> None:
+    old = int(time.time() * 1000) - 10 * 86_400_000
+
+    async def act(stores, m: Management):  # type: ignore[no-untyped-def]
+        await m.create_product("p", "pk01")
+        for i in range(1, 11):
+            await stores.log.append(message(i, old))
+        sub = await m.create_subscription("slow", "pk01", "http", from_start=True)
+        await stores.log.save_cursor(sub.id, 4)  # the sink confirmed 1-4 only
+        forwarder = Forwarder(stores.log, stores.registry, CollectorRegistry(), CommitSignal(), retention_days=1)
+        assert await forwarder.apply_retention() == 4
+        left = [x.message_id for x in await stores.log.read_after(0, 100)]
+        assert left == [5, 6, 7, 8, 9, 10]
+        await m.set_subscription_enabled("slow", False)  # a paused subscription still holds its messages
+        assert await forwarder.apply_retention() == 0
+        await m.delete_subscription("slow")
+        assert await forwarder.apply_retention() == 5  # the newest message always stays (seq never goes back)
+        assert [x.message_id for x in await stores.log.read_after(0, 100)] == [10]
+
+    run(data_dir, act)
+
+
+def test_forced_retention_and_size_limit(data_dir: Path) -> None:
+    recent = int(time.time() * 1000)
+
+    async def act(stores, m: Management):  # type: ignore[no-untyped-def]
+        await m.create_product("p", "pk01")
+        for i in range(1, 2001):
+            await stores.log.append(message(i, recent))
+        sub = await m.create_subscription("held", "pk01", "http", from_start=True)
+        assert sub.cursor == 0
+        keep_all = Forwarder(stores.log, stores.registry, CollectorRegistry(), CommitSignal(), retention_max_mb=0.05)
+        assert await keep_all.apply_retention() == 0  # over the size, but nothing is confirmed
+        forced = Forwarder(stores.log, stores.registry, CollectorRegistry(), CommitSignal(), retention_max_mb=0.05,
+                           retention_force=True)
+        assert await forced.apply_retention() > 0
+        assert await stores.log.size_bytes() <= 0.05 * 1024 * 1024 or len(await stores.log.read_after(0, 10)) == 1
+
+    run(data_dir, act)
+
+
+def test_subscription_filter() -> None:
+    sub = Subscription(1, "s", "pk01", ("raw", "status"), "/pk01/+/user/keep/#", "http", {}, 0, True, 0)
+    wanted = SubscriptionFilter(sub)
+    assert wanted(message(1, 0, topic="/pk01/dev-1/user/keep/x"))
+    assert not wanted(message(2, 0, topic="/pk01/dev-1/user/other"))
+    assert not wanted(message(3, 0, kind="property_post", topic="/pk01/dev-1/user/keep/x"))
+    assert not wanted(StoredMessage(4, 1, "other", "dev-1", "aliyun", "/pk01/dev-1/user/keep/x", b"", 0, "custom"))
