@@ -52,6 +52,13 @@ class Gateway:
         self._ids = MessageIdGenerator(settings.worker_id)
         self._report_buckets = BucketMap(Rate(settings.device_report_rate, settings.device_report_burst))
         self._auth_buckets = BucketMap(Rate(settings.device_auth_rate, settings.device_auth_burst))
+        # against brute force from one address across many device names (a device bucket alone would not see it)
+        self._source_buckets = BucketMap(Rate(settings.source_auth_rate, settings.source_auth_burst))
+        self._product_buckets = (
+            BucketMap(Rate(settings.product_report_rate, settings.product_report_burst))
+            if settings.product_report_rate is not None
+            else None
+        )
         self._instance_bucket = (
             TokenBucket(Rate(settings.instance_report_rate, settings.instance_report_burst), clock())
             if settings.instance_report_rate is not None
@@ -68,8 +75,7 @@ class Gateway:
         """A token for the device that signed ``params``; AuthFailed (and nothing else) if it did not."""
         now = self._clock()
         product_key, device_name = params["productKey"], params["deviceName"]
-        if not self._auth_buckets.take((product_key, device_name), now):
-            raise Throttled("too many authentication attempts for this device")
+        self._throttle_auth((product_key, device_name), source, now)
         timestamp = params.get("timestamp")
         if timestamp is not None:
             skew_ms = abs(int(timestamp) - now * 1000)
@@ -96,8 +102,7 @@ class Gateway:
     ) -> tuple[str, int]:
         """(token, seconds it has left) for an IoTDA device; the device's previous token gets 30 s more."""
         now = self._clock()
-        if not self._auth_buckets.take(("device_id", device_id), now):
-            raise Throttled("too many authentication attempts for this device")
+        self._throttle_auth(("device_id", device_id), source, now)
         if sign_type == 1:
             utc = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
             hour = datetime.timedelta(hours=1)
@@ -117,6 +122,12 @@ class Gateway:
         expires_s = int(now) + self.settings.huawei_token_ttl_s
         token = self._codec.issue(TokenClaims(DIALECT_HUAWEI, device.id, device.token_epoch, now_ms, expires_s))
         return token, int(expires_s - now)
+
+    def _throttle_auth(self, device_key: object, source: str, now: float) -> None:
+        if not self._source_buckets.take(source, now):
+            raise InstanceThrottled("too many authentication attempts from this address")
+        if not self._auth_buckets.take(device_key, now):
+            raise Throttled("too many authentication attempts for this device")
 
     async def device_for_token(self, token: str, dialect: int) -> Device:
         """The live device a token speaks for; TokenExpired or TokenInvalid otherwise."""
@@ -155,6 +166,8 @@ class Gateway:
         now = self._clock()
         if not self._report_buckets.take(device.id, now):
             raise Throttled("device report rate limit reached")
+        if self._product_buckets is not None and not self._product_buckets.take(device.product_key, now):
+            raise InstanceThrottled("product report rate limit reached")
         if self._instance_bucket is not None and not self._instance_bucket.take(now):
             raise InstanceThrottled("instance report rate limit reached")
 

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
 
     device_report_rate: float = Field(100.0, gt=0, description="reports per second per device")
     device_report_burst: float = Field(200.0, ge=1)
+    product_report_rate: float | None = Field(None, gt=0, description="reports per second per product")
+    product_report_burst: float = Field(1000.0, ge=1)
+    source_auth_rate: float = Field(5.0, gt=0, description="auth attempts per second per source address")
+    source_auth_burst: float = Field(100.0, ge=1)
     instance_report_rate: float | None = Field(None, gt=0, description="reports per second for the whole instance")
     instance_report_burst: float = Field(1000.0, ge=1)
     device_auth_rate: float = Field(1.0, gt=0, description="auth attempts per second per device")

@@ -113,3 +113,37 @@ def test_session_store_failure_is_20004_and_unexpected_errors_are_10000(
             doc = client.publish(f"/{pk}/{dn}/user/t", b"x", token).json
             assert doc == {"code": 10000, "message": "common error: internal error"}
         client.close()
+
+
+def test_auth_attempts_are_limited_per_source_address_across_device_names(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    device = provision(data_dir)
+    server = ServerProcess(data_dir, {"THINGPORT_SOURCE_AUTH_RATE": "0.1", "THINGPORT_SOURCE_AUTH_BURST": "3"}).start()
+    try:
+        client = server.client()
+        pk = device["productKey"]
+        codes = [client.auth(pk, f"guess-{i:03d}", "wrong").json["code"] for i in range(4)]
+        assert codes == [20000, 20000, 20000, 40000]  # unknown devices, then the address is throttled
+        assert client.auth(pk, device["deviceName"], device["deviceSecret"]).json["code"] == 40000
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_product_report_rate_limit(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    device = provision(data_dir)
+    other = cli(data_dir, "device", "create", "--product-key", device["productKey"], "--name", "dev-2")
+    server = ServerProcess(data_dir, {"THINGPORT_PRODUCT_REPORT_RATE": "0.1", "THINGPORT_PRODUCT_REPORT_BURST": "2"}).start()
+    try:
+        client = server.client()
+        pk = device["productKey"]
+        t1 = client.token(pk, device["deviceName"], device["deviceSecret"])
+        t2 = client.token(pk, "dev-2", other["deviceSecret"])
+        assert client.publish(f"/{pk}/{device['deviceName']}/user/t", b"x", t1).json["code"] == 0
+        assert client.publish(f"/{pk}/dev-2/user/t", b"x", t2).json["code"] == 0
+        doc = client.publish(f"/{pk}/dev-2/user/t", b"x", t2).json  # the product's budget, not the device's
+        assert doc["code"] == 40000 and "product" in doc["message"]
+        client.close()
+    finally:
+        server.stop()

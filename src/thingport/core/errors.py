@@ -50,7 +50,8 @@ class Throttled(ThingportError):
 
 
 class InstanceThrottled(Throttled):
-    """The instance-wide (tenant) rate limit was reached, not the device's own."""
+    """A limit above the device was reached: the product's, the instance's (the tenant's), or a source
+    address's auth attempts."""
 
 
 class NotFound(ThingportError):
