@@ -7,11 +7,15 @@ later. The forwarder advances the sink's cursor only after ``publish`` returned:
 in order per device, and a sink that is down makes messages wait, never vanish.
 """
 
+import asyncio
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
+
+DEFAULT_TIMEOUT = 10.0
 
 
 class SinkError(Exception):
@@ -58,3 +62,55 @@ class Sink(ABC):
 
     async def close(self) -> None:
         """Release connections; never raises."""
+
+
+# --- option checking shared by the sinks ---
+
+
+def option_error(kind: str, option: str, message: str) -> SinkConfigError:
+    return SinkConfigError(f"{kind} sink: option {option!r} {message}")
+
+
+def text_option(value: Any) -> Any:
+    """An integer given for a text option (``key=123`` on the CLI arrives as a number) as its text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def timeout_option(kind: str, options: Mapping[str, Any]) -> float:
+    """The ``timeout`` option: positive seconds bounding every open and publish (default 10)."""
+    value = options.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise option_error(kind, "timeout", f"must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+class ConnectedSink(Sink):
+    """A sink over one broker connection: ``open`` connects within ``timeout`` or raises SinkError, and a
+    failed attempt leaves nothing half-open (the next call starts clean)."""
+
+    timeout: float
+    _lock: asyncio.Lock
+
+    @abstractmethod
+    async def _connect(self) -> None:
+        """Connect (called under the lock, bounded by ``timeout``)."""
+
+    @abstractmethod
+    def _drop(self) -> None:
+        """Forget the connection without waiting; never raises."""
+
+    @abstractmethod
+    def _error(self, what: str, exc: BaseException) -> SinkError:
+        """A SinkError naming the destination (credentials hidden) and what failed."""
+
+    async def open(self) -> None:
+        async with self._lock:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self._connect()
+            except Exception as exc:
+                self._drop()
+                raise self._error("cannot open", exc) from exc
+            except BaseException:
+                self._drop()
+                raise

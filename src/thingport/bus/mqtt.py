@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import secrets
 import socket
 import threading
@@ -46,7 +45,15 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from thingport.bus.base import Delivery, Sink, SinkConfigError, SinkError
+from thingport.bus.base import (
+    ConnectedSink,
+    Delivery,
+    SinkConfigError,
+    SinkError,
+    option_error,
+    text_option,
+    timeout_option,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +61,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1883
 DEFAULT_TOPIC_PREFIX = "thingport"
 DEFAULT_MAX_IN_FLIGHT = 1000
-DEFAULT_TIMEOUT = 10.0
 KEEPALIVE = 30  # seconds between PINGREQs on an idle connection
 _OPTIONS = ("host", "port", "username", "password", "topic_prefix", "client_id", "max_in_flight", "timeout")
 _CHUNK = 30_000  # messages per wait: MQTT packet ids are 16-bit, so never have more than this outstanding
@@ -62,19 +68,7 @@ _CLOSE_GRACE = 1.0
 
 
 def _fail(option: str, message: str) -> SinkConfigError:
-    return SinkConfigError(f"mqtt sink: option {option!r} {message}")
-
-
-def _text(value: Any) -> Any:
-    """An integer given for a text option (``key=123`` on the CLI arrives as a number) as its text."""
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-def _timeout(options: Mapping[str, Any]) -> float:
-    value = options.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise _fail("timeout", f"must be a positive number of seconds, got {value!r}")
-    return float(value)
+    return option_error("mqtt", option, message)
 
 
 class _Lost(Exception):
@@ -269,7 +263,7 @@ class _Connection:
         self.abort()
 
 
-class MqttSink(Sink):
+class MqttSink(ConnectedSink):
     kind = "mqtt"
 
     def __init__(self, options: Mapping[str, Any]) -> None:
@@ -283,18 +277,18 @@ class MqttSink(Sink):
         port = self.options.get("port", DEFAULT_PORT)
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise _fail("port", f"must be an integer from 1 to 65535, got {port!r}")
-        username = _text(self.options.get("username"))
+        username = text_option(self.options.get("username"))
         if username is not None and (not isinstance(username, str) or not username):
             raise _fail("username", f"must be a non-empty string, got {username!r}")
-        password = _text(self.options.get("password"))
+        password = text_option(self.options.get("password"))
         if password is not None and not isinstance(password, str):
             raise _fail("password", "must be a string")
         if password is not None and username is None:
             raise _fail("password", "needs 'username' too")
-        prefix = _text(self.options.get("topic_prefix", DEFAULT_TOPIC_PREFIX))
+        prefix = text_option(self.options.get("topic_prefix", DEFAULT_TOPIC_PREFIX))
         if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "+#\0") or "" in prefix.split("/"):
             raise _fail("topic_prefix", f"must be topic levels without '+', '#' or empty levels, got {prefix!r}")
-        client_id = _text(self.options.get("client_id"))
+        client_id = text_option(self.options.get("client_id"))
         if client_id is None:
             client_id = f"thingport-{secrets.token_hex(6)}"
         elif not isinstance(client_id, str) or not client_id or len(client_id.encode()) > 65535:
@@ -309,7 +303,7 @@ class MqttSink(Sink):
         self.topic_prefix = prefix
         self.client_id = client_id
         self.max_in_flight = window
-        self.timeout = _timeout(self.options)
+        self.timeout = timeout_option("mqtt", self.options)
         self._conn: _Connection | None = None
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
@@ -340,18 +334,6 @@ class MqttSink(Sink):
                 task = asyncio.get_running_loop().create_task(conn.disconnect())
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
-
-    async def open(self) -> None:
-        async with self._lock:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await self._connect()
-            except Exception as exc:
-                self._drop()
-                raise self._error("cannot open", exc) from exc
-            except BaseException:
-                self._drop()
-                raise
 
     async def publish(self, batch: Sequence[Delivery]) -> None:
         if not batch:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -44,7 +43,15 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from thingport.bus.base import Delivery, Sink, SinkConfigError, SinkError
+from thingport.bus.base import (
+    ConnectedSink,
+    Delivery,
+    SinkConfigError,
+    SinkError,
+    option_error,
+    text_option,
+    timeout_option,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +59,6 @@ DEFAULT_URL = "nats://127.0.0.1:4222"
 DEFAULT_STREAM = "THINGPORT"
 DEFAULT_SUBJECT_PREFIX = "thingport"
 DEFAULT_MAX_IN_FLIGHT = 1000
-DEFAULT_TIMEOUT = 10.0
 _OPTIONS = ("url", "stream", "subject_prefix", "max_in_flight", "timeout")
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
 _SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -60,19 +66,7 @@ _CLOSE_GRACE = 1.0
 
 
 def _fail(option: str, message: str) -> SinkConfigError:
-    return SinkConfigError(f"nats sink: option {option!r} {message}")
-
-
-def _text(value: Any) -> Any:
-    """An integer given for a text option (``key=123`` on the CLI arrives as a number) as its text."""
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-def _timeout(options: Mapping[str, Any]) -> float:
-    value = options.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise _fail("timeout", f"must be a positive number of seconds, got {value!r}")
-    return float(value)
+    return option_error("nats", option, message)
 
 
 def redact(url: str) -> str:
@@ -89,7 +83,7 @@ def redact(url: str) -> str:
     return ",".join(shown)
 
 
-class NatsSink(Sink):
+class NatsSink(ConnectedSink):
     kind = "nats"
 
     def __init__(self, options: Mapping[str, Any]) -> None:
@@ -109,10 +103,10 @@ class NatsSink(Sink):
                 raise _fail("url", f"is not a valid URL: {exc}") from None
             if parts.scheme not in ("nats", "tls") or not parts.hostname:
                 raise _fail("url", f"must be nats://host[:port] or tls://host[:port], got {redact(server)!r}")
-        stream = _text(self.options.get("stream", DEFAULT_STREAM))
+        stream = text_option(self.options.get("stream", DEFAULT_STREAM))
         if not isinstance(stream, str) or not _STREAM_NAME.match(stream):
             raise _fail("stream", f"must be 1-255 of letters, digits, '-', '_', got {stream!r}")
-        prefix = _text(self.options.get("subject_prefix", DEFAULT_SUBJECT_PREFIX))
+        prefix = text_option(self.options.get("subject_prefix", DEFAULT_SUBJECT_PREFIX))
         if not isinstance(prefix, str) or not all(_SUBJECT_TOKEN.match(t) for t in prefix.split(".")):
             raise _fail("subject_prefix", f"must be dot-separated tokens of letters, digits, '-', '_', got {prefix!r}")
         window = self.options.get("max_in_flight", DEFAULT_MAX_IN_FLIGHT)
@@ -123,7 +117,7 @@ class NatsSink(Sink):
         self.stream = stream
         self.subject_prefix = prefix
         self.max_in_flight = window
-        self.timeout = _timeout(self.options)
+        self.timeout = timeout_option("nats", self.options)
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._lost: asyncio.Future[None] | None = None  # done when the current connection went away
@@ -198,18 +192,6 @@ class NatsSink(Sink):
             return SinkError(where)
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return SinkError(f"{where}: {detail}")
-
-    async def open(self) -> None:
-        async with self._lock:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await self._connect()
-            except Exception as exc:
-                self._drop()
-                raise self._error("cannot open", exc) from exc
-            except BaseException:
-                self._drop()
-                raise
 
     # -- publishing ---------------------------------------------------------------------------------------
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -45,38 +44,33 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from aiormq import spec
 
-from thingport.bus.base import Delivery, Sink, SinkConfigError, SinkError
+from thingport.bus.base import (
+    ConnectedSink,
+    Delivery,
+    SinkConfigError,
+    SinkError,
+    option_error,
+    text_option,
+    timeout_option,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_EXCHANGE = "thingport"
-DEFAULT_TIMEOUT = 10.0
 _OPTIONS = ("url", "exchange", "mandatory", "timeout")
 _EXCHANGE_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,255}$")
 _CLOSE_GRACE = 1.0  # seconds a dropped connection gets to close politely
 
 
 def _fail(option: str, message: str) -> SinkConfigError:
-    return SinkConfigError(f"rabbitmq sink: option {option!r} {message}")
-
-
-def _text(value: Any) -> Any:
-    """An integer given for a text option (``key=123`` on the CLI arrives as a number) as its text."""
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    return option_error("rabbitmq", option, message)
 
 
 def _check_known(options: Mapping[str, Any]) -> None:
     for name in options:
         if name not in _OPTIONS:
             raise _fail(name, f"is unknown (known options: {', '.join(_OPTIONS)})")
-
-
-def _timeout(options: Mapping[str, Any]) -> float:
-    value = options.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise _fail("timeout", f"must be a positive number of seconds, got {value!r}")
-    return float(value)
 
 
 def redact(url: str) -> str:
@@ -92,7 +86,7 @@ def redact(url: str) -> str:
         return "<unparsable url>"
 
 
-class RabbitMQSink(Sink):
+class RabbitMQSink(ConnectedSink):
     kind = "rabbitmq"
 
     def __init__(self, options: Mapping[str, Any]) -> None:
@@ -108,7 +102,7 @@ class RabbitMQSink(Sink):
             raise _fail("url", f"is not a valid URL: {exc}") from None
         if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
             raise _fail("url", f"must be amqp://host[:port][/vhost] or amqps://..., got {redact(url)!r}")
-        exchange = _text(self.options.get("exchange", DEFAULT_EXCHANGE))
+        exchange = text_option(self.options.get("exchange", DEFAULT_EXCHANGE))
         if not isinstance(exchange, str) or not _EXCHANGE_NAME.match(exchange):
             raise _fail("exchange", f"must be 1-255 of letters, digits, '-', '_', '.', ':', got {exchange!r}")
         if exchange.startswith("amq."):
@@ -119,7 +113,7 @@ class RabbitMQSink(Sink):
         self.url = url
         self.exchange_name = exchange
         self.mandatory = mandatory
-        self.timeout = _timeout(self.options)
+        self.timeout = timeout_option("rabbitmq", self.options)
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
@@ -162,18 +156,6 @@ class RabbitMQSink(Sink):
     def _error(self, what: str, exc: BaseException) -> SinkError:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return SinkError(f"rabbitmq {redact(self.url)} exchange {self.exchange_name!r}: {what}: {detail}")
-
-    async def open(self) -> None:
-        async with self._lock:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await self._connect()
-            except Exception as exc:
-                self._drop()
-                raise self._error("cannot open", exc) from exc
-            except BaseException:
-                self._drop()
-                raise
 
     # -- publishing ---------------------------------------------------------------------------------------
 

@@ -32,29 +32,30 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from thingport.bus.base import Delivery, Sink, SinkConfigError, SinkError
+from thingport.bus.base import (
+    Delivery,
+    Sink,
+    SinkConfigError,
+    SinkError,
+    option_error,
+    text_option,
+    timeout_option,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = 10.0
 _OPTIONS = ("url", "secret", "timeout")
 _MAX_REPLY = 64 * 1024  # reply body bytes read (kept for error messages); the rest is not read
 _CLOSE_GRACE = 1.0
 
 
 def _fail(option: str, message: str) -> SinkConfigError:
-    return SinkConfigError(f"webhook sink: option {option!r} {message}")
-
-
-def _text(value: Any) -> Any:
-    """An integer given for a text option (``key=123`` on the CLI arrives as a number) as its text."""
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    return option_error("webhook", option, message)
 
 
 def signature(secret: str | bytes, body: bytes) -> str:
@@ -89,16 +90,14 @@ class WebhookSink(Sink):
             raise _fail("url", f"must be an http:// or https:// URL with a host, got {_shown(parsed)!r}")
         if "secret" not in self.options:
             raise _fail("secret", "is required (the HMAC key the receiver verifies X-Thingport-Signature with)")
-        secret = _text(self.options["secret"])
+        secret = text_option(self.options["secret"])
         if not isinstance(secret, str) or not secret:
             raise _fail("secret", "must be a non-empty string")
-        timeout = self.options.get("timeout", DEFAULT_TIMEOUT)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
-            raise _fail("timeout", f"must be a positive number of seconds, got {timeout!r}")
+        timeout = timeout_option("webhook", self.options)
         self.url = url
         self.shown_url = _shown(parsed)
         self._key = secret.encode()
-        self.timeout = float(timeout)
+        self.timeout = timeout
         self._client: httpx.AsyncClient | None = None
         self._lock = asyncio.Lock()
 

@@ -151,10 +151,13 @@ class Session:
         try:
             return parse((yield from self.exchange(build(credential.token))))
         except TokenError:
-            if self._credential is credential:
-                self._credential = None
+            self._drop(credential)
         credential = yield from self._fresh(credential)
-        return parse((yield from self.exchange(build(credential.token))))
+        try:
+            return parse((yield from self.exchange(build(credential.token))))
+        except TokenError:
+            self._drop(credential)
+            raise
 
     def exchange(self, request: Request) -> Flow[Response]:
         """Send ``request`` until a reply comes, at most ``retry.attempts`` times, with backoff."""
@@ -181,6 +184,10 @@ class Session:
             current = yield from self._authenticate()
         yield AuthLock.RELEASE
         return current
+
+    def _drop(self, refused: Credential) -> None:
+        if self._credential is refused:  # unless another caller already replaced it
+            self._credential = None
 
     def _authenticate(self) -> Flow[Credential]:
         response = yield from self.exchange(self.dialect.auth_request(self._clock()))

@@ -5,6 +5,8 @@ commit durable (fsync) before the server acknowledges what it holds. Group commi
 """
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 DB_FILE = "thingport.db"
@@ -143,19 +145,27 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-def migrate(conn: sqlite3.Connection) -> None:
-    """Bring the schema to the newest version; safe to run from several processes at once."""
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE (take the write lock now, so reads inside see what the write will change) ... COMMIT,
+    or ROLLBACK on any exception."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema to the newest version; safe to run from several processes at once."""
+    with write_transaction(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             for statement in _statements(script):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version={number}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def open_database(data_dir: Path, max_bytes: int | None = None) -> sqlite3.Connection:

@@ -9,6 +9,7 @@ import msgspec
 from thingport.core.errors import Conflict, NotFound
 from thingport.core.model import ApiKey, AuthSession, Device, Product, Subscription
 from thingport.store.keys import SecretBox
+from thingport.store.sqlite_db import write_transaction
 from thingport.store.sqlite_executor import SqliteExecutor
 
 _DEVICE_SELECT = (
@@ -135,17 +136,12 @@ class SqliteRegistry:
     async def _update_product(self, product_key: str, sql: str, params: tuple, extra: str | None = None,
                               extra_params: tuple = ()) -> None:
         def q(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 if extra:
                     conn.execute(extra, extra_params)
                 if conn.execute(sql, params).rowcount != 1:
                     raise NotFound(f"product {product_key} does not exist")
                 self._changed(conn, product_key=product_key)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
 
         await self._db.run(q)
 
@@ -187,8 +183,7 @@ class SqliteRegistry:
         sealed = self._box.seal(secret, _identity(product_key, device_name))
 
         def q(conn: sqlite3.Connection) -> int:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 if not conn.execute("SELECT 1 FROM products WHERE product_key = ?", (product_key,)).fetchone():
                     raise NotFound(f"product {product_key} does not exist")
                 for sql, args, what in (
@@ -205,11 +200,7 @@ class SqliteRegistry:
                 )
                 new_id = cur.lastrowid
                 self._changed(conn, new_id)
-                conn.execute("COMMIT")
                 return new_id
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
 
         created = await self.device_by_id(await self._db.run(q))
         assert created is not None
@@ -260,8 +251,7 @@ class SqliteRegistry:
         sealed = self._box.seal(msgspec.json.encode(options).decode(), f"subscription/{name}")
 
         def q(conn: sqlite3.Connection) -> int:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 if not conn.execute("SELECT 1 FROM products WHERE product_key = ?", (product_key,)).fetchone():
                     raise NotFound(f"product {product_key} does not exist")
                 if conn.execute("SELECT 1 FROM subscriptions WHERE name = ?", (name,)).fetchone():
@@ -272,11 +262,7 @@ class SqliteRegistry:
                     " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (name, product_key, ",".join(kinds), topic_filter, sink, sealed, start, created_ms),
                 )
-                conn.execute("COMMIT")
                 return cur.lastrowid  # type: ignore[return-value]
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
 
         await self._db.run(q)
         created = await self.get_subscription(name)
@@ -363,15 +349,10 @@ class SqliteRegistry:
 
     async def _update(self, device_id: int, sql: str, params: tuple) -> None:
         def q(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 if conn.execute(sql, params).rowcount != 1:
                     raise NotFound("device does not exist")
                 self._changed(conn, device_id)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
 
         await self._db.run(q)
 
@@ -402,8 +383,7 @@ class SqliteRegistry:
         """Delete the device with its running status and history (its messages stay in the log)."""
 
         def q(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 if conn.execute("SELECT 1 FROM devices WHERE gateway_id = ? LIMIT 1", (device_id,)).fetchone():
                     raise Conflict("the gateway still has sub-devices: delete them first")
                 if conn.execute("DELETE FROM devices WHERE id = ?", (device_id,)).rowcount != 1:
@@ -411,10 +391,6 @@ class SqliteRegistry:
                 conn.execute("DELETE FROM latest_values WHERE device_id = ?", (device_id,))
                 conn.execute("DELETE FROM history WHERE device_id = ?", (device_id,))
                 self._changed(conn, device_id)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
 
         await self._db.run(q)
 
