@@ -458,6 +458,60 @@ def subscription_disable(name: str, data_dir: Path | None, as_json: bool) -> Non
     emit(run(data_dir, lambda m: m.set_subscription_enabled(name, False)).to_json(), as_json)
 
 
+# --- the fleet simulator ---
+
+@main.command()
+@click.option("--endpoint", required=True, help="The device endpoint, e.g. https://127.0.0.1:8443.")
+@click.option("--devices", "count", type=click.IntRange(1, 100_000), default=10, show_default=True)
+@click.option("--rate", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
+              help="Reports per second for the whole fleet.")
+@click.option("--duration", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds.")
+@click.option("--dialect", type=click.Choice(["aliyun", "huawei"]), default="aliyun", show_default=True)
+@click.option("--ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CA certificate to trust (thingport's tls-cert.pem for a self-signed server).")
+@click.option("--product-key", default=None, help="Use this product's devices (default: create a product).")
+@click.option("--model", "model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Thing model to play (TSL for aliyun, IoTDA product model for huawei); default: seed 004's "
+                   "temperature/humidity collector.")
+@click.option("--prefix", default="sim-", show_default=True, help="Device name prefix.")
+@click.option("--api", default=None, help="Register devices through this management API URL (with --api-key).")
+@click.option("--api-key", envvar="THINGPORT_API_KEY", default=None)
+@data_dir_option
+def simulate(endpoint: str, count: int, rate: float, duration: float, dialect: str, ca: Path | None,
+             product_key: str | None, model_file: Path | None, prefix: str, api: str | None, api_key: str | None,
+             data_dir: Path | None) -> None:
+    """Simulate a fleet: register (or reuse) devices, report at --rate for --duration, print a summary.
+
+    Exits 1 when any report sent was not acknowledged."""
+    from thingport import simulator
+
+    model = read_json_file(model_file) if model_file else None
+    if model is None:
+        model = simulator.SEED_004_TSL
+        model_format = "tsl"
+    else:
+        from thingport.service import model_format_of
+
+        model_format = model_format_of(model)
+    values = simulator.huawei_values(model) if model_format == "huawei" else simulator.tsl_values(model)
+    if dialect == "huawei" and model_format == "tsl":
+        tsl_values = values
+        values = lambda: {"collector": tsl_values()}  # noqa: E731 - a TSL product validates any service id
+    if api is not None and api_key is None:
+        raise click.UsageError("--api needs --api-key (or THINGPORT_API_KEY)")
+    registrar = simulator.Registrar(None if api else (data_dir or load_settings().data_dir), api, api_key)
+
+    async def main() -> tuple[str, simulator.Stats]:
+        devices = await registrar.provision(product_key, model, model_format, count, prefix)
+        click.echo(f"simulating {len(devices)} {dialect} devices at {rate:g} reports/s for {duration:g} s", err=True)
+        return devices[0].product_key, await simulator.run_fleet(devices, endpoint, dialect, rate, duration, ca, values)
+
+    used_product, stats = asyncio.run(main())
+    click.echo(simulator.summary(stats, used_product, count, duration))
+    if stats.acked < stats.sent:
+        sys.exit(1)
+
+
 # --- API keys ---
 
 @main.group()

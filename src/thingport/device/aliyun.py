@@ -12,7 +12,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 from thingport.core.signing import SIGN_METHODS, aliyun_sign
 from thingport.device.errors import ServerError, aliyun_error
@@ -181,7 +181,7 @@ class AliyunDevice(_AliyunBase):
     def close(self) -> None:
         self._transport.close()
 
-    def __enter__(self) -> AliyunDevice:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -229,7 +229,7 @@ class AsyncAliyunDevice(_AliyunBase):
     async def close(self) -> None:
         await self._transport.close()
 
-    async def __aenter__(self) -> AsyncAliyunDevice:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

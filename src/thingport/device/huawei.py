@@ -10,7 +10,7 @@ import datetime as _dt
 import json
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any, Self
 from urllib.parse import quote
 
 from thingport.core.signing import huawei_password
@@ -22,11 +22,11 @@ from thingport.device.values import Receipt, Service, dumps, iotda_services
 MAX_SUB_DEVICES = 50
 """Sub-devices in one gateway report (the server refuses more with IOTDA.021103; checked here first)."""
 
-Services = Union[Service, Sequence[Service], Mapping[str, Mapping[str, Any]]]
+Services = Service | Sequence[Service] | Mapping[str, Mapping[str, Any]]
 """Properties by service: Service objects, or ``{service_id: {property: value}}``."""
 
-EventTime = Union[_dt.datetime, str, None]
-MessageBody = Union[bytes, str, Mapping[str, Any], Sequence[Any]]
+EventTime = _dt.datetime | str | None
+MessageBody = bytes | str | Mapping[str, Any] | Sequence[Any]
 
 _JSON = "application/json"
 
@@ -76,7 +76,7 @@ class HuaweiCore:
     # --- Dialect: how to authenticate ---
 
     def auth_request(self, now: float) -> Request:
-        timestamp = _dt.datetime.fromtimestamp(now, _dt.timezone.utc).strftime("%Y%m%d%H")
+        timestamp = _dt.datetime.fromtimestamp(now, _dt.UTC).strftime("%Y%m%d%H")
         body = dumps({"device_id": self.device_id, "sign_type": self._sign_type, "timestamp": timestamp,
                       "password": huawei_password(self._secret, timestamp)})
         return Request("POST", "/v5/device-auth", {"Content-Type": _JSON}, body)
@@ -174,7 +174,7 @@ class HuaweiDevice(_HuaweiBase):
     def close(self) -> None:
         self._transport.close()
 
-    def __enter__(self) -> HuaweiDevice:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -217,7 +217,7 @@ class AsyncHuaweiDevice(_HuaweiBase):
     async def close(self) -> None:
         await self._transport.close()
 
-    async def __aenter__(self) -> AsyncHuaweiDevice:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

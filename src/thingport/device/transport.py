@@ -10,9 +10,9 @@ the system's trust store by default, or only against ``ca_file`` (e.g. thingport
 from __future__ import annotations
 
 import asyncio
-import threading
 import os
 import ssl
+import threading
 import time
 from typing import TypeVar
 

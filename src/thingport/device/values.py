@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-UTC = _dt.timezone.utc
+UTC = _dt.UTC
 
 
 @dataclass(frozen=True, slots=True)
