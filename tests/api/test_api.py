@@ -183,6 +183,15 @@ def test_health_readiness_and_metrics(anonymous: httpx.Client, api: httpx.Client
     assert "thingport_request_seconds_bucket" in text and "thingport_auth_total" in text
 
 
+def test_interactive_docs_are_served_without_a_cdn(anonymous: httpx.Client) -> None:
+    page = anonymous.get("/docs")
+    assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower()
+    script = anonymous.get("/docs-assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and len(script.content) > 100_000
+    assert anonymous.get("/openapi.json").json()["info"]["title"] == "thingport management API"
+
+
 def test_cli_apikey_json(server: ServerProcess) -> None:
     created = cli(server.data_dir, "apikey", "create", "--name", "ci", "--role", "read")
     assert created["key"].startswith("tpk_") and created["role"] == "read"

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Path as PathParam, Query, Request
+import swagger_ui_bundle
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -78,6 +80,8 @@ def create_api(
 ) -> FastAPI:
     """The API app. ``readiness`` returns named checks: all "ok" means ready."""
     app = FastAPI(
+        docs_url=None,  # served below from packaged assets: the default page loads Swagger UI from a CDN
+        redoc_url=None,
         title="thingport management API",
         version=__version__,
         description="Products, devices, running status, history and the message log of a thingport server.",
@@ -409,6 +413,18 @@ def create_api(
     async def delete_key(keyId: Annotated[int, PathParam(ge=1, le=2**62)]) -> Response:
         await management.delete_api_key(keyId)
         return Response(status_code=204)
+
+    # --- interactive docs, from local assets (works offline) ---
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="thingport management API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
 
     # --- console ---
 
