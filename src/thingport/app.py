@@ -32,6 +32,7 @@ class DeviceApp:
         self._aliyun: AliyunDialect | None = None
         self._huawei: HuaweiDialect | None = None
         self.forwarder: Forwarder | None = None
+        self._key_watch: asyncio.Task[None] | None = None
         self._signal: CommitSignal | None = None
         self._cache: RegistryCache | None = None
 
@@ -58,7 +59,7 @@ class DeviceApp:
         self._cache = RegistryCache(stores.registry)
         await self._cache.start(await stores.registry.change_cursor(), self.settings.registry_poll_s)
         self.gateway = Gateway(
-            self.settings, stores.registry, stores.log, self._cache, TokenCodec(stores.keys.token_key), self._clock
+            self.settings, stores.registry, stores.log, self._cache, TokenCodec(lambda: stores.keys.token_keys), self._clock
         )
         self._aliyun = AliyunDialect(self.gateway)
         self._huawei = HuaweiDialect(self.gateway)
@@ -72,6 +73,7 @@ class DeviceApp:
         await self.forwarder.start()
         await self.gateway.resume_presence()
         await self.gateway.presence.start(self.gateway.now_ms)
+        self._key_watch = asyncio.create_task(self._watch_keys(stores), name="key-watch")
 
     def management(self) -> Management:
         """The management service over this app's stores (for the API listener of the same process)."""
@@ -88,7 +90,25 @@ class DeviceApp:
             database = f"failing: {exc}"
         return {"database": database}
 
+    async def _watch_keys(self, stores: Stores) -> None:
+        """Pick up a key rotation (or prune) made by ``thingport keys`` while serving. The ring may also be
+        reloaded by a registry read that met a new key: the generation tells either way."""
+        seen = stores.keys.generation
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                stores.keys.maybe_reload()
+                if stores.keys.generation != seen:
+                    seen = stores.keys.generation
+                    if self.gateway:
+                        self.gateway.keys_changed()
+                    log.info("master keys reloaded: %d key(s)", len(stores.keys.masters))
+            except Exception:
+                log.exception("could not reload the master keys")
+
     async def shutdown(self) -> None:
+        if self._key_watch:
+            self._key_watch.cancel()
         if self.gateway:
             await self.gateway.presence.stop()
         if self.forwarder:

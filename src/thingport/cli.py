@@ -512,6 +512,56 @@ def simulate(endpoint: str, count: int, rate: float, duration: float, dialect: s
         sys.exit(1)
 
 
+# --- master keys ---
+
+@main.group()
+def keys() -> None:
+    """The master keys that seal device secrets and sign tokens (kept outside the database)."""
+
+
+@keys.command("rotate")
+@data_dir_option
+@json_option
+def keys_rotate(data_dir: Path | None, as_json: bool) -> None:
+    """Add a new master key and seal every stored secret with it. Old keys still verify tokens they signed
+    until `keys prune`. A running server picks the new key up within a second."""
+    from thingport.stores import open_stores
+
+    settings = load_settings(data_dir=data_dir)
+    stores = open_stores(settings)
+    try:
+        try:
+            stores.keys.rotate()
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        resealed = asyncio.run(stores.registry.reseal_all())
+        emit({"keys": len(stores.keys.masters), "current": stores.keys.current_kid, "resealed": resealed}, as_json)
+    finally:
+        stores.close()
+
+
+@keys.command("prune")
+@data_dir_option
+@json_option
+def keys_prune(data_dir: Path | None, as_json: bool) -> None:
+    """Drop every master key but the newest (after sealing everything with it). Tokens signed with the
+    dropped keys stop working: devices authenticate again."""
+    from thingport.stores import open_stores
+
+    settings = load_settings(data_dir=data_dir)
+    stores = open_stores(settings)
+    try:
+        resealed = asyncio.run(stores.registry.reseal_all())
+        try:
+            dropped = stores.keys.prune()
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        emit({"keys": len(stores.keys.masters), "current": stores.keys.current_kid, "dropped": dropped,
+              "resealed": resealed}, as_json)
+    finally:
+        stores.close()
+
+
 # --- API keys ---
 
 @main.group()

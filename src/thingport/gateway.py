@@ -123,6 +123,10 @@ class Gateway:
         token = self._codec.issue(TokenClaims(DIALECT_HUAWEI, device.id, device.token_epoch, now_ms, expires_s))
         return token, int(expires_s - now)
 
+    def keys_changed(self) -> None:
+        """The signing keys changed (rotation, prune): tokens must be verified anew."""
+        self._token_memo.clear()
+
     def _throttle_auth(self, device_key: object, source: str, now: float) -> None:
         if not self._source_buckets.take(source, now):
             raise InstanceThrottled("too many authentication attempts from this address")

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from thingport.settings import Settings
-from thingport.store.keys import Keys, load_master_key
+from thingport.store.keys import KeyRing
 from thingport.store.sqlite_db import open_database
 from thingport.store.sqlite_executor import SqliteExecutor
 from thingport.store.sqlite_log import SqliteMessageLog
@@ -12,7 +12,7 @@ from thingport.store.sqlite_registry import SqliteRegistry
 
 @dataclass
 class Stores:
-    keys: Keys
+    keys: KeyRing
     registry: SqliteRegistry
     log: SqliteMessageLog
     _executors: tuple[SqliteExecutor, ...]
@@ -24,9 +24,9 @@ class Stores:
 
 
 def open_stores(settings: Settings) -> Stores:
-    keys = Keys.from_master(load_master_key(settings.data_dir))
+    keys = KeyRing(settings.data_dir)
     registry_db = SqliteExecutor(open_database(settings.data_dir), "registry")
     reader_db = SqliteExecutor(open_database(settings.data_dir), "log-reader")
     writer = open_database(settings.data_dir, settings.storage_max_bytes)
     log = SqliteMessageLog(writer, reader_db, settings.group_commit_max_batch)
-    return Stores(keys, SqliteRegistry(registry_db, keys.secret_box), log, (registry_db, reader_db))
+    return Stores(keys, SqliteRegistry(registry_db, keys), log, (registry_db, reader_db))

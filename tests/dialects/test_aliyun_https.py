@@ -10,7 +10,7 @@ import pytest
 
 from tests.support import DeviceClient, ServerProcess, cli, client_context
 from thingport.core.tokens import TokenClaims, TokenCodec
-from thingport.store.keys import Keys, load_master_key
+from thingport.store.keys import KeyRing
 
 
 def topic_of(d: dict, suffix: str = "user/update") -> str:
@@ -219,7 +219,7 @@ def test_token_errors(client: DeviceClient, server: ServerProcess, device: dict)
     assert doc["message"].startswith("check token error")
     assert_compact_reply(client.publish(topic_of(device), b"x", "not-a-token"), 20003)
     # an authentic token past its validity: re-issued with the server's key and an expiry in the past
-    codec = TokenCodec(Keys.from_master(load_master_key(server.data_dir)).token_key)
+    codec = TokenCodec(KeyRing(server.data_dir).token_key)
     claims = codec.verify(token, time.time())
     expired = codec.issue(TokenClaims(claims.dialect, claims.device_id, claims.epoch, claims.issued_ms, int(time.time()) - 1))
     doc = assert_compact_reply(client.publish(topic_of(device), b"x", expired), 20001)

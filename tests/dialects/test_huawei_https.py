@@ -14,7 +14,7 @@ from thingport.cli import main
 from thingport.core.signing import huawei_password
 from thingport.core.tokens import TokenClaims, TokenCodec
 from thingport.settings import load_settings
-from thingport.store.keys import Keys, load_master_key
+from thingport.store.keys import KeyRing
 from thingport.stores import open_stores
 
 HUAWEI_MODEL = {
@@ -218,7 +218,7 @@ def test_token_errors_are_403_000004(server: ServerProcess, client: DeviceClient
     assert_error(hw_post(client, modelled["deviceId"], up, b"x", None), 403, "IOTDA.000004", "access_token")
     assert_error(hw_post(client, modelled["deviceId"], up, b"x", "garbage"), 403, "IOTDA.000004")
     assert_error(hw_post(client, device["deviceId"], up, b"x", token), 403, "IOTDA.000004", "another device")
-    codec = TokenCodec(Keys.from_master(load_master_key(server.data_dir)).token_key)
+    codec = TokenCodec(KeyRing(server.data_dir).token_key)
     claims = codec.verify(token, time.time())
     expired = codec.issue(TokenClaims(claims.dialect, claims.device_id, claims.epoch, claims.issued_ms, int(time.time()) - 1))
     assert_error(hw_post(client, modelled["deviceId"], up, b"x", expired), 403, "IOTDA.000004", "expired")

@@ -30,7 +30,7 @@ from tests.hostile.strategies import broken_json, deep_json, dumps, json_scalars
 from tests.support import DeviceClient, Reply, ServerProcess
 from thingport.core.signing import aliyun_sign
 from thingport.core.tokens import DIALECT_ALIYUN, DIALECT_HUAWEI, TokenClaims, TokenCodec
-from thingport.store.keys import Keys, load_master_key
+from thingport.store.keys import KeyRing
 
 HOSTILE = settings(
     max_examples=60, deadline=None, derandomize=False,
@@ -65,7 +65,7 @@ def client(server: ServerProcess):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def tokens(server: ServerProcess, bed: dict, client: DeviceClient) -> dict[str, str]:
     a, b, c = bed["a"], bed["b"], bed["c"]
-    keys = Keys.from_master(load_master_key(server.data_dir))
+    keys = KeyRing(server.data_dir)
     codec = TokenCodec(keys.token_key)
     a_id = device_row_id(server.data_dir, a["productKey"], a["deviceName"])
     now = int(time.time())

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from thingport.core.errors import TokenExpired, TokenInvalid
@@ -35,24 +36,33 @@ class TokenClaims:
     expires_s: int
 
 
+def _mac(key: bytes, body: bytes) -> bytes:
+    return hmac.digest(key, body, hashlib.sha256)[:_MAC_LEN]
+
+
 class TokenCodec:
-    """Issues and verifies tokens with one HMAC-SHA256 key."""
+    """Issues tokens with the newest HMAC-SHA256 key and verifies them with any key of the ring.
 
-    __slots__ = ("_key",)
+    ``keys`` is a key, or a callable giving the keys newest first (so a key rotation reaches the codec
+    without rebuilding it).
+    """
 
-    def __init__(self, key: bytes) -> None:
-        if len(key) < 32:
-            raise ValueError("token key must be at least 32 bytes")
-        self._key = key
+    __slots__ = ("_keys",)
 
-    def _mac(self, body: bytes) -> bytes:
-        return hmac.digest(self._key, body, hashlib.sha256)[:_MAC_LEN]
+    def __init__(self, keys: bytes | Callable[[], Sequence[bytes]]) -> None:
+        if isinstance(keys, bytes):
+            fixed = [keys]
+            self._keys: Callable[[], Sequence[bytes]] = lambda: fixed
+        else:
+            self._keys = keys
+        if any(len(k) < 32 for k in self._keys()):
+            raise ValueError("token keys must be at least 32 bytes")
 
     def issue(self, claims: TokenClaims) -> str:
         body = _BODY.pack(
             _VERSION, claims.dialect, claims.device_id, claims.epoch, claims.issued_ms, claims.expires_s
         )
-        return base64.urlsafe_b64encode(body + self._mac(body)).rstrip(b"=").decode()
+        return base64.urlsafe_b64encode(body + _mac(self._keys()[0], body)).rstrip(b"=").decode()
 
     def verify(self, token: str, now_s: float) -> TokenClaims:
         """Claims of an authentic, unexpired token; TokenInvalid or TokenExpired otherwise.
@@ -66,7 +76,7 @@ class TokenCodec:
         except (binascii.Error, ValueError):
             raise TokenInvalid("token is malformed") from None
         body, mac = raw[: _BODY.size], raw[_BODY.size :]
-        if not hmac.compare_digest(mac, self._mac(body)):
+        if not any(hmac.compare_digest(mac, _mac(key, body)) for key in self._keys()):
             raise TokenInvalid("token signature does not match")
         version, dialect, device_id, epoch, issued_ms, expires_s = _BODY.unpack(body)
         if version != _VERSION:

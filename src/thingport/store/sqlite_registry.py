@@ -8,7 +8,7 @@ import msgspec
 
 from thingport.core.errors import Conflict, NotFound
 from thingport.core.model import ApiKey, AuthSession, Device, Product, Subscription
-from thingport.store.keys import SecretBox
+from thingport.store.keys import KeyRing
 from thingport.store.sqlite_db import write_transaction
 from thingport.store.sqlite_executor import SqliteExecutor
 
@@ -30,7 +30,7 @@ def _now_ms() -> int:
 
 
 class SqliteRegistry:
-    def __init__(self, executor: SqliteExecutor, secret_box: SecretBox) -> None:
+    def __init__(self, executor: SqliteExecutor, secret_box: KeyRing) -> None:
         self._db = executor
         self._box = secret_box
 
@@ -297,6 +297,34 @@ class SqliteRegistry:
 
         if await self._db.run(q) != 1:
             raise NotFound(f"subscription {name} does not exist")
+
+    async def reseal_all(self) -> int:
+        """Seal every stored credential (device secrets, subscription options) again with the newest key,
+        in one transaction; returns how many were sealed with an older one."""
+        box = self._box
+
+        def q(conn: sqlite3.Connection) -> int:
+            count = 0
+            with write_transaction(conn):
+                for device_id, pk, dn, sealed in conn.execute(
+                    "SELECT id, product_key, device_name, secret_sealed FROM devices"
+                ).fetchall():
+                    if not box.sealed_with_current(sealed):
+                        identity = _identity(pk, dn)
+                        conn.execute("UPDATE devices SET secret_sealed = ? WHERE id = ?",
+                                     (box.seal(box.open(sealed, identity), identity), device_id))
+                        count += 1
+                for sub_id, name, sealed in conn.execute(
+                    "SELECT id, name, options_sealed FROM subscriptions"
+                ).fetchall():
+                    if not box.sealed_with_current(sealed):
+                        identity = f"subscription/{name}"
+                        conn.execute("UPDATE subscriptions SET options_sealed = ? WHERE id = ?",
+                                     (box.seal(box.open(sealed, identity), identity), sub_id))
+                        count += 1
+            return count
+
+        return await self._db.run(q)
 
     async def set_product_presence_timeout(self, product_key: str, seconds: float | None) -> None:
         await self._update_product(

@@ -1,0 +1,187 @@
+"""Bugs found by the hostile suite and the fuzz targets: each test states what the protocol requires and is
+``xfail(strict=True)`` while the bug lives in src/ (an XPASS then fails the run: remove the marker, and the
+matching tolerance in fuzz/targets.py ``_known``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import urllib.error
+import urllib.request
+from contextlib import closing
+
+import pytest
+
+from tests.hostile.common import (
+    assert_aliyun_error, assert_iotda_error, db_state, hw_auth_doc, hw_post, hw_token,
+)
+from tests.support import DeviceClient, ServerProcess, cli
+from thingport.core.model import StoredMessage
+
+DEEP = b"[" * 1500 + b"]" * 1500                       # nesting past msgspec's ~1000-level recursion limit
+DEEP_OBJECT = b'{"a":' * 1200 + b"1" + b"}" * 1200       # a JSON *object*, too deep
+BAD_UTF8 = b'{"device_id":"\xff","productKey":"\xff"}'   # invalid UTF-8 inside JSON strings
+
+MSGSPEC_ERRORS = (
+    "thingport's JSON decoding catches only msgspec.DecodeError, but msgspec raises RecursionError for nesting "
+    "deeper than ~1000 levels and UnicodeDecodeError for invalid UTF-8 inside a string; the generic handler "
+    "then answers the internal-error row"
+)
+
+
+@pytest.fixture(scope="module")
+def client(server: ServerProcess):  # type: ignore[no-untyped-def]
+    c = server.client()
+    yield c
+    c.close()
+
+
+# --- bad JSON answered with the internal-error row ------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason="aliyun._auth_params: " + MSGSPEC_ERRORS + " (10000 common error)")
+@pytest.mark.parametrize("body", [DEEP, DEEP_OBJECT, BAD_UTF8], ids=["deep-array", "deep-object", "bad-utf8"])
+def test_aliyun_auth_with_undecodable_json_is_a_param_error(server: ServerProcess, client: DeviceClient,
+                                                          body: bytes) -> None:
+    before = db_state(server.data_dir)
+    reply = client.request("POST", "/auth", body, {"Content-Type": "application/json"})
+    assert_aliyun_error(reply, {10001})  # observed: {"code":10000,"message":"common error: internal error"}
+    assert db_state(server.data_dir) == before
+
+
+@pytest.mark.xfail(strict=True, reason="huawei._json_object: " + MSGSPEC_ERRORS + " (500 IOTDA.000001)")
+@pytest.mark.parametrize("body", [DEEP, DEEP_OBJECT, BAD_UTF8], ids=["deep-array", "deep-object", "bad-utf8"])
+def test_huawei_device_auth_with_undecodable_json_is_invalid_input(server: ServerProcess, client: DeviceClient,
+                                                                 body: bytes) -> None:
+    before = db_state(server.data_dir)
+    reply = client.request("POST", "/v5/device-auth", body, {"Content-Type": "application/json"})
+    assert_iotda_error(reply, {(400, "IOTDA.000006")})  # observed: 500 IOTDA.000001 "internal error"
+    assert db_state(server.data_dir) == before
+
+
+@pytest.mark.xfail(strict=True, reason="huawei._json_object on reports: " + MSGSPEC_ERRORS + " (500 IOTDA.000001)")
+@pytest.mark.parametrize("api", ["properties/report", "gateway/sub-devices/properties/report"])
+@pytest.mark.parametrize("body", [DEEP, DEEP_OBJECT, b'{"services":[{"service_id":"\xff"}]}'],
+                         ids=["deep-array", "deep-object", "bad-utf8"])
+def test_huawei_reports_with_undecodable_json_are_invalid_input(server: ServerProcess, client: DeviceClient,
+                                                              bed: dict, api: str, body: bytes) -> None:
+    token = hw_token(client, bed["gw"])
+    before = db_state(server.data_dir)
+    reply = hw_post(client, bed["gw"]["deviceId"], api, body, token)
+    assert_iotda_error(reply, {(400, "IOTDA.000006")})  # observed: 500 IOTDA.000001 "internal error"
+    assert db_state(server.data_dir) == before
+
+
+def test_the_same_documents_one_level_shallower_are_param_errors(server: ServerProcess, client: DeviceClient) -> None:
+    """Control for the tests above: below the decoder's limit the protocols answer as they should."""
+    shallow = b"[" * 500 + b"]" * 500
+    assert_aliyun_error(client.request("POST", "/auth", shallow, {"Content-Type": "application/json"}), {10001})
+    assert_iotda_error(client.request("POST", "/v5/device-auth", shallow, {}), {(400, "IOTDA.000006")})
+    valid_utf8 = '{"productKey":"é"}'.encode()
+    assert_aliyun_error(client.request("POST", "/auth", valid_utf8, {"Content-Type": "application/json"}), {10001})
+
+
+# --- a stored payload that poisons forwarding --------------------------------------------------------
+
+def _message(payload: bytes) -> StoredMessage:
+    return StoredMessage(1, 1, "a1pk", "dev-0001", "aliyun", "/a1pk/dev-0001/user/x", payload, 1, iot_id="a1pk_dev-0001")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bus/envelope.py envelope() catches msgspec.DecodeError and UnicodeDecodeError but not RecursionError: a "
+    "payload nested ~1000 levels deep (any device may publish opaque bytes to its custom topics) raises"))
+def test_envelope_of_a_deeply_nested_payload_falls_back_to_base64() -> None:
+    from thingport.bus.envelope import envelope
+
+    doc = envelope(_message(b"[" * 1200))  # observed: RecursionError
+    assert doc["payloadEncoding"] == "base64"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "envelope() raises RecursionError for the stored payload b'[' * 1200, so POST /api/subscriptions/{name}/pull "
+    "answers 500 every time and the subscription can never get past the message (push sinks: the forwarder "
+    "task dies on delivery() and the supervisor restarts it at the same cursor, forever)"))
+def test_one_device_payload_cannot_stall_a_subscription(server: ServerProcess, client: DeviceClient, bed: dict) -> None:
+    a = bed["a"]
+    data = server.data_dir
+    cli(data, "subscription", "create", "--name", "poison", "--product-key", a["productKey"], "--sink", "http",
+        "--kinds", "raw")
+    key = cli(data, "apikey", "create", "--name", "hostile", "--role", "admin")["key"]
+    token = client.token(a["productKey"], a["deviceName"], a["deviceSecret"])
+    topic = f"/{a['productKey']}/{a['deviceName']}/user/update"
+    assert client.publish(topic, b"[" * 1200, token).json["code"] == 0  # opaque bytes: acknowledged, stored
+    assert client.publish(topic, b"after", token).json["code"] == 0
+
+    request = urllib.request.Request(f"http://127.0.0.1:{server.api_port}/api/subscriptions/poison/pull?max=10&wait=0",
+                                     method="POST", headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, body = response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:  # observed: 500 Internal Server Error
+        status, body = exc.code, {}
+    assert status == 200
+    assert [m["payloadEncoding"] for m in body["messages"]] == ["base64", "base64"]
+
+
+# --- a URL fragment silently changes the topic ----------------------------------------------------------
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the topic is read from the ASGI raw_path, which uvicorn/httptools strip of a '#fragment': a publish to "
+    "'/pk/dn/user/a#b' (not a valid MQTT topic name: '#' is a wildcard) is acknowledged and stored on "
+    "'/pk/dn/user/a', a topic the device did not name; thingport cannot see the fragment through ASGI"))
+def test_a_topic_with_a_hash_is_refused_not_stored_elsewhere(server: ServerProcess, client: DeviceClient,
+                                                           bed: dict) -> None:
+    a = bed["a"]
+    token = client.token(a["productKey"], a["deviceName"], a["deviceSecret"])
+    before = db_state(server.data_dir)
+    reply = client.publish(f"/{a['productKey']}/{a['deviceName']}/user/a#b", b"x", token)
+    assert_aliyun_error(reply, {30001, 10001})  # observed: code 0, stored with topic /pk/dn/user/a
+    assert db_state(server.data_dir) == before
+
+
+# --- thing model documents: ValueError instead of ThingModelError ----------------------------------------
+
+HUGE_INT_TSL = {"properties": [{"identifier": "t", "dataType": {"type": "int", "specs": {"min": "1" * 4301}}}]}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "thingmodel._parse_int calls int() on a digit string: past Python's 4300-digit limit that raises a plain "
+    "ValueError, not ThingModelError (same for enum keys, text length, array size, Huawei min/max/max_length)"))
+def test_a_model_with_a_huge_integer_spec_is_a_thing_model_error() -> None:
+    from thingport.core.thingmodel import ThingModel, ThingModelError
+
+    with pytest.raises(ThingModelError):
+        ThingModel.from_tsl(HUGE_INT_TSL)  # observed: ValueError "Exceeds the limit (4300 digits)"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "service._compile maps only ThingModelError to ParamError, so the plain ValueError of "
+    "thingmodel._parse_int reaches FastAPI: PUT /api/products/{pk}/thing-model answers 500"))
+def test_management_api_refuses_a_model_with_a_huge_integer_spec_with_400(server: ServerProcess, bed: dict) -> None:
+    key = cli(server.data_dir, "apikey", "create", "--name", "hostile-model", "--role", "admin")["key"]
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.api_port}/api/products/{bed['c']['productKey']}/thing-model",
+        data=json.dumps(HUGE_INT_TSL).encode(), method="PUT",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    assert status == 400  # observed: 500 Internal Server Error
+
+
+def test_the_fragment_finding_does_not_reach_another_devices_topic(server: ServerProcess, client: DeviceClient,
+                                                                   bed: dict) -> None:
+    """Control: whatever the fragment hides, the topic that is checked is the one stored, so a '#' never lets a
+    device publish on another device's topic."""
+    a, b = bed["a"], bed["b"]
+    token = client.token(a["productKey"], a["deviceName"], a["deviceSecret"])
+    before = db_state(server.data_dir)
+    for topic in (f"/{b['productKey']}/{b['deviceName']}/user/x#/{a['productKey']}/{a['deviceName']}/user/x",
+                  f"/{b['productKey']}/{b['deviceName']}/user/#"):
+        assert_aliyun_error(client.publish(topic, b"x", token), {30001})
+    assert db_state(server.data_dir) == before
+    uri = f"file:{server.data_dir / 'thingport.db'}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True)) as conn:
+        assert conn.execute("SELECT count(*) FROM messages WHERE topic LIKE ?", (f"%{b['deviceName']}%",)).fetchone()[0] == 0
