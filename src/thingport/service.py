@@ -375,7 +375,9 @@ class Management:
     async def device_status(self, product_key: str, device_name: str) -> DeviceStatus:
         device = await self.device(product_key, device_name)
         last_seen, latest = await self._registry.device_status(device.id)
-        online = last_seen is not None and _now_ms() - last_seen < self._presence_timeout_ms
+        product_timeout = (await self.product(product_key)).presence_timeout_s
+        timeout_ms = int(product_timeout * 1000) if product_timeout else self._presence_timeout_ms
+        online = last_seen is not None and _now_ms() - last_seen < timeout_ms
         return DeviceStatus(device, online, last_seen, latest)
 
     async def device_history(

@@ -119,7 +119,8 @@ def test_presence_transitions_are_status_events(server: ServerProcess, api: http
     while time.monotonic() < deadline and statuses != ["online", "offline"]:
         statuses = [e["payload"]["status"] for e in pull(api, sub, wait=1)["messages"]]
     assert statuses == ["online", "offline"]
-    assert cli(server.data_dir, "device", "status", "--product-key", pk, "--name", dn)["lastSeenAt"] is not None
+    status = cli(server.data_dir, "device", "status", "--product-key", pk, "--name", dn)
+    assert status["lastSeenAt"] is not None and status["state"] == "offline"  # the product's 1 s timeout
 
 
 def test_subscription_management(server: ServerProcess, api: httpx.Client) -> None:
