@@ -23,9 +23,11 @@ Connection modes:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import http.client
 import json
+import math
 import os
 import platform
 import resource
@@ -38,15 +40,17 @@ import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
-from thingport.core.signing import aliyun_sign
+from thingport.core.signing import aliyun_sign, huawei_password
 from thingport.server import certificate_for
 from thingport.settings import load_settings
 from thingport.store.sqlite_db import db_path
@@ -80,8 +84,11 @@ class Row:
     path: str = "/"
     headers: tuple[tuple[str, str], ...] = ()
     body: str = ""
-    expect: str = SUCCESS  # substring every good reply contains
-    durable: bool = False  # each good reply must be backed by a stored message (checked with Target.stored)
+    expect: str = SUCCESS  # substring every good reply contains (with status 200)
+    reject: str = ""  # substring no good reply contains (e.g. a partial refusal in an otherwise 200 reply)
+    messages: int = 1  # messages one request stores (a gateway batch stores one per sub-device)
+    durable: bool = False  # each good reply must be backed by its stored messages (checked with Target.stored)
+    goal: float | None = None  # the issue's target for req/s relative to the bare row of the same mode
     what: str = ""
 
     @property
@@ -93,26 +100,97 @@ def in_modes(modes: tuple[str, ...], **fields: object) -> list[Row]:
     return [Row(mode=mode, **fields) for mode in modes]  # type: ignore[arg-type]
 
 
+def compact(doc: object) -> str:
+    return json.dumps(doc, separators=(",", ":"))
+
+
+# A product model of 20 properties (12 int with min/max, 4 double, 2 text, 1 bool, 1 enum) and one valid
+# Alink property post setting all 20: every property goes through a compiled checker, history and latest.
+def _tsl_property(identifier: str, data_type: dict) -> dict:
+    return {"identifier": identifier, "name": identifier, "accessMode": "r", "required": False, "dataType": data_type}
+
+
+TSL20 = {
+    "schema": "https://iotx-tsl.oss-ap-southeast-1.aliyuncs.com/schema.json",
+    "profile": {"productKey": "placeholder"},
+    "properties": [
+        *[_tsl_property(f"i{n:02d}", {"type": "int", "specs": {"min": "-1000", "max": "100000", "step": "1"}})
+          for n in range(1, 13)],
+        *[_tsl_property(f"d{n}", {"type": "double", "specs": {"min": "-1000", "max": "1000", "step": "0.01"}})
+          for n in range(1, 5)],
+        _tsl_property("firmware", {"type": "text", "specs": {"length": "32"}}),
+        _tsl_property("site", {"type": "text", "specs": {"length": "64"}}),
+        _tsl_property("relay", {"type": "bool", "specs": {"0": "off", "1": "on"}}),
+        _tsl_property("mode", {"type": "enum", "specs": {"0": "idle", "1": "run", "2": "fault"}}),
+    ],
+    "events": [],
+    "services": [],
+}
+ALINK20_PARAMS: dict[str, object] = {
+    **{f"i{n:02d}": 100 * n + 7 for n in range(1, 13)},
+    "d1": 21.5, "d2": 48.25, "d3": 3.31, "d4": -67.5,
+    "firmware": "1.4.2-build.117", "site": "north-hall/rack-03",
+    "relay": 1, "mode": 1,
+}
+ALINK20_BODY = compact({"id": "1", "version": "1.0", "params": ALINK20_PARAMS, "method": "thing.event.property.post"})
+
+# tests/dialects/test_huawei_https.py HUAWEI_MODEL: the IoTDA product model of the report below
+IOTDA_MODEL = {
+    "services": [
+        {"service_id": "Environment", "service_type": "Environment", "properties": [
+            {"property_name": "temperature", "data_type": "int", "required": False, "min": "-10", "max": "50",
+             "method": "R"},
+            {"property_name": "humidity", "data_type": "decimal", "required": False, "min": "0", "max": "100",
+             "method": "R"},
+        ]},
+    ],
+}
+IOTDA_REPORT = compact({"services": [{"service_id": "Environment",
+                                      "properties": {"temperature": 21, "humidity": 55.5}}]})
+GATEWAY_CHILDREN = 50  # the IoTDA maximum per gateway batch
+
 OCTET = (("Content-Type", "application/octet-stream"),)
+JSON = (("Content-Type", "application/json"),)
+TOPIC_PATH = "/topic/$pk/$dn/user/bench"
 ROWS: list[Row] = [
-    *in_modes(MODES, name="bare", target="bare", path="/topic/$pk/$dn/user/bench", headers=OCTET,
+    *in_modes(MODES, name="bare", target="bare", path=TOPIC_PATH, headers=OCTET,
               body=TOPIC_PAYLOAD, what="(a) raw ASGI app, same JSON reply, same uvicorn/TLS stack"),
-    *in_modes(MODES, name="topic", target="thingport", path="/topic/$pk/$dn/user/bench",
-              headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True,
-              what="(b) POST /topic: token, ACL, throttle, durable SQLite group commit"),
-    *in_modes((KEEP_ALIVE, CLOSE), name="auth", target="thingport", path="/auth",
-              headers=(("Content-Type", "application/json"),), body="$auth_body",
+    *[Row(name="topic", target="thingport", mode=mode, path=TOPIC_PATH, headers=(("password", "$token"), *OCTET),
+          body=TOPIC_PAYLOAD, durable=True, goal=0.6 if mode == KEEP_ALIVE else None,
+          what="(b) POST /topic: token, ACL, throttle, durable SQLite group commit") for mode in MODES],
+    *in_modes((KEEP_ALIVE, CLOSE), name="auth", target="thingport", path="/auth", headers=JSON, body="$auth_body",
               what="(c) POST /auth: signature check, session record, token issue"),
+    Row(name="alink20", target="alink", mode=KEEP_ALIVE, path="/topic/sys/$pk/$dn/thing/event/property/post",
+        headers=(("password", "$token"), *OCTET), body=ALINK20_BODY, durable=True, goal=0.5,
+        what="Alink property posts validated against a 20-property model (12 int with min/max, 4 double, "
+             "2 text, 1 bool, 1 enum): all 20 set per post, stored with history and latest values"),
+    Row(name="iotda-report", target="iotda", mode=KEEP_ALIVE, path="/v5/devices/$device_id/sys/properties/report",
+        headers=(("access_token", "$hw_token"), *JSON), body=IOTDA_REPORT, expect='"message_id":',
+        reject='"refused"', durable=True, goal=0.5,
+        what="IoTDA property report (access_token from /v5/device-auth) validated against an imported IoTDA "
+             "product model (Environment: temperature int, humidity decimal)"),
+    Row(name="iotda-gateway", target="iotda", mode=KEEP_ALIVE,
+        path="/v5/devices/$gw_id/sys/gateway/sub-devices/properties/report",
+        headers=(("access_token", "$gw_token"), *JSON), body="$gw_body", expect='"message_ids":[',
+        reject='"refused"', messages=GATEWAY_CHILDREN, durable=True,
+        what=f"IoTDA gateway batch: {GATEWAY_CHILDREN} sub-devices (2 properties each, no model) per request, "
+             "one transaction; msgs/s = req/s x 50"),
+    Row(name="topic-rabbitmq", target="forwarding", mode=KEEP_ALIVE, path=TOPIC_PATH,
+        headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True, goal=0.6,
+        what="(b) with forwarding on: a rabbitmq subscription (kinds raw, publisher confirms, mandatory) on the "
+             "product, a durable queue bound to its exchange; backlog polled during and after the run"),
 ]
 BASELINE = "bare"  # rows are compared with this row of the same mode
-RATIO_ROW = "topic"  # the issue's figure: RATIO_ROW / BASELINE, keep-alive
 
 
 # --- targets: the servers rows run against --------------------------------------------------------
 
 @dataclass
 class Target:
-    """A server process to benchmark. Subclasses provision data and supply the rows' template variables."""
+    """A server process to benchmark. Subclasses provision data and supply the rows' template variables.
+
+    Each target gets its own data dir (a copy of the one certificate is put in it), so one target's
+    messages, subscriptions or models never weigh on another's rows."""
 
     name: str
     env: dict[str, str] = field(default_factory=dict)
@@ -121,7 +199,7 @@ class Target:
         raise NotImplementedError
 
     def provision(self, data_dir: Path) -> None:
-        """Before the server starts: create what its rows need."""
+        """Before the server starts (once per run): create what its rows need."""
 
     def after_start(self, client: Client) -> None:
         """Once the server answers: e.g. obtain a token."""
@@ -134,6 +212,29 @@ class Target:
         """Messages stored durably so far (None when unknown), to cross-check acknowledged reports."""
         return None
 
+    def verify(self, row: Row, data_dir: Path) -> None:
+        """After a sanity request: check what the reply cannot show (raise BenchError)."""
+
+    def probe(self, row: Row, data_dir: Path, server_pid: int, opts: Options) -> Probe | None:
+        """Something to watch around the measured run (e.g. forwarding backlog), or None."""
+        return None
+
+    def cleanup(self) -> None:
+        """After the whole run (also on failure): remove what provision created outside the data dir."""
+
+
+class Probe:
+    """Watches a row's measured run: ``prepare`` after the warm-up, ``start`` just before wrk, ``wrk_done``
+    right after it, ``finish`` once the row's own figures are in (it may add notes or a failure)."""
+
+    def prepare(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    def wrk_done(self) -> None: ...
+
+    def finish(self, result: Result) -> None: ...
+
 
 class BareTarget(Target):
     def command(self, port: int, data_dir: Path) -> list[str]:
@@ -141,22 +242,39 @@ class BareTarget(Target):
                 "--data-dir", str(data_dir)]
 
 
-class ThingportTarget(Target):
-    """The real server: ``python -m thingport serve`` with one product and one device."""
+class ServeTarget(Target):
+    """``python -m thingport serve`` (device endpoint on 127.0.0.1, management API on a free 127.0.0.1 port)."""
 
-    def __init__(self, name: str, env: dict[str, str]) -> None:
+    def command(self, port: int, data_dir: Path) -> list[str]:
+        return [sys.executable, "-m", "thingport", "serve", "--host", HOST, "--port", str(port),
+                "--api-host", HOST, "--api-port", str(free_port()), "--data-dir", str(data_dir)]
+
+    def stored(self, data_dir: Path) -> int | None:
+        try:
+            with closing(sqlite3.connect(f"file:{db_path(data_dir)}?mode=ro", uri=True, timeout=5)) as conn:
+                return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+        except sqlite3.Error:
+            return None
+
+
+class ThingportTarget(ServeTarget):
+    """The real server with one product (optionally with a TSL thing model) and one Alink device."""
+
+    def __init__(self, name: str, env: dict[str, str], tsl: dict | None = None) -> None:
         super().__init__(name, env)
+        self.tsl = tsl
         self.product_key = ""
         self.device_name = "benchdev01"
         self.secret = ""
         self.token = ""
 
-    def command(self, port: int, data_dir: Path) -> list[str]:
-        return [sys.executable, "-m", "thingport", "serve", "--host", HOST, "--port", str(port),
-                "--data-dir", str(data_dir)]
-
     def provision(self, data_dir: Path) -> None:
-        product = cli_json(data_dir, "product", "create", "--name", "bench")
+        model = []
+        if self.tsl is not None:
+            tsl_file = data_dir / "bench-tsl.json"
+            tsl_file.write_text(json.dumps(self.tsl))
+            model = ["--tsl", str(tsl_file)]
+        product = cli_json(data_dir, "product", "create", "--name", f"bench-{self.name}", *model)
         self.product_key = product["productKey"]
         device = cli_json(data_dir, "device", "create", "--product-key", self.product_key,
                           "--name", self.device_name)
@@ -179,24 +297,345 @@ class ThingportTarget(Target):
     def variables(self) -> dict[str, str]:
         return {"pk": self.product_key, "dn": self.device_name, "token": self.token, "auth_body": self.auth_body()}
 
-    def stored(self, data_dir: Path) -> int | None:
+
+class AlinkTarget(ThingportTarget):
+    """A product with the 20-property TSL. The device's HTTP reply is code 0 even when the model refuses
+    properties (the Alink verdict is stored with the message), so ``verify`` reads the stored verdict."""
+
+    def verify(self, row: Row, data_dir: Path) -> None:
+        lines = cli_lines(data_dir, "messages", "tail", "--limit", "1")
+        reply = json.loads(lines[-1]).get("reply") if lines else None
+        if not isinstance(reply, dict) or reply.get("code") != 200:
+            raise BenchError(f"{row.key}: the stored Alink verdict is not success: {reply!r}")
+        status = cli_json(data_dir, "device", "status", "--product-key", self.product_key, "--name", self.device_name)
+        values = {k: v.get("value") for k, v in status.get("properties", {}).items()}
+        if values != ALINK20_PARAMS:
+            raise BenchError(f"{row.key}: latest values {values!r} are not the posted ones")
+
+
+class IotdaTarget(ServeTarget):
+    """IoTDA devices: one of a product with an imported IoTDA model, and a gateway with 50 sub-devices."""
+
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        super().__init__(name, env)
+        self.device: dict = {}
+        self.gateway: dict = {}
+        self.children: list[dict] = []
+        self.tokens: dict[str, str] = {}
+
+    def provision(self, data_dir: Path) -> None:
+        product = cli_json(data_dir, "product", "create", "--name", "bench-iotda")
+        model_file = data_dir / "bench-iotda-model.json"
+        model_file.write_text(json.dumps(IOTDA_MODEL))
+        cli_json(data_dir, "product", "model", "import", "--product-key", product["productKey"], str(model_file))
+        self.device = cli_json(data_dir, "device", "create", "--product-key", product["productKey"],
+                               "--name", "env-0001")
+        gw_product = cli_json(data_dir, "product", "create", "--name", "bench-gw", "--node-type", "gateway")
+        self.gateway = cli_json(data_dir, "device", "create", "--product-key", gw_product["productKey"],
+                                "--name", "gateway-01")
+        child_product = cli_json(data_dir, "product", "create", "--name", "bench-child")
+        via = f"{self.gateway['productKey']}/{self.gateway['deviceName']}"
+        self.children = [cli_json(data_dir, "device", "create", "--product-key", child_product["productKey"],
+                                  "--name", f"child-{n:02d}", "--gateway", via)
+                         for n in range(GATEWAY_CHILDREN)]
+
+    def device_token(self, client: Client, device: dict) -> str:
+        timestamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H")
+        body = compact({"device_id": device["deviceId"], "sign_type": 0, "timestamp": timestamp,
+                        "password": huawei_password(device["deviceSecret"], timestamp)})
+        status, reply = client.request("POST", "/v5/device-auth", {"Content-Type": "application/json"}, body.encode())
         try:
-            with closing(sqlite3.connect(f"file:{db_path(data_dir)}?mode=ro", uri=True, timeout=5)) as conn:
-                return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
-        except sqlite3.Error:
-            return None
+            return str(json.loads(reply)["access_token"])
+        except (ValueError, KeyError):
+            raise BenchError(f"/v5/device-auth failed during setup: {status} {reply[:200]!r}") from None
+
+    def after_start(self, client: Client) -> None:
+        self.tokens = {"hw_token": self.device_token(client, self.device),
+                       "gw_token": self.device_token(client, self.gateway)}
+
+    def variables(self) -> dict[str, str]:
+        batch = {"devices": [{"device_id": child["deviceId"],
+                              "services": [{"service_id": "s", "properties": {"p1": 1, "p2": 2}}]}
+                             for child in self.children]}
+        return {"device_id": self.device.get("deviceId", ""), "gw_id": self.gateway.get("deviceId", ""),
+                "gw_body": compact(batch), **self.tokens}
 
 
-# The per-device limits (100 reports/s, 1 auth/s by default) would measure the throttle, not the server.
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DRAIN_LIMIT_S = 60.0  # the longest a row waits for forwarding to catch up
+
+
+class ForwardingTarget(ThingportTarget):
+    """The /topic server with a rabbitmq subscription on its product (created before the server starts).
+
+    A durable exchange and a durable queue bound to all of it (``#``) are declared with aio-pika, so every
+    envelope is really routed and enqueued (the subscription sets ``mandatory=true``: an unroutable message
+    would fail its batch); the queue is purged between rows and deleted, with the exchange, at the end."""
+
+    SUBSCRIPTION = "bench"
+
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        super().__init__(name, env)
+        suffix = f"{os.getpid()}-{int(time.time())}"
+        self.exchange, self.queue = f"thingport-bench-{suffix}", f"thingport-bench-q-{suffix}"
+        self.declared = False
+
+    def provision(self, data_dir: Path) -> None:
+        super().provision(data_dir)
+        amqp(self.declare)
+        self.declared = True
+        cli_json(data_dir, "subscription", "create", "--name", self.SUBSCRIPTION, "--product-key", self.product_key,
+                 "--sink", "rabbitmq", "--kinds", "raw", "--option", f"url={RABBITMQ_URL}",
+                 "--option", f"exchange={self.exchange}", "--option", "mandatory=true")
+
+    async def declare(self, channel: Any) -> None:
+        import aio_pika
+
+        exchange = await channel.declare_exchange(self.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(self.queue, durable=True)
+        await queue.bind(exchange, "#")
+
+    def queue_depth(self) -> int:
+        async def depth(channel: Any) -> int:
+            queue = await channel.declare_queue(self.queue, passive=True)
+            return int(queue.declaration_result.message_count or 0)
+
+        return int(amqp(depth))
+
+    def purge(self) -> None:
+        async def purge(channel: Any) -> None:
+            queue = await channel.declare_queue(self.queue, passive=True)
+            await queue.purge()
+
+        amqp(purge)
+
+    def cleanup(self) -> None:
+        if not self.declared:
+            return
+
+        async def delete(channel: Any) -> None:
+            await channel.queue_delete(self.queue)
+            await channel.exchange_delete(self.exchange)
+
+        try:
+            amqp(delete)
+        except Exception as exc:  # noqa: BLE001 - best effort, but say so
+            print(f"warning: could not delete RabbitMQ queue {self.queue} / exchange {self.exchange}: {exc}",
+                  file=sys.stderr)
+
+    def probe(self, row: Row, data_dir: Path, server_pid: int, opts: Options) -> Probe | None:
+        return ForwardingProbe(self, data_dir, server_pid, opts)
+
+
+def amqp(action: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run ``action(channel)`` on a fresh connection to the local RabbitMQ (bounded: 30 s)."""
+    import aio_pika
+
+    async def go() -> Any:
+        connection = await aio_pika.connect(RABBITMQ_URL, timeout=10)
+        async with connection:
+            return await action(await connection.channel())
+
+    try:
+        return asyncio.run(asyncio.wait_for(go(), 30))
+    except (OSError, TimeoutError) as exc:
+        raise BenchError(f"RabbitMQ at {RABBITMQ_URL.split('@')[-1]} is not usable: {exc!r}") from None
+
+
+@dataclass
+class BacklogSample:
+    at: float  # monotonic
+    last_seq: int
+    cursor: int
+
+    @property
+    def backlog(self) -> int:  # as `subscription list` computes it: newest log seq minus the cursor
+        return max(0, self.last_seq - self.cursor)
+
+
+class ForwardingProbe(Probe):
+    """Forwarding lag around a measured run.
+
+    The backlog is read two ways: `thingport subscription list --json` (the brief's yardstick; each call is
+    a Python process costing ~0.4 s of CPU, so it runs every 2 s, on wrk's CPU) and, every 0.1 s, the same
+    figure straight from the database (newest seq minus the subscription's cursor, a read-only SQLite
+    connection), which gives the lag's shape and the drain time to ~0.1 s."""
+
+    FAST_S, CLI_S = 0.1, 2.0
+
+    def __init__(self, target: ForwardingTarget, data_dir: Path, server_pid: int, opts: Options) -> None:
+        self.target, self.data_dir, self.pid, self.opts = target, data_dir, server_pid, opts
+        self.samples: list[BacklogSample] = []
+        self.cli_samples: list[tuple[float, int]] = []
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.t_start = self.t_stop = 0.0
+        self.first = self.at_stop = self.drained = None
+        self.drain_s: float | None = None
+        self.cli_zero_s: float | None = None
+        self.cpu_start: CpuSnapshot | None = None
+        self.cpu_drained: CpuSnapshot | None = None
+        self.rabbit_pid = broker_pid()
+        self.rabbit_cpu: tuple[float, float] = (float("nan"), float("nan"))
+        self.queue_before = 0
+
+    def sample(self) -> BacklogSample:
+        with closing(sqlite3.connect(f"file:{db_path(self.data_dir)}?mode=ro", uri=True, timeout=5)) as conn:
+            last = conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
+            found = conn.execute("SELECT cursor FROM subscriptions WHERE name = ?",
+                                 (self.target.SUBSCRIPTION,)).fetchone()
+        if found is None:
+            raise BenchError(f"subscription {self.target.SUBSCRIPTION} is gone")
+        return BacklogSample(time.monotonic(), int(last), int(found[0]))
+
+    def cli_backlog(self) -> int:
+        out = subprocess.run([*self.opts.wrk_pin, sys.executable, "-m", "thingport", "subscription", "list",
+                              "--json", "--data-dir", str(self.data_dir)],
+                             env=clean_env(), capture_output=True, text=True, timeout=60, check=False)
+        if out.returncode != 0:
+            raise BenchError(f"thingport subscription list failed: {out.stderr.strip()[-300:]}")
+        found = [s for s in json.loads(out.stdout) if s.get("name") == self.target.SUBSCRIPTION]
+        if not found or found[0].get("backlog") is None:
+            raise BenchError(f"subscription list shows no backlog for {self.target.SUBSCRIPTION}: {out.stdout[:200]}")
+        return int(found[0]["backlog"])
+
+    def wait_for_zero(self, limit: float) -> BacklogSample | None:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            s = self.sample()
+            if s.backlog == 0:
+                return s
+            time.sleep(0.05)
+        return None
+
+    def prepare(self) -> None:
+        """After the warm-up: let forwarding catch up, then empty the queue, so the run starts level."""
+        if self.wait_for_zero(DRAIN_LIMIT_S) is None:
+            raise BenchError(f"forwarding did not catch up with the warm-up within {DRAIN_LIMIT_S:.0f} s")
+        self.target.purge()
+        self.queue_before = self.target.queue_depth()
+
+    def start(self) -> None:
+        self.first = self.sample()
+        self.t_start = self.first.at
+        self.cpu_start = CpuSnapshot.take(self.pid)
+        self.rabbit_start = process_cpu(self.rabbit_pid) if self.rabbit_pid else float("nan")
+
+        def fast() -> None:
+            while not self.stop_event.wait(self.FAST_S):
+                try:
+                    self.samples.append(self.sample())
+                except (sqlite3.Error, BenchError):
+                    pass
+
+        def slow() -> None:
+            while not self.stop_event.wait(self.CLI_S):
+                try:
+                    self.cli_samples.append((time.monotonic(), self.cli_backlog()))
+                except (BenchError, OSError, subprocess.TimeoutExpired, ValueError):
+                    pass
+
+        self.threads = [threading.Thread(target=fast, daemon=True), threading.Thread(target=slow, daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def wrk_done(self) -> None:
+        self.at_stop = self.sample()
+        self.t_stop = self.at_stop.at
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(timeout=65)
+        self.drained = self.wait_for_zero(DRAIN_LIMIT_S)
+        self.cpu_drained = CpuSnapshot.take(self.pid)
+        rabbit_end = process_cpu(self.rabbit_pid) if self.rabbit_pid else float("nan")
+        self.rabbit_cpu = (rabbit_end - self.rabbit_start, self.cpu_drained.wall - self.t_start)
+        if self.drained is not None:
+            self.drain_s = max(0.0, self.drained.at - self.t_stop)
+            # the yardstick: subscription list must show 0 too (polled until it does, bounded)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                n = self.cli_backlog()
+                self.cli_samples.append((time.monotonic(), n))
+                if n == 0:
+                    self.cli_zero_s = time.monotonic() - self.t_stop
+                    break
+
+    def finish(self, result: Result) -> None:
+        assert self.first is not None and self.at_stop is not None
+        during = [s for s in self.samples if s.at <= self.t_stop] + [self.at_stop]
+        seconds = self.t_stop - self.t_start
+        ingest = (self.at_stop.last_seq - self.first.last_seq) / seconds
+        forwarded = (self.at_stop.cursor - self.first.cursor) / seconds
+        peak = max(s.backlog for s in during)
+        cli_during = [n for at, n in self.cli_samples if at <= self.t_stop]
+        cli_peak = max(cli_during) if cli_during else None
+        lag_at_stop = self.at_stop.backlog / ingest if ingest else 0.0
+        keeps_up = self.drained is not None and forwarded >= 0.95 * ingest and lag_at_stop <= 1.0
+        result.extra.update(ingest=ingest, forwarded=forwarded, peak=peak, at_stop=self.at_stop.backlog,
+                            keeps_up=float(keeps_up),
+                            drain_s=float("nan") if self.drain_s is None else self.drain_s)
+        cli_max = "-" if cli_peak is None else f"{cli_peak:,}"
+        bits = [f"forwarding: stored {ingest:,.0f} msg/s, forwarded {forwarded:,.0f} msg/s during the run",
+                f"max backlog during the run {peak:,} (0.1 s samples; `subscription list` every 2 s: "  # noqa: ISC004
+                f"max {cli_max} over {len(cli_during)} calls)",
+                f"backlog when wrk stopped {self.at_stop.backlog:,} (= {lag_at_stop:.2f} s of ingest)"]
+        if self.drained is None:
+            bits.append(f"backlog NOT back to 0 within {DRAIN_LIMIT_S:.0f} s after wrk stopped")
+            result.failure = result.failure or f"forwarding did not drain within {DRAIN_LIMIT_S:.0f} s"
+        else:
+            bits.append(f"back to 0 {self.drain_s:.2f} s after wrk stopped"
+                        + ("" if self.cli_zero_s is None else
+                           f" (`subscription list` showed 0 at {self.cli_zero_s:.1f} s)"))
+        if self.cpu_start and self.cpu_drained and result.requests:
+            server = self.cpu_drained.server - self.cpu_start.server
+            if result.good:
+                bits.append(f"server CPU incl. the drain {server / result.good * 1e6:.0f} us/report")
+        rabbit, wall = self.rabbit_cpu
+        if not math.isnan(rabbit) and wall:
+            bits.append(f"RabbitMQ (beam.smp) CPU {rabbit / wall:.0%} of a core over run + drain, unpinned")
+        try:
+            routed = self.target.queue_depth() - self.queue_before
+            bits.append(f"{routed:,} envelopes in the bound queue")
+            acked = result.good
+            if self.drained is not None and routed < acked:
+                result.failure = result.failure or f"{acked} reports acknowledged but only {routed} reached the queue"
+            self.target.purge()
+        except BenchError as exc:
+            bits.append(f"queue not checked: {exc}")
+        bits.append("forwarding " + ("KEEPS UP with" if keeps_up else "does NOT keep up with") + " the ingest rate")
+        result.notes.extend(bits)
+
+
+def broker_pid() -> int | None:
+    """The local RabbitMQ node's pid (read from /proc, to report its CPU; nothing is done to it)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "comm").read_text().strip() == "beam.smp" and \
+                        b"rabbit" in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found[0] if len(found) == 1 else None
+
+
+# The per-device and per-source limits (100 reports/s, 1 auth/s per device, 5 auth/s per address by default)
+# would measure the throttle, not the server (unknown THINGPORT_* variables are ignored by older commits).
 UNTHROTTLED = {
     "THINGPORT_DEVICE_REPORT_RATE": "1000000000",
     "THINGPORT_DEVICE_REPORT_BURST": "1000000000",
     "THINGPORT_DEVICE_AUTH_RATE": "1000000000",
     "THINGPORT_DEVICE_AUTH_BURST": "1000000000",
+    "THINGPORT_SOURCE_AUTH_RATE": "1000000000",  # per source address: every wrk connection is 127.0.0.1
+    "THINGPORT_SOURCE_AUTH_BURST": "1000000000",
 }
 TARGETS: dict[str, Target] = {
     "bare": BareTarget("bare"),
     "thingport": ThingportTarget("thingport", UNTHROTTLED),
+    "alink": AlinkTarget("alink", UNTHROTTLED, tsl=TSL20),
+    "iotda": IotdaTarget("iotda", UNTHROTTLED),
+    "forwarding": ForwardingTarget("forwarding", UNTHROTTLED),
 }
 
 
@@ -208,11 +647,20 @@ class BenchError(Exception):
 
 def cli_json(data_dir: Path, *args: str) -> dict:
     out = subprocess.run([sys.executable, "-m", "thingport", *args, "--json", "--data-dir", str(data_dir)],
-                         env=clean_env(), capture_output=True, text=True, timeout=60)
+                         env=clean_env(), capture_output=True, text=True, timeout=60, check=False)
     if out.returncode != 0:
         last = "\n".join(out.stderr.strip().splitlines()[-3:])
         raise BenchError(f"thingport {' '.join(args)} failed: {last}")
     return json.loads(out.stdout)
+
+
+def cli_lines(data_dir: Path, *args: str) -> list[str]:
+    """A CLI command printing one JSON document per line (e.g. ``messages tail --json``)."""
+    out = subprocess.run([sys.executable, "-m", "thingport", *args, "--json", "--data-dir", str(data_dir)],
+                         env=clean_env(), capture_output=True, text=True, timeout=60, check=False)
+    if out.returncode != 0:
+        raise BenchError(f"thingport {' '.join(args)} failed: {out.stderr.strip()[-300:]}")
+    return [line for line in out.stdout.splitlines() if line.strip()]
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -348,7 +796,7 @@ def build_shim(workdir: Path) -> Path | None:
     source, lib = workdir / "wrk_tls_shim.c", workdir / "wrk_tls_shim.so"
     source.write_text(SHIM_C)
     out = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(lib), str(source), "-ldl"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, check=False)
     if out.returncode != 0:
         print(f"warning: could not build the wrk TLS shim: {out.stderr.strip()}", file=sys.stderr)
         return None
@@ -364,6 +812,7 @@ class Result:
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     requests: int = 0
+    good: int = 0
     errors: int = 0
     handshakes: int | None = None
     resumed: int | None = None
@@ -373,9 +822,17 @@ class Result:
     failure: str = ""
     server_us: float = float("nan")  # server CPU per good reply
     server_util: float = float("nan")  # server CPU seconds per second (1.0 = one core saturated)
+    loop_us: float = float("nan")  # of server_us: the event-loop (main) thread's share
     wrk_util: float = float("nan")
     other_load: float = float("nan")  # cores busy with anything else (other processes, unattributed kernel work)
     rounds: list[Result] = field(default_factory=list)  # every round of this row, when repeated
+    extra: dict[str, float] = field(default_factory=dict)  # a probe's figures (e.g. forwarding)
+    notes: list[str] = field(default_factory=list)  # a probe's findings, for the checks
+
+    @property
+    def mps(self) -> float:
+        """Messages stored per second (a gateway batch stores one per sub-device)."""
+        return self.rps * self.row.messages
 
     @property
     def ok(self) -> bool:
@@ -404,20 +861,23 @@ class CpuSnapshot:
     children: float
     machine: float
     wall: float
+    loop: float = float("nan")  # the server's main thread alone (the event loop; the rest is SQLite threads)
 
     @classmethod
     def take(cls, server_pid: int) -> CpuSnapshot:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return cls(process_cpu(server_pid), usage.ru_utime + usage.ru_stime, machine_busy(), time.monotonic())
+        return cls(process_cpu(server_pid), usage.ru_utime + usage.ru_stime, machine_busy(), time.monotonic(),
+                   process_cpu(server_pid, f"task/{server_pid}/stat"))
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu(pid: int) -> float:
-    """user + system CPU seconds of ``pid`` (all its threads, so the group-commit writer counts too)."""
+def process_cpu(pid: int, which: str = "stat") -> float:
+    """user + system CPU seconds of ``pid`` (all its threads, so the group-commit writer counts too), or
+    of one of its threads with ``which="task/TID/stat"``."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{pid}/{which}").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / TICKS
     except (OSError, ValueError, IndexError):
         return float("nan")
@@ -468,6 +928,7 @@ def wrk(row: Row, port: int, path: str, headers: list[tuple[str, str]], body_fil
         "BENCH_HEADERS": "\n".join(f"{k}: {v}" for k, v in headers),
         "BENCH_BODY_FILE": str(body_file) if row.body else "",
         "BENCH_EXPECT": row.expect,
+        "BENCH_REJECT": row.reject,
         "BENCH_TLS_FRESH": "1" if row.mode == CLOSE else "0",
     })
     if opts.shim:
@@ -479,7 +940,7 @@ def wrk(row: Row, port: int, path: str, headers: list[tuple[str, str]], body_fil
         env["OPENSSL_CONF"] = str(conf)
     argv = [*opts.wrk_pin, "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
             "--timeout", "10s", "--latency", "-s", str(LUA_SCRIPT), f"https://{HOST}:{port}{path}"]
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60, check=False)
     result: dict = {}
     for line in out.stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
@@ -497,7 +958,7 @@ def run_row(row: Row, target: Target, port: int, pid: int, client: Client, data_
     """Sanity request, warm-up, measured run, sanity request again; errors are counted, never hidden."""
     result = Result(row)
     variables = target.variables()
-    fill = lambda text: string.Template(text).substitute(variables)  # noqa: E731
+    fill = lambda text: string.Template(text).substitute(variables)
     path = fill(row.path)
     headers = [(name, fill(value)) for name, value in row.headers]
     if row.mode != KEEP_ALIVE:
@@ -508,26 +969,35 @@ def run_row(row: Row, target: Target, port: int, pid: int, client: Client, data_
 
     def sanity(when: str) -> None:
         status, reply = client.request(row.method, path, dict(headers), body)
-        if status != 200 or row.expect.encode() not in reply:
+        if status != 200 or row.expect.encode() not in reply or (row.reject and row.reject.encode() in reply):
             raise BenchError(f"sanity request {when} {row.key} failed: {status} {reply[:200]!r}")
+        target.verify(row, data_dir)
 
+    probe = target.probe(row, data_dir, pid, opts)
     try:
         sanity("before")
         if opts.warmup:
             wrk(row, port, path, headers, body_file, opts.warmup, opts)
+        if probe:
+            probe.prepare()
         if opts.quiet_wait:
             wait_for_quiet(pid, opts.quiet_wait)
         stored_before, opens_before = target.stored(data_dir), passive_opens()
+        if probe:
+            probe.start()
         cpu_before = CpuSnapshot.take(pid)
         measured = wrk(row, port, path, headers, body_file, opts.duration, opts)
         cpu_after = CpuSnapshot.take(pid)
         stored_after, opens_after = target.stored(data_dir), passive_opens()
+        if probe:
+            probe.wrk_done()
         sanity("after")
-    except (BenchError, OSError, subprocess.TimeoutExpired) as exc:
+    except (BenchError, OSError, subprocess.TimeoutExpired, sqlite3.Error) as exc:
         result.failure = str(exc)
         return result
     seconds = measured["duration_us"] / 1e6
     result.requests = measured["requests"]
+    result.good = measured["good"]
     result.rps = measured["good"] / seconds if seconds else 0.0
     result.p50_ms = measured["p50_us"] / 1000
     result.p99_ms = measured["p99_us"] / 1000
@@ -547,8 +1017,16 @@ def run_row(row: Row, target: Target, port: int, pid: int, client: Client, data_
     result.wrk_util = wrk_cpu / wall
     result.other_load = (cpu_after.machine - cpu_before.machine - server - wrk_cpu) / wall
     result.server_us = server / measured["good"] * 1e6 if measured["good"] else float("nan")
-    if row.durable and result.stored is not None and result.stored < measured["good"]:
-        result.failure = f"{measured['good']} replies acknowledged but only {result.stored} messages stored"
+    loop = cpu_after.loop - cpu_before.loop
+    result.loop_us = loop / measured["good"] * 1e6 if measured["good"] else float("nan")
+    if row.durable and result.stored is not None and result.stored < measured["good"] * row.messages:
+        result.failure = (f"{measured['good']} replies acknowledged ({measured['good'] * row.messages} messages) "
+                          f"but only {result.stored} messages stored")
+    if probe:
+        try:
+            probe.finish(result)
+        except (BenchError, OSError, subprocess.TimeoutExpired, sqlite3.Error) as exc:
+            result.failure = result.failure or f"probe: {exc}"
     return result
 
 
@@ -559,37 +1037,68 @@ def ratio_to_baseline(result: Result, results: list[Result]) -> float | None:
     return result.rps / base.rps if base else None
 
 
+def baseline_of(result: Result, results: list[Result]) -> Result | None:
+    return next((b for b in results if b.row.name == BASELINE and b.row.mode == result.row.mode and b.rps), None)
+
+
+def cost_ratio(result: Result, results: list[Result]) -> float | None:
+    """Bare CPU per request / this row's (the noise-robust ratio: 1.0 = as cheap as the bare app)."""
+    base = baseline_of(result, results)
+    if base and base.server_us == base.server_us and result.server_us == result.server_us and result.server_us:
+        return base.server_us / result.server_us
+    return None
+
+
 def table(results: list[Result]) -> str:
     """Markdown table (readable as plain text too)."""
-    lines = ["| row | mode | req/s | p50 ms | p99 ms | errors | TLS handshakes (resumed) | server CPU | "
-             "server CPU us/req | vs bare (req/s) | vs bare (CPU/req) |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [("| row | mode | req/s | msgs/s | p50 ms | p99 ms | errors | TLS handshakes (resumed) | server CPU | "
+              "server CPU us/req | vs bare (req/s) | vs bare (CPU/req) | target |"),
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
+        goal = "-" if r.row.goal is None else f">= {r.row.goal}"
         if r.failure:
-            lines.append(f"| {r.row.name} | {r.row.mode} | FAILED | | | | | | | | |")
+            lines.append(f"| {r.row.name} | {r.row.mode} | FAILED | | | | | | | | | | {goal} |")
             continue
-        ratio = ratio_to_baseline(r, results)
-        base = next((b for b in results if b.row.name == BASELINE and b.row.mode == r.row.mode and b.rps), None)
-        cost = f"{base.server_us / r.server_us:.2f}" if base and r.server_us else "-"
+        ratio, cost = ratio_to_baseline(r, results), cost_ratio(r, results)
         shakes = "n/a" if r.handshakes is None else f"{r.handshakes} ({r.resumed})"
-        lines.append(f"| {r.row.name} | {r.row.mode} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
+        mps = f"{r.mps:,.0f}" if r.row.name != BASELINE else "-"
+        lines.append(f"| {r.row.name} | {r.row.mode} | {r.rps:,.0f} | {mps} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
                      f"{r.errors} | {shakes} | {r.server_util:.0%} | {r.server_us:.0f} | "
-                     f"{'-' if ratio is None else f'{ratio:.2f}'} | {cost} |")
+                     f"{'-' if ratio is None else f'{ratio:.2f}'} | {'-' if cost is None else f'{cost:.2f}'} | "
+                     f"{goal} |")
     return "\n".join(lines)
 
 
-def headline(results: list[Result]) -> str | None:
-    row = next((r for r in results if r.row.name == RATIO_ROW and r.row.mode == KEEP_ALIVE and not r.failure), None)
-    ratio = ratio_to_baseline(row, results) if row else None
-    if ratio is None:
-        return None
-    verdict = "meets" if ratio >= 0.6 else "MISSES"
-    text = f"(b)/(a) keep-alive = {ratio:.2f} req/s ({verdict} the 0.6 target on one worker)"
-    base = next((r for r in results if r.row.name == BASELINE and r.row.mode == KEEP_ALIVE), None)
-    if base and base.server_us and row.server_us:  # noise-robust view: CPU per request, not req/s
-        text += (f"; by server CPU per request {base.server_us:.0f} us vs {row.server_us:.0f} us = "
-                 f"{base.server_us / row.server_us:.2f}")
-    return text
+def summary(results: list[Result]) -> list[str]:
+    """Each keep-alive row's ratio to bare, with its issue target (one server process), and extra verdicts."""
+    lines = []
+    for r in results:
+        if r.row.mode != KEEP_ALIVE or r.row.name == BASELINE:
+            continue
+        if r.failure:
+            lines.append(f"- {r.row.name}: FAILED ({r.failure[:160]})")
+            continue
+        ratio, cost = ratio_to_baseline(r, results), cost_ratio(r, results)
+        base = baseline_of(r, results)
+        if ratio is None or base is None:
+            continue
+        text = f"- {r.row.name}: {ratio:.2f} of bare by req/s"
+        if cost is not None:
+            text += f", {cost:.2f} by server CPU per request ({base.server_us:.0f} vs {r.server_us:.0f} us)"
+        if r.row.goal is not None:
+            verdict = "met" if ratio >= r.row.goal else "MISSED"
+            text += f"; target >= {r.row.goal}: **{verdict}**"
+            if cost is not None and (cost >= r.row.goal) != (ratio >= r.row.goal):
+                text += f" (by CPU per request: {'met' if cost >= r.row.goal else 'missed'})"
+        if r.row.messages > 1:
+            text += (f"; {r.mps:,.0f} messages/s ({r.row.messages} per request), "
+                     f"{r.server_us / r.row.messages:.1f} us server CPU per message")
+        if "keeps_up" in r.extra:
+            text += (f"; forwarding {'keeps up' if r.extra['keeps_up'] else '**does not keep up**'}: "
+                     f"{r.extra['forwarded']:,.0f} of {r.extra['ingest']:,.0f} msg/s forwarded during the run, "
+                     f"max backlog {r.extra['peak']:,.0f}, back to 0 {r.extra['drain_s']:.2f} s after wrk stopped")
+        lines.append(text)
+    return lines
 
 
 def machine(pinned: str, tls: str, data_fs: str) -> list[tuple[str, str]]:
@@ -600,7 +1109,8 @@ def machine(pinned: str, tls: str, data_fs: str) -> list[tuple[str, str]]:
     except (OSError, StopIteration):
         pass
     try:
-        wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10).stdout.split(" [")[0]
+        wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10,
+                                     check=False).stdout.split(" [")[0]
     except (OSError, subprocess.TimeoutExpired):
         wrk_version = "?"
     return [
@@ -625,9 +1135,9 @@ def git_state() -> str:
         return f"imported from {where} (not this checkout's src/)"
     try:
         sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10).stdout.strip()
+                             text=True, timeout=10, check=False).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"], capture_output=True,
-                               text=True, timeout=10).stdout.strip()
+                               text=True, timeout=10, check=False).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return f"commit {sha or '?'}" + (" + uncommitted changes in src/" if dirty else "")
@@ -687,22 +1197,30 @@ def best_of(rounds: list[Result]) -> Result:
 def progress(result: Result) -> str:
     if result.failure:
         return "FAILED: " + result.failure
-    return (f"{result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, errors {result.errors},"
+    extra = f" ({result.mps:,.0f} msgs/s)" if result.row.messages > 1 else ""
+    if "keeps_up" in result.extra:
+        e = result.extra
+        extra += (f" [forwarded {e['forwarded']:,.0f}/{e['ingest']:,.0f} msg/s, max backlog {e['peak']:,.0f}, "
+                  f"drained {e['drain_s']:.2f} s after]")
+    return (f"{result.rps:,.0f} req/s{extra}, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, errors {result.errors},"
             f" server CPU {result.server_util:.0%} ({result.server_us:.0f} us/req), wrk CPU {result.wrk_util:.0%},"
             f" other {result.other_load:.2f} cores")
 
 
 def report(results: list[Result], info: list[tuple[str, str]], args: argparse.Namespace) -> str:
     """The run as a BENCHMARKS.md section."""
-    notes = [f"- `{r.row.name}`: {r.row.what}" for r in results
-             if r is next(o for o in results if o.row.name == r.row.name)]
+    notes = [f"- `{r.row.name}`: {r.row.what} (good reply: 200 with `{r.row.expect}`"
+             + (f", without `{r.row.reject}`" if r.row.reject else "") + ")"
+             for r in results if r is next(o for o in results if o.row.name == r.row.name)]
     checks = []
     for r in results:
         if r.failure:
             checks.append(f"- {r.row.key}: FAILED: {r.failure}")
             continue
         bits = [f"{r.requests} replies checked, {r.errors} bad",
-                f"wrk CPU {r.wrk_util:.0%}, other load {r.other_load:.2f} cores"]
+                f"wrk CPU {r.wrk_util:.0%}, other load {r.other_load:.2f} cores",
+                (f"server CPU per reply: event loop {r.loop_us:.0f} us + other threads "
+                 f"{r.server_us - r.loop_us:.0f} us")]
         if r.handshakes is not None and r.requests:
             bits.append(f"{r.handshakes} TLS connections ({r.resumed} resumed) for {r.requests} replies "
                         f"= {r.handshakes / r.requests:.3f} per reply")
@@ -710,33 +1228,44 @@ def report(results: list[Result], info: list[tuple[str, str]], args: argparse.Na
             bits.append(f"{r.tcp_accepts} TCP connections accepted on this machine")
         if r.row.durable and r.stored is not None:
             bits.append(f"{r.stored} messages stored")
+        bits.extend(r.notes)
         if len(r.rounds) > 1:
             bits.append("rounds " + " / ".join(f"{o.rps:,.0f}" for o in r.rounds) + " req/s")
             bad = sum(o.errors for o in r.rounds)
             if bad:
                 bits.append(f"{bad} bad replies over all rounds")
+            if any("keeps_up" in o.extra for o in r.rounds):
+                bits.append("forwarding per round: " + " / ".join(
+                    ("failed" if "keeps_up" not in o.extra else
+                     f"{'keeps up' if o.extra['keeps_up'] else 'behind'} (max backlog {o.extra['peak']:,.0f}, "
+                     f"drain {o.extra['drain_s']:.2f} s)") for o in r.rounds))
         if r.sample:
             bits.append(f"first bad reply: {r.sample}")
         checks.append(f"- {r.row.key}: " + "; ".join(bits))
-    head = headline(results)
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    head = summary(results)
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = (f"wrk -t{args.threads}, {args.connections} connections (keep-alive) / {args.close_connections} (close), "
             f"{args.duration} s per row after {args.warmup} s warm-up, best of {args.repeat} round(s); "
             "one server process")
+    pythonpath = os.environ.get("PYTHONPATH")
+    command = " ".join([*([f"PYTHONPATH={pythonpath}"] if pythonpath else []), ".venv/bin/python", "bench/run.py",
+                        *sys.argv[1:]])
     return "\n".join([
         f"## {now}: {dict(info)['CPU']}",
         "",
         *[f"- {k}: {v}" for k, v in info],
         f"- load: {load}",
-        f"- command: `{' '.join(['.venv/bin/python', 'bench/run.py', *sys.argv[1:]])}`",
+        f"- command: `{command}`",
         "",
         table(results),
         "",
-        *([f"**{head}**", ""] if head else []),
+        *(["Ratio to bare, keep-alive, one server process (req/s; CPU per request is the noise-robust view):",
+            *head, ""] if head else []),
         "Rows:",
         *notes,
         "",
-        "Checks. Every reply's body is checked for `\"code\":0,` and req/s counts good replies only; p50/p99",
+        "Checks. Every reply is checked in wrk (status 200 and the row's expected text, see Rows) and req/s",
+        "counts good replies only; msgs/s = req/s x messages per request; p50/p99",
         "exclude the TLS handshake (wrk starts a request's clock after connecting); server CPU is the server",
         "process's CPU time (all threads) over the run, 100% = its one core; other load = CPU time used by",
         "neither server nor wrk (other processes, kernel), in cores:",
@@ -784,8 +1313,9 @@ def main() -> int:
         pinned = "none (" + ("--no-pin" if args.no_pin else "needs taskset and 2 CPUs") + ")"
 
     workdir = Path(tempfile.mkdtemp(prefix="thingport-bench-"))
-    data_dir = workdir / "data"
+    cert_dir = workdir / "cert"
     rounds: dict[str, list[Result]] = {}
+    provisioned: set[str] = set()
     tls = "?"
     data_fs = filesystem_of(workdir)
     try:
@@ -795,16 +1325,21 @@ def main() -> int:
                   "not full handshakes", file=sys.stderr)
         opts = Options(args.duration, args.warmup, args.connections, args.close_connections, args.threads,
                        wrk_pin, shim, args.tls_max, workdir, args.quiet_wait)
-        files = certificate_for(load_settings(data_dir=data_dir))  # one certificate for every server
+        files = certificate_for(load_settings(data_dir=cert_dir))  # one certificate for every server
         print(f"thingport bench: {len(rows)} rows x {args.duration} s (+{args.warmup} s warm-up) x {args.repeat}"
               f" round(s); pinning: {pinned}")
-        provisioned: set[str] = set()
         for round_no in range(1, args.repeat + 1):
             for target_name in dict.fromkeys(r.target for r in rows):
                 target = TARGETS[target_name]
+                data_dir = workdir / f"data-{target_name}"  # each target its own database
                 if target_name not in provisioned:
+                    data_dir.mkdir()
+                    for f in (files.cert, files.key):  # where the server looks for its certificate
+                        shutil.copy2(f, data_dir / f.name)
+                    provisioned.add(target_name)  # before provision: cleanup() then runs even if it fails
+                    started = time.monotonic()
                     target.provision(data_dir)
-                    provisioned.add(target_name)
+                    print(f"  provisioned {target_name} in {time.monotonic() - started:.1f} s", flush=True)
                 with running(target, data_dir, workdir, server_pin) as (port, pid):
                     client = Client(port, files.cert, args.tls_max)
                     target.after_start(client)
@@ -818,6 +1353,8 @@ def main() -> int:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 1
     finally:
+        for target_name in provisioned:
+            TARGETS[target_name].cleanup()
         if args.keep:
             print(f"kept {workdir}")
         else:

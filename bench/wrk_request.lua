@@ -1,10 +1,12 @@
 -- wrk script for bench/run.py: one fixed request per row, and a check that every reply is a success.
 -- The request comes from the environment so one script serves every row:
---   BENCH_METHOD, BENCH_HEADERS ("Name: value" lines), BENCH_BODY_FILE (raw body), BENCH_EXPECT (a
---   substring every good reply body contains; empty = status 200 is enough).
+--   BENCH_METHOD, BENCH_HEADERS ("Name: value" lines), BENCH_BODY_FILE (raw body), and the row's success
+--   check: BENCH_EXPECT (a substring every good reply body contains; empty = status 200 is enough) and
+--   BENCH_REJECT (a substring no good reply body contains, e.g. IoTDA's "refused" in a 200 reply; empty = none).
 -- done() prints one machine-readable line (BENCH_RESULT, JSON) and BENCH_SAMPLE (the first bad reply).
 -- Why count bad replies here: a benchmark of error replies is worthless, and wrk itself counts only
--- non-2xx/3xx statuses, while thingport answers its errors with HTTP 200 and a non-zero "code".
+-- non-2xx/3xx statuses, while thingport answers Alibaba-dialect errors with HTTP 200 and a non-zero "code",
+-- and an IoTDA report the model partly refused with 200 and a "refused" list.
 
 local function read_file(path)
   local f = assert(io.open(path, "rb"))
@@ -25,6 +27,7 @@ for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\r\n]+") do
   end
 end
 local expect = os.getenv("BENCH_EXPECT") or ""
+local reject = os.getenv("BENCH_REJECT") or ""
 
 -- per-thread counters (globals, so the main state can read them with thread:get)
 good = 0
@@ -32,7 +35,8 @@ bad = 0
 sample = ""
 
 function response(status, headers, body)
-  if status == 200 and (expect == "" or (body and body:find(expect, 1, true))) then
+  if status == 200 and (expect == "" or (body and body:find(expect, 1, true)))
+      and (reject == "" or not (body and body:find(reject, 1, true))) then
     good = good + 1
   else
     bad = bad + 1

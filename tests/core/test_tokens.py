@@ -37,3 +37,15 @@ def test_forged_tampered_or_foreign_tokens_are_invalid() -> None:
 def test_key_must_be_long_enough() -> None:
     with pytest.raises(ValueError):
         TokenCodec(b"short")
+
+
+def test_a_token_has_one_spelling() -> None:
+    token = TokenCodec(KEY).issue(CLAIMS)
+    alias = token.replace("-", "+").replace("_", "/")
+    if alias == token:  # make sure the alias differs: flip an alphabet-equivalent character in
+        alias = token[:-1] + {"-": "+", "_": "/"}.get(token[-1], token[-1])
+    if alias != token:
+        with pytest.raises(TokenInvalid):
+            TokenCodec(KEY).verify(alias, now_s=0)
+    with pytest.raises(TokenInvalid):
+        TokenCodec(KEY).verify(token[:-1] + "!", now_s=0)

@@ -202,8 +202,27 @@ class RawOutcome:
         return self.data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in self.data else b""
 
 
-def raw_exchange(port: int, data: bytes, timeout: float = 5.0, chunk: int = 1 << 16) -> RawOutcome:
-    """Send ``data`` over a fresh TLS connection and read until the server closes or ``timeout`` passes."""
+def responses(data: bytes) -> list[tuple[int, bytes]]:
+    """(status, body) of every complete HTTP/1.x response in ``data`` (bodies by Content-Length)."""
+    out = []
+    while data.startswith(b"HTTP/1.") and b"\r\n\r\n" in data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if len(rest) < length:
+            break
+        out.append((status, rest[:length]))
+        data = rest[length:]
+    return out
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 5.0, chunk: int = 1 << 16, settle: float = 0.5) -> RawOutcome:
+    """Send ``data`` over a fresh TLS connection and read until the server closes, ``timeout`` passes, or
+    (after at least one complete response) nothing more arrives for ``settle`` seconds (a kept-alive connection)."""
     started = time.monotonic()
     sock = tls_context().wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=timeout))
     out = b""
@@ -218,11 +237,12 @@ def raw_exchange(port: int, data: bytes, timeout: float = 5.0, chunk: int = 1 <<
             remaining = timeout - (time.monotonic() - started)
             if remaining <= 0:
                 return RawOutcome(out, False, True, time.monotonic() - started, send_error)
-            sock.settimeout(remaining)
+            answered = bool(responses(out))
+            sock.settimeout(min(remaining, settle) if answered else remaining)
             try:
                 piece = sock.recv(65536)
             except (socket.timeout, TimeoutError):
-                return RawOutcome(out, False, True, time.monotonic() - started, send_error)
+                return RawOutcome(out, False, not answered, time.monotonic() - started, send_error)
             except OSError:
                 return RawOutcome(out, True, False, time.monotonic() - started, send_error)
             if not piece:

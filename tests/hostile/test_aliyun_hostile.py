@@ -13,6 +13,7 @@ import hmac
 import json
 import sqlite3
 import struct
+import os
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -32,8 +33,10 @@ from thingport.core.signing import aliyun_sign
 from thingport.core.tokens import DIALECT_ALIYUN, DIALECT_HUAWEI, TokenClaims, TokenCodec
 from thingport.store.keys import KeyRing
 
+# THINGPORT_HOSTILE_EXAMPLES=1000 for a deeper local run; 60 keeps CI well under a minute
+EXAMPLES = int(os.environ.get("THINGPORT_HOSTILE_EXAMPLES", "60"))
 HOSTILE = settings(
-    max_examples=60, deadline=None, derandomize=False,
+    max_examples=EXAMPLES, deadline=None, derandomize=False,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 WINDOW_MS = 15 * 60 * 1000

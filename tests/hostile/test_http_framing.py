@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.hostile.common import (
-    ALIYUN_INTERNAL, RawOutcome, db_state, good_aliyun_round_trip, good_huawei_round_trip, raw_exchange, tls_context,
+    ALIYUN_INTERNAL, RawOutcome, db_state, responses, good_aliyun_round_trip, good_huawei_round_trip, raw_exchange, tls_context,
 )
 from tests.support import DeviceClient, ServerProcess
 
@@ -39,25 +39,10 @@ def request(head: str, body: bytes = b"") -> bytes:
     return head.replace("\n", "\r\n").encode("latin-1") + b"\r\n" + body
 
 
-def responses(data: bytes) -> list[tuple[int, bytes]]:
-    """(status, body) of every HTTP/1.x response in ``data`` (bodies by Content-Length)."""
-    out = []
-    while data.startswith(b"HTTP/1."):
-        head, _, rest = data.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        out.append((status, rest[:length]))
-        data = rest[length:]
-    return out
-
-
 def assert_acceptable(outcome: RawOutcome) -> list[tuple[int, bytes]]:
-    assert not outcome.timed_out, f"no answer and no close within {TIMEOUT} s: {outcome.data[:200]!r}"
     replies = responses(outcome.data)
+    # answered and kept alive (keep-alive requests), or closed: both fine; silence until the timeout is a hang
+    assert outcome.closed or replies, f"no answer and no close within {TIMEOUT} s: {outcome.data[:200]!r}"
     for status, body in replies:
         assert status < 500, (status, body)
         if status == 200 or (status == 404 and body.startswith(b'{"code"')):
@@ -74,7 +59,7 @@ N = len(AUTH_BODY)
 FRAMING_CASES = {
     # Content-Length lies
     "cl-shorter-than-body-keepalive": request(f"POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: {N - 10}\n", AUTH_BODY),
-    "cl-shorter-than-body-close": request(f"POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 2\nConnection: close\n", b"{}" + AUTH_BODY),
+    "cl-shorter-than-body-close": request("POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 2\nConnection: close\n", b"{}" + AUTH_BODY),
     "cl-zero-with-body": request("POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 0\nConnection: close\n", AUTH_BODY),
     "cl-negative": request("POST /auth HTTP/1.1\nHost: x\nContent-Length: -1\n", AUTH_BODY),
     "cl-not-a-number": request("POST /auth HTTP/1.1\nHost: x\nContent-Length: ten\n", AUTH_BODY),
@@ -84,7 +69,7 @@ FRAMING_CASES = {
     "cl-huge-declared": request("POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 9999999999\nConnection: close\n", AUTH_BODY),
     "cl-twice-differing": request(f"POST /auth HTTP/1.1\nHost: x\nContent-Length: {N}\nContent-Length: 3\n", AUTH_BODY),
     "cl-list": request(f"POST /auth HTTP/1.1\nHost: x\nContent-Length: {N}, {N}\n", AUTH_BODY),
-    "cl-space-before-colon": request(f"POST /auth HTTP/1.1\nHost: x\nContent-Length : 3\n", AUTH_BODY),
+    "cl-space-before-colon": request("POST /auth HTTP/1.1\nHost: x\nContent-Length : 3\n", AUTH_BODY),
     # Transfer-Encoding
     "te-and-cl": request("POST /auth HTTP/1.1\nHost: x\nContent-Length: 4\nTransfer-Encoding: chunked\n", b"0\r\n\r\n"),
     "te-bad-chunk-size": request("POST /auth HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n", b"zz\r\nabc\r\n0\r\n\r\n"),
@@ -111,7 +96,8 @@ FRAMING_CASES = {
     "options-asterisk": request("OPTIONS * HTTP/1.1\nHost: x\nConnection: close\n"),
     "absolute-form-other-host": request("POST https://evil.example/auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 2\nConnection: close\n", b"{}"),
     "garbage": b"\x16\x03\x01\x00\x05hello\r\n\r\n",
-    "only-crlf": b"\r\n\r\n\r\n\r\n",
+    # (empty lines before a request are skipped as RFC 9112 allows: the server then waits for the request
+    # like for any slow client: see test_slow_clients.py)
     # headers
     "header-without-colon": request("POST /auth HTTP/1.1\nHost: x\nthis is not a header\nContent-Length: 0\n"),
     "header-name-with-space": request("POST /auth HTTP/1.1\nHost: x\nContent Type: application/json\nContent-Length: 0\n"),
@@ -157,7 +143,6 @@ def test_smuggling_shapes_with_a_valid_token_store_nothing(server: ServerProcess
         request(head + "Transfer-Encoding: chunked\nTransfer-Encoding: identity\n", b"5\r\nhello\r\n0\r\n\r\n"),
         request(head + "Content-Length : 5\n", b"hello"),
         request(head + "Transfer-Encoding : chunked\n", b"5\r\nhello\r\n0\r\n\r\n"),
-        request(head + "Transfer-Encoding: xchunked\n", b"5\r\nhello\r\n0\r\n\r\n"),
     ]
     before = db_state(server.data_dir)
     for data in cases:
@@ -167,7 +152,7 @@ def test_smuggling_shapes_with_a_valid_token_store_nothing(server: ServerProcess
     good_aliyun_round_trip(client, a)
 
 
-def test_body_shorter_than_content_length_then_half_close_is_dropped_not_stored(
+def test_body_shorter_than_content_length_then_disconnect_is_dropped_not_stored(
     server: ServerProcess, bed: dict, token: str
 ) -> None:
     """A device that dies mid-body (EOF before Content-Length bytes) must not leave a truncated message."""
@@ -183,7 +168,20 @@ def test_body_shorter_than_content_length_then_half_close_is_dropped_not_stored(
     except OSError:
         sock.close()
     time.sleep(0.5)
-    assert db_state(server.data_dir) == before
+    assert db_state(server.data_dir) == before  # observed: one more message, payload b"only ten b"
+
+
+@pytest.mark.parametrize("coding", ["xchunked", "gzip", "identity"])
+def test_a_request_the_http_layer_refuses_stores_nothing(server: ServerProcess, bed: dict, token: str,
+                                                         coding: str) -> None:
+    a = bed["a"]
+    raw = request(f"POST /topic/{a['productKey']}/{a['deviceName']}/user/update HTTP/1.1\nHost: x\npassword: {token}\n"
+                  f"Content-Type: application/octet-stream\nTransfer-Encoding: {coding}\n", b"5\r\nhello\r\n0\r\n\r\n")
+    before = db_state(server.data_dir)
+    outcome = raw_exchange(server.port, raw, timeout=TIMEOUT)
+    assert outcome.status == 400
+    time.sleep(0.3)
+    assert db_state(server.data_dir) == before  # observed: one more message, an empty payload
 
 
 def test_server_keeps_serving_both_dialects_after_the_framing_cases(client: DeviceClient, bed: dict) -> None:
@@ -194,7 +192,7 @@ def test_server_keeps_serving_both_dialects_after_the_framing_cases(client: Devi
 OVERSIZED_HEADER_MB = 8
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "no request-header size limit: server.py runs uvicorn with http='httptools', which has none (httptools "
     "concatenates header bytes with no cap; uvicorn's h11_max_incomplete_event_size applies only to h11). An "
     "8 MB header is read whole and handed to the app; growing one header costs memory and quadratic CPU on "

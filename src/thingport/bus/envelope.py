@@ -9,6 +9,7 @@ import base64
 import msgspec
 
 from thingport.bus.base import Delivery
+from thingport.core import jsondoc
 from thingport.core.model import StoredMessage
 
 # message kind in the log -> envelope kind
@@ -33,8 +34,8 @@ def envelope_kind(message: StoredMessage) -> str:
 
 def envelope(message: StoredMessage) -> dict:
     try:
-        payload, encoding = _decode(message.payload), "json"
-    except (msgspec.DecodeError, UnicodeDecodeError):
+        payload, encoding = jsondoc.decode(message.payload), "json"
+    except jsondoc.DECODE_ERRORS:  # not JSON we can re-encode (even too deeply nested): its bytes, as base64
         payload, encoding = base64.b64encode(message.payload).decode(), "base64"
     return {
         "messageId": message.message_id,

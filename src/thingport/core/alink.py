@@ -36,6 +36,7 @@ from typing import Any
 
 import msgspec
 
+from thingport.core.jsondoc import DECODE_ERRORS
 from thingport.core.thingmodel import PropertyError, ThingModel
 
 ALINK_METHOD_PROPERTY_POST = "thing.event.property.post"
@@ -96,7 +97,7 @@ class AlinkError(Exception):
 def _load(payload: bytes | bytearray | memoryview | str) -> dict:
     try:
         doc = _decode(payload)
-    except (msgspec.MsgspecError, UnicodeDecodeError, ValueError, RecursionError, TypeError):
+    except (*DECODE_ERRORS, msgspec.MsgspecError, TypeError):
         raise AlinkError(CODE_NOT_JSON, "payload is not JSON") from None
     if doc.__class__ is not dict:
         raise AlinkError(CODE_NOT_JSON, "payload is not a JSON object")

@@ -344,11 +344,14 @@ def _parse_int(raw: Any, where: str, lo: int, hi: int) -> int | None:
         n = int(raw) if raw.is_integer() else None
     elif isinstance(raw, str):
         s = raw.strip()
-        if _INT_TEXT_RE.fullmatch(s):
-            n = int(s)
-        elif _NUMBER_TEXT_RE.fullmatch(s):
-            f = float(s)
-            n = int(f) if f.is_integer() else None
+        try:  # int() refuses more than 4300 digits, float("1e999") is inf: both are just "not an integer"
+            if _INT_TEXT_RE.fullmatch(s):
+                n = int(s)
+            elif _NUMBER_TEXT_RE.fullmatch(s):
+                f = float(s)
+                n = int(f) if f.is_integer() else None
+        except (ValueError, OverflowError):
+            n = None
     if n is None:
         raise _fail(where, f"{_show(raw)} is not an integer")
     if not lo <= n <= hi:
@@ -651,8 +654,9 @@ def _huawei_to_tsl(doc: dict) -> dict:
                 if p.get("unit"):
                     specs["unit"] = p["unit"]
             elif tsl_type == "text":
-                n = p.get("max_length") if t == "string" else None
-                specs = {"length": str(min(int(n), TEXT_MAX_LENGTH) if n not in (None, "") else TEXT_MAX_LENGTH)}
+                # the same parse import used, so whatever form it accepted ("5.0", "1e3") exports
+                n = _parse_int(p.get("max_length"), "max_length", 0, INT64_MAX) if t == "string" else None
+                specs = {"length": str(min(n, TEXT_MAX_LENGTH) if n is not None else TEXT_MAX_LENGTH)}
             elif tsl_type == "bool":
                 specs = {"0": "false", "1": "true"}
             elif tsl_type == "array":

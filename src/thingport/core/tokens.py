@@ -75,6 +75,8 @@ class TokenCodec:
             raw = base64.urlsafe_b64decode(token + "==")
         except (binascii.Error, ValueError):
             raise TokenInvalid("token is malformed") from None
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:  # one spelling per token: no aliases
+            raise TokenInvalid("token is malformed")
         body, mac = raw[: _BODY.size], raw[_BODY.size :]
         if not any(hmac.compare_digest(mac, _mac(key, body)) for key in self._keys()):
             raise TokenInvalid("token signature does not match")

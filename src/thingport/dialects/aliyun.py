@@ -9,10 +9,19 @@ from time import perf_counter
 
 import msgspec
 
-from thingport.core import errors, identity, signing
+from thingport.core import errors, identity, jsondoc, signing
 from thingport.dialects.alink_reports import VALIDATED_KINDS, judge
 from thingport.core.tokens import DIALECT_ALIYUN
-from thingport.dialects.http import Receive, Scope, Send, headers_of, media_type, read_capped, send_json
+from thingport.dialects.http import (
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    headers_of,
+    media_type,
+    read_capped,
+    send_json,
+)
 from thingport.gateway import Gateway
 
 log = logging.getLogger(__name__)
@@ -74,8 +83,8 @@ def code_for(exc: errors.ThingportError) -> int:
 def _auth_params(body: bytes) -> tuple[dict[str, str], str, str]:
     """(signed parameters as strings, sign method, sign) from an /auth body; ParamError if malformed."""
     try:
-        doc = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+        doc = jsondoc.decode(body)
+    except jsondoc.DECODE_ERRORS:
         raise errors.ParamError("body is not valid JSON") from None
     if not isinstance(doc, dict):
         raise errors.ParamError("body must be a JSON object")
@@ -125,6 +134,8 @@ class AliyunDialect:
         except errors.ThingportError as exc:
             code = code_for(exc)
             body = error_body(code, str(exc))
+        except ClientDisconnected:
+            return  # nothing was stored, and nobody is left to answer
         except Exception:
             log.exception("unexpected error on %s", scope["path"])
             code = COMMON_ERROR

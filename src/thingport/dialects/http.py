@@ -41,9 +41,16 @@ class BodyOverLimit(Exception):
     pass
 
 
+class ClientDisconnected(Exception):
+    """The client went away before sending its whole body: there is no request to answer or store."""
+
+
 async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body; BodyOverLimit as soon as it passes ``limit`` bytes."""
+    """The whole request body; BodyOverLimit as soon as it passes ``limit`` bytes, ClientDisconnected when
+    the connection ends first (a truncated body must never be taken for a complete one)."""
     message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnected
     body = message.get("body", b"")
     if not message.get("more_body", False):
         if len(body) > limit:
@@ -53,6 +60,8 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     size = len(body)
     while message.get("more_body", False):
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -11,12 +11,12 @@ from typing import Any
 
 import msgspec
 
-from thingport.core import errors, identity
+from thingport.core import errors, identity, jsondoc
 from thingport.core.model import Device, PropertySample, StoredMessage
 from thingport.core.thingmodel import PropertyError
 from thingport.core.timestamps import parse_iotda_time, sample_time
 from thingport.core.tokens import DIALECT_HUAWEI
-from thingport.dialects.http import Receive, Scope, Send, headers_of, read_capped, send_json
+from thingport.dialects.http import ClientDisconnected, Receive, Scope, Send, headers_of, read_capped, send_json
 from thingport.gateway import Gateway
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,6 @@ MAX_CHILDREN = 50
 MAX_SERVICES = 100
 
 _encode = msgspec.json.encode
-_decode = msgspec.json.decode
 
 # Domain error -> (HTTP status, IoTDA code). Subclasses before their bases.
 _CODES: list[tuple[type[errors.ThingportError], int, str]] = [
@@ -65,8 +64,8 @@ def error_body(code: str, message: str) -> bytes:
 
 def _json_object(body: bytes) -> dict:
     try:
-        doc = _decode(body)
-    except msgspec.DecodeError:
+        doc = jsondoc.decode(body)
+    except jsondoc.DECODE_ERRORS:
         raise errors.ParamError("body is not valid JSON") from None
     if not isinstance(doc, dict):
         raise errors.ParamError("body must be a JSON object")
@@ -122,6 +121,8 @@ class HuaweiDialect:
         except errors.ThingportError as exc:
             status, code = status_and_code(exc)
             body = error_body(code, str(exc))
+        except ClientDisconnected:
+            return  # nothing was stored, and nobody is left to answer
         except Exception:
             log.exception("unexpected error on %s", scope["path"])
             status, code = INTERNAL
