@@ -124,7 +124,27 @@ def _message_id(response: Response) -> int:
 
 
 class _AliyunBase:
-    _core: AliyunCore
+    """What both flavours share: the constructor and the protocol core; only the transport differs."""
+
+    _transport_class: type[SyncTransport] | type[AsyncTransport]
+
+    def __init__(
+        self,
+        endpoint: str,
+        product_key: str,
+        device_name: str,
+        device_secret: str,
+        *,
+        client_id: str | None = None,
+        sign_method: str = "hmacsha256",
+        ca_file: str | os.PathLike[str] | None = None,
+        timeout: float = 10,
+        retry: Retry | None = None,
+    ) -> None:
+        self._core = AliyunCore(product_key, device_name, device_secret, client_id=client_id,
+                                sign_method=sign_method, retry=retry)
+        self._transport = self._transport_class(endpoint, ca_file=ca_file, timeout=timeout)
+
 
     @property
     def token(self) -> str | None:
@@ -144,22 +164,8 @@ class AliyunDevice(_AliyunBase):
     ``tls-cert.pem``), default the system trust store; ``timeout`` in seconds per request.
     """
 
-    def __init__(
-        self,
-        endpoint: str,
-        product_key: str,
-        device_name: str,
-        device_secret: str,
-        *,
-        client_id: str | None = None,
-        sign_method: str = "hmacsha256",
-        ca_file: str | os.PathLike[str] | None = None,
-        timeout: float = 10,
-        retry: Retry | None = None,
-    ) -> None:
-        self._core = AliyunCore(product_key, device_name, device_secret, client_id=client_id,
-                                sign_method=sign_method, retry=retry)
-        self._transport = SyncTransport(endpoint, ca_file=ca_file, timeout=timeout)
+    _transport_class = SyncTransport
+    _transport: SyncTransport
 
     def authenticate(self) -> str:
         """Authenticate now and return the token (reports do it by themselves when needed)."""
@@ -191,22 +197,8 @@ class AliyunDevice(_AliyunBase):
 class AsyncAliyunDevice(_AliyunBase):
     """:class:`AliyunDevice` for asyncio: the same arguments, the same behaviour, awaitable methods."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        product_key: str,
-        device_name: str,
-        device_secret: str,
-        *,
-        client_id: str | None = None,
-        sign_method: str = "hmacsha256",
-        ca_file: str | os.PathLike[str] | None = None,
-        timeout: float = 10,
-        retry: Retry | None = None,
-    ) -> None:
-        self._core = AliyunCore(product_key, device_name, device_secret, client_id=client_id,
-                                sign_method=sign_method, retry=retry)
-        self._transport = AsyncTransport(endpoint, ca_file=ca_file, timeout=timeout)
+    _transport_class = AsyncTransport
+    _transport: AsyncTransport
 
     async def authenticate(self) -> str:
         """Authenticate now and return the token (reports do it by themselves when needed)."""

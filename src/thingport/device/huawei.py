@@ -126,18 +126,9 @@ class HuaweiCore:
 
 
 class _HuaweiBase:
-    _core: HuaweiCore
+    """What both flavours share: the constructor and the protocol core; only the transport differs."""
 
-    @property
-    def token(self) -> str | None:
-        """The cached access token (None before the first authentication or after a refusal)."""
-        return self._core.session.token
-
-
-class HuaweiDevice(_HuaweiBase):
-    """An IoTDA-dialect device over HTTPS (blocking). Authenticates on first use, renews the token before
-    it expires, re-authenticates and resends once when it is refused (403 IOTDA.000004), keeps the
-    connection. ``sign_type`` 1 makes the server check the timestamp too (needs a correct clock)."""
+    _transport_class: type[SyncTransport] | type[AsyncTransport]
 
     def __init__(
         self,
@@ -151,7 +142,22 @@ class HuaweiDevice(_HuaweiBase):
         retry: Retry | None = None,
     ) -> None:
         self._core = HuaweiCore(device_id, secret, sign_type=sign_type, retry=retry)
-        self._transport = SyncTransport(endpoint, ca_file=ca_file, timeout=timeout)
+        self._transport = self._transport_class(endpoint, ca_file=ca_file, timeout=timeout)
+
+
+    @property
+    def token(self) -> str | None:
+        """The cached access token (None before the first authentication or after a refusal)."""
+        return self._core.session.token
+
+
+class HuaweiDevice(_HuaweiBase):
+    """An IoTDA-dialect device over HTTPS (blocking). Authenticates on first use, renews the token before
+    it expires, re-authenticates and resends once when it is refused (403 IOTDA.000004), keeps the
+    connection. ``sign_type`` 1 makes the server check the timestamp too (needs a correct clock)."""
+
+    _transport_class = SyncTransport
+    _transport: SyncTransport
 
     def authenticate(self) -> str:
         """Authenticate now and return the access token (reports do it by themselves when needed)."""
@@ -184,19 +190,8 @@ class HuaweiDevice(_HuaweiBase):
 class AsyncHuaweiDevice(_HuaweiBase):
     """:class:`HuaweiDevice` for asyncio: the same arguments, the same behaviour, awaitable methods."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        device_id: str,
-        secret: str,
-        *,
-        sign_type: int = 0,
-        ca_file: str | os.PathLike[str] | None = None,
-        timeout: float = 10,
-        retry: Retry | None = None,
-    ) -> None:
-        self._core = HuaweiCore(device_id, secret, sign_type=sign_type, retry=retry)
-        self._transport = AsyncTransport(endpoint, ca_file=ca_file, timeout=timeout)
+    _transport_class = AsyncTransport
+    _transport: AsyncTransport
 
     async def authenticate(self) -> str:
         """Authenticate now and return the access token (reports do it by themselves when needed)."""
