@@ -124,3 +124,23 @@ def test_log_order_is_commit_order_not_message_id_order(data_dir: Path) -> None:
         assert await stores.log.last_seq() == 2
 
     run(data_dir, act)
+
+
+def test_latest_values_take_the_newest_time_within_one_batch(data_dir: Path) -> None:
+    from thingport.core.model import PropertySample
+
+    async def act(m: Management, stores):  # type: ignore[no-untyped-def]
+        await m.create_product("p", "pk01")
+        d = await m.create_device("pk01", "dev-1")
+
+        def msg(i: int, value: int, at: int) -> StoredMessage:
+            return StoredMessage(i, d.id, "pk01", "dev-1", "aliyun", "/t", b"", at, "property_post",
+                                 properties=(PropertySample("t", value, at),))
+
+        # one batch (one transaction) with a late report in the middle
+        await stores.log.append_many((msg(1, 10, 1000), msg(2, 30, 3000), msg(3, 20, 2000)))
+        _, latest = await stores.registry.device_status(d.id)
+        assert latest["t"] == (30, 3000)
+        assert [v for _, v, _ in await stores.registry.history(d.id, "t", None, None, 10)] == [30, 20, 10]
+
+    run(data_dir, act)

@@ -48,6 +48,19 @@ class CursorUpdate:
 Item = StoredMessage | AuthSession | CursorUpdate | tuple[StoredMessage, ...]
 
 
+def _newest_per_property(samples: list[tuple]) -> list[tuple]:
+    """One latest-value upsert per (device, property) of a batch, not one per sample: a device reporting
+    20 properties in every message would otherwise rewrite each row once per message of the batch. The
+    newest time wins (a tie: the later message), as the upsert's own WHERE would decide."""
+    newest: dict[tuple[int, str], tuple] = {}
+    for device_id, identifier, time_ms, value, message_id in samples:
+        key = (device_id, identifier)
+        kept = newest.get(key)
+        if kept is None or time_ms >= kept[3]:
+            newest[key] = (device_id, identifier, value, time_ms, message_id)
+    return list(newest.values())
+
+
 class SqliteMessageLog:
     """Appends are committed by a writer thread with its own connection; reads use ``reader``."""
 
@@ -108,7 +121,7 @@ class SqliteMessageLog:
                 conn.executemany(_MARK_SEEN, [(at, device_id) for device_id, at in seen.items()])
             if samples:
                 conn.executemany(_INSERT_HISTORY, samples)
-                conn.executemany(_UPSERT_LATEST, [(d, i, v, t, mid) for d, i, t, v, mid in samples])
+                conn.executemany(_UPSERT_LATEST, _newest_per_property(samples))
             if sessions:
                 record_sessions(conn, sessions)
             if cursors:
