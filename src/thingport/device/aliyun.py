@@ -12,12 +12,12 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any
 
 from thingport.core.signing import SIGN_METHODS, aliyun_sign
 from thingport.device.errors import ServerError, aliyun_error
 from thingport.device.protocol import Credential, Flow, Request, Response, Retry, Session
-from thingport.device.transport import AsyncTransport, SyncTransport
+from thingport.device.transport import AsyncClient, AsyncTransport, SyncClient, SyncTransport
 from thingport.device.values import alink_params, alink_value, dumps, epoch_ms
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_]{1,50}")
@@ -156,16 +156,13 @@ class _AliyunBase:
         return self._core.user_topic(name)
 
 
-class AliyunDevice(_AliyunBase):
+class AliyunDevice(_AliyunBase, SyncClient):
     """An Alibaba-dialect device over HTTPS (blocking). Authenticates on first use, keeps the token and
     the connection, re-authenticates and resends once when the token is refused (20001/20003).
 
     ``endpoint``: ``https://host:8443``; ``ca_file``: trust only this certificate (thingport's
     ``tls-cert.pem``), default the system trust store; ``timeout`` in seconds per request.
     """
-
-    _transport_class = SyncTransport
-    _transport: SyncTransport
 
     def authenticate(self) -> str:
         """Authenticate now and return the token (reports do it by themselves when needed)."""
@@ -184,21 +181,9 @@ class AliyunDevice(_AliyunBase):
         """Alink event post of the event ``identifier`` with its output parameters."""
         return self._transport.run(self._core.post_event(identifier, params, time_ms))
 
-    def close(self) -> None:
-        self._transport.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class AsyncAliyunDevice(_AliyunBase):
+class AsyncAliyunDevice(_AliyunBase, AsyncClient):
     """:class:`AliyunDevice` for asyncio: the same arguments, the same behaviour, awaitable methods."""
-
-    _transport_class = AsyncTransport
-    _transport: AsyncTransport
 
     async def authenticate(self) -> str:
         """Authenticate now and return the token (reports do it by themselves when needed)."""
@@ -218,11 +203,3 @@ class AsyncAliyunDevice(_AliyunBase):
         """Alink event post of the event ``identifier`` with its output parameters."""
         return await self._transport.run(self._core.post_event(identifier, params, time_ms))
 
-    async def close(self) -> None:
-        await self._transport.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()

@@ -10,13 +10,13 @@ import datetime as _dt
 import json
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
 from thingport.core.signing import huawei_password
 from thingport.device.errors import RejectedError, ServerError, iotda_error
 from thingport.device.protocol import Credential, Flow, Request, Response, Retry, Session
-from thingport.device.transport import AsyncTransport, SyncTransport
+from thingport.device.transport import AsyncClient, AsyncTransport, SyncClient, SyncTransport
 from thingport.device.values import Receipt, Service, dumps, iotda_services
 
 MAX_SUB_DEVICES = 50
@@ -151,13 +151,10 @@ class _HuaweiBase:
         return self._core.session.token
 
 
-class HuaweiDevice(_HuaweiBase):
+class HuaweiDevice(_HuaweiBase, SyncClient):
     """An IoTDA-dialect device over HTTPS (blocking). Authenticates on first use, renews the token before
     it expires, re-authenticates and resends once when it is refused (403 IOTDA.000004), keeps the
     connection. ``sign_type`` 1 makes the server check the timestamp too (needs a correct clock)."""
-
-    _transport_class = SyncTransport
-    _transport: SyncTransport
 
     def authenticate(self) -> str:
         """Authenticate now and return the access token (reports do it by themselves when needed)."""
@@ -177,21 +174,9 @@ class HuaweiDevice(_HuaweiBase):
         the server stores all of them or none."""
         return self._transport.run(self._core.report_sub_devices(devices, event_time))
 
-    def close(self) -> None:
-        self._transport.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class AsyncHuaweiDevice(_HuaweiBase):
+class AsyncHuaweiDevice(_HuaweiBase, AsyncClient):
     """:class:`HuaweiDevice` for asyncio: the same arguments, the same behaviour, awaitable methods."""
-
-    _transport_class = AsyncTransport
-    _transport: AsyncTransport
 
     async def authenticate(self) -> str:
         """Authenticate now and return the access token (reports do it by themselves when needed)."""
@@ -209,11 +194,3 @@ class AsyncHuaweiDevice(_HuaweiBase):
         """A gateway's report for its sub-devices in one request (at most 50)."""
         return await self._transport.run(self._core.report_sub_devices(devices, event_time))
 
-    async def close(self) -> None:
-        await self._transport.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()

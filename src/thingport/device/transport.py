@@ -14,7 +14,7 @@ import os
 import ssl
 import threading
 import time
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import httpx
 
@@ -136,3 +136,35 @@ class AsyncTransport:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+class SyncClient:
+    """What every blocking device class shares: its transport, ``close`` and ``with``."""
+
+    _transport_class = SyncTransport
+    _transport: SyncTransport
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """What every asyncio device class shares: its transport, ``close`` and ``async with``."""
+
+    _transport_class = AsyncTransport
+    _transport: AsyncTransport
+
+    async def close(self) -> None:
+        await self._transport.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
