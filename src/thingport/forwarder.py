@@ -18,9 +18,8 @@ from thingport.bus.base import Sink, SinkError
 from thingport.bus.envelope import delivery, envelope_kind
 from thingport.bus.factory import PULL, create_sink
 from thingport.core.model import StoredMessage, Subscription
-from thingport.core.ports import MessageLog
+from thingport.core.ports import MessageLog, Registry
 from thingport.core.topics import compile_topic_filter
-from thingport.store.sqlite_registry import SqliteRegistry
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ class Forwarder:
     def __init__(
         self,
         log: MessageLog,
-        registry: SqliteRegistry,
+        registry: Registry,
         metrics_registry: CollectorRegistry,
         signal: CommitSignal,
         retention_days: float | None = None,

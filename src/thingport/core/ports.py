@@ -6,7 +6,7 @@ asyncio driver (PostgreSQL) without the callers knowing.
 
 from typing import Any, Protocol
 
-from thingport.core.model import ApiKey, AuthSession, Device, Product, StoredMessage
+from thingport.core.model import ApiKey, AuthSession, Device, Product, StoredMessage, Subscription
 
 
 class RegistryReader(Protocol):
@@ -66,6 +66,21 @@ class Registry(RegistryReader, Protocol):
 
     async def delete_api_key(self, key_id: int) -> None: ...
 
+    async def set_product_presence_timeout(self, product_key: str, seconds: float | None) -> None: ...
+
+    async def create_subscription(
+        self, name: str, product_key: str, kinds: tuple[str, ...], topic_filter: str | None, sink: str,
+        options: dict, from_start: bool, created_ms: int,
+    ) -> Subscription: ...
+
+    async def get_subscription(self, name: str) -> Subscription | None: ...
+
+    async def list_subscriptions(self) -> list[Subscription]: ...
+
+    async def set_subscription_enabled(self, name: str, enabled: bool) -> None: ...
+
+    async def delete_subscription(self, name: str) -> None: ...
+
     async def set_device_enabled(self, device_id: int, enabled: bool) -> None: ...
 
     async def reset_device_secret(self, device_id: int, secret: str) -> None: ...
@@ -103,6 +118,12 @@ class MessageLog(Protocol):
     async def last_seq(self) -> int: ...
 
     async def save_cursor(self, subscription_id: int, seq: int) -> None: ...
+
+    async def delete_before(self, seq: int, received_before_ms: int | None, max_rows: int) -> int:
+        """Retention: delete up to ``max_rows`` of the oldest messages below ``seq``; returns how many."""
+        ...
+
+    async def size_bytes(self) -> int: ...
 
     async def query(
         self, product_key: str | None = None, device_id: int | None = None, topic: str | None = None,
