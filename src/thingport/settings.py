@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     shutdown_grace_s: int = Field(3, ge=1, description="how long a stopping server lets open connections finish")
     keep_alive_s: int = Field(30, ge=1, description="idle keep-alive connections are closed after this")
     worker_id: int = Field(0, ge=0, le=1023)
+    database_url: str | None = Field(None, description="postgresql://... for production mode; unset: SQLite in the data dir")
+    redis_url: str | None = Field(None, description="redis://... shares rate limits and presence across instances")
+    workers: int = Field(1, ge=1, le=64, description="worker processes on this host")
+    db_upgrade: bool = Field(False, description="run the schema migrations at start")
     log_level: str = "info"
 
     @classmethod
