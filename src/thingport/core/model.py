@@ -18,6 +18,8 @@ class Product:
     validation: str = "per-property"  # one invalid property refuses only itself, or the whole report
     topics: tuple[tuple[str, str], ...] = ()  # custom topic categories: (suffix after /pk/dn/, pub|sub|all)
     presence_timeout_s: float | None = None  # silence after which its devices are offline (None: server's)
+    device_report_rate: float | None = None  # reports per second per device (None: the server's)
+    device_report_burst: float | None = None
 
     def to_json(self) -> dict:
         return {
@@ -29,6 +31,8 @@ class Product:
             "validation": self.validation,
             "topics": [{"topic": topic, "operation": operation} for topic, operation in self.topics],
             "presenceTimeout": self.presence_timeout_s,
+            "deviceReportRate": self.device_report_rate,
+            "deviceReportBurst": self.device_report_burst,
         }
 
 

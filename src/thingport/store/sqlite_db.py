@@ -5,9 +5,12 @@ commit durable (fsync) before the server acknowledges what it holds. Group commi
 """
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from thingport.store.database import Cursor, Database, DatabaseError, IntegrityError
 
 DB_FILE = "thingport.db"
 PAGE_SIZE = 4096
@@ -110,7 +113,12 @@ CREATE INDEX messages_by_device ON messages (device_id, seq);
 CREATE INDEX history_by_series ON history (device_id, identifier, time_ms);
 """
 
-MIGRATIONS = [_SCHEMA_V1]
+_SCHEMA_V2 = """
+ALTER TABLE products ADD COLUMN device_report_rate REAL;   -- reports per second per device; NULL: the server's
+ALTER TABLE products ADD COLUMN device_report_burst REAL;
+"""
+
+MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2]
 
 
 def db_path(data_dir: Path) -> Path:
@@ -168,7 +176,48 @@ def migrate(conn: sqlite3.Connection) -> None:
             conn.execute(f"PRAGMA user_version={number}")
 
 
-def open_database(data_dir: Path, max_bytes: int | None = None) -> sqlite3.Connection:
+class SqliteDatabase(Database):
+    """The embedded default's connection: statements pass through as they are written."""
+
+    name = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.raw = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        try:
+            return self.raw.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from None
+        except sqlite3.Error as exc:
+            raise DatabaseError(str(exc)) from None
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            self.raw.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from None
+        except sqlite3.Error as exc:
+            raise DatabaseError(str(exc)) from None
+
+    def begin(self) -> None:
+        self.execute("BEGIN IMMEDIATE")
+
+    def rollback(self) -> None:
+        if self.raw.in_transaction:
+            self.raw.execute("ROLLBACK")
+
+    def size_bytes(self) -> int:
+        """Pages in use, not the file's free pages."""
+        pages = self.raw.execute("PRAGMA page_count").fetchone()[0]
+        free = self.raw.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * self.raw.execute("PRAGMA page_size").fetchone()[0]
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def open_database(data_dir: Path, max_bytes: int | None = None) -> SqliteDatabase:
     conn = connect(db_path(data_dir), max_bytes)
     migrate(conn)
-    return conn
+    return SqliteDatabase(conn)

@@ -11,8 +11,18 @@ from thingport.settings import load_settings
 from thingport.stores import open_stores
 
 
-def run(data_dir: Path, action, **settings):  # type: ignore[no-untyped-def]
-    stores = open_stores(load_settings(data_dir=data_dir, **settings))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest) -> dict:
+    """The settings that choose a storage engine: every test here runs on both."""
+    if request.param == "sqlite":
+        return {}
+    from tests.postgres import fresh_database
+
+    return {"database_url": fresh_database()}
+
+
+def run(data_dir: Path, action, engine: dict | None = None, **settings):  # type: ignore[no-untyped-def]
+    stores = open_stores(load_settings(data_dir=data_dir, **(engine or {}), **settings))
 
     async def main():  # type: ignore[no-untyped-def]
         stores.log.start(asyncio.get_running_loop())
@@ -37,22 +47,22 @@ def test_device_secret_is_not_stored_in_the_clear(data_dir: Path) -> None:
         assert secret.encode() not in path.read_bytes()
 
 
-def test_a_different_master_key_cannot_read_secrets(data_dir: Path) -> None:
+def test_a_different_master_key_cannot_read_secrets(data_dir: Path, engine: dict) -> None:
     async def create(m: Management, _):  # type: ignore[no-untyped-def]
         await m.create_product("p", "pk01")
         await m.create_device("pk01", "dev-1")
 
-    run(data_dir, create)
+    run(data_dir, create, engine)
     (data_dir / "master.key").write_bytes(b"QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=")
 
     async def read(m: Management, _):  # type: ignore[no-untyped-def]
         return await m.device("pk01", "dev-1")
 
     with pytest.raises(Exception):
-        run(data_dir, read)
+        run(data_dir, read, engine)
 
 
-def test_changes_feed_names_every_changed_device(data_dir: Path) -> None:
+def test_changes_feed_names_every_changed_device(data_dir: Path, engine: dict) -> None:
     async def act(m: Management, stores):  # type: ignore[no-untyped-def]
         await m.create_product("p", "pk01")
         start = await stores.registry.change_cursor()
@@ -67,10 +77,10 @@ def test_changes_feed_names_every_changed_device(data_dir: Path) -> None:
         await stores.registry.set_product_validation("pk01", "whole-report")
         assert (await stores.registry.changes_since(cursor2))[1:] == ([], ["pk01"])
 
-    run(data_dir, act)
+    run(data_dir, act, engine)
 
 
-def test_disable_and_reset_secret_bump_the_token_epoch_and_delete_frees_nothing_for_reuse(data_dir: Path) -> None:
+def test_disable_and_reset_secret_bump_the_token_epoch_and_delete_frees_nothing_for_reuse(data_dir: Path, engine: dict) -> None:
     async def act(m: Management, _):  # type: ignore[no-untyped-def]
         await m.create_product("p", "pk01")
         d = await m.create_device("pk01", "dev-a")
@@ -88,10 +98,10 @@ def test_disable_and_reset_secret_bump_the_token_epoch_and_delete_frees_nothing_
         with pytest.raises(NotFound):
             await m.delete_device("pk01", "dev-zz")
 
-    run(data_dir, act)
+    run(data_dir, act, engine)
 
 
-def test_appended_messages_are_read_back_newest_last(data_dir: Path) -> None:
+def test_appended_messages_are_read_back_newest_last(data_dir: Path, engine: dict) -> None:
     async def act(m: Management, stores):  # type: ignore[no-untyped-def]
         msgs = [StoredMessage(i, 1, "pk", "dn", "aliyun", "/t", bytes([i]), 1000 + i) for i in range(1, 6)]
         await asyncio.gather(*(stores.log.append(msg) for msg in msgs))
@@ -99,7 +109,7 @@ def test_appended_messages_are_read_back_newest_last(data_dir: Path) -> None:
         assert [x.message_id for x in await m.newest_messages(10, after_seq=4)] == [5]
         assert (await m.newest_messages(1))[0] == dataclasses.replace(msgs[-1], seq=5)
 
-    run(data_dir, act)
+    run(data_dir, act, engine)
 
 
 def test_storage_quota_refuses_writes_and_acknowledges_nothing(data_dir: Path) -> None:
@@ -112,7 +122,7 @@ def test_storage_quota_refuses_writes_and_acknowledges_nothing(data_dir: Path) -
     run(data_dir, act, storage_max_mb=0.05)
 
 
-def test_log_order_is_commit_order_not_message_id_order(data_dir: Path) -> None:
+def test_log_order_is_commit_order_not_message_id_order(data_dir: Path, engine: dict) -> None:
     async def act(m: Management, stores):  # type: ignore[no-untyped-def]
         late = StoredMessage(10, 1, "pk", "dn", "aliyun", "/t", b"first committed", 1)
         early = StoredMessage(5, 1, "pk", "dn", "aliyun", "/t", b"second committed", 2)
@@ -123,10 +133,10 @@ def test_log_order_is_commit_order_not_message_id_order(data_dir: Path) -> None:
         assert await stores.log.read_after(1, 10) == [read[1]]
         assert await stores.log.last_seq() == 2
 
-    run(data_dir, act)
+    run(data_dir, act, engine)
 
 
-def test_latest_values_take_the_newest_time_within_one_batch(data_dir: Path) -> None:
+def test_latest_values_take_the_newest_time_within_one_batch(data_dir: Path, engine: dict) -> None:
     from thingport.core.model import PropertySample
 
     async def act(m: Management, stores):  # type: ignore[no-untyped-def]
@@ -143,4 +153,55 @@ def test_latest_values_take_the_newest_time_within_one_batch(data_dir: Path) -> 
         assert latest["t"] == (30, 3000)
         assert [v for _, v, _ in await stores.registry.history(d.id, "t", None, None, 10)] == [30, 20, 10]
 
-    run(data_dir, act)
+    run(data_dir, act, engine)
+
+
+def test_a_cursor_following_the_log_misses_nothing_while_two_processes_write(data_dir: Path) -> None:
+    """PostgreSQL hands out ``seq`` before commit: without the log's advisory lock a follower would step
+    over a message whose transaction committed after a later one's."""
+    from tests.postgres import fresh_database
+
+    settings = load_settings(data_dir=data_dir, database_url=fresh_database(), group_commit_max_batch=7)
+    writers = [open_stores(settings), open_stores(settings)]
+
+    async def main() -> list[int]:
+        for stores in writers:
+            stores.log.start(asyncio.get_running_loop())
+        done = asyncio.Event()
+
+        async def write(n: int, offset: int, stores) -> None:  # type: ignore[no-untyped-def]
+            await asyncio.gather(*(
+                stores.log.append(StoredMessage(offset + i, 1, "pk", "dn", "aliyun", "/t", b"x", i)) for i in range(n)
+            ))
+
+        async def follow() -> list[int]:
+            cursor, seen = 0, []
+            while True:
+                finished = done.is_set()
+                batch = await writers[0].log.read_after(cursor, 50)
+                seen += [m.message_id for m in batch]
+                cursor = batch[-1].seq if batch else cursor
+                if finished and not batch:
+                    return seen
+
+        follower = asyncio.create_task(follow())
+        await asyncio.gather(write(400, 0, writers[0]), write(400, 10_000, writers[1]))
+        done.set()
+        return await follower
+
+    try:
+        seen = asyncio.run(main())
+    finally:
+        for stores in writers:
+            stores.close()
+    assert sorted(seen) == sorted([*range(400), *range(10_000, 10_400)])
+
+
+def test_postgresql_schema_is_migrated_only_when_asked(data_dir: Path) -> None:
+    from tests.postgres import fresh_database
+
+    url = fresh_database(migrate=False)
+    with pytest.raises(StoreUnavailable, match="thingport db upgrade"):
+        open_stores(load_settings(data_dir=data_dir, database_url=url))
+    open_stores(load_settings(data_dir=data_dir, database_url=url, db_upgrade=True)).close()
+    open_stores(load_settings(data_dir=data_dir, database_url=url)).close()

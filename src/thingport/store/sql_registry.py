@@ -1,6 +1,5 @@
-"""The registry (products, devices) and its change feed on SQLite."""
+"""The registry (products, devices, subscriptions, API keys) and its change feed, on either SQL engine."""
 
-import sqlite3
 import time
 from typing import Any
 
@@ -9,15 +8,18 @@ import msgspec
 from thingport.core.errors import Conflict, NotFound
 from thingport.core.model import ApiKey, AuthSession, Device, Product, Subscription
 from thingport.store.keys import KeyRing
-from thingport.store.sqlite_db import write_transaction
-from thingport.store.sqlite_executor import SqliteExecutor
+from thingport.store.database import Database, IntegrityError
+from thingport.store.executor import DbExecutor
 
 _DEVICE_SELECT = (
     "SELECT d.id, d.product_key, d.device_name, d.secret_sealed, d.enabled, d.token_epoch, d.created_ms,"
     " d.last_auth_ms, d.device_id, d.gateway_id, g.product_key, g.device_name, d.token_ms, d.prev_token_ms"
     " FROM devices d LEFT JOIN devices g ON g.id = d.gateway_id"
 )
-_PRODUCT_COLUMNS = "product_key, name, node_type, created_ms, model_version, validation, topics, presence_timeout_s"
+_PRODUCT_COLUMNS = (
+    "product_key, name, node_type, created_ms, model_version, validation, topics, presence_timeout_s,"
+    " device_report_rate, device_report_burst"
+)
 CHANGE_RETENTION_MS = 24 * 3600 * 1000
 
 
@@ -29,8 +31,8 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class SqliteRegistry:
-    def __init__(self, executor: SqliteExecutor, secret_box: KeyRing) -> None:
+class SqlRegistry:
+    def __init__(self, executor: DbExecutor, secret_box: KeyRing) -> None:
         self._db = executor
         self._box = secret_box
 
@@ -43,22 +45,23 @@ class SqliteRegistry:
                       gateway, token_ms, prev_token_ms)
 
     async def _one_device(self, where: str, params: tuple) -> Device | None:
-        def q(conn: sqlite3.Connection) -> tuple | None:
+        def q(conn: Database) -> tuple | None:
             return conn.execute(f"{_DEVICE_SELECT} WHERE {where}", params).fetchone()
 
         row = await self._db.run(q)
         return self._device(row) if row else None
 
     async def _devices(self, where: str, params: tuple) -> list[Device]:
-        def q(conn: sqlite3.Connection) -> list[tuple]:
+        def q(conn: Database) -> list[tuple]:
             return conn.execute(f"{_DEVICE_SELECT} WHERE {where} ORDER BY d.id", params).fetchall()
 
         return [self._device(row) for row in await self._db.run(q)]
 
     @staticmethod
-    def _changed(conn: sqlite3.Connection, device_id: int | None = None, product_key: str | None = None) -> None:
+    def _changed(conn: Database, device_id: int | None = None, product_key: str | None = None) -> None:
         """Record a change in the same transaction, so every running server sees it on its next poll."""
         now = _now_ms()
+        conn.serialize("changes")
         conn.execute(
             "INSERT INTO changes (device_id, product_key, at_ms) VALUES (?, ?, ?)", (device_id, product_key, now)
         )
@@ -84,7 +87,7 @@ class SqliteRegistry:
         return await self._devices("d.gateway_id = ?", (gateway_id,))
 
     async def changes_since(self, cursor: int) -> tuple[int, list[int], list[str]]:
-        def q(conn: sqlite3.Connection) -> list[tuple[int, int | None, str | None]]:
+        def q(conn: Database) -> list[tuple[int, int | None, str | None]]:
             return conn.execute(
                 "SELECT id, device_id, product_key FROM changes WHERE id > ? ORDER BY id", (cursor,)
             ).fetchall()
@@ -97,7 +100,7 @@ class SqliteRegistry:
         return rows[-1][0], devices, products
 
     async def change_cursor(self) -> int:
-        def q(conn: sqlite3.Connection) -> int:
+        def q(conn: Database) -> int:
             return conn.execute("SELECT coalesce(max(id), 0) FROM changes").fetchone()[0]
 
         return await self._db.run(q)
@@ -105,19 +108,19 @@ class SqliteRegistry:
     # --- management side ---
 
     async def create_product(self, product: Product) -> None:
-        def q(conn: sqlite3.Connection) -> None:
+        def q(conn: Database) -> None:
             try:
                 conn.execute(
                     "INSERT INTO products (product_key, name, node_type, created_ms) VALUES (?, ?, ?, ?)",
                     (product.product_key, product.name, product.node_type, product.created_ms),
                 )
-            except sqlite3.IntegrityError:
+            except IntegrityError:
                 raise Conflict(f"product {product.product_key} already exists") from None
 
         await self._db.run(q)
 
     async def get_product(self, product_key: str) -> Product | None:
-        def q(conn: sqlite3.Connection) -> tuple | None:
+        def q(conn: Database) -> tuple | None:
             return conn.execute(
                 f"SELECT {_PRODUCT_COLUMNS} FROM products WHERE product_key = ?", (product_key,)
             ).fetchone()
@@ -126,7 +129,7 @@ class SqliteRegistry:
         return _product(row) if row else None
 
     async def list_products(self) -> list[Product]:
-        def q(conn: sqlite3.Connection) -> list[tuple]:
+        def q(conn: Database) -> list[tuple]:
             return conn.execute(
                 f"SELECT {_PRODUCT_COLUMNS} FROM products ORDER BY created_ms, product_key"
             ).fetchall()
@@ -135,8 +138,8 @@ class SqliteRegistry:
 
     async def _update_product(self, product_key: str, sql: str, params: tuple, extra: str | None = None,
                               extra_params: tuple = ()) -> None:
-        def q(conn: sqlite3.Connection) -> None:
-            with write_transaction(conn):
+        def q(conn: Database) -> None:
+            with conn.transaction():
                 if extra:
                     conn.execute(extra, extra_params)
                 if conn.execute(sql, params).rowcount != 1:
@@ -151,13 +154,13 @@ class SqliteRegistry:
             product_key,
             "UPDATE products SET model_version = ? WHERE product_key = ?",
             (version, product_key),
-            "INSERT OR IGNORE INTO thing_models (product_key, version, document, created_ms)"
-            " SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM products WHERE product_key = ?)",
+            "INSERT INTO thing_models (product_key, version, document, created_ms)"
+            " SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM products WHERE product_key = ?) ON CONFLICT DO NOTHING",
             (product_key, version, msgspec.json.encode(document).decode(), created_ms, product_key),
         )
 
     async def thing_model(self, product_key: str, version: str) -> dict | None:
-        def q(conn: sqlite3.Connection) -> tuple | None:
+        def q(conn: Database) -> tuple | None:
             return conn.execute(
                 "SELECT document FROM thing_models WHERE product_key = ? AND version = ?", (product_key, version)
             ).fetchone()
@@ -182,8 +185,8 @@ class SqliteRegistry:
     ) -> Device:
         sealed = self._box.seal(secret, _identity(product_key, device_name))
 
-        def q(conn: sqlite3.Connection) -> int:
-            with write_transaction(conn):
+        def q(conn: Database) -> int:
+            with conn.transaction():
                 if not conn.execute("SELECT 1 FROM products WHERE product_key = ?", (product_key,)).fetchone():
                     raise NotFound(f"product {product_key} does not exist")
                 for sql, args, what in (
@@ -195,10 +198,10 @@ class SqliteRegistry:
                         raise Conflict(f"{what} already exists")
                 cur = conn.execute(
                     "INSERT INTO devices (product_key, device_name, secret_sealed, created_ms, device_id, gateway_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                     (product_key, device_name, sealed, created_ms, device_id, gateway_id),
                 )
-                new_id = cur.lastrowid
+                new_id = cur.fetchone()[0]
                 self._changed(conn, new_id)
                 return new_id
 
@@ -222,7 +225,7 @@ class SqliteRegistry:
             where.append("d.enabled = ?")
             params.append(int(enabled))
 
-        def q(conn: sqlite3.Connection) -> list[tuple]:
+        def q(conn: Database) -> list[tuple]:
             sql = f"{_DEVICE_SELECT} WHERE {' AND '.join(where)} ORDER BY d.id LIMIT ?"
             return conn.execute(sql, (*params, limit)).fetchall()
 
@@ -250,8 +253,8 @@ class SqliteRegistry:
     ) -> Subscription:
         sealed = self._box.seal(msgspec.json.encode(options).decode(), f"subscription/{name}")
 
-        def q(conn: sqlite3.Connection) -> int:
-            with write_transaction(conn):
+        def q(conn: Database) -> int:
+            with conn.transaction():
                 if not conn.execute("SELECT 1 FROM products WHERE product_key = ?", (product_key,)).fetchone():
                     raise NotFound(f"product {product_key} does not exist")
                 if conn.execute("SELECT 1 FROM subscriptions WHERE name = ?", (name,)).fetchone():
@@ -259,10 +262,10 @@ class SqliteRegistry:
                 start = 0 if from_start else conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
                 cur = conn.execute(
                     "INSERT INTO subscriptions (name, product_key, kinds, topic_filter, sink, options_sealed, cursor,"
-                    " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (name, product_key, ",".join(kinds), topic_filter, sink, sealed, start, created_ms),
                 )
-                return cur.lastrowid  # type: ignore[return-value]
+                return cur.fetchone()[0]  # type: ignore[no-any-return]
 
         await self._db.run(q)
         created = await self.get_subscription(name)
@@ -270,7 +273,7 @@ class SqliteRegistry:
         return created
 
     async def get_subscription(self, name: str) -> Subscription | None:
-        def q(conn: sqlite3.Connection) -> tuple | None:
+        def q(conn: Database) -> tuple | None:
             return conn.execute(
                 f"SELECT {self._SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE name = ?", (name,)
             ).fetchone()
@@ -279,20 +282,20 @@ class SqliteRegistry:
         return self._subscription(row) if row else None
 
     async def list_subscriptions(self) -> list[Subscription]:
-        def q(conn: sqlite3.Connection) -> list[tuple]:
+        def q(conn: Database) -> list[tuple]:
             return conn.execute(f"SELECT {self._SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY id").fetchall()
 
         return [self._subscription(row) for row in await self._db.run(q)]
 
     async def set_subscription_enabled(self, name: str, enabled: bool) -> None:
-        def q(conn: sqlite3.Connection) -> int:
+        def q(conn: Database) -> int:
             return conn.execute("UPDATE subscriptions SET enabled = ? WHERE name = ?", (int(enabled), name)).rowcount
 
         if await self._db.run(q) != 1:
             raise NotFound(f"subscription {name} does not exist")
 
     async def delete_subscription(self, name: str) -> None:
-        def q(conn: sqlite3.Connection) -> int:
+        def q(conn: Database) -> int:
             return conn.execute("DELETE FROM subscriptions WHERE name = ?", (name,)).rowcount
 
         if await self._db.run(q) != 1:
@@ -303,9 +306,9 @@ class SqliteRegistry:
         in one transaction; returns how many were sealed with an older one."""
         box = self._box
 
-        def q(conn: sqlite3.Connection) -> int:
+        def q(conn: Database) -> int:
             count = 0
-            with write_transaction(conn):
+            with conn.transaction():
                 for device_id, pk, dn, sealed in conn.execute(
                     "SELECT id, product_key, device_name, secret_sealed FROM devices"
                 ).fetchall():
@@ -334,7 +337,7 @@ class SqliteRegistry:
     async def recently_seen(self, since_ms: int) -> list[tuple[int, int]]:
         """(device id, last seen) of devices seen since ``since_ms``: presence to resume after a restart."""
 
-        def q(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+        def q(conn: Database) -> list[tuple[int, int]]:
             return conn.execute(
                 "SELECT id, last_seen_ms FROM devices WHERE last_seen_ms >= ?", (since_ms,)
             ).fetchall()
@@ -344,17 +347,17 @@ class SqliteRegistry:
     # --- API keys ---
 
     async def create_api_key(self, name: str, role: str, key_hash: bytes, prefix: str, created_ms: int) -> ApiKey:
-        def q(conn: sqlite3.Connection) -> int:
+        def q(conn: Database) -> int:
             cur = conn.execute(
-                "INSERT INTO api_keys (name, role, key_hash, prefix, created_ms) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO api_keys (name, role, key_hash, prefix, created_ms) VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (name, role, key_hash, prefix, created_ms),
             )
-            return cur.lastrowid  # type: ignore[return-value]
+            return cur.fetchone()[0]  # type: ignore[no-any-return]
 
         return ApiKey(await self._db.run(q), name, role, prefix, created_ms)
 
     async def api_key_by_hash(self, key_hash: bytes) -> ApiKey | None:
-        def q(conn: sqlite3.Connection) -> tuple | None:
+        def q(conn: Database) -> tuple | None:
             return conn.execute(
                 "SELECT id, name, role, prefix, created_ms FROM api_keys WHERE key_hash = ?", (key_hash,)
             ).fetchone()
@@ -363,21 +366,21 @@ class SqliteRegistry:
         return ApiKey(*row) if row else None
 
     async def list_api_keys(self) -> list[ApiKey]:
-        def q(conn: sqlite3.Connection) -> list[tuple]:
+        def q(conn: Database) -> list[tuple]:
             return conn.execute("SELECT id, name, role, prefix, created_ms FROM api_keys ORDER BY id").fetchall()
 
         return [ApiKey(*row) for row in await self._db.run(q)]
 
     async def delete_api_key(self, key_id: int) -> None:
-        def q(conn: sqlite3.Connection) -> int:
+        def q(conn: Database) -> int:
             return conn.execute("DELETE FROM api_keys WHERE id = ?", (key_id,)).rowcount
 
         if await self._db.run(q) != 1:
             raise NotFound(f"API key {key_id} does not exist")
 
     async def _update(self, device_id: int, sql: str, params: tuple) -> None:
-        def q(conn: sqlite3.Connection) -> None:
-            with write_transaction(conn):
+        def q(conn: Database) -> None:
+            with conn.transaction():
                 if conn.execute(sql, params).rowcount != 1:
                     raise NotFound("device does not exist")
                 self._changed(conn, device_id)
@@ -394,7 +397,7 @@ class SqliteRegistry:
         )
 
     async def reset_device_secret(self, device_id: int, secret: str) -> None:
-        def q(conn: sqlite3.Connection) -> tuple | None:
+        def q(conn: Database) -> tuple | None:
             return conn.execute("SELECT product_key, device_name FROM devices WHERE id = ?", (device_id,)).fetchone()
 
         row = await self._db.run(q)
@@ -410,8 +413,8 @@ class SqliteRegistry:
     async def delete_device(self, device_id: int) -> None:
         """Delete the device with its running status and history (its messages stay in the log)."""
 
-        def q(conn: sqlite3.Connection) -> None:
-            with write_transaction(conn):
+        def q(conn: Database) -> None:
+            with conn.transaction():
                 if conn.execute("SELECT 1 FROM devices WHERE gateway_id = ? LIMIT 1", (device_id,)).fetchone():
                     raise Conflict("the gateway still has sub-devices: delete them first")
                 if conn.execute("DELETE FROM devices WHERE id = ?", (device_id,)).rowcount != 1:
@@ -427,7 +430,7 @@ class SqliteRegistry:
     async def device_status(self, device_id: int) -> tuple[int | None, dict[str, tuple[Any, int]]]:
         """(last seen, identifier -> (latest value, its time))."""
 
-        def q(conn: sqlite3.Connection) -> tuple[tuple | None, list[tuple]]:
+        def q(conn: Database) -> tuple[tuple | None, list[tuple]]:
             seen = conn.execute("SELECT last_seen_ms FROM devices WHERE id = ?", (device_id,)).fetchone()
             rows = conn.execute(
                 "SELECT identifier, value, time_ms FROM latest_values WHERE device_id = ?", (device_id,)
@@ -443,7 +446,7 @@ class SqliteRegistry:
     ) -> list[tuple[int, Any, int]]:
         """(time, value, messageId) of one property, newest first, within [from_ms, to_ms]."""
 
-        def q(conn: sqlite3.Connection) -> list[tuple]:
+        def q(conn: Database) -> list[tuple]:
             return conn.execute(
                 "SELECT time_ms, value, message_id FROM history WHERE device_id = ? AND identifier = ?"
                 " AND time_ms >= ? AND time_ms <= ? ORDER BY time_ms DESC, message_id DESC LIMIT ?",
@@ -455,11 +458,11 @@ class SqliteRegistry:
 
 
 def _product(row: tuple) -> Product:
-    *columns, topics, presence_timeout_s = row
-    return Product(*columns, tuple((t, op) for t, op in msgspec.json.decode(topics)), presence_timeout_s)
+    *columns, topics, presence_timeout_s, rate, burst = row
+    return Product(*columns, tuple((t, op) for t, op in msgspec.json.decode(topics)), presence_timeout_s, rate, burst)
 
 
-def record_sessions(conn: sqlite3.Connection, sessions: list[AuthSession]) -> None:
+def record_sessions(conn: Database, sessions: list[AuthSession]) -> None:
     """Write authentication sessions inside the caller's transaction (the log writer's batch).
 
     A superseding (IoTDA) session also enters the change feed: every instance then learns that the
@@ -467,8 +470,8 @@ def record_sessions(conn: sqlite3.Connection, sessions: list[AuthSession]) -> No
     """
     conn.executemany(
         "UPDATE devices SET last_auth_ms = ?, last_client_id = ?, last_source = ?,"
-        " last_seen_ms = max(coalesce(last_seen_ms, 0), ?) WHERE id = ?",
-        [(s.at_ms, s.client_id, s.source, s.at_ms, s.device_id) for s in sessions],
+        " last_seen_ms = CASE WHEN coalesce(last_seen_ms, 0) < ? THEN ? ELSE last_seen_ms END WHERE id = ?",
+        [(s.at_ms, s.client_id, s.source, s.at_ms, s.at_ms, s.device_id) for s in sessions],
     )
     superseding = [s for s in sessions if s.supersedes]
     if superseding:
@@ -477,6 +480,7 @@ def record_sessions(conn: sqlite3.Connection, sessions: list[AuthSession]) -> No
             "UPDATE devices SET prev_token_ms = token_ms, token_ms = ? WHERE id = ?",
             [(s.at_ms, s.device_id) for s in superseding],
         )
+        conn.serialize("changes")
         conn.executemany(
             "INSERT INTO changes (device_id, at_ms) VALUES (?, ?)", [(s.device_id, s.at_ms) for s in superseding]
         )

@@ -1,13 +1,13 @@
-"""The durable message log on SQLite, written by group commit.
+"""The durable message log, written by group commit, on either SQL engine.
 
 Messages are numbered twice: ``id`` is the messageId devices get (64-bit, time-ordered, assigned when the
-request arrives) and ``seq`` is the position in the log, assigned at insert under SQLite's single write
-lock, so it increases in commit order. Forwarding cursors follow ``seq``: a cursor on ``id`` could step
-over a message that got a smaller id but committed later.
+request arrives) and ``seq`` is the position in the log, assigned at insert while the batch's transaction
+holds the log's write lock (SQLite's single writer; an advisory lock on PostgreSQL, shared by every
+process), so it increases in commit order. Forwarding cursors follow ``seq``: a cursor on ``id`` could
+step over a message that got a smaller id but committed later.
 """
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,9 +15,10 @@ import msgspec
 
 from thingport.core.errors import SessionStoreFailed, StoreUnavailable
 from thingport.core.model import AuthSession, StoredMessage
+from thingport.store.database import Database, DatabaseError
+from thingport.store.executor import DbExecutor
 from thingport.store.group_commit import GroupCommitter
-from thingport.store.sqlite_executor import SqliteExecutor
-from thingport.store.sqlite_registry import record_sessions
+from thingport.store.sql_registry import record_sessions
 
 _INSERT_COLUMNS = (
     "id, device_id, product_key, device_name, dialect, topic, payload, received_ms, kind, reply, device_ms, iot_id"
@@ -25,7 +26,7 @@ _INSERT_COLUMNS = (
 _SELECT_COLUMNS = _INSERT_COLUMNS + ", seq"  # in StoredMessage's field order
 _INSERT_MESSAGE = f"INSERT INTO messages ({_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_HISTORY = "INSERT INTO history (device_id, identifier, time_ms, value, message_id) VALUES (?, ?, ?, ?, ?)"
-_MARK_SEEN = "UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?) WHERE id = ?"
+_MARK_SEEN = "UPDATE devices SET last_seen_ms = ? WHERE id = ? AND coalesce(last_seen_ms, 0) < ?"
 # a late report (older time) goes into history but does not overwrite a newer latest value
 _UPSERT_LATEST = (
     "INSERT INTO latest_values (device_id, identifier, value, time_ms, message_id) VALUES (?, ?, ?, ?, ?)"
@@ -33,7 +34,7 @@ _UPSERT_LATEST = (
     " value = excluded.value, time_ms = excluded.time_ms, message_id = excluded.message_id"
     " WHERE excluded.time_ms >= latest_values.time_ms"
 )
-_SAVE_CURSOR = "UPDATE subscriptions SET cursor = max(cursor, ?) WHERE id = ?"
+_SAVE_CURSOR = "UPDATE subscriptions SET cursor = ? WHERE id = ? AND cursor < ?"
 _encode = msgspec.json.encode
 
 
@@ -61,10 +62,10 @@ def _newest_per_property(samples: list[tuple]) -> list[tuple]:
     return list(newest.values())
 
 
-class SqliteMessageLog:
+class SqlMessageLog:
     """Appends are committed by a writer thread with its own connection; reads use ``reader``."""
 
-    def __init__(self, writer: sqlite3.Connection, reader: SqliteExecutor, max_batch: int = 1000) -> None:
+    def __init__(self, writer: Database, reader: DbExecutor, max_batch: int = 1000) -> None:
         self._writer = writer
         self._reader = reader
         self._listeners: list[Callable[[], None]] = []
@@ -113,12 +114,12 @@ class SqliteMessageLog:
             elif type(item) is AuthSession:
                 sessions.append(item)
             else:
-                cursors.append((item.seq, item.subscription_id))  # type: ignore[union-attr]
-        conn.execute("BEGIN")
-        try:
+                cursors.append((item.seq, item.subscription_id, item.seq))  # type: ignore[union-attr]
+        with conn.transaction():
             if messages:
+                conn.serialize("log")
                 conn.executemany(_INSERT_MESSAGE, messages)
-                conn.executemany(_MARK_SEEN, [(at, device_id) for device_id, at in seen.items()])
+                conn.executemany(_MARK_SEEN, [(at, device_id, at) for device_id, at in seen.items()])
             if samples:
                 conn.executemany(_INSERT_HISTORY, samples)
                 conn.executemany(_UPSERT_LATEST, _newest_per_property(samples))
@@ -126,41 +127,36 @@ class SqliteMessageLog:
                 record_sessions(conn, sessions)
             if cursors:
                 conn.executemany(_SAVE_CURSOR, cursors)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     async def append(self, message: StoredMessage) -> None:
         try:
             await self._committer.submit(message)
-        except sqlite3.Error as exc:
+        except DatabaseError as exc:
             raise StoreUnavailable(f"message could not be stored: {exc}") from None
 
     async def append_many(self, messages: tuple[StoredMessage, ...]) -> None:
         try:
             await self._committer.submit(messages)
-        except sqlite3.Error as exc:
+        except DatabaseError as exc:
             raise StoreUnavailable(f"messages could not be stored: {exc}") from None
 
     async def record_session(self, session: AuthSession) -> None:
         try:
             await self._committer.submit(session)
-        except sqlite3.Error as exc:
+        except DatabaseError as exc:
             raise SessionStoreFailed(f"session could not be stored: {exc}") from None
 
     async def save_cursor(self, subscription_id: int, seq: int) -> None:
         """Durably record that a subscription is done up to ``seq`` (with whatever else commits now)."""
         try:
             await self._committer.submit(CursorUpdate(subscription_id, seq))
-        except sqlite3.Error as exc:
+        except DatabaseError as exc:
             raise StoreUnavailable(f"cursor could not be stored: {exc}") from None
 
     async def _select(self, where: str, params: tuple, order: str, limit: int) -> list[StoredMessage]:
         sql = f"SELECT {_SELECT_COLUMNS} FROM messages{' WHERE ' + where if where else ''} ORDER BY seq {order} LIMIT ?"
 
-        def q(conn: sqlite3.Connection) -> list[tuple]:
+        def q(conn: Database) -> list[tuple]:
             return conn.execute(sql, (*params, limit)).fetchall()
 
         return [StoredMessage(*row) for row in await self._reader.run(q)]
@@ -170,7 +166,7 @@ class SqliteMessageLog:
         return await self._select("seq > ?", (seq,), "ASC", limit)
 
     async def last_seq(self) -> int:
-        def q(conn: sqlite3.Connection) -> int:
+        def q(conn: Database) -> int:
             return conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
 
         return await self._reader.run(q)
@@ -203,7 +199,7 @@ class SqliteMessageLog:
         """Retention: delete up to ``max_rows`` of the oldest messages below ``seq`` (and older than
         ``received_before_ms`` when given); returns how many went."""
 
-        def q(conn: sqlite3.Connection) -> int:
+        def q(conn: Database) -> int:
             age = "" if received_before_ms is None else " AND received_ms < ?"
             params = (seq,) if received_before_ms is None else (seq, received_before_ms)
             return conn.execute(
@@ -214,12 +210,5 @@ class SqliteMessageLog:
         return await self._reader.run(q)
 
     async def size_bytes(self) -> int:
-        """Bytes the database uses (pages in use, not the file's free pages)."""
-
-        def q(conn: sqlite3.Connection) -> int:
-            pages = conn.execute("PRAGMA page_count").fetchone()[0]
-            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-            size = conn.execute("PRAGMA page_size").fetchone()[0]
-            return (pages - free) * size
-
-        return await self._reader.run(q)
+        """Bytes the database uses."""
+        return await self._reader.run(lambda conn: conn.size_bytes())

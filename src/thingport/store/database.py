@@ -1,0 +1,78 @@
+"""One connection to the store's SQL engine, with what differs between engines behind one base class.
+
+The registry and the log write their SQL once, in the subset SQLite and PostgreSQL share, with ``?``
+placeholders; an engine's connection translates what it must and maps its driver's errors to the two
+below, so the stores never name a driver. Like httpx's transports: one small base, one class per engine.
+"""
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+
+class DatabaseError(Exception):
+    """The engine failed or is unreachable: the write did not happen."""
+
+
+class IntegrityError(DatabaseError):
+    """A uniqueness or reference rule refused the write."""
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Database:
+    """A connection in autocommit mode: transactions are explicit (``transaction`` or ``begin``/``commit``).
+
+    Used from one thread at a time (an executor thread or the group-commit writer).
+    """
+
+    name = "abstract"
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        raise NotImplementedError
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def begin(self) -> None:
+        """Start a write transaction: reads inside it see what the write will change."""
+        self.execute("BEGIN")
+
+    def commit(self) -> None:
+        self.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Undo the open transaction, if any (a connection that died has none left to undo)."""
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator["Database"]:
+        """BEGIN ... COMMIT, or ROLLBACK on any exception."""
+        self.begin()
+        try:
+            yield self
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+
+    def serialize(self, what: str) -> None:
+        """Inside a transaction: wait until no other transaction that serializes ``what`` is open.
+
+        Numbers handed out under it (the log's ``seq``, the change feed's ``id``) then increase in commit
+        order across every process, which is what cursors that follow them rely on. SQLite has one
+        writer at a time anyway; PostgreSQL takes a transaction-scoped advisory lock.
+        """
+
+    def size_bytes(self) -> int:
+        """Bytes the store uses."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError

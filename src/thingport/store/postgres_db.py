@@ -1,0 +1,91 @@
+"""PostgreSQL connections for production mode (psycopg 3), in the shape of the SQLite ones.
+
+Statements are written with ``?`` placeholders (the subset both engines share) and translated once per
+distinct statement. A connection that died is replaced on its next use outside a transaction, so a
+PostgreSQL restart costs the requests that met it an error, and service resumes by itself.
+"""
+
+import logging
+import re
+import zlib
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg import pq
+
+from thingport.store.database import Cursor, Database, DatabaseError, IntegrityError
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 3
+# advisory lock ids live in one bigint space per database; ours are tagged so they do not meet others'
+_LOCK_BASE = 0x7468_6970_0000_0000  # "thip"
+
+
+def lock_id(what: str) -> int:
+    """A stable advisory-lock id for ``what`` (a name shared by every process of the cluster)."""
+    return _LOCK_BASE | zlib.crc32(what.encode())
+
+
+@lru_cache(maxsize=1024)
+def translate(sql: str) -> str:
+    """``?`` placeholders to psycopg's ``%s`` (a literal ``%`` is doubled first)."""
+    return re.sub(r"\?", "%s", sql.replace("%", "%%"))
+
+
+def connect(url: str) -> psycopg.Connection:
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+    except psycopg.Error as exc:
+        raise DatabaseError(f"PostgreSQL is unreachable: {exc}") from None
+
+
+class PostgresDatabase(Database):
+    name = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.raw: psycopg.Connection = connect(url)
+
+    def _conn(self) -> psycopg.Connection:
+        conn = self.raw
+        if conn.closed or conn.broken:
+            self.raw = conn = connect(self._url)
+            log.info("reconnected to PostgreSQL")
+        return conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        try:
+            return self._conn().execute(translate(sql), params or None)  # type: ignore[arg-type]
+        except psycopg.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from None
+        except psycopg.Error as exc:
+            raise DatabaseError(str(exc)) from None
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            with self._conn().cursor() as cursor:
+                cursor.executemany(translate(sql), rows)  # pipelined: one round trip, not one per row
+        except psycopg.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from None
+        except psycopg.Error as exc:
+            raise DatabaseError(str(exc)) from None
+
+    def rollback(self) -> None:
+        conn = self.raw
+        if not conn.closed and not conn.broken and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                conn.close()  # replaced on next use
+
+    def serialize(self, what: str) -> None:
+        self.execute("SELECT pg_advisory_xact_lock(?)", (lock_id(what),))
+
+    def size_bytes(self) -> int:
+        return int(self.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
+    def close(self) -> None:
+        self.raw.close()
