@@ -126,10 +126,15 @@ def wait_for_tls(port: int, timeout: float = 20.0, proc: subprocess.Popen | None
 class ServerProcess:
     """``thingport serve`` as a real subprocess on a free port."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                 database_url: str | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.api_port = free_port()
+        self.database_url = database_url
+        if database_url:  # in the data dir's settings file, so every CLI command on it finds the database too
+            data_dir.mkdir(parents=True, exist_ok=True)
+            (data_dir / "thingport.toml").write_text(f'database_url = "{database_url}"\n')
         self.env = {**os.environ, "THINGPORT_LOG_LEVEL": "warning", **(env or {})}
         self.args = args
         self.proc: subprocess.Popen | None = None
@@ -153,6 +158,12 @@ class ServerProcess:
 
     def client(self) -> DeviceClient:
         return DeviceClient(self.port, self.cert)
+
+    def settings(self, **overrides: Any) -> Any:
+        """Settings that open this server's stores (its data dir, and its database when not SQLite)."""
+        from thingport.settings import load_settings
+
+        return load_settings(data_dir=self.data_dir, database_url=self.database_url, **overrides)
 
     def kill(self) -> None:
         assert self.proc is not None

@@ -29,6 +29,10 @@ data_dir_option = click.option(
     help="Data directory [env THINGPORT_DATA_DIR; default ./thingport-data].",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+database_option = click.option(
+    "--database", "database_url", default=None,
+    help="postgresql://... (production mode) [env THINGPORT_DATABASE_URL; default SQLite in the data dir].",
+)
 device_options = [
     click.option("--product-key", "product_key", required=True, help="The device's productKey."),
     click.option("--name", "device_name", required=True, help="The deviceName."),
@@ -83,13 +87,56 @@ def main() -> None:
               help="modern (default): ECDHE AEAD suites; compat: adds RSA key exchange and CBC suites.")
 @click.option("--api-host", default=None, help="Management API listen address [default 127.0.0.1].")
 @click.option("--api-port", type=int, default=None, help="Management API port [default 8080].")
+@database_option
+@click.option("--redis", "redis_url", default=None,
+              help="redis://... shares rate limits and presence between instances [env THINGPORT_REDIS_URL].")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Worker processes on this host, sharing the ports [env THINGPORT_WORKERS; default 1].")
+@click.option("--db-upgrade", is_flag=True, default=None, help="Run the PostgreSQL schema migrations first.")
 def serve(host: str | None, port: int | None, data_dir: Path | None, tls_cert: Path | None,
-          tls_key: Path | None, tls_profile: str | None, api_host: str | None, api_port: int | None) -> None:
+          tls_key: Path | None, tls_profile: str | None, api_host: str | None, api_port: int | None,
+          database_url: str | None, redis_url: str | None, workers: int | None, db_upgrade: bool | None) -> None:
     """Run the HTTPS device endpoint and the management API (with the web console)."""
     from thingport.server import serve as run_server
 
     run_server(load_settings(host=host, port=port, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
-                             tls_profile=tls_profile, api_host=api_host, api_port=api_port))
+                             tls_profile=tls_profile, api_host=api_host, api_port=api_port, database_url=database_url,
+                             redis_url=redis_url, workers=workers, db_upgrade=db_upgrade))
+
+
+# --- database ---
+
+@main.group()
+def db() -> None:
+    """The PostgreSQL schema (the embedded SQLite store migrates itself)."""
+
+
+def _database_url(database_url: str | None) -> str:
+    url = load_settings(database_url=database_url).database_url
+    if not url:
+        raise click.UsageError("no PostgreSQL database: give --database or set THINGPORT_DATABASE_URL")
+    return url
+
+
+@db.command("upgrade")
+@database_option
+@json_option
+def db_upgrade(database_url: str | None, as_json: bool) -> None:
+    """Migrate the schema to the newest version (safe to run again, and from several hosts)."""
+    from thingport.store import pg_schema
+
+    before, after = pg_schema.upgrade(_database_url(database_url))
+    emit({"from": before, "to": after, "changed": before != after}, as_json)
+
+
+@db.command("current")
+@database_option
+@json_option
+def db_current(database_url: str | None, as_json: bool) -> None:
+    """The schema version the database is at, and the one this thingport needs."""
+    from thingport.store import pg_schema
+
+    emit({"current": pg_schema.current(_database_url(database_url)), "head": pg_schema.head()}, as_json)
 
 
 # --- products ---
@@ -135,9 +182,14 @@ def product_create(name: str, product_key: str | None, node_type: str, tsl_file:
 @validation_option
 @click.option("--presence-timeout", type=float, default=None,
               help="Seconds of silence after which its devices are offline (0: the server's default).")
+@click.option("--device-report-rate", type=float, default=None,
+              help="Reports per second each of its devices may send (0: the server's default).")
+@click.option("--device-report-burst", type=float, default=None,
+              help="Reports each of its devices may send at once (0: the server's default).")
 @data_dir_option
 @json_option
-def product_set(product_key: str, validation: str | None, presence_timeout: float | None, data_dir: Path | None,
+def product_set(product_key: str, validation: str | None, presence_timeout: float | None,
+                device_report_rate: float | None, device_report_burst: float | None, data_dir: Path | None,
                 as_json: bool) -> None:
     """Change a product's settings."""
 
@@ -146,6 +198,8 @@ def product_set(product_key: str, validation: str | None, presence_timeout: floa
             await m.set_validation(product_key, validation)
         if presence_timeout is not None:
             await m.set_presence_timeout(product_key, presence_timeout or None)
+        if device_report_rate is not None or device_report_burst is not None:
+            await m.set_device_report_rate(product_key, device_report_rate, device_report_burst)
         return await m.product(product_key)
 
     emit(run(data_dir, change).to_json(), as_json)

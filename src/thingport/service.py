@@ -320,6 +320,22 @@ class Management:
         await self._registry.set_product_presence_timeout(product_key, seconds)
         return await self.product(product_key)
 
+    async def set_device_report_rate(self, product_key: str, rate: float | None, burst: float | None) -> Product:
+        """Each device's report bucket for this product: ``rate`` per second, ``burst`` at once. None keeps
+        what is set; 0 goes back to the server's default."""
+        current = await self.product(product_key)
+        if rate is None:
+            rate = current.device_report_rate
+        if burst is None:
+            burst = current.device_report_burst
+        rate, burst = rate or None, burst or None
+        if rate is not None and not 0.001 <= rate <= 1_000_000:
+            raise ParamError("device report rate must be 0.001 to 1000000 per second")
+        if burst is not None and not 1 <= burst <= 1_000_000:
+            raise ParamError("device report burst must be 1 to 1000000")
+        await self._registry.set_product_device_rate(product_key, rate, burst)
+        return await self.product(product_key)
+
     # --- API keys ---
 
     async def create_api_key(self, name: str, role: str = "admin") -> tuple[ApiKey, str]:

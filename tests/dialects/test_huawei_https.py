@@ -201,7 +201,7 @@ def test_message_up_stores_any_body_unchanged(server: ServerProcess, client: Dev
     body = bytes(range(256))
     reply = hw_post(client, modelled["deviceId"], "messages/up", body, token)
     assert reply.status == 200
-    stores = open_stores(load_settings(data_dir=server.data_dir))
+    stores = open_stores(server.settings())
     try:
         import asyncio
 

@@ -37,6 +37,10 @@ class ProductUpdate(Model):
     validation: Literal["per-property", "whole-report"] | None = None
     presenceTimeout: float | None = Field(None, ge=0, le=7 * 86400,
                                           description="seconds of silence before offline; 0: the server's default")
+    deviceReportRate: float | None = Field(None, ge=0, le=1_000_000,
+                                           description="reports per second per device; 0: the server's default")
+    deviceReportBurst: float | None = Field(None, ge=0, le=1_000_000,
+                                            description="reports a device may send at once; 0: the server's default")
 
 
 class ProductOut(Model):
@@ -48,6 +52,8 @@ class ProductOut(Model):
     validation: str
     topics: list[TopicCategory]
     presenceTimeout: float | None = Field(description="seconds of silence before offline; null: the server's")
+    deviceReportRate: float | None = Field(None, description="reports per second per device; null: the server's")
+    deviceReportBurst: float | None = Field(None, description="burst of the device report bucket; null: the server's")
 
 
 class ThingModelOut(Model):

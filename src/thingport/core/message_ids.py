@@ -30,6 +30,12 @@ class MessageIdGenerator:
         self._last_ms = 0
         self._seq = 0
 
+    def use_worker(self, worker: int) -> None:
+        """Switch to another worker number (this process's lease on its old one was lost)."""
+        if not 0 <= worker <= MAX_WORKER:
+            raise ValueError(f"worker must be 0..{MAX_WORKER}")
+        self._worker = worker << SEQUENCE_BITS
+
     def next_id(self) -> int:
         now = self._clock_ms()
         if now > self._last_ms:

@@ -334,6 +334,12 @@ class SqlRegistry:
             product_key, "UPDATE products SET presence_timeout_s = ? WHERE product_key = ?", (seconds, product_key)
         )
 
+    async def set_product_device_rate(self, product_key: str, rate: float | None, burst: float | None) -> None:
+        await self._update_product(
+            product_key, "UPDATE products SET device_report_rate = ?, device_report_burst = ? WHERE product_key = ?",
+            (rate, burst, product_key),
+        )
+
     async def recently_seen(self, since_ms: int) -> list[tuple[int, int]]:
         """(device id, last seen) of devices seen since ``since_ms``: presence to resume after a restart."""
 

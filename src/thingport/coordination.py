@@ -1,0 +1,138 @@
+"""What one process does so that several (workers on a host, instances on several hosts) share one store.
+
+- Its worker number: leased, so the messageIds of two processes never collide.
+- The forwarder: runs where its lease is held, so each subscription's cursor has a single writer; when
+  the holder dies, another instance takes the lease over within a second or two.
+- Commits by other processes: a watcher notices the log growing and wakes forwarders and SSE streams
+  that would otherwise only hear of this process's own commits.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from thingport.core.message_ids import MessageIdGenerator
+from thingport.store.leases import Lease, claim_worker_id
+
+log = logging.getLogger(__name__)
+
+LEASE_CHECK_S = 1.0
+LOG_WATCH_S = 0.1
+
+
+class Startable(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class WorkerNumber:
+    """This process's worker number, claimed at start and claimed again if its lease is lost."""
+
+    def __init__(self, lease: Lease, preferred: int) -> None:
+        self._lease = lease
+        self._preferred = preferred
+        self.number: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def claim(self) -> int:
+        self.number = await asyncio.to_thread(claim_worker_id, self._lease, self._preferred)
+        return self.number
+
+    def keep(self, ids: MessageIdGenerator, every_s: float = 5.0) -> None:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(every_s)
+                try:
+                    if await asyncio.to_thread(self._lease.held):
+                        continue
+                    before = self.number
+                    number = await asyncio.to_thread(claim_worker_id, self._lease, before or self._preferred)
+                    self.number = number
+                    ids.use_worker(number)
+                    log.warning("worker number lease was lost and claimed again: %s -> %s", before, number)
+                except Exception as exc:  # noqa: BLE001 - the store is down: try again on the next round
+                    log.warning("could not renew the worker number lease: %s", exc)
+
+        self._task = asyncio.create_task(loop(), name="worker-lease")
+
+    async def release(self) -> None:
+        await _cancel(self._task)
+        await asyncio.to_thread(self._lease.release)
+
+
+class LeasedService:
+    """Runs a service built by ``factory`` only while this process holds ``lease``."""
+
+    def __init__(self, lease: Lease, factory: Callable[[], Startable], name: str) -> None:
+        self._lease = lease
+        self._factory = factory
+        self._name = name
+        self.running: Startable | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._round()  # a lone instance starts its service before it serves its first request
+        self._task = asyncio.create_task(self._loop(), name=f"{self._name}-lease")
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_CHECK_S)
+            try:
+                await self._round()
+            except Exception:
+                log.exception("%s lease check failed", self._name)
+
+    async def _round(self) -> None:
+        if self.running is None:
+            if await asyncio.to_thread(self._lease.try_acquire):
+                self.running = self._factory()
+                await self.running.start()
+                log.info("%s: this process holds the lease and runs it", self._name)
+        elif not await asyncio.to_thread(self._lease.held):
+            running, self.running = self.running, None
+            await running.stop()
+            log.warning("%s: lease lost, stopped here (another process takes over)", self._name)
+
+    async def stop(self) -> None:
+        await _cancel(self._task)
+        if self.running is not None:
+            await self.running.stop()
+            self.running = None
+        await asyncio.to_thread(self._lease.release)
+
+
+class LogWatcher:
+    """Calls ``notify`` when the log's last ``seq`` grows, whoever committed it."""
+
+    def __init__(self, last_seq: Callable[[], Awaitable[int]], notify: Callable[[], None]) -> None:
+        self._last_seq = last_seq
+        self._notify = notify
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, every_s: float = LOG_WATCH_S) -> None:
+        async def loop() -> None:
+            seen = await self._last_seq()
+            while True:
+                await asyncio.sleep(every_s)
+                try:
+                    last = await self._last_seq()
+                except Exception:  # noqa: BLE001 - the store is down: the forwarder reports it
+                    continue
+                if last != seen:
+                    seen = last
+                    self._notify()
+
+        self._task = asyncio.create_task(loop(), name="log-watch")
+
+    async def stop(self) -> None:
+        await _cancel(self._task)
+
+
+async def _cancel(task: asyncio.Task | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
