@@ -140,3 +140,37 @@ def test_workers_share_one_port_and_each_has_its_own_worker_number(tmp_path: Pat
         assert httpx.get(f"http://127.0.0.1:{server.api_port}/healthz", timeout=5).status_code == 200
     finally:
         server.stop()
+
+
+def test_postgresql_outage_refuses_reports_acknowledges_nothing_unstored_and_service_resumes(tmp_path: Path) -> None:
+    from tests.bus.tcp_proxy import TcpProxy
+
+    database_url = fresh_database()
+    name = database_url.rsplit("/", 1)[1]
+    with TcpProxy("127.0.0.1", 5432) as proxy:
+        server = ServerProcess(tmp_path / "data", database_url=f"postgresql://postgres@127.0.0.1:{proxy.port}/{name}")
+        server.start()
+        try:
+            device = new_device(server)
+            client = server.client()
+            token = client.token(device["productKey"], device["deviceName"], device["deviceSecret"])
+            acked = [publish(client, device, token, b"before")["info"]["messageId"]]
+            proxy.cut()
+            during = [publish(client, device, token, b"during") for _ in range(5)]
+            assert {doc["code"] for doc in during} == {30001}, during  # the protocol's "could not be stored"
+            proxy.restore()
+            deadline = time.monotonic() + 10
+            while True:
+                doc = publish(client, device, token, b"after")
+                if doc["code"] == 0:
+                    acked.append(doc["info"]["messageId"])
+                    break
+                assert time.monotonic() < deadline, f"service did not resume: {doc}"
+                time.sleep(0.2)
+            client.close()
+        finally:
+            server.stop()
+    tail = CliRunner().invoke(main, ["messages", "tail", "--limit", "50", "--json", "--data-dir", str(tmp_path / "data")],
+                              env={"THINGPORT_DATABASE_URL": database_url})
+    stored = {json.loads(line)["messageId"] for line in tail.output.splitlines()}
+    assert set(acked) <= stored
