@@ -71,3 +71,31 @@ def test_help_lists_the_commands() -> None:
     assert result.exit_code == 0
     for command in ("serve", "product", "device", "messages"):
         assert command in result.output
+
+
+def test_db_upgrade_migrates_a_postgresql_database_once_and_commands_find_it_by_env(data_dir: Path) -> None:
+    import json
+
+    from tests.postgres import fresh_database
+
+    url = fresh_database(migrate=False)
+    runner = CliRunner()
+    assert json.loads(runner.invoke(main, ["db", "current", "--database", url, "--json"]).output) == {
+        "current": None, "head": "0001"}
+    first = runner.invoke(main, ["db", "upgrade", "--database", url, "--json"])
+    assert json.loads(first.output) == {"from": None, "to": "0001", "changed": True}
+    again = runner.invoke(main, ["db", "upgrade", "--json"], env={"THINGPORT_DATABASE_URL": url})
+    assert json.loads(again.output) == {"from": "0001", "to": "0001", "changed": False}
+    # every management command reads the database from the environment
+    created = runner.invoke(main, ["product", "create", "--name", "pg", "--json", "--data-dir", str(data_dir)],
+                            env={"THINGPORT_DATABASE_URL": url})
+    assert created.exit_code == 0, created.output
+    assert not (data_dir / "thingport.db").exists()
+    listed = runner.invoke(main, ["product", "list", "--json", "--data-dir", str(data_dir)],
+                           env={"THINGPORT_DATABASE_URL": url})
+    assert [p["name"] for p in json.loads(listed.output)] == ["pg"]
+
+
+def test_db_commands_need_a_postgresql_database(data_dir: Path) -> None:
+    result = CliRunner().invoke(main, ["db", "upgrade"], env={"THINGPORT_DATABASE_URL": ""})
+    assert result.exit_code == 2 and "no PostgreSQL database" in result.output
