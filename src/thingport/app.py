@@ -5,6 +5,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from thingport.coordination import LeasedService, LogWatcher, WorkerNumber
 from thingport.core.tokens import TokenCodec
 from thingport.dialects.aliyun import AliyunDialect
 from thingport.dialects.huawei import HuaweiDialect
@@ -14,6 +15,7 @@ from thingport.gateway import Gateway
 from thingport.service import Management
 from thingport.settings import Settings
 from thingport.state.registry_cache import RegistryCache
+from thingport.store.leases import lease_for
 from thingport.stores import Stores, open_stores
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,9 @@ class DeviceApp:
         self.gateway: Gateway | None = None
         self._aliyun: AliyunDialect | None = None
         self._huawei: HuaweiDialect | None = None
-        self.forwarder: Forwarder | None = None
+        self._forwarding: LeasedService | None = None
+        self._worker: WorkerNumber | None = None
+        self._log_watch: LogWatcher | None = None
         self._key_watch: asyncio.Task[None] | None = None
         self._signal: CommitSignal | None = None
         self._cache: RegistryCache | None = None
@@ -55,6 +59,10 @@ class DeviceApp:
         if self._stores is None:
             self._stores = open_stores(self.settings)
         stores = self._stores
+        settings = self.settings
+        self._worker = WorkerNumber(lease_for(settings.database_url, settings.data_dir, "worker"), settings.worker_id)
+        # the messageIds this process hands out carry its leased number: unique across the cluster
+        self.settings = settings = settings.model_copy(update={"worker_id": await self._worker.claim()})
         stores.log.start(asyncio.get_running_loop())
         self._cache = RegistryCache(stores.registry)
         await self._cache.start(await stores.registry.change_cursor(), self.settings.registry_poll_s)
@@ -65,12 +73,20 @@ class DeviceApp:
         self._huawei = HuaweiDialect(self.gateway)
         self._signal = CommitSignal()
         stores.log.on_commit(self._signal.notify)
-        settings = self.settings
-        self.forwarder = Forwarder(
-            stores.log, stores.registry, self.gateway.metrics.registry, self._signal,
-            settings.retention_days, settings.retention_max_mb, settings.retention_force,
+        gateway = self.gateway
+        self._worker.keep(gateway.message_ids)
+        if settings.database_url or settings.workers > 1:  # other processes commit too
+            self._log_watch = LogWatcher(stores.log.last_seq, self._signal.notify)
+            self._log_watch.start()
+        metrics, signal = gateway.metrics.registry, self._signal
+        self._forwarding = LeasedService(
+            lease_for(settings.database_url, settings.data_dir, "forwarder"),
+            lambda: Forwarder(stores.log, stores.registry, metrics, signal, settings.retention_days,
+                              settings.retention_max_mb, settings.retention_force),
+            "forwarder",
         )
-        await self.forwarder.start()
+        await self._forwarding.start()
+        await self.gateway.shared.start()  # Redis, when clustered: a degraded start still serves
         await self.gateway.resume_presence()
         await self.gateway.presence.start(self.gateway.now_ms)
         self._key_watch = asyncio.create_task(self._watch_keys(stores), name="key-watch")
@@ -88,7 +104,7 @@ class DeviceApp:
             database = "ok"
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             database = f"failing: {exc}"
-        return {"database": database}
+        return {"database": database, **(self.gateway.shared.readiness() if self.gateway else {})}
 
     async def _watch_keys(self, stores: Stores) -> None:
         """Pick up a key rotation (or prune) made by ``thingport keys`` while serving. The ring may also be
@@ -111,8 +127,13 @@ class DeviceApp:
             self._key_watch.cancel()
         if self.gateway:
             await self.gateway.presence.stop()
-        if self.forwarder:
-            await self.forwarder.stop()
+            await self.gateway.shared.stop()
+        if self._forwarding:
+            await self._forwarding.stop()
+        if self._log_watch:
+            await self._log_watch.stop()
+        if self._worker:
+            await self._worker.release()
         if self._cache:
             await self._cache.stop()
         if self._stores:

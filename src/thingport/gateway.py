@@ -10,18 +10,19 @@ import time
 from collections.abc import Callable, Mapping
 
 from thingport.core import signing
-from thingport.core.errors import AuthFailed, InstanceThrottled, ParamError, Throttled, TokenInvalid
+from thingport.core.errors import AuthFailed, ParamError, TokenInvalid
 from thingport.core.message_ids import MessageIdGenerator
 from thingport.core.errors import StoreUnavailable
-from thingport.core.model import AuthSession, Device, PropertySample, StoredMessage
+from thingport.core.model import AuthSession, Device, Product, PropertySample, StoredMessage
 from thingport.core.ports import MessageLog, RegistryReader
-from thingport.core.throttle import BucketMap, Rate, TokenBucket
+from thingport.core.throttle import Rate
 from thingport.core.tokens import DIALECT_ALIYUN, DIALECT_HUAWEI, TokenClaims, TokenCodec
 from thingport.metrics import DeviceMetrics
 from thingport.settings import Settings
 from thingport.state.presence import DIALECT as PRESENCE_DIALECT
 from thingport.state.presence import PRESENCE_TOPIC, PresenceTracker, status_payload
 from thingport.state.registry_cache import ProductRuntime, RegistryCache
+from thingport.state.shared import SharedState, open_shared_state
 
 _TOKEN_MEMO_MAX = 100_000
 SUPERSEDED_TOKEN_GRACE_MS = 30_000  # IoTDA: a device's previous token lives this long after a new one
@@ -41,7 +42,9 @@ class Gateway:
         codec: TokenCodec,
         clock: Callable[[], float] = time.time,
         metrics: DeviceMetrics | None = None,
+        shared: SharedState | None = None,
     ) -> None:
+        """``shared``: rate limits and presence arbitration (default: what the settings ask for)."""
         self.settings = settings
         self.metrics = metrics or DeviceMetrics()
         self._directory = directory
@@ -50,24 +53,17 @@ class Gateway:
         self._codec = codec
         self._clock = clock
         self._ids = MessageIdGenerator(settings.worker_id)
-        self._report_buckets = BucketMap(Rate(settings.device_report_rate, settings.device_report_burst))
-        self._auth_buckets = BucketMap(Rate(settings.device_auth_rate, settings.device_auth_burst))
-        # against brute force from one address across many device names (a device bucket alone would not see it)
-        self._source_buckets = BucketMap(Rate(settings.source_auth_rate, settings.source_auth_burst))
-        self._product_buckets = (
-            BucketMap(Rate(settings.product_report_rate, settings.product_report_burst))
-            if settings.product_report_rate is not None
-            else None
-        )
-        self._instance_bucket = (
-            TokenBucket(Rate(settings.instance_report_rate, settings.instance_report_burst), clock())
-            if settings.instance_report_rate is not None
-            else None
-        )
+        self.shared = shared or open_shared_state(settings, clock)
+        self.limits = self.shared.limits
+        self._device_rates: dict[str, tuple[Product, Rate | None]] = {}  # product key -> (product, its rate)
         # Verified tokens: skips the base64 + HMAC work for a token seen before. Expiry and revocation
         # are still checked on every request (from the claims and the device cache).
         self._token_memo: dict[str, TokenClaims] = {}
-        self.presence = PresenceTracker(self.emit_status)
+        self.presence = PresenceTracker(self.emit_status, self.shared.arbiter, directory.recently_seen)
+
+    @property
+    def message_ids(self) -> MessageIdGenerator:
+        return self._ids
 
     # --- authentication ---
 
@@ -75,7 +71,7 @@ class Gateway:
         """A token for the device that signed ``params``; AuthFailed (and nothing else) if it did not."""
         now = self._clock()
         product_key, device_name = params["productKey"], params["deviceName"]
-        self._throttle_auth((product_key, device_name), source, now)
+        await self.limits.check_auth(f"aliyun:{product_key}/{device_name}", source)
         timestamp = params.get("timestamp")
         if timestamp is not None:
             skew_ms = abs(int(timestamp) - now * 1000)
@@ -102,7 +98,7 @@ class Gateway:
     ) -> tuple[str, int]:
         """(token, seconds it has left) for an IoTDA device; the device's previous token gets 30 s more."""
         now = self._clock()
-        self._throttle_auth(("device_id", device_id), source, now)
+        await self.limits.check_auth(f"iotda:{device_id}", source)
         if sign_type == 1:
             utc = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
             hour = datetime.timedelta(hours=1)
@@ -126,12 +122,6 @@ class Gateway:
     def keys_changed(self) -> None:
         """The signing keys changed (rotation, prune): tokens must be verified anew."""
         self._token_memo.clear()
-
-    def _throttle_auth(self, device_key: object, source: str, now: float) -> None:
-        if not self._source_buckets.take(source, now):
-            raise InstanceThrottled("too many authentication attempts from this address")
-        if not self._auth_buckets.take(device_key, now):
-            raise Throttled("too many authentication attempts for this device")
 
     async def device_for_token(self, token: str, dialect: int) -> Device:
         """The live device a token speaks for; TokenExpired or TokenInvalid otherwise."""
@@ -166,14 +156,20 @@ class Gateway:
 
     # --- reporting ---
 
-    def throttle_report(self, device: Device) -> None:
-        now = self._clock()
-        if not self._report_buckets.take(device.id, now):
-            raise Throttled("device report rate limit reached")
-        if self._product_buckets is not None and not self._product_buckets.take(device.product_key, now):
-            raise InstanceThrottled("product report rate limit reached")
-        if self._instance_bucket is not None and not self._instance_bucket.take(now):
-            raise InstanceThrottled("instance report rate limit reached")
+    async def throttle_report(self, device: Device, runtime: ProductRuntime | None = None) -> None:
+        """Spend one report of ``device`` (Throttled, InstanceThrottled); ``runtime``: its product, if at hand."""
+        product = (runtime or await self.product(device)).product
+        memo = self._device_rates.get(product.product_key)
+        if memo is None or memo[0] is not product:
+            memo = self._device_rates[product.product_key] = (product, self._device_rate(product))
+        await self.limits.check_report(device, memo[1])
+
+    def _device_rate(self, product: Product) -> Rate | None:
+        """The product's own device report rate, None for the server's (either field may be left to it)."""
+        rate, burst = product.device_report_rate, product.device_report_burst
+        if rate is None and burst is None:
+            return None
+        return Rate(rate or self.settings.device_report_rate, burst or self.settings.device_report_burst)
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -225,11 +221,13 @@ class Gateway:
         batch: list[StoredMessage] = []
         newly_online: list[Device] = []
         for device, message in pairs:
-            if not self.presence.touch(device.id, message.received_ms) and self.presence.seen(
-                device, message.received_ms, await self._presence_timeout_ms(device)
-            ):
-                newly_online.append(device)
-                batch.append(self._status_message(device, "online", message.received_ms, "reported"))
+            if not self.presence.touch(device.id, message.received_ms):
+                timeout_ms = await self._presence_timeout_ms(device)
+                if self.presence.seen(device, message.received_ms, timeout_ms) and await self.presence.claim(
+                    device, timeout_ms
+                ):
+                    newly_online.append(device)
+                    batch.append(self._status_message(device, "online", message.received_ms, "reported"))
             batch.append(message)
         try:
             if len(batch) == 1:
@@ -238,7 +236,7 @@ class Gateway:
                 await self._log.append_many(tuple(batch))
         except BaseException:
             for device in newly_online:  # its "online" was not stored: the next success says it again
-                self.presence.forget(device.id)
+                await self.presence.unclaim(device)
             raise
         self.metrics.stored(pairs[0][1].dialect, len(pairs))
 
@@ -259,11 +257,12 @@ class Gateway:
         await self._log.append(self._status_message(device, status, at_ms, reason))
 
     async def _came_online(self, device: Device, at_ms: int, reason: str) -> None:
-        if self.presence.seen(device, at_ms, await self._presence_timeout_ms(device)):
+        timeout_ms = await self._presence_timeout_ms(device)
+        if self.presence.seen(device, at_ms, timeout_ms) and await self.presence.claim(device, timeout_ms):
             try:
                 await self.emit_status(device, "online", at_ms, reason)
             except BaseException:
-                self.presence.forget(device.id)
+                await self.presence.unclaim(device)
                 raise
 
     async def resume_presence(self) -> int:

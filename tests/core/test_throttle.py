@@ -23,3 +23,13 @@ def test_bucket_map_keys_are_independent_and_bounded() -> None:
 def test_rate_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Rate(0, 1)
+
+
+def test_a_key_may_carry_its_own_rate_which_may_change() -> None:
+    buckets = BucketMap(Rate(100, 100))
+    own = Rate(1, 2)
+    assert [buckets.take("a", 0, own) for _ in range(3)] == [True, True, False]
+    assert buckets.take("b", 0)  # the map's rate for the others
+    faster = Rate(10, 2)
+    assert not buckets.take("a", 0.05, faster)  # 0.5 token at 10/s
+    assert buckets.take("a", 0.1, faster)

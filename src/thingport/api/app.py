@@ -78,7 +78,7 @@ def create_api(
     metrics: CollectorRegistry,
     readiness: Callable[[], Awaitable[dict[str, str]]],
 ) -> FastAPI:
-    """The API app. ``readiness`` returns named checks: all "ok" means ready."""
+    """The API app. ``readiness`` returns named checks: all "ok" (or "degraded: ...") means ready."""
     app = FastAPI(
         docs_url=None,  # served below from packaged assets: the default page loads Swagger UI from a CDN
         redoc_url=None,
@@ -137,9 +137,9 @@ def create_api(
     @app.get("/readyz", response_model=s.Health, tags=["health"],
              responses={503: {"model": s.Health}, 401: {}, 403: {}, 404: {}, 400: {}})
     async def readyz() -> Response:
-        """Ready to serve: storage answers."""
+        """Ready to serve: storage answers. A "degraded: ..." check (Redis down) is shown but still ready."""
         checks = await readiness()
-        ready = all(v == "ok" for v in checks.values())
+        ready = all(v == "ok" or v.startswith("degraded") for v in checks.values())  # degraded still serves
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503)
 
     @app.get("/metrics", tags=["health"], dependencies=[Read],
@@ -170,11 +170,13 @@ def create_api(
 
     @app.patch("/api/products/{productKey}", response_model=s.ProductOut, tags=["products"], dependencies=[Admin])
     async def update_product(productKey: str, body: s.ProductUpdate) -> dict:
-        """Change the validation mode and/or the presence timeout."""
+        """Change the validation mode, the presence timeout and/or its devices' report rate limit."""
         if body.validation is not None:
             await management.set_validation(productKey, body.validation)
         if body.presenceTimeout is not None:
             await management.set_presence_timeout(productKey, body.presenceTimeout or None)
+        if body.deviceReportRate is not None or body.deviceReportBurst is not None:
+            await management.set_device_report_rate(productKey, body.deviceReportRate, body.deviceReportBurst)
         return (await management.product(productKey)).to_json()
 
     @app.get("/api/products/{productKey}/thing-model", response_model=s.ThingModelOut, tags=["products"],

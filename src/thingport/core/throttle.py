@@ -23,7 +23,10 @@ class TokenBucket:
         self._tokens = rate.burst
         self._at = now
 
-    def take(self, now: float, cost: float = 1.0) -> bool:
+    def take(self, now: float, cost: float = 1.0, rate: Rate | None = None) -> bool:
+        """``rate`` replaces the bucket's own from now on (a product's rate may change while its buckets live)."""
+        if rate is not None:
+            self._rate = rate
         rate = self._rate
         elapsed = now - self._at
         if elapsed > 0:
@@ -48,10 +51,11 @@ class BucketMap:
         self._buckets: dict[object, TokenBucket] = {}
         self._max_keys = max_keys
 
-    def take(self, key: object, now: float) -> bool:
+    def take(self, key: object, now: float, rate: Rate | None = None) -> bool:
+        """``rate``: this key's own rate instead of the map's (e.g. its product's)."""
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self._max_keys:
                 del self._buckets[next(iter(self._buckets))]
-            bucket = self._buckets[key] = TokenBucket(self._rate, now)
-        return bucket.take(now)
+            bucket = self._buckets[key] = TokenBucket(rate or self._rate, now)
+        return bucket.take(now, 1.0, rate)

@@ -169,7 +169,7 @@ class AliyunDialect:
             raise errors.TopicDenied("topic must be ASCII") from None
         runtime = await gateway.product(device)
         topic = runtime.classify(device.device_name, topic_name)
-        gateway.throttle_report(device)
+        await gateway.throttle_report(device, runtime)
         payload = await read_capped(headers, receive, self._topic_limit)
         received_ms = gateway.now_ms()
         if topic.kind in VALIDATED_KINDS:

@@ -4,12 +4,17 @@ the device's other messages.
 
 The tracker is in memory and checked on the hot path with one dict lookup; a sweeper turns silence into
 offline. After a restart it resumes from the devices the registry saw recently.
+
+With several instances (an ``Arbiter``, e.g. ``state/redis_presence.py``) each transition is said once: a
+device new here is "online" only if this instance wins its claim, and a device silent here is "offline"
+only if the registry (written by every instance) saw it silent too and this instance wins its release.
 """
 
 import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import msgspec
 
@@ -25,11 +30,33 @@ def status_payload(status: str, at_ms: int, reason: str) -> bytes:
     return msgspec.json.encode({"status": status, "time": at_ms, "reason": reason})
 
 
+class Arbiter(Protocol):
+    """Decides which instance says a device's transition; every answer is True while it cannot tell."""
+
+    async def claim(self, device: Device, ttl_ms: int) -> bool: ...
+
+    async def release(self, device: Device) -> bool: ...
+
+    async def refresh(self, ttls: list[tuple[Device, int]]) -> bool: ...
+
+
 class PresenceTracker:
-    def __init__(self, emit: Callable[[Device, str, int, str], Awaitable[None]]) -> None:
-        """``emit(device, "online"|"offline", at_ms, reason)`` stores a status message."""
+    def __init__(
+        self,
+        emit: Callable[[Device, str, int, str], Awaitable[None]],
+        arbiter: Arbiter | None = None,
+        recently_seen: Callable[[int], Awaitable[list[tuple[int, int]]]] | None = None,
+    ) -> None:
+        """``emit(device, "online"|"offline", at_ms, reason)`` stores a status message; with an ``arbiter``,
+        ``recently_seen(since_ms)`` is the registry's (device id, last seen) of devices seen since then."""
+        if arbiter is not None and recently_seen is None:
+            raise ValueError("an arbiter needs the registry's recently_seen")
         self._emit = emit
-        self._seen: dict[int, list] = {}  # device id -> [device, last_seen_ms, timeout_ms]
+        self._arbiter = arbiter
+        self._recently_seen = recently_seen
+        self._registry_failing = False
+        # device id -> [device, last_seen_ms, timeout_ms, arbiter key refreshed at ms]
+        self._seen: dict[int, list] = {}
         self._task: asyncio.Task[None] | None = None
 
     def touch(self, device_id: int, at_ms: int) -> bool:
@@ -47,12 +74,23 @@ class PresenceTracker:
         if entry is not None:
             entry[0], entry[1], entry[2] = device, at_ms, timeout_ms
             return False
-        self._seen[device.id] = [device, at_ms, timeout_ms]
+        self._seen[device.id] = [device, at_ms, timeout_ms, at_ms]
         return True
+
+    async def claim(self, device: Device, timeout_ms: int) -> bool:
+        """After ``seen`` said True: whether this instance says "online" (always, without an arbiter). The
+        claim lives about twice the timeout, and is refreshed while the device is online here."""
+        return self._arbiter is None or await self._arbiter.claim(device, 2 * timeout_ms)
+
+    async def unclaim(self, device: Device) -> None:
+        """The "online" a won claim announced was not stored: the next activity claims and says it again."""
+        self.forget(device.id)
+        if self._arbiter is not None:
+            await self._arbiter.release(device)
 
     def resume(self, device: Device, last_seen_ms: int, timeout_ms: int) -> None:
         """A device that was online before a restart: it goes offline when its silence runs out."""
-        self._seen.setdefault(device.id, [device, last_seen_ms, timeout_ms])
+        self._seen.setdefault(device.id, [device, last_seen_ms, timeout_ms, 0])  # its key: refreshed at once
 
     def forget(self, device_id: int) -> None:
         self._seen.pop(device_id, None)
@@ -61,15 +99,61 @@ class PresenceTracker:
         return device_id in self._seen
 
     async def sweep(self, now_ms: int) -> int:
-        """Emit "offline" for every device silent past its timeout; returns how many."""
-        expired = [(d, seen) for d, seen, timeout in self._seen.values() if now_ms - seen >= timeout]
+        """Emit "offline" for every device silent past its timeout; returns how many this instance said."""
+        if self._arbiter is not None:
+            return await self._arbitrated_sweep(now_ms)
+        expired = [(d, seen) for d, seen, timeout, _ in self._seen.values() if now_ms - seen >= timeout]
         for device, last_seen in expired:
             self._seen.pop(device.id, None)
-            try:
-                await self._emit(device, "offline", now_ms, f"silent since {last_seen}")
-            except Exception:  # not stored: it stays offline here, and is retried on its next activity
-                log.exception("could not store the offline status of %s/%s", device.product_key, device.device_name)
+            await self._say_offline(device, last_seen, now_ms)
         return len(expired)
+
+    async def _arbitrated_sweep(self, now_ms: int) -> int:
+        assert self._arbiter is not None
+        said = 0
+        for entry in await self._silent_everywhere(now_ms):
+            device, last_seen = entry[0], entry[1]
+            if self._seen.get(device.id) is not entry or now_ms - entry[1] < entry[2]:
+                continue  # active again (or forgotten) while the registry was read
+            del self._seen[device.id]
+            if await self._arbiter.release(device):
+                await self._say_offline(device, last_seen, now_ms)
+                said += 1
+        due = [entry for entry in self._seen.values() if now_ms - entry[3] >= entry[2] // 2]
+        if due and await self._arbiter.refresh([(entry[0], 2 * entry[2]) for entry in due]):
+            for entry in due:
+                entry[3] = now_ms
+        return said
+
+    async def _silent_everywhere(self, now_ms: int) -> list[list]:
+        """The entries silent here past their timeout that the registry saw silent too. The others were
+        active on another instance: they stay online here until that activity's timeout runs out."""
+        expired = [entry for entry in self._seen.values() if now_ms - entry[1] >= entry[2]]
+        if not expired:
+            return []
+        assert self._recently_seen is not None
+        try:
+            seen = dict(await self._recently_seen(now_ms - max(entry[2] for entry in expired)))
+        except Exception:  # the database is down: nobody goes offline until it answers
+            if not self._registry_failing:
+                log.exception("could not read when devices were last seen; offline is deferred")
+            self._registry_failing = True
+            return []
+        self._registry_failing = False
+        silent = []
+        for entry in expired:
+            elsewhere = seen.get(entry[0].id)
+            if elsewhere is not None and now_ms - elsewhere < entry[2]:
+                entry[1] = max(entry[1], elsewhere)
+            else:
+                silent.append(entry)
+        return silent
+
+    async def _say_offline(self, device: Device, last_seen: int, now_ms: int) -> None:
+        try:
+            await self._emit(device, "offline", now_ms, f"silent since {last_seen}")
+        except Exception:  # not stored: it stays offline here, and is retried on its next activity
+            log.exception("could not store the offline status of %s/%s", device.product_key, device.device_name)
 
     async def start(self, clock_ms: Callable[[], int], every_s: float = 1.0) -> None:
         async def loop() -> None:

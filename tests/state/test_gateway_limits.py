@@ -1,0 +1,99 @@
+"""Rate limits and presence through real servers: a product's own device rate, auth attempts a stranger
+cannot use to lock a device out, two instances sharing limits and presence through Redis, and a server
+whose Redis is down serving degraded (and saying so in /readyz)."""
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.state.redis_support import URL, require_redis
+from tests.support import ServerProcess, cli, free_port
+from thingport.settings import load_settings
+from thingport.stores import open_stores
+
+
+def provision(data_dir: Path, devices: int = 1) -> tuple[str, list[dict]]:
+    product = cli(data_dir, "product", "create", "--name", "p")["productKey"]
+    return product, [
+        cli(data_dir, "device", "create", "--product-key", product, "--name", f"dev-{i}") for i in range(devices)
+    ]
+
+
+def test_a_products_device_rate_and_no_auth_lockout_by_a_stranger(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    pk, (slow,) = provision(data_dir)
+    _, (fast,) = provision(data_dir)
+    cli(data_dir, "product", "set", "--product-key", pk, "--device-report-rate", "0.01", "--device-report-burst", "2")
+    server = ServerProcess(data_dir, {"THINGPORT_DEVICE_AUTH_RATE": "0.01", "THINGPORT_DEVICE_AUTH_BURST": "2"}).start()
+    try:
+        client = server.client()
+        codes = {}
+        for d in (slow, fast):
+            token = client.token(d["productKey"], d["deviceName"], d["deviceSecret"])
+            topic = f"/{d['productKey']}/{d['deviceName']}/user/t"
+            codes[d["productKey"]] = [client.publish(topic, b"x", token).json["code"] for _ in range(3)]
+        assert codes == {pk: [0, 0, 40000], fast["productKey"]: [0, 0, 0]}
+
+        # a stranger who knows the device's name, from another address (uvicorn trusts loopback's header)
+        stranger = {"X-Forwarded-For": "203.0.113.9"}
+        doc = {"productKey": fast["productKey"], "deviceName": fast["deviceName"], "clientId": "x",
+               "signmethod": "hmacsha256", "sign": "0" * 64}
+        assert [client.post_json("/auth", doc, stranger).json["code"] for _ in range(3)] == [20000, 20000, 40000]
+        # the device's second attempt of its burst of 2 (its first got the token above): not locked out
+        assert client.auth(fast["productKey"], fast["deviceName"], fast["deviceSecret"]).json["code"] == 0
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_two_instances_share_a_devices_limit_and_say_online_once(tmp_path: Path) -> None:
+    require_redis()
+    data_dir = tmp_path / "data"
+    pk, (d,) = provision(data_dir)
+    cli(data_dir, "product", "set", "--product-key", pk, "--device-report-rate", "0.01", "--device-report-burst", "3")
+    env = {"THINGPORT_REDIS_URL": URL}
+    a = ServerProcess(data_dir, {**env, "THINGPORT_WORKER_ID": "1"}).start()
+    b = ServerProcess(data_dir, {**env, "THINGPORT_WORKER_ID": "2"}).start()
+    try:
+        ca, cb = a.client(), b.client()
+        topic = f"/{pk}/{d['deviceName']}/user/t"
+        token = ca.token(pk, d["deviceName"], d["deviceSecret"])  # online, said by a
+        cb.token(pk, d["deviceName"], d["deviceSecret"])  # known online: b says nothing
+        codes = [c.publish(topic, b"x", token).json["code"] for c in (ca, cb, ca, cb, ca)]
+        assert codes == [0, 0, 0, 40000, 40000]  # 3 for the pair, not 3 each
+        ready = httpx.get(f"http://127.0.0.1:{b.api_port}/readyz").json()
+        assert ready == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+        ca.close()
+        cb.close()
+    finally:
+        a.stop()
+        b.stop()
+    stores = open_stores(load_settings(data_dir=data_dir))
+    try:
+        stored = asyncio.run(stores.log.newest(100))
+    finally:
+        stores.close()
+    assert [m.payload.count(b'"online"') for m in stored if m.kind == "status"] == [1]
+    assert sum(m.kind != "status" for m in stored) == 3
+
+
+def test_a_server_whose_redis_is_down_serves_degraded_and_says_so(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    pk, (d,) = provision(data_dir)
+    server = ServerProcess(data_dir, {"THINGPORT_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}).start()
+    try:
+        client = server.client()
+        token = client.token(pk, d["deviceName"], d["deviceSecret"])
+        assert client.publish(f"/{pk}/{d['deviceName']}/user/t", b"x", token).json["code"] == 0
+        reply = httpx.get(f"http://127.0.0.1:{server.api_port}/readyz")
+        assert reply.status_code == 200
+        doc = reply.json()
+        assert doc["status"] == "ready" and doc["checks"]["database"] == "ok"
+        assert doc["checks"]["redis"].startswith("degraded: ")
+        client.close()
+        time.sleep(1.5)  # the probe fails every second: the warning is still logged once
+    finally:
+        server.stop()
+    assert server.output().count("Redis is unavailable") == 1
