@@ -18,6 +18,27 @@ class IntegrityError(DatabaseError):
     """A uniqueness or reference rule refused the write."""
 
 
+class DriverErrors:
+    """A context that re-raises a driver's exceptions as the two above (a class, not a generator-based
+    context manager: it wraps every statement of the log writer)."""
+
+    __slots__ = ("_integrity", "_error")
+
+    def __init__(self, integrity: type[Exception], error: type[Exception]) -> None:
+        self._integrity = integrity
+        self._error = error
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if isinstance(exc, self._integrity):
+            raise IntegrityError(str(exc)) from None
+        if isinstance(exc, self._error):
+            raise DatabaseError(str(exc)) from None
+        return False
+
+
 class Cursor(Protocol):
     rowcount: int
 

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from thingport.store.database import Cursor, Database, DatabaseError, IntegrityError
+from thingport.store.database import Cursor, Database, DatabaseError, DriverErrors
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ def connect(url: str) -> psycopg.Connection:
         raise DatabaseError(f"PostgreSQL is unreachable: {exc}") from None
 
 
+_ERRORS = DriverErrors(psycopg.IntegrityError, psycopg.Error)
+
+
 class PostgresDatabase(Database):
     name = "postgresql"
 
@@ -57,21 +60,12 @@ class PostgresDatabase(Database):
         return conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        try:
+        with _ERRORS:
             return self._conn().execute(translate(sql), params or None)  # type: ignore[arg-type]
-        except psycopg.IntegrityError as exc:
-            raise IntegrityError(str(exc)) from None
-        except psycopg.Error as exc:
-            raise DatabaseError(str(exc)) from None
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        try:
-            with self._conn().cursor() as cursor:
-                cursor.executemany(translate(sql), rows)  # pipelined: one round trip, not one per row
-        except psycopg.IntegrityError as exc:
-            raise IntegrityError(str(exc)) from None
-        except psycopg.Error as exc:
-            raise DatabaseError(str(exc)) from None
+        with _ERRORS, self._conn().cursor() as cursor:
+            cursor.executemany(translate(sql), rows)  # pipelined: one round trip, not one per row
 
     def rollback(self) -> None:
         conn = self.raw

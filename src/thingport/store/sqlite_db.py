@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from thingport.store.database import Cursor, Database, DatabaseError, IntegrityError
+from thingport.store.database import Cursor, Database, DriverErrors
 
 DB_FILE = "thingport.db"
 PAGE_SIZE = 4096
@@ -176,6 +176,9 @@ def migrate(conn: sqlite3.Connection) -> None:
             conn.execute(f"PRAGMA user_version={number}")
 
 
+_ERRORS = DriverErrors(sqlite3.IntegrityError, sqlite3.Error)
+
+
 class SqliteDatabase(Database):
     """The embedded default's connection: statements pass through as they are written."""
 
@@ -185,20 +188,12 @@ class SqliteDatabase(Database):
         self.raw = conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
-        try:
+        with _ERRORS:
             return self.raw.execute(sql, params)
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(str(exc)) from None
-        except sqlite3.Error as exc:
-            raise DatabaseError(str(exc)) from None
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        try:
+        with _ERRORS:
             self.raw.executemany(sql, rows)
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(str(exc)) from None
-        except sqlite3.Error as exc:
-            raise DatabaseError(str(exc)) from None
 
     def begin(self) -> None:
         self.execute("BEGIN IMMEDIATE")
