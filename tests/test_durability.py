@@ -1,8 +1,10 @@
-"""An acknowledged message survives the server being killed with SIGKILL under load."""
+"""An acknowledged message survives the server being killed with SIGKILL under load, once or repeatedly."""
 
 import asyncio
+import json
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from tests.support import ServerProcess, cli
@@ -67,3 +69,90 @@ def test_sigkill_under_load_loses_no_acknowledged_message(tmp_path: Path) -> Non
     finally:
         restarted.stop()
     assert set(acked) | {after["info"]["messageId"]} <= stored_ids(data_dir)
+
+
+# --- repeated: three kills in a row, then every acknowledged message reaches a subscription -----------------
+
+ROUNDS = 3
+
+
+def _api(server: ServerProcess, path: str, key: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.api_port}{path}", method="POST", data=json.dumps(body or {}).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=15) as response:
+        return json.loads(response.read())
+
+
+def _pull_all(server: ServerProcess, key: str, subscription: str, wanted: set[int], timeout: float = 20.0) -> set[int]:
+    """messageIds the embedded http subscription delivers (pull, then ack) until ``wanted`` are all in or
+    ``timeout`` passes."""
+    got: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while not wanted <= got and time.monotonic() < deadline:
+        batch = _api(server, f"/api/subscriptions/{subscription}/pull?max=1000&wait=1", key)
+        got.update(envelope["messageId"] for envelope in batch["messages"])
+        if batch["messages"]:
+            _api(server, f"/api/subscriptions/{subscription}/ack", key, {"cursor": batch["cursor"]})
+    return got
+
+
+def _load_then_kill(data_dir: Path, devices: list[dict], seconds: float) -> list[int]:
+    """Devices report to a fresh server on ``data_dir`` for ``seconds``, then it is SIGKILLed under the load.
+    Returns the acknowledged messageIds."""
+    server = ServerProcess(data_dir).start()
+    acked: list[int] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def report(device: dict) -> None:
+        client = server.client()
+        pk, dn = device["productKey"], device["deviceName"]
+        token = client.token(pk, dn, device["deviceSecret"])
+        n = 0
+        while not stop.is_set():
+            try:
+                doc = client.publish(f"/{pk}/{dn}/user/load", b"reading-%d" % n, token).json
+            except Exception:  # the server died mid-request: never acknowledged
+                return
+            if doc["code"] == 0:
+                with lock:
+                    acked.append(doc["info"]["messageId"])
+            n += 1
+            time.sleep(0.012)  # under the default device rate limit (100/s)
+
+    threads = [threading.Thread(target=report, args=(d,)) for d in devices]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    server.kill()
+    stop.set()
+    for t in threads:
+        t.join(10)
+    return acked
+
+
+def test_repeated_sigkill_under_load_loses_no_acknowledged_message_and_all_reach_the_sink(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    product = cli(data_dir, "product", "create", "--name", "p")
+    pk = product["productKey"]
+    devices = [cli(data_dir, "device", "create", "--product-key", pk, "--name", f"dev-{i}") for i in range(6)]
+    cli(data_dir, "subscription", "create", "--name", "app", "--product-key", pk, "--sink", "http", "--kinds", "raw")
+    key = cli(data_dir, "apikey", "create", "--name", "durability", "--role", "admin")["key"]
+
+    acked: list[int] = []
+    for round_ in range(ROUNDS):
+        ids = _load_then_kill(data_dir, devices, seconds=1.2)
+        assert len(ids) > 100, f"round {round_}: the load was too light to prove anything"
+        assert set(ids) <= stored_ids(data_dir), f"round {round_}: acknowledged messages lost"
+        acked.extend(ids)
+    assert len(set(acked)) == len(acked), "a messageId was given twice across restarts"
+
+    server = ServerProcess(data_dir).start()
+    try:
+        assert set(acked) <= stored_ids(data_dir)
+        delivered = _pull_all(server, key, "app", set(acked))
+    finally:
+        server.stop()
+    missing = set(acked) - delivered
+    assert not missing, f"{len(missing)} acknowledged messages never reached the subscription: {sorted(missing)[:5]}"

@@ -1,8 +1,13 @@
 """TLS of the device endpoint: self-signed RSA by default, TLS 1.2 minimum, the compat cipher profile."""
 
 import hashlib
+import http.client
+import json
 import socket
 import ssl
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +87,44 @@ def test_given_certificate_is_used(tmp_path: Path) -> None:
         assert not (tmp_path / "data" / "tls-cert.pem").exists()
     finally:
         srv.stop()
+
+
+
+def _auth_code(port: int, forwarded_for: str) -> int:
+    """A (badly signed) /auth over plain HTTP, as a TLS proxy forwards it; waits for the server to listen."""
+    body = json.dumps({"productKey": "a1pk", "deviceName": "dev-1", "clientId": "c1", "version": "default",
+                       "timestamp": str(int(time.time() * 1000)), "signmethod": "hmacsha256", "sign": "0" * 64}).encode()
+    deadline = time.monotonic() + 20
+    while True:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("POST", "/auth", body, {"Content-Type": "application/json", "X-Forwarded-For": forwarded_for})
+            return json.loads(conn.getresponse().read())["code"]
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.1)
+        finally:
+            conn.close()
+
+
+def test_behind_a_tls_proxy_the_device_port_speaks_http_and_trusts_the_proxys_forwarded_address(
+    tmp_path: Path,
+) -> None:
+    """TLS terminated by a proxy: plain HTTP on the device port, the device's address taken from the trusted
+    proxy's X-Forwarded-For, so per-address auth limits see devices, not the proxy."""
+    env = {"THINGPORT_TLS_OFFLOAD": "true", "THINGPORT_SOURCE_AUTH_BURST": "2",
+           "THINGPORT_FORWARDED_ALLOW_IPS": "127.0.0.1"}
+    server = ServerProcess(tmp_path / "data", env=env)
+    server.data_dir.mkdir(parents=True)
+    server.proc = subprocess.Popen(
+        [sys.executable, "-m", "thingport", "serve", "--host", "127.0.0.1", "--port", str(server.port),
+         "--api-port", str(server.api_port), "--data-dir", str(server.data_dir)],
+        env=server.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        # a burst of 2 per source address: one device's third attempt is throttled ...
+        assert [_auth_code(server.port, "203.0.113.1") for _ in range(3)] == [20000, 20000, 40000]
+        # ... and another device behind the same proxy is not
+        assert _auth_code(server.port, "203.0.113.2") == 20000
+    finally:
+        server.stop()

@@ -3,7 +3,9 @@
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 from collections.abc import Iterator
 
 import click
@@ -12,6 +14,7 @@ import uvloop
 
 from thingport.api.app import create_api
 from thingport.app import DeviceApp
+from thingport.bounded_http import HttpLimits, bounded_protocol
 from thingport.settings import Settings
 from thingport.tls import CertificateFiles, apply_profile, ensure_self_signed
 
@@ -32,42 +35,76 @@ class _Listener(uvicorn.Server):
         yield
 
 
+def _protocol(settings: Settings) -> type[asyncio.Protocol]:
+    """httptools with deadlines for the request head and body and a cap on the head (see bounded_http)."""
+    return bounded_protocol(HttpLimits(settings.header_timeout_s, settings.body_timeout_s, settings.max_header_bytes))
+
+
+def _log_level(name: str) -> int:
+    """The level for ``--log-level``/``THINGPORT_LOG_LEVEL``: uvicorn's names, ``trace`` included (the stdlib
+    knows no TRACE level until uvicorn registers it, which it does only after logging is configured)."""
+    level = uvicorn.config.LOG_LEVELS.get(name.lower())
+    if level is None:
+        raise click.UsageError(f"log level must be one of {', '.join(uvicorn.config.LOG_LEVELS)}, not {name!r}")
+    logging.addLevelName(level, name.upper())
+    return level
+
+
 def build_config(settings: Settings, app: object, files: CertificateFiles) -> uvicorn.Config:
+    offloaded = settings.tls_offload  # a TLS proxy in front speaks HTTPS to devices, plain HTTP to us
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        ssl_certfile=str(files.cert),
-        ssl_keyfile=str(files.key),
-        http="httptools",
+        ssl_certfile=None if offloaded else str(files.cert),
+        ssl_keyfile=None if offloaded else str(files.key),
+        # the device's address (per-source auth limits) from X-Forwarded-For, only when a trusted proxy sent it
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
+        http=_protocol(settings),
         loop="uvloop",
         lifespan="on",
         access_log=False,
         server_header=False,
-        log_level=settings.log_level,
+        log_level=_log_level(settings.log_level),
         timeout_keep_alive=settings.keep_alive_s,
         # idle TLS peers that never answer close_notify would otherwise hold shutdown for 30 s
         timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     config.load()
-    assert config.ssl is not None
-    apply_profile(config.ssl, settings.tls_profile)
+    if not offloaded:
+        assert config.ssl is not None
+        apply_profile(config.ssl, settings.tls_profile)
     return config
 
 
 def api_config(settings: Settings, app: object) -> uvicorn.Config:
     return uvicorn.Config(
-        app, host=settings.api_host, port=settings.api_port, http="httptools", loop="uvloop", lifespan="off",
-        access_log=False, log_level=settings.log_level, timeout_graceful_shutdown=settings.shutdown_grace_s,
+        app, host=settings.api_host, port=settings.api_port, http=_protocol(settings), loop="uvloop", lifespan="off",
+        access_log=False, log_level=_log_level(settings.log_level), timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
 
 
-async def _serve(settings: Settings, files: CertificateFiles) -> None:
+def shared_socket(host: str, port: int) -> socket.socket:
+    """A listening address several worker processes bind at once (SO_REUSEPORT): the kernel spreads new
+    connections over them, each with its own accept queue."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+async def _serve(settings: Settings, files: CertificateFiles, worker_index: int | None = None) -> None:
+    """One process's listeners. ``worker_index``: this is one of several workers; the device port is
+    shared, and worker 0 alone serves the management API (one set of metrics, one console)."""
     device_app = DeviceApp(settings)
     await device_app.startup()
     try:
         api = create_api(device_app.management(), device_app.gateway.metrics.registry, device_app.readiness)  # type: ignore[union-attr]
-        listeners = [_Listener(build_config(settings, device_app, files)), _Listener(api_config(settings, api))]
+        device, management = _Listener(build_config(settings, device_app, files)), _Listener(api_config(settings, api))
+        listeners = [device, management] if not worker_index else [device]
+        sockets = {device: [shared_socket(settings.host, settings.port)]} if worker_index is not None else {}
         loop = asyncio.get_running_loop()
 
         def stop() -> None:
@@ -76,7 +113,7 @@ async def _serve(settings: Settings, files: CertificateFiles) -> None:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
-        await asyncio.gather(*(listener.serve() for listener in listeners))
+        await asyncio.gather(*(listener.serve(sockets=sockets.get(listener)) for listener in listeners))
     finally:
         await device_app.shutdown()
 
@@ -86,8 +123,33 @@ def serve(settings: Settings) -> None:
     state = "created" if files.created else "using"
     click.echo(f"thingport: {state} TLS certificate {files.cert}")
     click.echo(f"thingport: certificate SHA-256 fingerprint {files.fingerprint()}")
-    click.echo(f"thingport: data in {settings.data_dir.resolve()}")
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    click.echo(f"thingport: device endpoint https://{settings.host}:{settings.port} (TLS profile {settings.tls_profile})")
+    if settings.database_url:
+        click.echo(f"thingport: data in PostgreSQL {redacted(settings.database_url)}; master key from "
+                   f"{'THINGPORT_MASTER_KEY' if os.environ.get('THINGPORT_MASTER_KEY') else settings.data_dir.resolve()}")
+    else:
+        click.echo(f"thingport: data in {settings.data_dir.resolve()}")
+    logging.basicConfig(level=_log_level(settings.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.tls_offload:
+        click.echo(f"thingport: device endpoint http://{settings.host}:{settings.port} (TLS terminated by the proxy in front)")
+    else:
+        click.echo(f"thingport: device endpoint https://{settings.host}:{settings.port} (TLS profile {settings.tls_profile})")
     click.echo(f"thingport: management API and console http://{settings.api_host}:{settings.api_port}/console/")
-    uvloop.run(_serve(settings, files))
+    if settings.workers > 1:
+        from thingport.workers import supervise
+
+        supervise(settings, files)
+    else:
+        uvloop.run(_serve(settings, files))
+
+
+def serve_worker(settings: Settings, files: CertificateFiles, index: int) -> None:
+    """The body of one worker process (see workers.py)."""
+    logging.basicConfig(level=_log_level(settings.log_level), format=f"%(asctime)s %(levelname)s w{index} %(name)s: %(message)s")
+    uvloop.run(_serve(settings, files, index))
+
+
+def redacted(url: str) -> str:
+    """A database URL without its password, for the start-up banner."""
+    scheme, _, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    return f"{scheme}://{credentials.split(':', 1)[0]}{at}{location}" if at else url

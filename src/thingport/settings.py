@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_profile: Literal["modern", "compat"] = "modern"
+    tls_offload: bool = Field(False, description="serve plain HTTP: a TLS-terminating proxy in front speaks to devices")
+    forwarded_allow_ips: str = Field("127.0.0.1", description="proxies whose X-Forwarded-For names the device's address")
 
     aliyun_token_ttl_s: int = Field(7 * 24 * 3600, ge=60)
     aliyun_timestamp_window_s: int = Field(15 * 60, ge=1)
@@ -55,6 +57,9 @@ class Settings(BaseSettings):
     registry_poll_s: float = Field(0.2, gt=0, description="how often the server looks for registry changes")
     shutdown_grace_s: int = Field(3, ge=1, description="how long a stopping server lets open connections finish")
     keep_alive_s: int = Field(30, ge=1, description="idle keep-alive connections are closed after this")
+    header_timeout_s: float = Field(10.0, gt=0, description="a request's head must arrive within this (slow clients are cut off)")
+    body_timeout_s: float = Field(60.0, gt=0, description="a request's body must arrive within this after its head")
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="request line and headers larger than this get 431")
     worker_id: int = Field(0, ge=0, le=1023)
     database_url: str | None = Field(None, description="postgresql://... for production mode; unset: SQLite in the data dir")
     redis_url: str | None = Field(None, description="redis://... shares rate limits and presence across instances")
@@ -71,18 +76,21 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _toml_file())
+        data_dir = getattr(init_settings, "init_kwargs", {}).get("data_dir")
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _toml_file(data_dir))
 
     @property
     def storage_max_bytes(self) -> int | None:
         return None if self.storage_max_mb is None else int(self.storage_max_mb * 1024 * 1024)
 
 
-def _toml_file() -> Path | None:
+def _toml_file(data_dir: Path | str | None = None) -> Path | None:
+    """``$THINGPORT_CONFIG``, or ``thingport.toml`` in the data dir (``--data-dir``, else the env's, else the
+    default), so every command given a data dir also finds its settings (a database URL, say)."""
     explicit = os.environ.get("THINGPORT_CONFIG")
     if explicit:
         return Path(explicit)
-    data_dir = Path(os.environ.get("THINGPORT_DATA_DIR", DEFAULT_DATA_DIR))
+    data_dir = Path(data_dir or os.environ.get("THINGPORT_DATA_DIR", DEFAULT_DATA_DIR))
     candidate = data_dir / "thingport.toml"
     return candidate if candidate.exists() else None
 

@@ -397,3 +397,52 @@ def test_hostile_message_up_bodies_over_the_limit_store_nothing(
         assert_iotda_error(reply, {TOO_LARGE})
     assert db_state(server.data_dir) == before
     good_huawei_round_trip(client, h)
+
+
+# --- the property cap: at most 1000 properties per request (dialects/huawei.MAX_PROPERTIES) ----------------
+
+MAX_PROPERTIES = 1000
+
+
+def services_with(count: int, per_service: int = 300) -> list[dict]:
+    """``count`` schemaless properties spread over services of at most ``per_service`` each."""
+    services = []
+    for start in range(0, count, per_service):
+        names = range(start, min(start + per_service, count))
+        services.append({"service_id": f"s{start}", "properties": {f"p{n}": n for n in names}})
+    return services
+
+
+def test_a_report_over_the_property_cap_is_refused_and_stores_nothing(
+    server: ServerProcess, bed: dict, client: DeviceClient
+) -> None:
+    c = bed["c"]  # a schemaless product: every property would otherwise be a history row
+    token = hw_token(client, c)
+    before = db_state(server.data_dir)
+    over = dumps({"services": services_with(MAX_PROPERTIES + 1)})
+    reply = client.request("POST", f"/v5/devices/{c['deviceId']}/sys/properties/report", over,
+                           {"Content-Type": "application/json", "access_token": token})
+    assert_iotda_error(reply, {BAD_INPUT})
+    assert reply.json["error_msg"] == f"at most {MAX_PROPERTIES} properties in one request, got {MAX_PROPERTIES + 1}"
+    assert db_state(server.data_dir) == before
+
+    at_cap = dumps({"services": services_with(MAX_PROPERTIES)})
+    reply = client.request("POST", f"/v5/devices/{c['deviceId']}/sys/properties/report", at_cap,
+                           {"Content-Type": "application/json", "access_token": token})
+    assert reply.status == 200 and "refused" not in reply.json, reply.raw[:300]
+    assert db_state(server.data_dir)["history"][0] == before["history"][0] + MAX_PROPERTIES
+
+
+def test_a_gateway_report_over_the_property_cap_across_sub_devices_is_refused(
+    server: ServerProcess, bed: dict, client: DeviceClient
+) -> None:
+    gw, child = bed["gw"], bed["child"]
+    token = hw_token(client, gw)
+    before = db_state(server.data_dir)
+    half = MAX_PROPERTIES // 2 + 1  # each entry under the cap, the request over it
+    body = dumps({"devices": [{"device_id": child["deviceId"], "services": services_with(half)}] * 2})
+    reply = client.request("POST", f"/v5/devices/{gw['deviceId']}/sys/gateway/sub-devices/properties/report", body,
+                           {"Content-Type": "application/json", "access_token": token})
+    assert_iotda_error(reply, {BAD_INPUT})
+    assert "properties in one request" in reply.json["error_msg"]
+    assert db_state(server.data_dir) == before

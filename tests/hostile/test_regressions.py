@@ -113,19 +113,38 @@ def test_one_device_payload_cannot_stall_a_subscription(server: ServerProcess, c
     assert [m["payloadEncoding"] for m in body["messages"]] == ["base64", "base64"]
 
 
-# --- a URL fragment silently changes the topic ----------------------------------------------------------
+# --- a URL fragment must not silently change the topic --------------------------------------------------
+# uvicorn parses a '#fragment' off the path; thingport.bounded_http puts it back, so the dialects see the
+# request target the device sent (RFC 9112 allows no fragment in it, and '#' is an MQTT wildcard, never a
+# character of a topic name) and refuse it like any other bad topic character.
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the topic is read from the ASGI raw_path, which uvicorn/httptools strip of a '#fragment': a publish to "
-    "'/pk/dn/user/a#b' (not a valid MQTT topic name: '#' is a wildcard) is acknowledged and stored on "
-    "'/pk/dn/user/a', a topic the device did not name; thingport cannot see the fragment through ASGI"))
+@pytest.mark.parametrize("suffix", ["user/a#b", "user/a#", "user/#"])
 def test_a_topic_with_a_hash_is_refused_not_stored_elsewhere(server: ServerProcess, client: DeviceClient,
-                                                           bed: dict) -> None:
+                                                           bed: dict, suffix: str) -> None:
     a = bed["a"]
     token = client.token(a["productKey"], a["deviceName"], a["deviceSecret"])
     before = db_state(server.data_dir)
-    reply = client.publish(f"/{a['productKey']}/{a['deviceName']}/user/a#b", b"x", token)
-    assert_aliyun_error(reply, {30001, 10001})  # observed: code 0, stored with topic /pk/dn/user/a
+    reply = client.publish(f"/{a['productKey']}/{a['deviceName']}/{suffix}", b"x", token)
+    assert_aliyun_error(reply, {30001})  # was: code 0, stored with topic /pk/dn/user/a
+    assert "custom topics must be" in reply.json["message"], reply.json
+    assert db_state(server.data_dir) == before
+
+
+def test_a_system_topic_with_a_fragment_is_refused(server: ServerProcess, client: DeviceClient, bed: dict) -> None:
+    a = bed["a"]
+    token = client.token(a["productKey"], a["deviceName"], a["deviceSecret"])
+    before = db_state(server.data_dir)
+    reply = client.publish(f"/sys/{a['productKey']}/{a['deviceName']}/thing/event/property/post#x",
+                           b'{"id":"1","params":{"temperature":1}}', token)
+    assert_aliyun_error(reply, {30001})
+    assert db_state(server.data_dir) == before
+
+
+def test_an_iotda_path_with_a_fragment_is_no_such_api(server: ServerProcess, client: DeviceClient, bed: dict) -> None:
+    token = hw_token(client, bed["h"])
+    before = db_state(server.data_dir)
+    reply = hw_post(client, bed["h"]["deviceId"], "messages/up#frag", b'{"content":"x"}', token)
+    assert_iotda_error(reply, {(404, "IOTDA.000006")})  # was: 200, stored on .../messages/up
     assert db_state(server.data_dir) == before
 
 

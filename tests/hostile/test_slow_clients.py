@@ -1,18 +1,22 @@
 """Slow clients (slowloris): connections that never finish their request must be cut off by timeouts, and
 must not starve other devices while they are connected.
 
-What the server has (found by reading uvicorn 0.5x + uvloop and measuring):
-* keep-alive timeout (``KEEP_ALIVE_S``, uvicorn ``timeout_keep_alive``): armed only after a response,
-  so it closes idle keep-alive connections and nothing else;
+What the server has:
+* keep-alive timeout (``KEEP_ALIVE_S``, uvicorn ``timeout_keep_alive``): armed after a response, it closes
+  idle keep-alive connections;
+* request-head deadline (``HEADER_TIMEOUT_S``): from the TLS connection (or a later request's first byte)
+  to the end of the request head, so a connection that never sends a request is cut off too;
+* body deadline (``BODY_TIMEOUT_S``): from the end of the head to the end of the body
+  (both in ``thingport.bounded_http``, checked every 0.5 s);
 * TLS handshake timeout: uvloop's built-in 60 s (not configurable through uvicorn or thingport);
-* no timeout for a request that has started (or a TLS connection that never sends one), no header-read
-  or body-read timeout, no cap on concurrent connections (uvicorn ``limit_concurrency`` is unset).
+* no cap on concurrent connections (uvicorn ``limit_concurrency`` is unset): each is bounded in time.
 
-This module runs its own server with ``KEEP_ALIVE_S=2`` so the bounds below stay short.
+This module runs its own server with all three timeouts at 2 s so the bounds below stay short.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import socket
@@ -29,6 +33,7 @@ from tests.hostile.common import good_aliyun_round_trip, provision, tls_context
 from tests.support import ServerProcess
 
 KEEP_ALIVE_S = 2
+HEAD_AND_BODY_TIMEOUT_S = 2
 GRACE_S = 3.0                       # how much later than the keep-alive timeout a cut-off may come
 BOUND_S = KEEP_ALIVE_S + GRACE_S    # what "cut off by a timeout" means in this module
 PER_KIND = 20                       # slow connections of each kind held open during the module
@@ -154,7 +159,9 @@ class SlowWorld:
 @pytest.fixture(scope="module")
 def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, dict]]:
     data = tmp_path_factory.mktemp("slow") / "data"
-    server = ServerProcess(data, {"THINGPORT_KEEP_ALIVE_S": str(KEEP_ALIVE_S)}).start()
+    server = ServerProcess(data, {"THINGPORT_KEEP_ALIVE_S": str(KEEP_ALIVE_S),
+                                  "THINGPORT_HEADER_TIMEOUT_S": str(HEAD_AND_BODY_TIMEOUT_S),
+                                  "THINGPORT_BODY_TIMEOUT_S": str(HEAD_AND_BODY_TIMEOUT_S)}).start()
     try:
         yield server, provision(server, Path(str(data) + "-bed"))
     finally:
@@ -194,31 +201,68 @@ def test_idle_keep_alive_connections_are_closed_after_keep_alive_s(world: SlowWo
     assert all(c.closed_after is not None and c.closed_after < BOUND_S for c in clients), clients[:3]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "no timeout before the first request: uvicorn arms timeout_keep_alive only after a response "
-    "(HttpToolsProtocol.on_response_complete), so a TLS connection that never sends a request stays open "
-    "forever; thingport sets no other timeout (server.build_config) and no limit_concurrency"))
+def assert_cut_off_by_the_deadline(clients: list[SlowClient]) -> None:
+    """Every client was cut off after the deadline (not before: it is a deadline, not a refusal) and within
+    ``BOUND_S`` of connecting."""
+    open_ = [c for c in clients if c.closed_after is None]
+    assert not open_, f"{len(open_)} still open after {BOUND_S} s"
+    early = [c for c in clients if c.closed_after is not None and c.closed_after < HEAD_AND_BODY_TIMEOUT_S - 0.1]
+    assert not early, f"cut off before the {HEAD_AND_BODY_TIMEOUT_S} s deadline: {early[:3]}"
+
+
 def test_tls_connection_that_never_sends_a_request_is_cut_off(world: SlowWorld) -> None:
-    clients = world.wait_for("tls-idle", BOUND_S)
-    assert all(c.closed_after is not None for c in clients), f"still open after {BOUND_S} s"
+    assert_cut_off_by_the_deadline(world.wait_for("tls-idle", BOUND_S))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "no request-header timeout: data_received cancels the keep-alive timer and nothing re-arms one until a "
-    "response completes, so headers sent a byte every 0.25 s hold the connection indefinitely (slowloris); "
-    "uvicorn has no header-timeout setting, thingport adds none"))
 def test_headers_sent_a_byte_at_a_time_are_cut_off(world: SlowWorld) -> None:
-    clients = world.wait_for("slow-headers", BOUND_S)
-    assert all(c.closed_after is not None for c in clients), f"still open after {BOUND_S} s"
+    assert_cut_off_by_the_deadline(world.wait_for("slow-headers", BOUND_S))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "no body-read timeout: dialects/http.read_body awaits receive() with no deadline, so a body that trickles "
-    "(or stops: Content-Length larger than what is sent) holds the connection and its request task forever"))
 @pytest.mark.parametrize("kind", ["slow-body", "stalled-body"])
 def test_bodies_that_trickle_or_stall_are_cut_off(world: SlowWorld, kind: str) -> None:
-    clients = world.wait_for(kind, BOUND_S)
-    assert all(c.closed_after is not None for c in clients), f"still open after {BOUND_S} s"
+    assert_cut_off_by_the_deadline(world.wait_for(kind, BOUND_S))
+
+
+def _read_reply(sock: ssl.SSLSocket) -> bytes:
+    data = b""
+    while not (b"\r\n\r\n" in data and data.endswith(b"}")):
+        piece = sock.recv(4096)
+        assert piece, f"the server closed the connection: {data!r}"
+        data += piece
+    return data
+
+
+def test_a_slow_device_within_the_deadlines_is_served_on_a_long_kept_alive_connection(
+    slow_server: tuple[ServerProcess, dict]
+) -> None:
+    """The deadlines bound each request, not the connection: a device that sends its head and body in pieces
+    (each part well inside its deadline) is answered, and a second request on the same connection, 3 s after
+    it opened, is answered too."""
+    server, bed = slow_server
+    a = bed["a"]
+    client = server.client()
+    token = client.token(a["productKey"], a["deviceName"], a["deviceSecret"])
+    client.close()
+    body = b'{"reading":1}'
+    head = (f"POST /topic/{a['productKey']}/{a['deviceName']}/user/slow HTTP/1.1\r\nHost: x\r\npassword: {token}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    sock = tls_context().wrap_socket(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+    try:
+        for piece in (head[:20], head[20:60], head[60:]):
+            sock.sendall(piece)
+            time.sleep(0.6)  # the head takes 1.2 s (deadline 2 s) ...
+        for piece in (body[:5], body[5:]):
+            sock.sendall(piece)
+            time.sleep(0.6)  # ... and the body 1.2 s more (deadline 2 s from the end of the head)
+        first = _read_reply(sock)
+        time.sleep(0.8)  # idle between requests (keep-alive 2 s)
+        sock.sendall(head + body)
+        second = _read_reply(sock)
+    finally:
+        sock.close()
+    for reply in (first, second):
+        assert reply.startswith(b"HTTP/1.1 200"), reply
+        assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["code"] == 0, reply
 
 
 @pytest.mark.skipif(not SLOW, reason="waits ~60 s for uvloop's TLS handshake timeout: set THINGPORT_SLOW_TESTS=1")

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 DIALECT = "huawei"
 MAX_CHILDREN = 50
 MAX_SERVICES = 100
+# Properties in one request (every service; every sub-device of a gateway report). IoTDA documents no such
+# cap (its MQTT messages stop at 64 KB, its models bound the rest); thingport stores schemaless properties,
+# so without one a 1 MB report could carry ~65,000 history rows and hold the single writer for ~1 s.
+MAX_PROPERTIES = 1000
 
 _encode = msgspec.json.encode
 
@@ -86,6 +90,18 @@ def _auth_fields(body: bytes) -> tuple[str, int, str, str]:
     if not isinstance(password, str) or len(password) != 64:
         raise errors.ParamError("password must be 64 hex characters (HMAC-SHA256)")
     return device_id, sign_type, timestamp, password
+
+
+def _property_count(services: object) -> int:
+    """The properties a ``services`` list carries (malformed entries count none: ``_judged`` refuses them)."""
+    if not isinstance(services, list):
+        return 0
+    return sum(len(s["properties"]) for s in services if isinstance(s, dict) and isinstance(s.get("properties"), dict))
+
+
+def _cap_properties(count: int) -> None:
+    if count > MAX_PROPERTIES:
+        raise errors.ParamError(f"at most {MAX_PROPERTIES} properties in one request, got {count}")
 
 
 def _refusal(service_id: str, error: PropertyError) -> dict:
@@ -152,7 +168,7 @@ class HuaweiDialect:
         device = await gateway.device_for_token(token.decode("latin-1"), DIALECT_HUAWEI)
         if device.device_id != path_device_id:
             raise errors.TokenInvalid("the access token belongs to another device")
-        gateway.throttle_report(device)
+        await gateway.throttle_report(device)
         payload = await read_capped(headers, receive, self._limit)
         received_ms = gateway.now_ms()
         topic = scope["path"]
@@ -160,7 +176,9 @@ class HuaweiDialect:
             message_id = await gateway.store(device, DIALECT, topic, "custom", payload, received_ms)
             return _encode({"message_id": message_id})
         if kind == _REPORT:
-            message, refused = await self._judged(device, topic, payload, _json_object(payload), received_ms)
+            doc = _json_object(payload)
+            _cap_properties(_property_count(doc.get("services")))
+            message, refused = await self._judged(device, topic, payload, doc, received_ms)
             await gateway.store_many(((device, message),))
             return _reply([message.message_id], refused)
         return await self._gateway_report(device, topic, _json_object(payload), received_ms)
@@ -205,6 +223,7 @@ class HuaweiDialect:
             raise errors.ParamError("devices must be a non-empty list")
         if len(children) > MAX_CHILDREN:
             raise errors.TooManyChildren(f"at most {MAX_CHILDREN} sub-devices in one request, got {len(children)}")
+        _cap_properties(sum(_property_count(e.get("services")) for e in children if isinstance(e, dict)))
         messages: list[tuple[Device, StoredMessage]] = []
         refused: list[dict] = []
         for entry in children:

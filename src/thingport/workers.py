@@ -1,0 +1,68 @@
+"""``serve --workers N``: N worker processes on one host, each a whole thingport instance.
+
+Every worker binds the device port with SO_REUSEPORT (the kernel balances connections), shares the store
+(and Redis, when set) with the others exactly as instances on other hosts do, and holds its own leased
+worker number. Worker 0 also serves the management API. The supervisor restarts a worker that dies and
+stops them all on SIGTERM/SIGINT.
+"""
+
+import logging
+import multiprocessing
+import signal
+import time
+from multiprocessing.process import BaseProcess
+
+from thingport.settings import Settings
+from thingport.tls import CertificateFiles
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY_S = 1.0
+STOP_GRACE_S = 15.0
+
+
+def _worker(settings_doc: dict, files: CertificateFiles, index: int) -> None:
+    from thingport.server import serve_worker
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop (SIGTERM)
+    settings = Settings.model_construct(**settings_doc)
+    serve_worker(settings.model_copy(update={"worker_id": (settings.worker_id + index) % 1024}), files, index)
+
+
+def supervise(settings: Settings, files: CertificateFiles) -> None:
+    if settings.database_url and settings.db_upgrade:
+        from thingport.store import pg_schema
+
+        pg_schema.upgrade(settings.database_url)  # once, here, not N times at once
+    doc = settings.model_copy(update={"db_upgrade": False}).model_dump()
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start(index: int) -> BaseProcess:
+        process = context.Process(target=_worker, args=(doc, files, index), name=f"thingport-worker-{index}")
+        process.start()
+        return process
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    workers = {index: start(index) for index in range(settings.workers)}
+    print(f"thingport: {settings.workers} workers (pids {', '.join(str(p.pid) for p in workers.values())})", flush=True)
+    while not stopping:
+        time.sleep(0.2)
+        for index, process in list(workers.items()):
+            if not process.is_alive() and not stopping:
+                log.warning("worker %d exited with %s; restarting it", index, process.exitcode)
+                time.sleep(RESTART_DELAY_S)
+                workers[index] = start(index)
+    for process in workers.values():
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + STOP_GRACE_S
+    for process in workers.values():
+        process.join(max(0.1, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
