@@ -116,17 +116,20 @@ class SqlMessageLog:
             else:
                 cursors.append((item.seq, item.subscription_id, item.seq))  # type: ignore[union-attr]
         with conn.transaction():
-            if messages:
-                conn.serialize("log")
-                conn.executemany(_INSERT_MESSAGE, messages)
-                conn.executemany(_MARK_SEEN, [(at, device_id, at) for device_id, at in seen.items()])
+            if cursors:
+                conn.executemany(_SAVE_CURSOR, cursors)
             if samples:
                 conn.executemany(_INSERT_HISTORY, samples)
                 conn.executemany(_UPSERT_LATEST, _newest_per_property(samples))
+            if seen:
+                conn.executemany(_MARK_SEEN, [(at, device_id, at) for device_id, at in seen.items()])
             if sessions:
                 record_sessions(conn, sessions)
-            if cursors:
-                conn.executemany(_SAVE_CURSOR, cursors)
+            if messages:
+                # last: the log's lock (held to the commit, so seq is in commit order across processes) is
+                # then held for one insert, while every other process's batch writes the rest meanwhile
+                conn.serialize("log")
+                conn.executemany(_INSERT_MESSAGE, messages)
 
     async def append(self, message: StoredMessage) -> None:
         try:
