@@ -54,6 +54,7 @@ from thingport.core.signing import aliyun_sign, huawei_password
 from thingport.server import certificate_for
 from thingport.settings import load_settings
 from thingport.store.sqlite_db import db_path
+from thingport.tls import CERT_FILE, KEY_FILE
 
 HOST = "127.0.0.1"  # the only address ever targeted
 BENCH_DIR = Path(__file__).resolve().parent
@@ -89,6 +90,7 @@ class Row:
     messages: int = 1  # messages one request stores (a gateway batch stores one per sub-device)
     durable: bool = False  # each good reply must be backed by its stored messages (checked with Target.stored)
     goal: float | None = None  # the issue's target for req/s relative to the bare row of the same mode
+    per_core_of: str = ""  # a multi-worker row: the one-worker row its req/s per core is compared with
     what: str = ""
 
     @property
@@ -155,6 +157,11 @@ TOPIC_PATH = "/topic/$pk/$dn/user/bench"
 ROWS: list[Row] = [
     *in_modes(MODES, name="bare", target="bare", path=TOPIC_PATH, headers=OCTET,
               body=TOPIC_PAYLOAD, what="(a) raw ASGI app, same JSON reply, same uvicorn/TLS stack"),
+    # issue 8's second baseline: nginx answering the same JSON from memory, same certificate, TLS settings
+    # and pinning as the servers (one worker process)
+    *in_modes(MODES, name="nginx", target="nginx", path=TOPIC_PATH, headers=OCTET, body=TOPIC_PAYLOAD,
+              what="nginx `return 200` with the bare app's JSON body, same certificate, TLS 1.2-1.3, session cache "
+                   "and tickets, one worker process, access log off"),
     *[Row(name="topic", target="thingport", mode=mode, path=TOPIC_PATH, headers=(("password", "$token"), *OCTET),
           body=TOPIC_PAYLOAD, durable=True, goal=0.6 if mode == KEEP_ALIVE else None,
           what="(b) POST /topic: token, ACL, throttle, durable SQLite group commit") for mode in MODES],
@@ -179,8 +186,22 @@ ROWS: list[Row] = [
         headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True, goal=0.6,
         what="(b) with forwarding on: a rabbitmq subscription (kinds raw, publisher confirms, mandatory) on the "
              "product, a durable queue bound to its exchange; backlog polled during and after the run"),
+    # production mode (issue 7): the /topic report path on PostgreSQL, one and two worker processes, and the
+    # embedded SQLite default with two workers
+    Row(name="topic-pg", target="pg1", mode=KEEP_ALIVE, path=TOPIC_PATH, headers=(("password", "$token"), *OCTET),
+        body=TOPIC_PAYLOAD, durable=True,
+        what="(b) on PostgreSQL (`serve --database postgresql://... --workers 1`, a fresh database migrated with "
+             "`thingport db upgrade`): group commit into PostgreSQL on 127.0.0.1"),
+    Row(name="topic-pg-w2", target="pg2", mode=KEEP_ALIVE, path=TOPIC_PATH, headers=(("password", "$token"), *OCTET),
+        body=TOPIC_PAYLOAD, durable=True, per_core_of="topic-pg",
+        what="`topic-pg` with `--workers 2`: two server processes on the device port (SO_REUSEPORT), both CPUs"),
+    Row(name="topic-w2", target="sqlite2", mode=KEEP_ALIVE, path=TOPIC_PATH, headers=(("password", "$token"), *OCTET),
+        body=TOPIC_PAYLOAD, durable=True, per_core_of="topic",
+        what="(b) on the embedded SQLite default with `--workers 2`: two processes sharing one SQLite file, both CPUs"),
 ]
 BASELINE = "bare"  # rows are compared with this row of the same mode
+NGINX = "nginx"  # short-connection rows are also compared with this row of the same mode (issue 8: >= 0.8)
+SHORT_GOAL = 0.8
 
 
 # --- targets: the servers rows run against --------------------------------------------------------
@@ -194,9 +215,18 @@ class Target:
 
     name: str
     env: dict[str, str] = field(default_factory=dict)
+    workers = 1  # server processes; more than one get every CPU (see main)
+
+    def skip_reason(self) -> str | None:
+        """Why this target cannot run on this machine (its rows are then skipped and the report says why)."""
+        return None
 
     def command(self, port: int, data_dir: Path) -> list[str]:
         raise NotImplementedError
+
+    def helper_cpu(self) -> float | None:
+        """CPU seconds used so far by processes outside the server's tree that work for it (PostgreSQL)."""
+        return None
 
     def provision(self, data_dir: Path) -> None:
         """Before the server starts (once per run): create what its rows need."""
@@ -245,9 +275,18 @@ class BareTarget(Target):
 class ServeTarget(Target):
     """``python -m thingport serve`` (device endpoint on 127.0.0.1, management API on a free 127.0.0.1 port)."""
 
+    database_url = ""  # PostgreSQL (production mode) when set; else the data dir's SQLite
+
     def command(self, port: int, data_dir: Path) -> list[str]:
+        extra = ["--database", self.database_url] if self.database_url else []
+        if self.workers > 1:
+            extra += ["--workers", str(self.workers)]
         return [sys.executable, "-m", "thingport", "serve", "--host", HOST, "--port", str(port),
-                "--api-host", HOST, "--api-port", str(free_port()), "--data-dir", str(data_dir)]
+                "--api-host", HOST, "--api-port", str(free_port()), "--data-dir", str(data_dir), *extra]
+
+    def cli_env(self) -> dict[str, str]:
+        """Environment for the CLI's provisioning commands (the database they act on)."""
+        return {"THINGPORT_DATABASE_URL": self.database_url} if self.database_url else {}
 
     def stored(self, data_dir: Path) -> int | None:
         try:
@@ -274,10 +313,11 @@ class ThingportTarget(ServeTarget):
             tsl_file = data_dir / "bench-tsl.json"
             tsl_file.write_text(json.dumps(self.tsl))
             model = ["--tsl", str(tsl_file)]
-        product = cli_json(data_dir, "product", "create", "--name", f"bench-{self.name}", *model)
+        env = self.cli_env()
+        product = cli_json(data_dir, "product", "create", "--name", f"bench-{self.name}", *model, env=env)
         self.product_key = product["productKey"]
         device = cli_json(data_dir, "device", "create", "--product-key", self.product_key,
-                          "--name", self.device_name)
+                          "--name", self.device_name, env=env)
         self.secret = device["deviceSecret"]
 
     def auth_body(self) -> str:
@@ -425,6 +465,13 @@ class ForwardingTarget(ThingportTarget):
 
     def probe(self, row: Row, data_dir: Path, server_pid: int, opts: Options) -> Probe | None:
         return ForwardingProbe(self, data_dir, server_pid, opts)
+
+    def skip_reason(self) -> str | None:
+        try:
+            with socket.create_connection(("127.0.0.1", 5672), timeout=3):
+                return None
+        except OSError as exc:
+            return f"RabbitMQ is not reachable at 127.0.0.1:5672: {exc}"
 
 
 def amqp(action: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -620,6 +667,142 @@ def broker_pid() -> int | None:
     return found[0] if len(found) == 1 else None
 
 
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"  # trust auth; databases are created from here
+
+
+class PostgresTarget(ThingportTarget):
+    """The /topic server on PostgreSQL: a fresh database per run (created through the ``test`` database,
+    migrated with ``thingport db upgrade``, dropped at the end), ``--workers N``."""
+
+    def __init__(self, name: str, env: dict[str, str], workers: int) -> None:
+        super().__init__(name, env)
+        self.workers = workers
+        self.db_name = f"bench_{os.getpid()}_{int(time.time())}_{name}"
+        self.database_url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + self.db_name
+        self.created = False
+
+    def skip_reason(self) -> str | None:
+        try:
+            import psycopg
+
+            with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+                return None
+        except Exception as exc:  # noqa: BLE001 - any reason is a reason to skip, and is reported
+            return f"PostgreSQL at {PG_ADMIN_URL.split('@')[-1]} is not usable: {' '.join(str(exc).split())[:160]}"
+
+    def provision(self, data_dir: Path) -> None:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'CREATE DATABASE "{self.db_name}"')
+        self.created = True
+        out = subprocess.run([sys.executable, "-m", "thingport", "db", "upgrade", "--database", self.database_url,
+                              "--json"], env=clean_env(), capture_output=True, text=True, timeout=120, check=False)
+        if out.returncode != 0:
+            raise BenchError(f"thingport db upgrade failed: {out.stderr.strip()[-300:]}")
+        super().provision(data_dir)
+
+    def stored(self, data_dir: Path) -> int | None:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.database_url, connect_timeout=5) as conn:
+                row = conn.execute("SELECT count(*) FROM messages").fetchone()
+                return int(row[0]) if row else None
+        except psycopg.Error:
+            return None
+
+    def helper_cpu(self) -> float | None:
+        """The PostgreSQL backends connected to this run's database (their cmdline names it)."""
+        total, marker = 0.0, f" {self.db_name} ".encode()
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    if marker in (proc / "cmdline").read_bytes().replace(b"\0", b" ") + b" ":
+                        total += process_cpu(int(proc.name))
+                except OSError:
+                    continue
+        return total
+
+    def cleanup(self) -> None:
+        if not self.created:
+            return
+        try:
+            import psycopg
+
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+        except Exception as exc:  # noqa: BLE001 - best effort, but say so
+            print(f"warning: could not drop PostgreSQL database {self.db_name}: {exc}", file=sys.stderr)
+
+
+class WorkersTarget(ThingportTarget):
+    """The /topic server on the embedded SQLite default with ``--workers N``."""
+
+    def __init__(self, name: str, env: dict[str, str], workers: int) -> None:
+        super().__init__(name, env)
+        self.workers = workers
+
+
+NGINX_CONF = """daemon off;
+master_process on;
+worker_processes 1;
+pid $prefix/nginx.pid;
+error_log $prefix/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $prefix/tmp/body;
+    proxy_temp_path $prefix/tmp/proxy;
+    fastcgi_temp_path $prefix/tmp/fastcgi;
+    uwsgi_temp_path $prefix/tmp/uwsgi;
+    scgi_temp_path $prefix/tmp/scgi;
+    keepalive_timeout 75s;
+    keepalive_requests 100000000;
+    server {
+        listen 127.0.0.1:$port ssl;
+        ssl_certificate $cert;
+        ssl_certificate_key $key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:BENCH:10m;
+        ssl_session_tickets on;
+        location / {
+            default_type application/json;
+            return 200 '$body';
+        }
+    }
+}
+"""
+
+
+class NginxTarget(Target):
+    """nginx answering the bare app's JSON from memory (``return 200``): issue 8's second baseline.
+
+    One worker process, started through the same taskset as the servers (the worker inherits the pin);
+    the same certificate; TLS 1.2-1.3 with a session cache and tickets (resumption, as thingport offers)."""
+
+    def binary(self) -> str | None:
+        return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
+                                              if os.access(p, os.X_OK)), None)
+
+    def skip_reason(self) -> str | None:
+        if self.binary() is None:
+            return "nginx is not installed (apt-get install -y nginx)"
+        return None
+
+    def command(self, port: int, data_dir: Path) -> list[str]:
+        from bare_app import BODY  # the same reply as the bare ASGI app
+
+        prefix = data_dir / f"nginx-{port}"
+        for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
+            (prefix / sub).mkdir(parents=True, exist_ok=True)
+        cert, key = data_dir / CERT_FILE, data_dir / KEY_FILE  # main copies the one certificate there
+        conf = string.Template(NGINX_CONF).substitute(prefix=prefix, port=port, cert=cert, key=key,
+                                                      body=BODY.decode())
+        (prefix / "nginx.conf").write_text(conf)
+        return [str(self.binary()), "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
+
+
 # The per-device and per-source limits (100 reports/s, 1 auth/s per device, 5 auth/s per address by default)
 # would measure the throttle, not the server (unknown THINGPORT_* variables are ignored by older commits).
 UNTHROTTLED = {
@@ -636,6 +819,10 @@ TARGETS: dict[str, Target] = {
     "alink": AlinkTarget("alink", UNTHROTTLED, tsl=TSL20),
     "iotda": IotdaTarget("iotda", UNTHROTTLED),
     "forwarding": ForwardingTarget("forwarding", UNTHROTTLED),
+    "pg1": PostgresTarget("pg1", UNTHROTTLED, workers=1),
+    "pg2": PostgresTarget("pg2", UNTHROTTLED, workers=2),
+    "sqlite2": WorkersTarget("sqlite2", UNTHROTTLED, workers=2),
+    "nginx": NginxTarget("nginx"),
 }
 
 
@@ -645,9 +832,9 @@ class BenchError(Exception):
     pass
 
 
-def cli_json(data_dir: Path, *args: str) -> dict:
+def cli_json(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> dict:
     out = subprocess.run([sys.executable, "-m", "thingport", *args, "--json", "--data-dir", str(data_dir)],
-                         env=clean_env(), capture_output=True, text=True, timeout=60, check=False)
+                         env=clean_env(env), capture_output=True, text=True, timeout=60, check=False)
     if out.returncode != 0:
         last = "\n".join(out.stderr.strip().splitlines()[-3:])
         raise BenchError(f"thingport {' '.join(args)} failed: {last}")
@@ -822,7 +1009,10 @@ class Result:
     failure: str = ""
     server_us: float = float("nan")  # server CPU per good reply
     server_util: float = float("nan")  # server CPU seconds per second (1.0 = one core saturated)
-    loop_us: float = float("nan")  # of server_us: the event-loop (main) thread's share
+    loop_us: float = float("nan")  # of server_us: the event-loop (main) threads' share
+    helper_us: float = float("nan")  # CPU per good reply of the processes working for the server (PostgreSQL)
+    helper_util: float = float("nan")
+    workers: int = 1  # server processes
     wrk_util: float = float("nan")
     other_load: float = float("nan")  # cores busy with anything else (other processes, unattributed kernel work)
     rounds: list[Result] = field(default_factory=list)  # every round of this row, when repeated
@@ -855,19 +1045,54 @@ class Options:
 
 @dataclass
 class CpuSnapshot:
-    """CPU seconds used so far by the server process, by waited-for children (wrk), and by the whole machine."""
+    """CPU seconds used so far by the server (its whole process tree: ``--workers N`` runs N processes under
+    a supervisor, nginx a worker under its master), by waited-for children (wrk), and by the whole machine."""
 
     server: float
     children: float
     machine: float
     wall: float
-    loop: float = float("nan")  # the server's main thread alone (the event loop; the rest is SQLite threads)
+    loop: float = float("nan")  # the main threads alone (the event loops; the rest is SQLite/PostgreSQL threads)
+    helper: float = float("nan")  # processes outside the tree working for the server (PostgreSQL backends)
 
     @classmethod
-    def take(cls, server_pid: int) -> CpuSnapshot:
+    def take(cls, server_pid: int, target: Target | None = None) -> CpuSnapshot:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return cls(process_cpu(server_pid), usage.ru_utime + usage.ru_stime, machine_busy(), time.monotonic(),
-                   process_cpu(server_pid, f"task/{server_pid}/stat"))
+        total, loops = tree_cpu(server_pid)
+        helper = target.helper_cpu() if target is not None else None
+        return cls(total, usage.ru_utime + usage.ru_stime, machine_busy(), time.monotonic(), loops,
+                   float("nan") if helper is None else helper)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from /proc's parent pids)."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(proc.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """(CPU seconds of the whole tree under ``pid``, of its processes' main threads only). A process that
+    exits during a run takes its CPU time with it (none does while the servers run)."""
+    total = loops = 0.0
+    for member in process_tree(pid):
+        cpu = process_cpu(member)
+        if cpu == cpu:  # gone in between: skipped
+            total += cpu
+            main = process_cpu(member, f"task/{member}/stat")
+            loops += main if main == main else 0.0
+    return total, loops
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -892,7 +1117,7 @@ def machine_busy() -> float:
         return float("nan")
 
 
-def wait_for_quiet(server_pid: int, limit: float, threshold: float = 0.15) -> None:
+def wait_for_quiet(server_pid: int, limit: float, threshold: float = 0.15, target: Target | None = None) -> None:
     """Wait up to ``limit`` s until nothing but the idle server uses more than ``threshold`` cores.
 
     The machine may be shared (other people's test suites): a row measured while something else runs
@@ -900,10 +1125,11 @@ def wait_for_quiet(server_pid: int, limit: float, threshold: float = 0.15) -> No
     """
     deadline = time.monotonic() + limit
     while True:
-        before = CpuSnapshot.take(server_pid)
+        before = CpuSnapshot.take(server_pid, target)
         time.sleep(0.5)
-        after = CpuSnapshot.take(server_pid)
-        other = (after.machine - before.machine - (after.server - before.server)) / (after.wall - before.wall)
+        after = CpuSnapshot.take(server_pid, target)
+        helper = after.helper - before.helper if after.helper == after.helper else 0.0
+        other = (after.machine - before.machine - (after.server - before.server) - helper) / (after.wall - before.wall)
         if other < threshold or time.monotonic() >= deadline:
             return
 
@@ -956,7 +1182,7 @@ def wrk(row: Row, port: int, path: str, headers: list[tuple[str, str]], body_fil
 
 def run_row(row: Row, target: Target, port: int, pid: int, client: Client, data_dir: Path, opts: Options) -> Result:
     """Sanity request, warm-up, measured run, sanity request again; errors are counted, never hidden."""
-    result = Result(row)
+    result = Result(row, workers=target.workers)
     variables = target.variables()
     fill = lambda text: string.Template(text).substitute(variables)
     path = fill(row.path)
@@ -981,13 +1207,13 @@ def run_row(row: Row, target: Target, port: int, pid: int, client: Client, data_
         if probe:
             probe.prepare()
         if opts.quiet_wait:
-            wait_for_quiet(pid, opts.quiet_wait)
+            wait_for_quiet(pid, opts.quiet_wait, target=target)
         stored_before, opens_before = target.stored(data_dir), passive_opens()
         if probe:
             probe.start()
-        cpu_before = CpuSnapshot.take(pid)
+        cpu_before = CpuSnapshot.take(pid, target)
         measured = wrk(row, port, path, headers, body_file, opts.duration, opts)
-        cpu_after = CpuSnapshot.take(pid)
+        cpu_after = CpuSnapshot.take(pid, target)
         stored_after, opens_after = target.stored(data_dir), passive_opens()
         if probe:
             probe.wrk_done()
@@ -1015,7 +1241,19 @@ def run_row(row: Row, target: Target, port: int, pid: int, client: Client, data_
     wrk_cpu = cpu_after.children - cpu_before.children
     result.server_util = server / wall
     result.wrk_util = wrk_cpu / wall
-    result.other_load = (cpu_after.machine - cpu_before.machine - server - wrk_cpu) / wall
+    processes = len(process_tree(pid))
+    if target.workers > 1:
+        result.notes.append(f"{processes} server processes (supervisor + workers)")
+        if processes < target.workers + 1:  # e.g. a server that accepts --workers but ignores it
+            result.failure = f"--workers {target.workers} asked, but the server runs {processes} process(es)"
+    helper = cpu_after.helper - cpu_before.helper  # nan when the target has no helper processes
+    result.other_load = (cpu_after.machine - cpu_before.machine - server - wrk_cpu
+                         - (helper if helper == helper else 0.0)) / wall
+    if helper == helper and measured["good"]:
+        result.helper_us = helper / measured["good"] * 1e6
+        result.helper_util = helper / wall
+        result.notes.append(f"PostgreSQL backends of this database: {helper / wall:.0%} of a core, "
+                            f"{result.helper_us:.0f} us/req (unpinned; not in server CPU, not in other load)")
     result.server_us = server / measured["good"] * 1e6 if measured["good"] else float("nan")
     loop = cpu_after.loop - cpu_before.loop
     result.loop_us = loop / measured["good"] * 1e6 if measured["good"] else float("nan")
@@ -1032,41 +1270,129 @@ def run_row(row: Row, target: Target, port: int, pid: int, client: Client, data_
 
 # --- reporting --------------------------------------------------------------------------------------
 
-def ratio_to_baseline(result: Result, results: list[Result]) -> float | None:
-    base = next((r for r in results if r.row.name == BASELINE and r.row.mode == result.row.mode and r.rps), None)
+def ratio_to_baseline(result: Result, results: list[Result], baseline: str = BASELINE) -> float | None:
+    base = baseline_of(result, results, baseline)
     return result.rps / base.rps if base else None
 
 
-def baseline_of(result: Result, results: list[Result]) -> Result | None:
-    return next((b for b in results if b.row.name == BASELINE and b.row.mode == result.row.mode and b.rps), None)
+def baseline_of(result: Result, results: list[Result], baseline: str = BASELINE) -> Result | None:
+    return next((b for b in results if b.row.name == baseline and b.row.mode == result.row.mode and b.rps
+                 and not b.failure), None)
 
 
-def cost_ratio(result: Result, results: list[Result]) -> float | None:
-    """Bare CPU per request / this row's (the noise-robust ratio: 1.0 = as cheap as the bare app)."""
-    base = baseline_of(result, results)
+def total_us(result: Result) -> float:
+    """CPU per request of the server and of the processes working for it (PostgreSQL backends)."""
+    return result.server_us + (result.helper_us if result.helper_us == result.helper_us else 0.0)
+
+
+def cost_ratio(result: Result, results: list[Result], baseline: str = BASELINE) -> float | None:
+    """Bare CPU per request / this row's (the noise-robust ratio: 1.0 = as cheap as the bare app). A row on
+    PostgreSQL is charged its database backends' CPU too."""
+    base = baseline_of(result, results, baseline)
     if base and base.server_us == base.server_us and result.server_us == result.server_us and result.server_us:
-        return base.server_us / result.server_us
+        return total_us(base) / total_us(result)
     return None
 
 
 def table(results: list[Result]) -> str:
     """Markdown table (readable as plain text too)."""
     lines = [("| row | mode | req/s | msgs/s | p50 ms | p99 ms | errors | TLS handshakes (resumed) | server CPU | "
-              "server CPU us/req | vs bare (req/s) | vs bare (CPU/req) | target |"),
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "server CPU us/req | vs bare (req/s) | vs bare (CPU/req) | vs nginx (req/s) | target |"),
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for r in results:
         goal = "-" if r.row.goal is None else f">= {r.row.goal}"
+        if r.row.mode != KEEP_ALIVE and r.row.name not in (BASELINE, NGINX) and baseline_of(r, results, NGINX):
+            goal = f">= {SHORT_GOAL} of nginx"
         if r.failure:
-            lines.append(f"| {r.row.name} | {r.row.mode} | FAILED | | | | | | | | | | {goal} |")
+            lines.append(f"| {r.row.name} | {r.row.mode} | FAILED | | | | | | | | | | | {goal} |")
             continue
         ratio, cost = ratio_to_baseline(r, results), cost_ratio(r, results)
+        vs_nginx = ratio_to_baseline(r, results, NGINX) if r.row.name != NGINX else None
         shakes = "n/a" if r.handshakes is None else f"{r.handshakes} ({r.resumed})"
-        mps = f"{r.mps:,.0f}" if r.row.name != BASELINE else "-"
+        mps = f"{r.mps:,.0f}" if r.row.name not in (BASELINE, NGINX) else "-"
+        cpu = f"{r.server_us:.0f}" + (f" + {r.helper_us:.0f} PG" if r.helper_us == r.helper_us else "")
         lines.append(f"| {r.row.name} | {r.row.mode} | {r.rps:,.0f} | {mps} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-                     f"{r.errors} | {shakes} | {r.server_util:.0%} | {r.server_us:.0f} | "
-                     f"{'-' if ratio is None else f'{ratio:.2f}'} | {'-' if cost is None else f'{cost:.2f}'} | "
-                     f"{goal} |")
+                     f"{r.errors} | {shakes} | {r.server_util:.0%} | {cpu} | {fmt(ratio)} | {fmt(cost)} | "
+                     f"{fmt(vs_nginx)} | {goal} |")
     return "\n".join(lines)
+
+
+def cluster_summary(results: list[Result]) -> list[str]:
+    """Multi-worker rows against their one-worker row: req/s per core and CPU per request."""
+    lines = []
+    for r in results:
+        one = next((o for o in results if o.row.name == r.row.per_core_of and o.row.mode == r.row.mode
+                    and not o.failure and o.rps), None) if r.row.per_core_of else None
+        if one is None or r.failure or not r.rps:
+            continue
+        per_core = r.rps / r.workers / one.rps
+        cpu = total_us(one) / total_us(r) if total_us(r) else float("nan")
+        lines.append(
+            f"- {r.row.name} ({r.workers} workers) vs {one.row.name} (1): {r.rps:,.0f} vs {one.rps:,.0f} req/s = "
+            f"x{r.rps / one.rps:.2f}; per core {r.rps / r.workers:,.0f} vs {one.rps:,.0f} req/s: **efficiency "
+            f"{per_core:.2f}** by req/s; {cpu:.2f} by CPU per request ({total_us(one):.0f} vs {total_us(r):.0f} us, "
+            f"{'server + PostgreSQL backends' if r.helper_us == r.helper_us else 'all server processes'}); "
+            f"server processes used {r.server_util:.0%} of a core (wrk {r.wrk_util:.0%}"
+            + (f", PostgreSQL {r.helper_util:.0%}" if r.helper_util == r.helper_util else "") + ")")
+    return lines
+
+
+def nginx_summary(results: list[Result]) -> list[str]:
+    """Each mode's rows against nginx of the same mode; issue 8's target (>= 0.8) applies to short connections."""
+    lines = []
+    for r in results:
+        if r.row.name == NGINX or r.failure or (r.row.mode == KEEP_ALIVE and r.row.name not in (BASELINE, "topic")):
+            continue
+        base = baseline_of(r, results, NGINX)
+        if base is None:
+            continue
+        ratio, cost = r.rps / base.rps, cost_ratio(r, results, NGINX)
+        text = (f"- {r.row.key}: {ratio:.2f} of nginx by req/s ({r.rps:,.0f} vs {base.rps:,.0f})"
+                + ("" if cost is None else f", {cost:.2f} by server CPU per request ({base.server_us:.0f} vs "
+                   f"{total_us(r):.0f} us)"))
+        if r.row.mode != KEEP_ALIVE and r.row.name != BASELINE:
+            text += f"; target >= {SHORT_GOAL}: **{'met' if ratio >= SHORT_GOAL else 'MISSED'}**"
+            if cost is not None and (cost >= SHORT_GOAL) != (ratio >= SHORT_GOAL):
+                text += f" (by CPU per request: {'met' if cost >= SHORT_GOAL else 'missed'})"
+        lines.append(text)
+    return lines
+
+
+def chart(results: list[Result], png: Path, title: str) -> str | None:
+    """A PNG of req/s and p99 per row (matplotlib, the optional ``bench`` extra); None, or why there is none."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "no chart: matplotlib is not installed (pip install -e '.[bench]')"
+    shown = [r for r in results if not r.failure and r.rps]
+    if not shown:
+        return "no chart: no row succeeded"
+    colours = {KEEP_ALIVE: "tab:blue", CLOSE: "tab:orange", CLOSE_RESUME: "tab:green"}
+    labels = [r.row.key for r in shown][::-1]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 0.38 * len(shown) + 1.6), sharey=True)
+    for ax, values, name in ((ax1, [r.rps for r in shown][::-1], "requests/s (log scale; good replies only)"),
+                             (ax2, [r.p99_ms for r in shown][::-1], "p99 latency, ms (log scale)")):
+        bars = ax.barh(labels, values, color=[colours[r.row.mode] for r in shown][::-1])
+        ax.set_xscale("log")
+        ax.set_xlabel(name)
+        ax.grid(axis="x", which="both", alpha=0.3)
+        for bar, value in zip(bars, values, strict=True):
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {value:,.0f}" if value >= 100
+                    else f" {value:.1f}", va="center", fontsize=8)
+        ax.set_xlim(right=max(values) * 4)
+    handles = [matplotlib.patches.Patch(color=c, label=m) for m, c in colours.items()
+               if any(r.row.mode == m for r in shown)]
+    ax2.legend(handles=handles, loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return None
 
 
 def summary(results: list[Result]) -> list[str]:
@@ -1084,7 +1410,7 @@ def summary(results: list[Result]) -> list[str]:
             continue
         text = f"- {r.row.name}: {ratio:.2f} of bare by req/s"
         if cost is not None:
-            text += f", {cost:.2f} by server CPU per request ({base.server_us:.0f} vs {r.server_us:.0f} us)"
+            text += f", {cost:.2f} by server CPU per request ({total_us(base):.0f} vs {total_us(r):.0f} us)"
         if r.row.goal is not None:
             verdict = "met" if ratio >= r.row.goal else "MISSED"
             text += f"; target >= {r.row.goal}: **{verdict}**"
@@ -1207,7 +1533,8 @@ def progress(result: Result) -> str:
             f" other {result.other_load:.2f} cores")
 
 
-def report(results: list[Result], info: list[tuple[str, str]], args: argparse.Namespace) -> str:
+def report(results: list[Result], info: list[tuple[str, str]], args: argparse.Namespace,
+           skipped: dict[str, str] | None = None, png: Path | None = None, chart_note: str | None = None) -> str:
     """The run as a BENCHMARKS.md section."""
     notes = [f"- `{r.row.name}`: {r.row.what} (good reply: 200 with `{r.row.expect}`"
              + (f", without `{r.row.reject}`" if r.row.reject else "") + ")"
@@ -1243,10 +1570,18 @@ def report(results: list[Result], info: list[tuple[str, str]], args: argparse.Na
             bits.append(f"first bad reply: {r.sample}")
         checks.append(f"- {r.row.key}: " + "; ".join(bits))
     head = summary(results)
+    cluster, vs_nginx = cluster_summary(results), nginx_summary(results)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = (f"wrk -t{args.threads}, {args.connections} connections (keep-alive) / {args.close_connections} (close), "
             f"{args.duration} s per row after {args.warmup} s warm-up, best of {args.repeat} round(s); "
-            "one server process")
+            "one server process unless the row says workers")
+    skips = [f"- skipped: {', '.join(r.key for r in ROWS if r.target == name)}: {reason}"
+             for name, reason in (skipped or {}).items()]
+    if png is not None:
+        shown = os.path.relpath(png, REPO) if png.resolve().is_relative_to(REPO) else str(png)
+        picture = [chart_note or f"![req/s and p99 per row]({shown})", ""]
+    else:
+        picture = []
     pythonpath = os.environ.get("PYTHONPATH")
     command = " ".join([*([f"PYTHONPATH={pythonpath}"] if pythonpath else []), ".venv/bin/python", "bench/run.py",
                         *sys.argv[1:]])
@@ -1256,19 +1591,25 @@ def report(results: list[Result], info: list[tuple[str, str]], args: argparse.Na
         *[f"- {k}: {v}" for k, v in info],
         f"- load: {load}",
         f"- command: `{command}`",
+        *skips,
         "",
         table(results),
         "",
+        *picture,
         *(["Ratio to bare, keep-alive, one server process (req/s; CPU per request is the noise-robust view):",
             *head, ""] if head else []),
+        *(["Workers (this machine has 2 cores; per-core efficiency = N workers' req/s / N against 1 worker's):",
+            *cluster, ""] if cluster else []),
+        *(["Against nginx, same mode (issue 8: short connections >= 0.8 of nginx):", *vs_nginx, ""]
+          if vs_nginx else []),
         "Rows:",
         *notes,
         "",
         "Checks. Every reply is checked in wrk (status 200 and the row's expected text, see Rows) and req/s",
         "counts good replies only; msgs/s = req/s x messages per request; p50/p99",
         "exclude the TLS handshake (wrk starts a request's clock after connecting); server CPU is the server",
-        "process's CPU time (all threads) over the run, 100% = its one core; other load = CPU time used by",
-        "neither server nor wrk (other processes, kernel), in cores:",
+        "process tree's CPU time (all threads of all its processes) over the run, 100% = one core; other load =",
+        "CPU time used by neither server nor wrk (nor the run's PostgreSQL backends), in cores:",
         *checks,
         "",
     ])
@@ -1291,7 +1632,10 @@ def main() -> int:
     parser.add_argument("--tls-max", choices=["1.2", "1.3"], default=None,
                         help="cap the client at TLS 1.2, as most device SDKs are [default: negotiate, i.e. 1.3]")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and wrk to separate CPUs")
-    parser.add_argument("--write", action="store_true", help=f"record the run in {BENCHMARKS_MD.name}")
+    parser.add_argument("--write", action="store_true",
+                        help=f"record the run in {BENCHMARKS_MD.name}, with a PNG chart in bench/charts/")
+    parser.add_argument("--png", type=Path, default=None,
+                        help="write the chart (req/s and p99 per row) here [with --write: bench/charts/bench-DATE.png]")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir and server logs")
     args = parser.parse_args()
     if args.quick:
@@ -1299,17 +1643,29 @@ def main() -> int:
     if min(args.duration, args.connections, args.close_connections, args.threads, args.repeat) < 1:
         parser.error("--duration, --connections, --close-connections, --threads and --repeat must be >= 1")
 
+    # SIGTERM (or SIGINT, which a background shell ignores) stops the run through the same `finally` blocks
+    # as an error: servers stopped, PostgreSQL databases dropped, RabbitMQ objects deleted, temp dir removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not shutil.which("wrk"):
         print("error: wrk is not installed; on Debian/Ubuntu: apt-get install -y wrk", file=sys.stderr)
         return 2
     rows = select_rows(args.rows)
+    skipped = {name: reason for name in dict.fromkeys(r.target for r in rows)
+               if (reason := TARGETS[name].skip_reason())}
+    for name, reason in skipped.items():
+        print(f"warning: skipping {', '.join(r.key for r in rows if r.target == name)}: {reason}", file=sys.stderr)
+    rows = [r for r in rows if r.target not in skipped]
 
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if not args.no_pin and shutil.which("taskset") and len(cpus) >= 2:
         server_pin, wrk_pin = ["taskset", "-c", str(cpus[0])], ["taskset", "-c", str(cpus[1])]
+        wide_pin = ["taskset", "-c", ",".join(map(str, cpus))]
         pinned = f"server on CPU {cpus[0]}, wrk on CPU {cpus[1]} (taskset)"
+        if any(TARGETS[r.target].workers > 1 for r in rows):
+            pinned += (f"; multi-worker servers on CPUs {','.join(map(str, cpus))} (sharing CPU {cpus[1]} with wrk); "
+                       "PostgreSQL unpinned")
     else:
-        server_pin, wrk_pin = [], []
+        server_pin, wrk_pin, wide_pin = [], [], []
         pinned = "none (" + ("--no-pin" if args.no_pin else "needs taskset and 2 CPUs") + ")"
 
     workdir = Path(tempfile.mkdtemp(prefix="thingport-bench-"))
@@ -1340,7 +1696,8 @@ def main() -> int:
                     started = time.monotonic()
                     target.provision(data_dir)
                     print(f"  provisioned {target_name} in {time.monotonic() - started:.1f} s", flush=True)
-                with running(target, data_dir, workdir, server_pin) as (port, pid):
+                pin = wide_pin if target.workers > 1 else server_pin
+                with running(target, data_dir, workdir, pin) as (port, pid):
                     client = Client(port, files.cert, args.tls_max)
                     target.after_start(client)
                     for row in (r for r in rows if r.target == target_name):
@@ -1363,12 +1720,17 @@ def main() -> int:
     order = {mode: i for i, mode in enumerate(MODES)}
     results = sorted((best_of(rs) for rs in rounds.values()),
                      key=lambda r: (order[r.row.mode], ROWS.index(r.row)))
-    section = report(results, machine(pinned, tls, data_fs), args)
+    now = datetime.datetime.now(datetime.UTC)
+    png = args.png or (REPO / "bench" / "charts" / f"bench-{now:%Y%m%d-%H%M}.png" if args.write else None)
+    chart_note = None
+    if png is not None:
+        chart_note = chart(results, png, f"thingport bench {now:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores")
+    section = report(results, machine(pinned, tls, data_fs), args, skipped, png, chart_note)
     print()
     print(section)
     if args.write:
         write_benchmarks(section)
-        print(f"recorded in {BENCHMARKS_MD}")
+        print(f"recorded in {BENCHMARKS_MD}" + (f" and {png}" if png is not None and chart_note is None else ""))
     return 0 if all(o.ok for r in results for o in r.rounds) else 1
 
 
