@@ -4,7 +4,7 @@ One task per enabled push subscription reads the log after its cursor, keeps wha
 (product, kinds, topic filter), hands the batch to the sink, and only after the sink confirmed writes the
 new cursor (through group commit). A failure leaves the cursor where it was: the batch is offered again
 after a backoff, so delivery is at least once and in order, and a sink that is down makes messages wait.
-Tasks wake on every commit, so forwarding follows ingest without polling delay.
+Tasks wake on a commit, so forwarding follows ingest without polling delay (at most LINGER_S behind).
 """
 
 import asyncio
@@ -23,7 +23,8 @@ from thingport.core.topics import compile_topic_filter
 
 log = logging.getLogger(__name__)
 
-BATCH = 500
+BATCH = 2000  # the most log messages one batch reads (and one publish carries)
+LINGER_S = 0.01  # a caught-up forwarder starts at most one batch per this many seconds
 RETENTION_EVERY_S = 60.0
 
 
@@ -133,25 +134,50 @@ class Forwarder:
             await asyncio.sleep(self._every)
 
     async def _forward(self, subscription: Subscription) -> None:
+        """Read, filter, publish, confirm, move the cursor: one batch at a time, so a failed batch is offered
+        again before anything after it (order per device).
+
+        A batch has a fixed cost on the server's core (a read, a socket write, the confirms, a cursor commit:
+        a few hundred us) however few messages it carries, so a caught-up forwarder starts at most one batch
+        per ``LINGER_S`` and takes what arrived meanwhile; one that is behind reads full batches, the next one
+        while the sink waits for the confirms of the last. The cursor write commits while the next batch is
+        published (at most one in flight; a cursor only ever moves forward).
+        """
         wanted = SubscriptionFilter(subscription)
         cursor = subscription.cursor
         name = subscription.name
         sink: Sink | None = None
         backoff = 0.5
+        loop = asyncio.get_running_loop()
+        started = -LINGER_S  # when the last batch started
+        full = False  # the last read filled a whole batch: more is waiting, no lingering
+        ahead: asyncio.Future[list[StoredMessage]] | None = None  # the read after a full batch in the sink
+        saving: asyncio.Future[None] | None = None  # the last cursor write
         try:
             while True:
-                messages = await self._log.read_after(cursor, BATCH)
+                if ahead is not None:
+                    messages, ahead = await ahead, None
+                else:
+                    if not full and (pause := started + LINGER_S - loop.time()) > 0:
+                        await asyncio.sleep(pause)
+                    messages = await self._log.read_after(cursor, BATCH)
                 if not messages:
+                    full = False
                     await self._signal.wait(1.0)
                     continue
+                started, full = loop.time(), len(messages) == BATCH
                 batch = [delivery(m) for m in messages if wanted(m)]
                 if batch:
+                    if full:
+                        ahead = asyncio.ensure_future(self._log.read_after(messages[-1].seq, BATCH))
                     try:
                         if sink is None:
                             sink = create_sink(subscription.sink, subscription.options)
                             await sink.open()
                         await sink.publish(batch)
                     except SinkError as exc:
+                        _discard(ahead)
+                        ahead = None
                         self.metrics.failures.labels(name).inc()
                         log.warning("subscription %s: sink did not confirm (%s); retrying in %.1f s", name, exc, backoff)
                         await asyncio.sleep(backoff)
@@ -160,8 +186,15 @@ class Forwarder:
                     self.metrics.delivered.labels(name).inc(len(batch))
                 backoff = 0.5
                 cursor = messages[-1].seq
-                await self._log.save_cursor(subscription.id, cursor)
+                if saving is not None:
+                    await saving
+                saving = asyncio.ensure_future(self._log.save_cursor(subscription.id, cursor))
         finally:
+            _discard(ahead)
+            if saving is not None:
+                # the cursor of a confirmed batch: worth a moment (a lost one means duplicates, not loss)
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(saving), 2.0)
             if sink is not None:
                 await sink.close()
 
@@ -187,3 +220,10 @@ class Forwarder:
                     break
                 deleted += n
         return deleted
+
+
+def _discard(future: asyncio.Future | None) -> None:
+    """Cancel a read nobody will use (and retrieve its outcome: no "never retrieved" warnings)."""
+    if future is not None:
+        future.cancel()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())

@@ -6,6 +6,8 @@ plain non-blocking sockets that it owns from accept() to close(), so a cut can n
 - ``cut()``: reset every proxied connection (both sides) and stop listening: new connections are refused.
 - ``stall()``: keep connections open but forward nothing, and accept new ones that go nowhere: a hung broker.
 - ``restore()``: listen again on the same port and forward again (stalled bytes flow on).
+- ``trickle(True)``: pass what the server sends on in pieces of 1-7 bytes, a moment apart, so the client
+  reads frames cut at every possible place.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
         self._listener: socket.socket | None = None
         self._flowing: asyncio.Event | None = None
+        self._trickle = False
         self._links: set[_Link] = set()
 
     # -- control (from any thread but the proxy's) ---------------------------------------------------------
@@ -70,6 +73,10 @@ class TcpProxy:
     def restore(self) -> None:
         """Listen again (same port) and forward again."""
         self._call(self._restore())
+
+    def trickle(self, on: bool) -> None:
+        """Forward the server's bytes in tiny pieces (or normally again)."""
+        self._trickle = on
 
     @property
     def connections(self) -> int:
@@ -204,7 +211,14 @@ class TcpProxy:
         try:
             while data := await loop.sock_recv(src, 65536):
                 await self._flowing.wait()
-                await loop.sock_sendall(dst, data)
+                if self._trickle and src is link.upstream:
+                    start, size = 0, 1
+                    while start < len(data):
+                        await loop.sock_sendall(dst, data[start : start + size])
+                        await asyncio.sleep(0.0005)
+                        start, size = start + size, size % 7 + 1
+                else:
+                    await loop.sock_sendall(dst, data)
         except OSError:
             pass
         # one side ended: end the whole link (a proxy that half-closes would confuse the tests)

@@ -270,8 +270,42 @@ def test_a_subject_no_stream_takes_fails(names: dict) -> None:
             await nc.close()
         sink = NatsSink({**names, "timeout": 2})
         try:
-            with pytest.raises(SinkError, match="not acked"):
+            with pytest.raises(SinkError, match="not acked: no stream takes its subject"):
                 await sink.publish(deliveries(3, "pkS"))
+        finally:
+            await sink.close()
+
+    run(body())
+
+
+def test_a_window_smaller_than_the_batch(names: dict) -> None:
+    async def body() -> None:
+        sink = NatsSink({**names, "max_in_flight": 3, "timeout": 5})
+        batch = deliveries(100, "pkW")
+        try:
+            await sink.publish(batch)  # 100 through a window of 3: the sender must be woken by the acks
+        finally:
+            await sink.close()
+        prefix = names["subject_prefix"]
+        assert_stored(await read_stream(names["stream"], f"{prefix}.>", 100), batch, prefix)
+
+    run(body())
+
+
+def test_a_jetstream_error_ack_fails_the_batch_with_its_reason(names: dict) -> None:
+    async def body() -> None:
+        prefix = names["subject_prefix"]
+        nc = await nats.connect(URL)
+        try:  # an existing stream is used as it is: this one refuses messages over 100 bytes
+            await nc.jetstream().add_stream(name=names["stream"], subjects=[f"{prefix}.>"], max_msg_size=100)
+        finally:
+            await nc.close()
+        sink = NatsSink({**names, "timeout": 5})
+        try:
+            small = [Delivery(1, 901, "pkE", "dev-1", "raw", b"{}")]
+            await sink.publish(small)
+            with pytest.raises(SinkError, match="not acked: JetStream error"):
+                await sink.publish(small + [Delivery(2, 902, "pkE", "dev-1", "raw", b'"' + b"x" * 200 + b'"')])
         finally:
             await sink.close()
 

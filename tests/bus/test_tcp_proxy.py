@@ -161,3 +161,19 @@ def test_require_service_skips_locally_and_fails_in_ci(proxy: TcpProxy, monkeypa
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="Echo is not reachable"):
         require_service("Echo", proxy.host, proxy.port)
+
+
+def test_trickle_passes_the_server_bytes_intact_in_pieces(proxy: TcpProxy) -> None:
+    proxy.trickle(True)
+    with connect(proxy) as sock:
+        data = bytes(range(256)) * 4
+        sock.sendall(data)
+        pieces: list[bytes] = []
+        while sum(map(len, pieces)) < len(data):
+            chunk = sock.recv(65536)
+            assert chunk, "the proxy closed the connection"
+            pieces.append(chunk)
+        assert b"".join(pieces) == data
+        assert len(pieces) > 50 and max(map(len, pieces)) < 100  # arrived cut up, not in one read
+        proxy.trickle(False)
+        assert roundtrip(sock, b"again") == b"again"

@@ -23,8 +23,10 @@ Options (all optional):
 ``timeout``
     Seconds, default 10: the bound on one ``open`` or one ``publish`` (connecting included).
 
-Pipelining: ``publish`` hands every message of the batch to paho at once (paho numbers them and sends them in
-order, keeping up to ``max_in_flight`` unacknowledged), then waits for the PUBACKs of all of them together.
+Pipelining: ``publish`` hands the batch's messages to paho in order (paho numbers and sends each at once),
+keeping at most ``max_in_flight`` unacknowledged: past the window, message i waits for the PUBACK of message
+i - window. Then it waits for the PUBACKs of the rest together. The window is kept here, not by paho: paho's
+own limit rescans every outstanding message on each PUBACK, which made a batch of n cost O(n^2).
 A lost connection fails every outstanding message at once (paho's disconnect callback), and the batch
 fails with SinkError; so do a refused publish and the timeout. The session is clean (no broker-side queue
 of our unacked messages survives a reconnect): the forwarder offers the whole batch again, so a subscriber
@@ -63,7 +65,6 @@ DEFAULT_TOPIC_PREFIX = "thingport"
 DEFAULT_MAX_IN_FLIGHT = 1000
 KEEPALIVE = 30  # seconds between PINGREQs on an idle connection
 _OPTIONS = ("host", "port", "username", "password", "topic_prefix", "client_id", "max_in_flight", "timeout")
-_CHUNK = 30_000  # messages per wait: MQTT packet ids are 16-bit, so never have more than this outstanding
 _CLOSE_GRACE = 1.0
 
 
@@ -93,7 +94,7 @@ class _Connection:
         )
         if sink.username is not None:
             client.username_pw_set(sink.username, sink.password)
-        client.max_inflight_messages_set(sink.max_in_flight)
+        client.max_inflight_messages_set(0)  # unlimited: the sink keeps the window (see publish)
         client.max_queued_messages_set(0)  # no limit on paho's queue behind the in-flight window
         client.connect_timeout = sink.timeout
         client.on_connect = self._on_connect
@@ -342,15 +343,18 @@ class MqttSink(ConnectedSink):
             try:
                 async with asyncio.timeout(self.timeout):
                     conn = await self._connect()
-                    prefix = self.topic_prefix
-                    for start in range(0, len(batch), _CHUNK):
-                        acks = [conn.publish(d.route("/", prefix), d.body) for d in batch[start : start + _CHUNK]]
-                        results = await asyncio.gather(*acks, return_exceptions=True)
-                        failed = [r for r in results if isinstance(r, BaseException)]
-                        if failed:
-                            raise self._error(
-                                f"{len(failed)} of {len(batch)} deliveries not acknowledged", failed[0]
-                            ) from failed[0]
+                    prefix, window = self.topic_prefix, self.max_in_flight
+                    acks: list[asyncio.Future[None]] = []
+                    for i, d in enumerate(batch):
+                        if i >= window:  # (window <= 65535 also keeps the 16-bit packet ids unique)
+                            await acks[i - window]
+                        acks.append(conn.publish(d.route("/", prefix), d.body))
+                    results = await asyncio.gather(*acks, return_exceptions=True)
+                    failed = [r for r in results if isinstance(r, BaseException)]
+                    if failed:
+                        raise self._error(
+                            f"{len(failed)} of {len(batch)} deliveries not acknowledged", failed[0]
+                        ) from failed[0]
             except SinkError:
                 self._drop()
                 raise

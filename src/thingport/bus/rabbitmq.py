@@ -1,4 +1,4 @@
-"""RabbitMQ sink: AMQP 0-9-1 publishing with publisher confirms (aio-pika).
+"""RabbitMQ sink: AMQP 0-9-1 publishing with publisher confirms (bus/amqp.py).
 
 Every delivery becomes one persistent message (delivery_mode 2, content_type application/json,
 message_id = the envelope's message id, type = its kind) published to a durable topic exchange with the
@@ -20,30 +20,24 @@ Options (all optional):
 ``timeout``
     Seconds, default 10: the bound on one ``open`` or one ``publish`` (connecting and declaring included).
 
-Pipelining: a batch is published as one run of ``basic.publish`` frames on a confirm-mode channel: each
-message is queued for writing in batch order (aiormq's channel lock is FIFO; ``wait=False`` so no message
-waits for the previous one's socket write), and only then does the sink wait for the broker's ack of every
-one of them (the whole batch is in flight at once). A nack, a returned message, a closed channel or
-connection, or the timeout fails the batch with SinkError; the connection is then dropped and the next
-``open``/``publish`` connects afresh. The whole batch may be published again by the forwarder, so a
-consumer can see duplicates (at least once); ``message_id`` lets it drop them.
+Pipelining: a batch goes out as one socket write of every message's frames (marshalled in bulk by
+``bus/amqp.py``, a publisher-only AMQP client) and the sink then waits once for the broker's confirms of all
+of them, counted by delivery tag. A nack, a returned message, a closed channel or connection, or the
+timeout fails the batch with SinkError; the connection is then dropped and the next ``open``/``publish``
+connects afresh. The whole batch may be published again by the forwarder, so a consumer can see duplicates
+(at least once); ``message_id`` lets it drop them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import aio_pika
-import aiormq
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
-from aiormq import spec
-
+from thingport.bus.amqp import AmqpPublisher, Endpoint, properties_around_id
 from thingport.bus.base import (
     ConnectedSink,
     Delivery,
@@ -102,6 +96,10 @@ class RabbitMQSink(ConnectedSink):
             raise _fail("url", f"is not a valid URL: {exc}") from None
         if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
             raise _fail("url", f"must be amqp://host[:port][/vhost] or amqps://..., got {redact(url)!r}")
+        try:
+            self.endpoint = Endpoint.from_url(url)
+        except ValueError as exc:
+            raise _fail("url", f"is not usable: {exc}") from None
         exchange = text_option(self.options.get("exchange", DEFAULT_EXCHANGE))
         if not isinstance(exchange, str) or not _EXCHANGE_NAME.match(exchange):
             raise _fail("exchange", f"must be 1-255 of letters, digits, '-', '_', '.', ':', got {exchange!r}")
@@ -114,44 +112,38 @@ class RabbitMQSink(ConnectedSink):
         self.exchange_name = exchange
         self.mandatory = mandatory
         self.timeout = timeout_option("rabbitmq", self.options)
-        self._connection: AbstractConnection | None = None
-        self._channel: AbstractChannel | None = None
-        self._exchange: AbstractExchange | None = None
+        self._amqp: AmqpPublisher | None = None
+        self._properties: dict[str, tuple[bytes, bytes]] = {}  # by kind: the properties around the message id
         self._lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
 
     # -- connection ---------------------------------------------------------------------------------------
 
-    def _is_open(self) -> bool:
-        return (
-            self._exchange is not None
-            and self._connection is not None
-            and not self._connection.is_closed
-            and self._channel is not None
-            and not self._channel.is_closed
-        )
-
     async def _connect(self) -> None:
         """Connect, open a confirm-mode channel, declare the exchange (caller bounds the time)."""
-        if self._is_open():
+        if self._amqp is not None and self._amqp.is_open:
             return
         self._drop()
-        connection = await aio_pika.connect(self.url, timeout=self.timeout, client_properties={"product": "thingport"})
-        self._connection = connection
-        # on_return_raises: with mandatory, an unroutable message fails its publish instead of being "confirmed"
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        self._channel = channel
-        self._exchange = await channel.declare_exchange(
-            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True, timeout=self.timeout
-        )
+        amqp = self._amqp = AmqpPublisher(self.endpoint)
+        try:
+            await amqp.connect()
+            await amqp.declare_exchange(self.exchange_name, "topic", durable=True)
+        except BaseException:
+            amqp.abort()  # a half-made connection is not worth a polite close
+            raise
 
     def _drop(self) -> None:
-        """Forget the current connection; it closes in the background, bounded by _CLOSE_GRACE."""
-        connection, self._connection, self._channel, self._exchange = self._connection, None, None, None
-        if connection is not None and not connection.is_closed:
-            task = asyncio.get_running_loop().create_task(_close_quietly(connection))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+        """Forget the current connection: a healthy one closes politely in the background (bounded by
+        _CLOSE_GRACE), a failed one at once."""
+        amqp, self._amqp = self._amqp, None
+        if amqp is None:
+            return
+        if not amqp.is_open:
+            amqp.abort()
+            return
+        task = asyncio.get_running_loop().create_task(amqp.close(_CLOSE_GRACE))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _error(self, what: str, exc: BaseException) -> SinkError:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -159,25 +151,19 @@ class RabbitMQSink(ConnectedSink):
 
     # -- publishing ---------------------------------------------------------------------------------------
 
-    async def _publish_one(self, channel: aiormq.abc.AbstractChannel, delivery: Delivery) -> None:
-        confirm = await channel.basic_publish(
-            delivery.body,
-            exchange=self.exchange_name,
-            routing_key=delivery.route("."),
-            properties=spec.Basic.Properties(
-                content_type="application/json",
-                delivery_mode=2,  # persistent
-                message_id=str(delivery.message_id),
-                message_type=delivery.kind,
-                app_id="thingport",
-            ),
-            mandatory=self.mandatory,
-            wait=False,  # queue the frames and go on: only the confirm below is awaited
-        )
-        # aiormq raises on a nack (DeliveryError) and on a returned message (PublishError); anything but an
-        # ack is a failure all the same
-        if not isinstance(confirm, spec.Basic.Ack):
-            raise SinkError(f"unexpected confirmation {confirm!r}")
+    def _messages(self, batch: Sequence[Delivery]) -> list[tuple[str, bytes, bytes]]:
+        """(routing key, properties, body) of each delivery: persistent JSON, message id, kind as type."""
+        out = []
+        around = self._properties
+        for d in batch:
+            parts = around.get(d.kind)
+            if parts is None:
+                parts = around[d.kind] = properties_around_id(
+                    content_type="application/json", delivery_mode=2, message_type=d.kind, app_id="thingport"
+                )
+            message_id = str(d.message_id).encode()
+            out.append((d.route("."), parts[0] + bytes((len(message_id),)) + message_id + parts[1], d.body))
+        return out
 
     async def publish(self, batch: Sequence[Delivery]) -> None:
         if not batch:
@@ -186,29 +172,23 @@ class RabbitMQSink(ConnectedSink):
             try:
                 async with asyncio.timeout(self.timeout):
                     await self._connect()
-                    assert self._channel is not None
-                    channel = await self._channel.get_underlay_channel()
-                    # The tasks start in batch order and each queues its frames under the channel's FIFO lock
-                    # before awaiting its confirm: all frames go out back to back, then the confirms come in.
-                    results = await asyncio.gather(
-                        *(self._publish_one(channel, d) for d in batch), return_exceptions=True
-                    )
+                    assert self._amqp is not None
+                    await self._amqp.publish(self.exchange_name, self._messages(batch), self.mandatory)
             except TimeoutError as exc:
-                self._drop()
+                self._drop_now()
                 raise self._error(f"no confirm for the batch of {len(batch)} within {self.timeout:g} s", exc) from exc
             except Exception as exc:
-                self._drop()
-                raise self._error("publish failed", exc) from exc
+                self._drop_now()
+                raise self._error(f"the batch of {len(batch)} (from seq {batch[0].seq}) is unconfirmed", exc) from exc
             except BaseException:
-                self._drop()
+                self._drop_now()
                 raise
-            failed = [(i, r) for i, r in enumerate(results) if isinstance(r, BaseException)]
-            if failed:
-                self._drop()
-                first, exc = failed[0]
-                raise self._error(
-                    f"{len(failed)} of {len(batch)} deliveries unconfirmed (first: seq {batch[first].seq})", exc
-                ) from exc
+
+    def _drop_now(self) -> None:
+        """A failed or abandoned batch: the connection goes at once (its confirms no longer matter)."""
+        if self._amqp is not None:
+            self._amqp.abort()
+        self._drop()
 
     async def close(self) -> None:
         try:
@@ -220,8 +200,3 @@ class RabbitMQSink(ConnectedSink):
             if isinstance(exc, asyncio.CancelledError):
                 raise
             log.debug("rabbitmq sink close: %r", exc)
-
-
-async def _close_quietly(connection: AbstractConnection) -> None:
-    with contextlib.suppress(BaseException):
-        await asyncio.wait_for(connection.close(), _CLOSE_GRACE)
