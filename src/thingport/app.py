@@ -81,8 +81,8 @@ class DeviceApp:
         metrics, signal = gateway.metrics.registry, self._signal
         self._forwarding = LeasedService(
             lease_for(settings.database_url, settings.data_dir, "forwarder"),
-            lambda: Forwarder(stores.log, stores.registry, metrics, signal, settings.retention_days,
-                              settings.retention_max_mb, settings.retention_force),
+            Forwarder(stores.log, stores.registry, metrics, signal, settings.retention_days, settings.retention_max_mb,
+                      settings.retention_force),
             "forwarder",
         )
         await self._forwarding.start()
@@ -132,12 +132,12 @@ class DeviceApp:
             await self._forwarding.stop()
         if self._log_watch:
             await self._log_watch.stop()
-        if self._worker:
-            await self._worker.release()
         if self._cache:
             await self._cache.stop()
         if self._stores:
-            self._stores.close()
+            self._stores.close()  # writes what is queued: messageIds stamped with this process's number
+        if self._worker:
+            await self._worker.release()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

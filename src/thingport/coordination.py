@@ -64,13 +64,14 @@ class WorkerNumber:
 
 
 class LeasedService:
-    """Runs a service built by ``factory`` only while this process holds ``lease``."""
+    """Runs ``service`` only while this process holds ``lease`` (stopped when it is lost, started again
+    when it is won back)."""
 
-    def __init__(self, lease: Lease, factory: Callable[[], Startable], name: str) -> None:
+    def __init__(self, lease: Lease, service: Startable, name: str) -> None:
         self._lease = lease
-        self._factory = factory
+        self._service = service
         self._name = name
-        self.running: Startable | None = None
+        self.running = False
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -86,21 +87,25 @@ class LeasedService:
                 log.exception("%s lease check failed", self._name)
 
     async def _round(self) -> None:
-        if self.running is None:
+        if not self.running:
             if await asyncio.to_thread(self._lease.try_acquire):
-                self.running = self._factory()
-                await self.running.start()
+                try:
+                    await self._service.start()
+                except BaseException:
+                    await asyncio.to_thread(self._lease.release)  # let another process have it
+                    raise
+                self.running = True
                 log.info("%s: this process holds the lease and runs it", self._name)
         elif not await asyncio.to_thread(self._lease.held):
-            running, self.running = self.running, None
-            await running.stop()
+            self.running = False
+            await self._service.stop()
             log.warning("%s: lease lost, stopped here (another process takes over)", self._name)
 
     async def stop(self) -> None:
         await _cancel(self._task)
-        if self.running is not None:
-            await self.running.stop()
-            self.running = None
+        if self.running:
+            await self._service.stop()
+            self.running = False
         await asyncio.to_thread(self._lease.release)
 
 
@@ -114,16 +119,16 @@ class LogWatcher:
 
     def start(self, every_s: float = LOG_WATCH_S) -> None:
         async def loop() -> None:
-            seen = await self._last_seq()
+            seen: int | None = None
             while True:
-                await asyncio.sleep(every_s)
                 try:
                     last = await self._last_seq()
                 except Exception:  # noqa: BLE001 - the store is down: the forwarder reports it
-                    continue
-                if last != seen:
-                    seen = last
+                    last = seen
+                if seen is not None and last != seen:
                     self._notify()
+                seen = last
+                await asyncio.sleep(every_s)
 
         self._task = asyncio.create_task(loop(), name="log-watch")
 

@@ -91,6 +91,7 @@ class Forwarder:
         self._supervisor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Start (again, after ``stop``: a process that lost the forwarder lease and won it back)."""
         self._supervisor = asyncio.create_task(self._supervise(), name="forwarder")
 
     async def stop(self) -> None:
@@ -100,6 +101,8 @@ class Forwarder:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._supervisor = None
 
     async def backlogs(self) -> dict[str, int]:
         last = await self._log.last_seq()

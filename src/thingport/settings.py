@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 DEFAULT_DATA_DIR = Path("thingport-data")
@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         data_dir = getattr(init_settings, "init_kwargs", {}).get("data_dir")
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _toml_file(data_dir))
+
+    @model_validator(mode="after")
+    def _sizes_are_sqlite_only(self) -> "Settings":
+        """PostgreSQL does not give space back when rows go (its database size only grows until VACUUM FULL),
+        so a size bound there would delete far more than it should: refuse it rather than honour it wrongly."""
+        if self.database_url and (self.retention_max_mb is not None or self.storage_max_mb is not None):
+            raise ValueError("RETENTION_MAX_MB and STORAGE_MAX_MB bound the embedded SQLite store only: on "
+                             "PostgreSQL use RETENTION_DAYS and the database's own quotas")
+        return self
 
     @property
     def storage_max_bytes(self) -> int | None:

@@ -205,3 +205,54 @@ def test_postgresql_schema_is_migrated_only_when_asked(data_dir: Path) -> None:
         open_stores(load_settings(data_dir=data_dir, database_url=url))
     open_stores(load_settings(data_dir=data_dir, database_url=url, db_upgrade=True)).close()
     open_stores(load_settings(data_dir=data_dir, database_url=url)).close()
+
+
+def test_size_bounds_are_refused_on_postgresql(data_dir: Path) -> None:
+    from pydantic import ValidationError
+
+    for bound in ({"retention_max_mb": 10}, {"storage_max_mb": 10}):
+        with pytest.raises(ValidationError, match="SQLite store only"):
+            load_settings(data_dir=data_dir, database_url="postgresql://x@127.0.0.1/y", **bound)
+
+
+def test_concurrent_log_writers_sharing_devices_do_not_deadlock(data_dir: Path) -> None:
+    """Batches that touch the same devices' rows in opposite orders: locked in one order, none fails."""
+    import random
+
+    from tests.postgres import fresh_database
+    from thingport.core.model import PropertySample
+
+    settings = load_settings(data_dir=data_dir, database_url=fresh_database(), group_commit_max_batch=20)
+    setup = open_stores(settings)
+
+    async def devices() -> list[int]:
+        m = Management(setup.registry, setup.log)
+        await m.create_product("p", "pk01")
+        return [(await m.create_device("pk01", f"dev-{i}")).id for i in range(8)]
+
+    try:
+        ids = asyncio.run(devices())
+    finally:
+        setup.close()
+    writers = [open_stores(settings) for _ in range(3)]
+
+    async def main() -> list[BaseException | None]:
+        for stores in writers:
+            stores.log.start(asyncio.get_running_loop())
+        rng = random.Random(7)
+
+        async def write(stores, base: int):  # type: ignore[no-untyped-def]
+            for round_ in range(30):
+                order = rng.sample(ids, len(ids))
+                await asyncio.gather(*(stores.log.append(StoredMessage(
+                    base + round_ * 100 + i, d, "pk01", f"dev-{d}", "aliyun", "/t", b"", 1000 + round_, "property_post",
+                    properties=(PropertySample("t", i, 1000 + round_),))) for i, d in enumerate(order)))
+
+        return await asyncio.gather(*(write(s, n * 1_000_000) for n, s in enumerate(writers)), return_exceptions=True)
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        for stores in writers:
+            stores.close()
+    assert results == [None, None, None]

@@ -91,6 +91,10 @@ class Database:
         writer at a time anyway; PostgreSQL takes a transaction-scoped advisory lock.
         """
 
+    def lock_devices(self, device_ids: list[int]) -> None:
+        """Inside a transaction: lock these device rows now, in the given (sorted) order. SQLite's write
+        lock covers every row already; PostgreSQL locks rows as statements reach them, in any order."""
+
     def size_bytes(self) -> int:
         """Bytes the store uses."""
         raise NotImplementedError

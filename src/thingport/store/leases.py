@@ -72,15 +72,13 @@ class PostgresLease(Lease):
 
         from thingport.store.postgres_db import connect
 
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = connect(self._url)
-        try:
-            row = self._conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (self._key, number)).fetchone()
-        except psycopg.Error:
-            self._conn.close()
-            return False
-        if row[0]:
-            return True
+        for _ in range(2):  # a session the server ended is only found out by using it: then once more, anew
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = connect(self._url)
+            try:
+                return bool(self._conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (self._key, number)).fetchone()[0])
+            except psycopg.Error:
+                self._conn.close()
         return False
 
     def held(self) -> bool:

@@ -35,9 +35,18 @@ def translate(sql: str) -> str:
     return re.sub(r"\?", "%s", sql.replace("%", "%%"))
 
 
+# A dead peer is noticed within ~15 s (TCP keep-alives), and a session stuck inside a transaction (a paused
+# or cut-off process holding the log's lock) is ended by the server, so nobody waits on it for hours.
+_SESSION = {
+    "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+    "options": "-c idle_in_transaction_session_timeout=15000 -c tcp_keepalives_idle=5"
+               " -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3",
+}
+
+
 def connect(url: str) -> psycopg.Connection:
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, **_SESSION)
     except psycopg.Error as exc:
         raise DatabaseError(f"PostgreSQL is unreachable: {exc}") from None
 
@@ -55,6 +64,7 @@ class PostgresDatabase(Database):
     def _conn(self) -> psycopg.Connection:
         conn = self.raw
         if conn.closed or conn.broken:
+            conn.close()
             self.raw = conn = connect(self._url)
             log.info("reconnected to PostgreSQL")
         return conn
@@ -77,6 +87,10 @@ class PostgresDatabase(Database):
 
     def serialize(self, what: str) -> None:
         self.execute("SELECT pg_advisory_xact_lock(?)", (lock_id(what),))
+
+    def lock_devices(self, device_ids: list[int]) -> None:
+        if device_ids:
+            self.execute("SELECT 1 FROM devices WHERE id = ANY(?) ORDER BY id FOR UPDATE", (device_ids,))
 
     def size_bytes(self) -> int:
         return int(self.execute("SELECT pg_database_size(current_database())").fetchone()[0])

@@ -116,15 +116,18 @@ class SqlMessageLog:
             else:
                 cursors.append((item.seq, item.subscription_id, item.seq))  # type: ignore[union-attr]
         with conn.transaction():
+            # Row locks in one order in every transaction that takes them (devices by id, then latest values
+            # by device and property, as the registry does), so concurrent writers never deadlock.
+            conn.lock_devices(sorted({*seen, *(s.device_id for s in sessions)}))
             if cursors:
                 conn.executemany(_SAVE_CURSOR, cursors)
-            if samples:
-                conn.executemany(_INSERT_HISTORY, samples)
-                conn.executemany(_UPSERT_LATEST, _newest_per_property(samples))
             if seen:
                 conn.executemany(_MARK_SEEN, [(at, device_id, at) for device_id, at in seen.items()])
             if sessions:
                 record_sessions(conn, sessions)
+            if samples:
+                conn.executemany(_INSERT_HISTORY, samples)
+                conn.executemany(_UPSERT_LATEST, sorted(_newest_per_property(samples), key=lambda row: row[:2]))
             if messages:
                 # last: the log's lock (held to the commit, so seq is in commit order across processes) is
                 # then held for one insert, while every other process's batch writes the rest meanwhile

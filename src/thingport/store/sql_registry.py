@@ -196,11 +196,14 @@ class SqlRegistry:
                 ):
                     if conn.execute(sql, args).fetchone():
                         raise Conflict(f"{what} already exists")
-                cur = conn.execute(
-                    "INSERT INTO devices (product_key, device_name, secret_sealed, created_ms, device_id, gateway_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                    (product_key, device_name, sealed, created_ms, device_id, gateway_id),
-                )
+                try:  # the checks above tell which rule; this catches a concurrent twin (PostgreSQL)
+                    cur = conn.execute(
+                        "INSERT INTO devices (product_key, device_name, secret_sealed, created_ms, device_id, gateway_id)"
+                        " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                        (product_key, device_name, sealed, created_ms, device_id, gateway_id),
+                    )
+                except IntegrityError:
+                    raise Conflict(f"device {product_key}/{device_name} or device_id {device_id} already exists") from None
                 new_id = cur.fetchone()[0]
                 self._changed(conn, new_id)
                 return new_id
@@ -260,11 +263,14 @@ class SqlRegistry:
                 if conn.execute("SELECT 1 FROM subscriptions WHERE name = ?", (name,)).fetchone():
                     raise Conflict(f"subscription {name} already exists")
                 start = 0 if from_start else conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
-                cur = conn.execute(
-                    "INSERT INTO subscriptions (name, product_key, kinds, topic_filter, sink, options_sealed, cursor,"
-                    " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    (name, product_key, ",".join(kinds), topic_filter, sink, sealed, start, created_ms),
-                )
+                try:
+                    cur = conn.execute(
+                        "INSERT INTO subscriptions (name, product_key, kinds, topic_filter, sink, options_sealed, cursor,"
+                        " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        (name, product_key, ",".join(kinds), topic_filter, sink, sealed, start, created_ms),
+                    )
+                except IntegrityError:  # a concurrent twin (PostgreSQL's READ COMMITTED lets both check first)
+                    raise Conflict(f"subscription {name} already exists") from None
                 return cur.fetchone()[0]  # type: ignore[no-any-return]
 
         await self._db.run(q)
@@ -310,7 +316,7 @@ class SqlRegistry:
             count = 0
             with conn.transaction():
                 for device_id, pk, dn, sealed in conn.execute(
-                    "SELECT id, product_key, device_name, secret_sealed FROM devices"
+                    "SELECT id, product_key, device_name, secret_sealed FROM devices ORDER BY id"
                 ).fetchall():
                     if not box.sealed_with_current(sealed):
                         identity = _identity(pk, dn)
@@ -318,7 +324,7 @@ class SqlRegistry:
                                      (box.seal(box.open(sealed, identity), identity), device_id))
                         count += 1
                 for sub_id, name, sealed in conn.execute(
-                    "SELECT id, name, options_sealed FROM subscriptions"
+                    "SELECT id, name, options_sealed FROM subscriptions ORDER BY id"
                 ).fetchall():
                     if not box.sealed_with_current(sealed):
                         identity = f"subscription/{name}"

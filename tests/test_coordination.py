@@ -1,0 +1,63 @@
+"""Leases shared through the store: the forwarder runs where its lease is held, and runs again when a
+process that lost the lease (its PostgreSQL session ended) wins it back."""
+
+import asyncio
+from pathlib import Path
+
+import psycopg
+from prometheus_client import CollectorRegistry
+
+from tests.postgres import ADMIN_URL, fresh_database
+from thingport.coordination import LeasedService
+from thingport.forwarder import CommitSignal, Forwarder
+from thingport.settings import load_settings
+from thingport.store.leases import FileLease, PostgresLease, claim_worker_id
+from thingport.stores import open_stores
+
+
+def test_a_forwarder_that_lost_its_lease_with_its_session_runs_again_when_it_wins_it_back(data_dir: Path) -> None:
+    url = fresh_database()
+    stores = open_stores(load_settings(data_dir=data_dir, database_url=url))
+    rival = PostgresLease(url, "forwarder")
+
+    async def main() -> list[bool]:
+        stores.log.start(asyncio.get_running_loop())
+        forwarder = Forwarder(stores.log, stores.registry, CollectorRegistry(), CommitSignal())
+        lease = PostgresLease(url, "forwarder")
+        service = LeasedService(lease, forwarder, "forwarder")
+        await service.start()
+        states = [service.running, await asyncio.to_thread(rival.try_acquire)]  # one holder at a time
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:  # the holder's session ends (a restart, say)
+            ended = admin.execute(
+                "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted AND a.datname = %s", (url.rsplit("/", 1)[1],)
+            ).fetchone()[0]
+        states.append(ended == 1)
+        seen = []
+        for _ in range(60):  # lost (stopped), then won back: started again on the same forwarder and metrics
+            await asyncio.sleep(0.1)
+            seen.append(service.running)
+            if False in seen and service.running:
+                break
+        states.append(False in seen and service.running and await asyncio.to_thread(lease.held))
+        await service.stop()
+        states.append(await asyncio.to_thread(rival.try_acquire))  # released on stop
+        return states
+
+    try:
+        assert asyncio.run(main()) == [True, False, True, True, True]
+    finally:
+        rival.release()
+        stores.close()
+
+
+def test_worker_numbers_are_leased_one_process_each(tmp_path: Path) -> None:
+    first, second = FileLease(tmp_path, "worker"), FileLease(tmp_path, "worker")
+    try:
+        assert claim_worker_id(first, 5) == 5
+        assert claim_worker_id(second, 5) == 6  # taken: the next free one
+        first.release()
+        assert claim_worker_id(FileLease(tmp_path, "worker"), 5) == 5
+    finally:
+        first.release()
+        second.release()
