@@ -31,6 +31,7 @@ import math
 import os
 import platform
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -165,6 +166,14 @@ ROWS: list[Row] = [
     *[Row(name="topic", target="thingport", mode=mode, path=TOPIC_PATH, headers=(("password", "$token"), *OCTET),
           body=TOPIC_PAYLOAD, durable=True, goal=0.6 if mode == KEEP_ALIVE else None,
           what="(b) POST /topic: token, ACL, throttle, durable SQLite group commit") for mode in MODES],
+    # issue 8's supported TLS-terminating front: nginx (the `nginx` row's TLS settings) proxying to `topic`'s
+    # server with THINGPORT_TLS_OFFLOAD=true over plain HTTP keep-alive, both on the server CPU
+    *[Row(name="topic-nginx", target="thingport-nginx", mode=mode, path=TOPIC_PATH,
+          headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True,
+          what="(b) behind nginx: nginx terminates TLS (the `nginx` row's certificate, TLS settings, session cache "
+               "and tickets, one worker) and proxies to `serve` with THINGPORT_TLS_OFFLOAD=true on a local port "
+               "(plain HTTP, upstream keepalive 32); nginx and thingport pinned together, both counted as server CPU")
+      for mode in MODES],
     *in_modes((KEEP_ALIVE, CLOSE), name="auth", target="thingport", path="/auth", headers=JSON, body="$auth_body",
               what="(c) POST /auth: signature check, session record, token issue"),
     Row(name="alink20", target="alink", mode=KEEP_ALIVE, path="/topic/sys/$pk/$dn/thing/event/property/post",
@@ -759,20 +768,49 @@ http {
     scgi_temp_path $prefix/tmp/scgi;
     keepalive_timeout 75s;
     keepalive_requests 100000000;
-    server {
+$upstream    server {
         listen 127.0.0.1:$port ssl;
         ssl_certificate $cert;
         ssl_certificate_key $key;
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_session_cache shared:BENCH:10m;
         ssl_session_tickets on;
-        location / {
-            default_type application/json;
-            return 200 '$body';
-        }
+$server_extra        location / {
+$location        }
     }
 }
 """
+NGINX_RETURN = """            default_type application/json;
+            return 200 '{body}';
+"""
+# topic-nginx: the README's production snippet (keep-alive to the gateway, IoTDA's access_token header kept)
+NGINX_UPSTREAM = """    upstream thingport {{
+        server 127.0.0.1:{port};
+        keepalive 32;
+    }}
+"""
+NGINX_PROXY = """            proxy_pass http://thingport;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $remote_addr;
+"""
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
+                                          if os.access(p, os.X_OK)), None)
+
+
+def nginx_command(port: int, data_dir: Path, location: str, upstream: str = "", server_extra: str = "") -> list[str]:
+    """nginx on ``port`` from a config written under ``data_dir`` (TLS with the one certificate)."""
+    prefix = data_dir / f"nginx-{port}"
+    for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    cert, key = data_dir / CERT_FILE, data_dir / KEY_FILE  # main copies the one certificate there
+    conf = string.Template(NGINX_CONF).substitute(prefix=prefix, port=port, cert=cert, key=key, location=location,
+                                                  upstream=upstream, server_extra=server_extra)
+    (prefix / "nginx.conf").write_text(conf)
+    return [str(nginx_binary()), "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
 
 
 class NginxTarget(Target):
@@ -781,26 +819,56 @@ class NginxTarget(Target):
     One worker process, started through the same taskset as the servers (the worker inherits the pin);
     the same certificate; TLS 1.2-1.3 with a session cache and tickets (resumption, as thingport offers)."""
 
-    def binary(self) -> str | None:
-        return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
-                                              if os.access(p, os.X_OK)), None)
-
     def skip_reason(self) -> str | None:
-        if self.binary() is None:
+        if nginx_binary() is None:
             return "nginx is not installed (apt-get install -y nginx)"
         return None
 
     def command(self, port: int, data_dir: Path) -> list[str]:
         from bare_app import BODY  # the same reply as the bare ASGI app
 
-        prefix = data_dir / f"nginx-{port}"
-        for sub in ("tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
-            (prefix / sub).mkdir(parents=True, exist_ok=True)
-        cert, key = data_dir / CERT_FILE, data_dir / KEY_FILE  # main copies the one certificate there
-        conf = string.Template(NGINX_CONF).substitute(prefix=prefix, port=port, cert=cert, key=key,
-                                                      body=BODY.decode())
-        (prefix / "nginx.conf").write_text(conf)
-        return [str(self.binary()), "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
+        return nginx_command(port, data_dir, NGINX_RETURN.format(body=BODY.decode()))
+
+
+# Runs the gateway and nginx as children of one shell, so the row's process tree (its server CPU) holds both
+# and both inherit the server's pin; SIGTERM stops both.
+FRONT_SH = """trap 'kill -TERM $gw $ng 2>/dev/null; wait' TERM INT
+{gateway} &
+gw=$!
+{nginx} &
+ng=$!
+wait
+"""
+
+
+class NginxFrontTarget(ThingportTarget):
+    """``topic``'s server behind nginx: nginx terminates TLS (the ``nginx`` row's settings) and proxies over
+    plain HTTP keep-alive to ``serve`` with THINGPORT_TLS_OFFLOAD=true on a free local port."""
+
+    upstream_port = 0
+
+    def skip_reason(self) -> str | None:
+        return NginxTarget.skip_reason(self)  # type: ignore[arg-type]
+
+    def command(self, port: int, data_dir: Path) -> list[str]:
+        self.upstream_port = free_port()
+        gateway = super().command(self.upstream_port, data_dir)
+        front = nginx_command(port, data_dir, NGINX_PROXY, upstream=NGINX_UPSTREAM.format(port=self.upstream_port),
+                              server_extra="        underscores_in_headers on;\n")
+        script = FRONT_SH.format(gateway=shlex.join(gateway), nginx=shlex.join(front))
+        return ["/bin/sh", "-c", script]
+
+    def after_start(self, client: Client) -> None:
+        deadline = time.monotonic() + 30  # nginx answers TLS before the gateway behind it listens
+        while True:
+            try:
+                with socket.create_connection((HOST, self.upstream_port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise BenchError(f"thingport behind nginx did not listen on {self.upstream_port} within 30 s")
+                time.sleep(0.1)
+        super().after_start(client)
 
 
 # The per-device and per-source limits (100 reports/s, 1 auth/s per device, 5 auth/s per address by default)
@@ -823,6 +891,8 @@ TARGETS: dict[str, Target] = {
     "pg2": PostgresTarget("pg2", UNTHROTTLED, workers=2),
     "sqlite2": WorkersTarget("sqlite2", UNTHROTTLED, workers=2),
     "nginx": NginxTarget("nginx"),
+    "thingport-nginx": NginxFrontTarget("thingport-nginx", {**UNTHROTTLED, "THINGPORT_TLS_OFFLOAD": "true",
+                                                             "THINGPORT_FORWARDED_ALLOW_IPS": "127.0.0.1"}),
 }
 
 
@@ -1342,7 +1412,8 @@ def nginx_summary(results: list[Result]) -> list[str]:
     """Each mode's rows against nginx of the same mode; issue 8's target (>= 0.8) applies to short connections."""
     lines = []
     for r in results:
-        if r.row.name == NGINX or r.failure or (r.row.mode == KEEP_ALIVE and r.row.name not in (BASELINE, "topic")):
+        if r.row.name == NGINX or r.failure or (r.row.mode == KEEP_ALIVE
+                                                and r.row.name not in (BASELINE, "topic", "topic-nginx")):
             continue
         base = baseline_of(r, results, NGINX)
         if base is None:
