@@ -16,6 +16,7 @@ from thingport.api.app import create_api
 from thingport.app import DeviceApp
 from thingport.bounded_http import HttpLimits, bounded_protocol
 from thingport.settings import Settings
+from thingport.urls import redact
 from thingport.tls import CertificateFiles, apply_profile, ensure_self_signed
 
 
@@ -124,7 +125,7 @@ def serve(settings: Settings) -> None:
     click.echo(f"thingport: {state} TLS certificate {files.cert}")
     click.echo(f"thingport: certificate SHA-256 fingerprint {files.fingerprint()}")
     if settings.database_url:
-        click.echo(f"thingport: data in PostgreSQL {redacted(settings.database_url)}; master key from "
+        click.echo(f"thingport: data in PostgreSQL {redact(settings.database_url)}; master key from "
                    f"{'THINGPORT_MASTER_KEY' if os.environ.get('THINGPORT_MASTER_KEY') else settings.data_dir.resolve()}")
     else:
         click.echo(f"thingport: data in {settings.data_dir.resolve()}")
@@ -147,9 +148,3 @@ def serve_worker(settings: Settings, files: CertificateFiles, index: int) -> Non
     logging.basicConfig(level=_log_level(settings.log_level), format=f"%(asctime)s %(levelname)s w{index} %(name)s: %(message)s")
     uvloop.run(_serve(settings, files, index))
 
-
-def redacted(url: str) -> str:
-    """A database URL without its password, for the start-up banner."""
-    scheme, _, rest = url.partition("://")
-    credentials, at, location = rest.rpartition("@")
-    return f"{scheme}://{credentials.split(':', 1)[0]}{at}{location}" if at else url

@@ -35,7 +35,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from thingport.bus.amqp import AmqpPublisher, Endpoint, properties_around_id
 from thingport.bus.base import (
@@ -47,6 +47,7 @@ from thingport.bus.base import (
     text_option,
     timeout_option,
 )
+from thingport.urls import redact
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +66,6 @@ def _check_known(options: Mapping[str, Any]) -> None:
     for name in options:
         if name not in _OPTIONS:
             raise _fail(name, f"is unknown (known options: {', '.join(_OPTIONS)})")
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-    except ValueError:
-        return "<unparsable url>"
 
 
 class RabbitMQSink(ConnectedSink):
