@@ -5,8 +5,7 @@ commit durable (fsync) before the server acknowledges what it holds. Group commi
 """
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,27 +152,15 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-@contextmanager
-def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE (take the write lock now, so reads inside see what the write will change) ... COMMIT,
-    or ROLLBACK on any exception."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def migrate(conn: sqlite3.Connection) -> None:
-    """Bring the schema to the newest version; safe to run from several processes at once."""
-    with write_transaction(conn):
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+def migrate(db: "SqliteDatabase") -> None:
+    """Bring the schema to the newest version; safe to run from several processes at once (BEGIN IMMEDIATE:
+    the version read and the migration are under one write lock)."""
+    with db.transaction():
+        version = db.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             for statement in _statements(script):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={number}")
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version={number}")
 
 
 _ERRORS = DriverErrors(sqlite3.IntegrityError, sqlite3.Error)
@@ -213,6 +200,6 @@ class SqliteDatabase(Database):
 
 
 def open_database(data_dir: Path, max_bytes: int | None = None) -> SqliteDatabase:
-    conn = connect(db_path(data_dir), max_bytes)
-    migrate(conn)
-    return SqliteDatabase(conn)
+    db = SqliteDatabase(connect(db_path(data_dir), max_bytes))
+    migrate(db)
+    return db
