@@ -99,3 +99,15 @@ def test_db_upgrade_migrates_a_postgresql_database_once_and_commands_find_it_by_
 def test_db_commands_need_a_postgresql_database(data_dir: Path) -> None:
     result = CliRunner().invoke(main, ["db", "upgrade"], env={"THINGPORT_DATABASE_URL": ""})
     assert result.exit_code == 2 and "no PostgreSQL database" in result.output
+
+
+def test_product_device_report_rate_is_set_checked_and_reset(data_dir: Path) -> None:
+    pk = cli(data_dir, "product", "create", "--name", "p")["productKey"]
+    shown = cli(data_dir, "product", "set", "--product-key", pk, "--device-report-rate", "2", "--device-report-burst", "5")
+    assert (shown["deviceReportRate"], shown["deviceReportBurst"]) == (2.0, 5.0)
+    for bad in (["--device-report-rate", "-1"], ["--device-report-burst", "0.5"]):
+        result = invoke(data_dir, "product", "set", "--product-key", pk, *bad)
+        assert result.exit_code == 1 and "device report" in result.output
+    assert cli(data_dir, "product", "show", "--product-key", pk)["deviceReportRate"] == 2.0  # nothing changed
+    reset = cli(data_dir, "product", "set", "--product-key", pk, "--device-report-rate", "0", "--device-report-burst", "0")
+    assert (reset["deviceReportRate"], reset["deviceReportBurst"]) == (None, None)
