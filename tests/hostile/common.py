@@ -105,7 +105,8 @@ def db_state(data_dir: Path) -> dict[str, Any]:
     with closing(sqlite3.connect(uri, uri=True, timeout=10)) as conn:
         return {
             "messages": conn.execute("SELECT count(*), coalesce(max(seq), 0) FROM messages").fetchone(),
-            "history": conn.execute("SELECT count(*) FROM history").fetchone(),
+            # values in history (a row holds every value one message gave at one time)
+            "history": conn.execute("SELECT count(*) FROM history, json_each(history.samples)").fetchone(),
             "latest": conn.execute("SELECT * FROM latest_values ORDER BY device_id, identifier").fetchall(),
             # enabled, token epoch, last auth/client/source, last seen, IoTDA token times
             "devices": conn.execute("SELECT * FROM devices ORDER BY id").fetchall(),

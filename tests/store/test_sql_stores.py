@@ -1,4 +1,5 @@
 import asyncio
+import json
 import dataclasses
 from pathlib import Path
 
@@ -256,3 +257,87 @@ def test_concurrent_log_writers_sharing_devices_do_not_deadlock(data_dir: Path) 
         for stores in writers:
             stores.close()
     assert results == [None, None, None]
+
+
+def test_history_keeps_each_value_with_its_own_time_and_json_type(data_dir: Path, engine: dict) -> None:
+    """A history row holds every value a message gave at one time; each property's series is still its own,
+    with JSON types (objects, text, booleans, null) and odd keys (a schemaless product's) as given."""
+    from thingport.core.model import PropertySample
+
+    odd = 'a."b"$[0]'
+    async def act(m: Management, stores):  # type: ignore[no-untyped-def]
+        await m.create_product("p", "pk01")
+        d = await m.create_device("pk01", "dev-1")
+        other = await m.create_device("pk01", "dev-2")
+        values = (PropertySample("t", 21, 1000), PropertySample("doc", {"x": [1, 2.5]}, 1000),
+                  PropertySample("on", True, 1000), PropertySample("note", "1", 1000),
+                  PropertySample("gone", None, 1000), PropertySample(odd, 7, 1000),
+                  PropertySample("t", 19, 500))  # a batch post's older sample of "t", in the same message
+        await stores.log.append_many((
+            StoredMessage(1, d.id, "pk01", "dev-1", "aliyun", "/t", b"", 2000, "property_post", properties=values),
+            StoredMessage(2, d.id, "pk01", "dev-1", "aliyun", "/t", b"", 3000, "property_post",
+                          properties=(PropertySample("t", 23, 3000),)),
+            StoredMessage(3, other.id, "pk01", "dev-2", "aliyun", "/t", b"", 3000, "property_post",
+                          properties=(PropertySample("t", 99, 3000),)),
+        ))
+        history = stores.registry.history
+        assert await history(d.id, "t", None, None, 10) == [(3000, 23, 2), (1000, 21, 1), (500, 19, 1)]
+        assert await history(d.id, "t", 600, 2000, 10) == [(1000, 21, 1)]
+        assert await history(d.id, "t", None, None, 1) == [(3000, 23, 2)]
+        for name, value in (("doc", {"x": [1, 2.5]}), ("on", True), ("note", "1"), ("gone", None), (odd, 7)):
+            assert await history(d.id, name, None, None, 10) == [(1000, value, 1)]
+        assert await history(d.id, "missing", None, None, 10) == []
+        assert await history(other.id, "t", None, None, 10) == [(3000, 99, 3)]
+        _, latest = await stores.registry.device_status(d.id)
+        assert latest["t"] == (23, 3000) and latest["gone"] == (None, 1000) and latest[odd] == (7, 1000)
+
+    run(data_dir, act, engine)
+
+
+_OLD_HISTORY = [(7, "t", 1000, "21", 1), (7, "h", 1000, "55.5", 1), (7, "t", 2000, '{"v":1}', 2), (8, "t", 1000, "3", 3)]
+_CONVERTED = {7: [(2000, {"v": 1}, 2), (1000, 21, 1)], 8: [(1000, 3, 3)]}
+
+
+def test_sqlite_history_of_schema_2_is_converted_on_open(data_dir: Path) -> None:
+    import sqlite3
+
+    from thingport.store.sqlite_db import MIGRATIONS, connect, db_path
+
+    conn = connect(db_path(data_dir))
+    for number, script in enumerate(MIGRATIONS[:2], start=1):
+        conn.executescript(script)
+        conn.execute(f"PRAGMA user_version={number}")
+    conn.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?)", _OLD_HISTORY)
+    conn.close()
+
+    async def act(m: Management, stores):  # type: ignore[no-untyped-def]
+        for device_id, series in _CONVERTED.items():
+            assert await stores.registry.history(device_id, "t", None, None, 10) == series
+        assert await stores.registry.history(7, "h", None, None, 10) == [(1000, 55.5, 1)]
+
+    run(data_dir, act)
+    with sqlite3.connect(db_path(data_dir)) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_postgresql_history_is_converted_by_db_upgrade_and_back(data_dir: Path) -> None:
+    import psycopg
+
+    from tests.postgres import fresh_database
+    from thingport.store import pg_schema
+
+    url = fresh_database(migrate=False)
+    pg_schema.upgrade(url, "0001")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.cursor().executemany("INSERT INTO history VALUES (%s, %s, %s, %s, %s)", _OLD_HISTORY)
+    pg_schema.upgrade(url)
+
+    async def act(m: Management, stores):  # type: ignore[no-untyped-def]
+        for device_id, series in _CONVERTED.items():
+            assert await stores.registry.history(device_id, "t", None, None, 10) == series
+
+    run(data_dir, act, {"database_url": url})
+    assert pg_schema.downgrade(url, "0001") == ("0002", "0001")
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT device_id, identifier, time_ms, value::jsonb, message_id FROM history").fetchall()
+    assert sorted(rows) == sorted((d, i, t, json.loads(v), mid) for d, i, t, v, mid in _OLD_HISTORY)

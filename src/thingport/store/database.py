@@ -95,6 +95,10 @@ class Database:
         """Inside a transaction: lock these device rows now, in the given (sorted) order. SQLite's write
         lock covers every row already; PostgreSQL locks rows as statements reach them, in any order."""
 
+    def has_json_key(self, column: str) -> str:
+        """An SQL condition with one ``?``, the key: the JSON object (as text) in ``column`` has that key."""
+        raise NotImplementedError
+
     def size_bytes(self) -> int:
         """Bytes the store uses."""
         raise NotImplementedError

@@ -4,6 +4,7 @@ The embedded SQLite store migrates itself when opened (zero configuration); a sh
 changes only when an operator asks, because several hosts run against it.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy
@@ -46,13 +47,22 @@ def current(url: str) -> str | None:
 
 def upgrade(url: str, revision: str = "head") -> tuple[str | None, str]:
     """Migrate to ``revision``; returns (from, to)."""
+    return _migrate(url, command.upgrade, revision)
+
+
+def downgrade(url: str, revision: str) -> tuple[str | None, str]:
+    """Migrate back to ``revision`` (before running an older thingport); returns (from, to)."""
+    return _migrate(url, command.downgrade, revision)
+
+
+def _migrate(url: str, step: Callable[[Config, str], None], revision: str) -> tuple[str | None, str]:
     engine = _engine(url)
     try:
         with engine.begin() as connection:
             before = MigrationContext.configure(connection).get_current_revision()
             config = _config()
             config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+            step(config, revision)
             after = MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()

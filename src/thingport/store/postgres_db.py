@@ -92,6 +92,9 @@ class PostgresDatabase(Database):
         if device_ids:
             self.execute("SELECT 1 FROM devices WHERE id = ANY(?) ORDER BY id FOR UPDATE", (device_ids,))
 
+    def has_json_key(self, column: str) -> str:
+        return f"({column}::jsonb -> ?::text) IS NOT NULL"
+
     def size_bytes(self) -> int:
         return int(self.execute("SELECT pg_database_size(current_database())").fetchone()[0])
 

@@ -10,6 +10,7 @@ step over a message that got a smaller id but committed later.
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -25,7 +26,7 @@ _INSERT_COLUMNS = (
 )
 _SELECT_COLUMNS = _INSERT_COLUMNS + ", seq"  # in StoredMessage's field order
 _INSERT_MESSAGE = f"INSERT INTO messages ({_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_HISTORY = "INSERT INTO history (device_id, identifier, time_ms, value, message_id) VALUES (?, ?, ?, ?, ?)"
+_INSERT_HISTORY = "INSERT INTO history (device_id, time_ms, message_id, samples) VALUES (?, ?, ?, ?)"
 _MARK_SEEN = "UPDATE devices SET last_seen_ms = ? WHERE id = ? AND coalesce(last_seen_ms, 0) < ?"
 # a late report (older time) goes into history but does not overwrite a newer latest value
 _UPSERT_LATEST = (
@@ -49,17 +50,29 @@ class CursorUpdate:
 Item = StoredMessage | AuthSession | CursorUpdate | tuple[StoredMessage, ...]
 
 
-def _newest_per_property(samples: list[tuple]) -> list[tuple]:
+def _history_rows(message: StoredMessage) -> list[tuple]:
+    """One history row per time the message's values carry (usually one), holding every value of that time
+    as one JSON object: a 20-property report is one row, not 20 (one index entry instead of 40)."""
+    by_time: dict[int, dict[str, Any]] = {}
+    for p in message.properties:
+        by_time.setdefault(p.time_ms, {})[p.identifier] = p.value
+    return [(message.device_id, at, message.message_id, _encode(values).decode()) for at, values in by_time.items()]
+
+
+def _newest_per_property(messages: list[StoredMessage]) -> list[tuple]:
     """One latest-value upsert per (device, property) of a batch, not one per sample: a device reporting
     20 properties in every message would otherwise rewrite each row once per message of the batch. The
-    newest time wins (a tie: the later message), as the upsert's own WHERE would decide."""
+    newest time wins (a tie: the later message), as the upsert's own WHERE would decide. Only the winners'
+    values are encoded; the rows come sorted by (device, property), the order row locks are taken in."""
     newest: dict[tuple[int, str], tuple] = {}
-    for device_id, identifier, time_ms, value, message_id in samples:
-        key = (device_id, identifier)
-        kept = newest.get(key)
-        if kept is None or time_ms >= kept[3]:
-            newest[key] = (device_id, identifier, value, time_ms, message_id)
-    return list(newest.values())
+    for m in messages:
+        for p in m.properties:
+            key = (m.device_id, p.identifier)
+            kept = newest.get(key)
+            if kept is None or p.time_ms >= kept[3]:
+                newest[key] = (m.device_id, p.identifier, p.value, p.time_ms, m.message_id)
+    return [(device_id, identifier, _encode(value).decode(), at, message_id)
+            for (device_id, identifier, value, at, message_id) in sorted(newest.values(), key=lambda r: r[:2])]
 
 
 class SqlMessageLog:
@@ -92,7 +105,8 @@ class SqlMessageLog:
         """One transaction: messages, the property values they carried, presence, sessions, cursors."""
         conn = self._writer
         messages: list[tuple] = []
-        samples: list[tuple] = []
+        history: list[tuple] = []
+        reporting: list[StoredMessage] = []  # those that carried property values
         seen: dict[int, int] = {}  # device -> newest receive time (status messages do not count)
         sessions: list[AuthSession] = []
         cursors: list[tuple[int, int]] = []
@@ -107,8 +121,9 @@ class SqlMessageLog:
                 m = item
                 messages.append((m.message_id, m.device_id, m.product_key, m.device_name, m.dialect, m.topic,
                                  m.payload, m.received_ms, m.kind, m.reply, m.device_ms, m.iot_id))
-                for p in m.properties:
-                    samples.append((m.device_id, p.identifier, p.time_ms, _encode(p.value).decode(), m.message_id))
+                if m.properties:
+                    reporting.append(m)
+                    history.extend(_history_rows(m))
                 if m.kind != "status":
                     seen[m.device_id] = m.received_ms
             elif type(item) is AuthSession:
@@ -125,9 +140,9 @@ class SqlMessageLog:
                 conn.executemany(_MARK_SEEN, [(at, device_id, at) for device_id, at in seen.items()])
             if sessions:
                 record_sessions(conn, sessions)
-            if samples:
-                conn.executemany(_INSERT_HISTORY, samples)
-                conn.executemany(_UPSERT_LATEST, sorted(_newest_per_property(samples), key=lambda row: row[:2]))
+            if history:
+                conn.executemany(_INSERT_HISTORY, history)
+                conn.executemany(_UPSERT_LATEST, _newest_per_property(reporting))
             if messages:
                 # last: the log's lock (held to the commit, so seq is in commit order across processes) is
                 # then held for one insert, while every other process's batch writes the rest meanwhile

@@ -456,17 +456,20 @@ class SqlRegistry:
     async def history(
         self, device_id: int, identifier: str, from_ms: int | None, to_ms: int | None, limit: int
     ) -> list[tuple[int, Any, int]]:
-        """(time, value, messageId) of one property, newest first, within [from_ms, to_ms]."""
+        """(time, value, messageId) of one property, newest first, within [from_ms, to_ms].
+
+        History rows hold every value a message gave at one time; the ones naming this property are picked
+        from the device's rows in the window (a rarely reported property costs a longer walk)."""
 
         def q(conn: Database) -> list[tuple]:
             return conn.execute(
-                "SELECT time_ms, value, message_id FROM history WHERE device_id = ? AND identifier = ?"
-                " AND time_ms >= ? AND time_ms <= ? ORDER BY time_ms DESC, message_id DESC LIMIT ?",
-                (device_id, identifier, from_ms if from_ms is not None else -(2**63),
-                 to_ms if to_ms is not None else 2**63 - 1, limit),
+                "SELECT time_ms, samples, message_id FROM history WHERE device_id = ? AND time_ms >= ?"
+                f" AND time_ms <= ? AND {conn.has_json_key('samples')} ORDER BY time_ms DESC, message_id DESC LIMIT ?",
+                (device_id, from_ms if from_ms is not None else -(2**63),
+                 to_ms if to_ms is not None else 2**63 - 1, identifier, limit),
             ).fetchall()
 
-        return [(at, msgspec.json.decode(value), mid) for at, value, mid in await self._db.run(q)]
+        return [(at, msgspec.json.decode(samples)[identifier], mid) for at, samples, mid in await self._db.run(q)]
 
 
 def _product(row: tuple) -> Product:

@@ -117,7 +117,22 @@ ALTER TABLE products ADD COLUMN device_report_rate REAL;   -- reports per second
 ALTER TABLE products ADD COLUMN device_report_burst REAL;
 """
 
-MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2]
+_SCHEMA_V3 = """
+CREATE TABLE history_v3 (
+    device_id  INTEGER NOT NULL,
+    time_ms    INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    samples    TEXT NOT NULL,           -- JSON object: identifier -> value, every value the message gave at time_ms
+    PRIMARY KEY (device_id, time_ms, message_id)
+) WITHOUT ROWID;
+INSERT INTO history_v3 (device_id, time_ms, message_id, samples)
+    SELECT device_id, time_ms, message_id, json_group_object(identifier, json(value))
+    FROM history GROUP BY device_id, time_ms, message_id;
+DROP TABLE history;
+ALTER TABLE history_v3 RENAME TO history;
+"""
+
+MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3]
 
 
 def db_path(data_dir: Path) -> Path:
@@ -188,6 +203,9 @@ class SqliteDatabase(Database):
     def rollback(self) -> None:
         if self.raw.in_transaction:
             self.raw.execute("ROLLBACK")
+
+    def has_json_key(self, column: str) -> str:
+        return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE key = ?)"
 
     def size_bytes(self) -> int:
         """Pages in use, not the file's free pages."""
