@@ -13,7 +13,7 @@ from thingport.core import signing
 from thingport.core.errors import AuthFailed, ParamError, TokenInvalid
 from thingport.core.message_ids import MessageIdGenerator
 from thingport.core.errors import StoreUnavailable
-from thingport.core.model import AuthSession, Device, Product, PropertySample, StoredMessage
+from thingport.core.model import AuthSession, Device, Product, StoredMessage, ValuesAt
 from thingport.core.ports import MessageLog, RegistryReader
 from thingport.core.throttle import Rate
 from thingport.core.tokens import DIALECT_ALIYUN, DIALECT_HUAWEI, TokenClaims, TokenCodec
@@ -190,7 +190,7 @@ class Gateway:
         payload: bytes,
         received_ms: int,
         reply: bytes | None = None,
-        properties: tuple[PropertySample, ...] = (),
+        properties: tuple[ValuesAt, ...] = (),
     ) -> int:
         """Append a message (and the property values it carried) durably; returns its id once committed."""
         message = self.message(device, dialect, topic, kind, payload, received_ms, reply, properties)
@@ -199,11 +199,11 @@ class Gateway:
 
     def message(
         self, device: Device, dialect: str, topic: str, kind: str, payload: bytes, received_ms: int,
-        reply: bytes | None = None, properties: tuple[PropertySample, ...] = (),
+        reply: bytes | None = None, properties: tuple[ValuesAt, ...] = (),
     ) -> StoredMessage:
         """A message with a fresh id, for ``store_many``. Its device time is the first sample's, when the
         device gave one."""
-        device_ms = next((p.time_ms for p in properties if p.time_ms != received_ms), None)
+        device_ms = next((group.time_ms for group in properties if group.time_ms != received_ms), None)
         return StoredMessage(
             self._ids.next_id(), device.id, device.product_key, device.device_name, dialect, topic, payload,
             received_ms, kind, reply, device_ms, device.device_id, 0, properties,

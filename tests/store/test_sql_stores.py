@@ -138,7 +138,7 @@ def test_log_order_is_commit_order_not_message_id_order(data_dir: Path, engine: 
 
 
 def test_latest_values_take_the_newest_time_within_one_batch(data_dir: Path, engine: dict) -> None:
-    from thingport.core.model import PropertySample
+    from thingport.core.model import ValuesAt
 
     async def act(m: Management, stores):  # type: ignore[no-untyped-def]
         await m.create_product("p", "pk01")
@@ -146,7 +146,7 @@ def test_latest_values_take_the_newest_time_within_one_batch(data_dir: Path, eng
 
         def msg(i: int, value: int, at: int) -> StoredMessage:
             return StoredMessage(i, d.id, "pk01", "dev-1", "aliyun", "/t", b"", at, "property_post",
-                                 properties=(PropertySample("t", value, at),))
+                                 properties=(ValuesAt(at, {"t": value}),))
 
         # one batch (one transaction) with a late report in the middle
         await stores.log.append_many((msg(1, 10, 1000), msg(2, 30, 3000), msg(3, 20, 2000)))
@@ -221,7 +221,7 @@ def test_concurrent_log_writers_sharing_devices_do_not_deadlock(data_dir: Path) 
     import random
 
     from tests.postgres import fresh_database
-    from thingport.core.model import PropertySample
+    from thingport.core.model import ValuesAt
 
     settings = load_settings(data_dir=data_dir, database_url=fresh_database(), group_commit_max_batch=20)
     setup = open_stores(settings)
@@ -247,7 +247,7 @@ def test_concurrent_log_writers_sharing_devices_do_not_deadlock(data_dir: Path) 
                 order = rng.sample(ids, len(ids))
                 await asyncio.gather(*(stores.log.append(StoredMessage(
                     base + round_ * 100 + i, d, "pk01", f"dev-{d}", "aliyun", "/t", b"", 1000 + round_, "property_post",
-                    properties=(PropertySample("t", i, 1000 + round_),))) for i, d in enumerate(order)))
+                    properties=(ValuesAt(1000 + round_, {"t": i}),))) for i, d in enumerate(order)))
 
         return await asyncio.gather(*(write(s, n * 1_000_000) for n, s in enumerate(writers)), return_exceptions=True)
 
@@ -262,23 +262,22 @@ def test_concurrent_log_writers_sharing_devices_do_not_deadlock(data_dir: Path) 
 def test_history_keeps_each_value_with_its_own_time_and_json_type(data_dir: Path, engine: dict) -> None:
     """A history row holds every value a message gave at one time; each property's series is still its own,
     with JSON types (objects, text, booleans, null) and odd keys (a schemaless product's) as given."""
-    from thingport.core.model import PropertySample
+    from thingport.core.model import ValuesAt
 
     odd = 'a."b"$[0]'
+
     async def act(m: Management, stores):  # type: ignore[no-untyped-def]
         await m.create_product("p", "pk01")
         d = await m.create_device("pk01", "dev-1")
         other = await m.create_device("pk01", "dev-2")
-        values = (PropertySample("t", 21, 1000), PropertySample("doc", {"x": [1, 2.5]}, 1000),
-                  PropertySample("on", True, 1000), PropertySample("note", "1", 1000),
-                  PropertySample("gone", None, 1000), PropertySample(odd, 7, 1000),
-                  PropertySample("t", 19, 500))  # a batch post's older sample of "t", in the same message
+        values = (ValuesAt(1000, {"t": 21, "doc": {"x": [1, 2.5]}, "on": True, "note": "1", "gone": None, odd: 7}),
+                  ValuesAt(500, {"t": 19}))  # a batch post's older sample of "t", in the same message
         await stores.log.append_many((
             StoredMessage(1, d.id, "pk01", "dev-1", "aliyun", "/t", b"", 2000, "property_post", properties=values),
             StoredMessage(2, d.id, "pk01", "dev-1", "aliyun", "/t", b"", 3000, "property_post",
-                          properties=(PropertySample("t", 23, 3000),)),
+                          properties=(ValuesAt(3000, {"t": 23}),)),
             StoredMessage(3, other.id, "pk01", "dev-2", "aliyun", "/t", b"", 3000, "property_post",
-                          properties=(PropertySample("t", 99, 3000),)),
+                          properties=(ValuesAt(3000, {"t": 99}),)),
         ))
         history = stores.registry.history
         assert await history(d.id, "t", None, None, 10) == [(3000, 23, 2), (1000, 21, 1), (500, 19, 1)]

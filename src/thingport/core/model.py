@@ -69,20 +69,21 @@ class Device:
         return doc
 
 
-class PropertySample(NamedTuple):
-    """One accepted property value with the time it is for (device time when sane, else receive time)."""
+class ValuesAt(NamedTuple):
+    """The accepted property values a message gave for one time (the device's when sane, else the receive
+    time): identifier -> value. A message carries one per distinct time, usually exactly one, so a report
+    of 20 properties is one object to build, write and read back, not 20."""
 
-    identifier: str
-    value: Any
     time_ms: int
+    values: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
     """One accepted device message, as it is appended to the durable log.
 
-    ``properties`` are the values it carried that the thing model accepted: they update the device's
-    latest values and history in the same transaction as the message itself.
+    ``properties`` are the values it carried that the thing model accepted, one group per time: they update
+    the device's latest values and history in the same transaction as the message itself.
     """
 
     message_id: int
@@ -98,7 +99,7 @@ class StoredMessage:
     device_ms: int | None = None  # the time the device gave for its data, when it gave one
     iot_id: str = ""  # the device's IoTDA device_id
     seq: int = 0  # position in the log, in commit order (0 until committed)
-    properties: tuple[PropertySample, ...] = ()
+    properties: tuple[ValuesAt, ...] = ()
 
     def summary(self) -> dict:
         doc = {

@@ -6,11 +6,12 @@ document computed here is kept with the message, for operators and applications 
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
 from thingport.core import alink
-from thingport.core.model import PropertySample
+from thingport.core.model import ValuesAt
 from thingport.core.timestamps import sample_time
 from thingport.core.topics import Topic, TopicKind
 from thingport.state.registry_cache import ProductRuntime
@@ -26,7 +27,7 @@ VALIDATED_KINDS = frozenset({TopicKind.PROPERTY_POST, TopicKind.PROPERTY_BATCH_P
 @dataclass(frozen=True, slots=True)
 class Judgement:
     reply: bytes
-    properties: tuple[PropertySample, ...]
+    properties: tuple[ValuesAt, ...]
 
 
 def judge(runtime: ProductRuntime, topic: Topic, payload: bytes, received_ms: int) -> Judgement:
@@ -46,7 +47,17 @@ def judge(runtime: ProductRuntime, topic: Topic, payload: bytes, received_ms: in
     accepted, _events, refused = alink.validate_request(runtime.model, request)
     if refused and runtime.whole_report:
         accepted = []
-    samples = tuple(
-        PropertySample(p.identifier, p.value, sample_time(p.time_ms, received_ms)) for p in accepted
-    )
-    return Judgement(_encode(alink.reply_for(request, refused)), samples)
+    return Judgement(_encode(alink.reply_for(request, refused)), _grouped(accepted, received_ms))
+
+
+def _grouped(accepted: list[alink.PropertyValue], received_ms: int) -> tuple[ValuesAt, ...]:
+    """The accepted values by the time they are for: one group unless the device gave times of its own.
+    (Two values of one property for the very same time, which only a batch post can give: the later.)"""
+    groups: dict[int, dict[str, Any]] = {}
+    for p in accepted:
+        at = received_ms if p.time_ms is None else sample_time(p.time_ms, received_ms)
+        group = groups.get(at)
+        if group is None:
+            group = groups[at] = {}
+        group[p.identifier] = p.value
+    return tuple(ValuesAt(at, values) for at, values in groups.items())

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from thingport.core import errors, identity, jsondoc
-from thingport.core.model import Device, PropertySample, StoredMessage
+from thingport.core.model import Device, StoredMessage, ValuesAt
 from thingport.core.thingmodel import PropertyError
 from thingport.core.timestamps import parse_iotda_time, sample_time
 from thingport.core.tokens import DIALECT_HUAWEI
@@ -194,7 +194,7 @@ class HuaweiDialect:
         if len(services) > MAX_SERVICES:
             raise errors.ParamError(f"at most {MAX_SERVICES} services in one report")
         runtime = await self._gateway.product(device)
-        samples: list[PropertySample] = []
+        groups: dict[int, dict[str, Any]] = {}  # time -> the values given for it
         refused: list[dict] = []
         for service in services:
             if not isinstance(service, dict):
@@ -206,14 +206,16 @@ class HuaweiDialect:
                 raise errors.ParamError(f"properties of service {service_id} must be a JSON object")
             at = sample_time(parse_iotda_time(service.get("event_time")), received_ms)
             accepted, bad = runtime.model.validate_service_properties(service_id, properties)
-            samples.extend(PropertySample(name, value, at) for name, value in accepted.items())
+            if accepted:
+                groups.setdefault(at, {}).update(accepted)
             refused.extend(_refusal(service_id, error) for error in bad)
-        if refused and (runtime.whole_report or not samples):
+        if refused and (runtime.whole_report or not groups):
             reasons = "; ".join(r["reason"] for r in refused[:10])
             raise errors.ParamError(f"product model refused the report: {reasons}")
         reply = _encode({"refused": refused}) if refused else None
         message = self._gateway.message(
-            device, DIALECT, topic, "property_post", payload, received_ms, reply, tuple(samples)
+            device, DIALECT, topic, "property_post", payload, received_ms, reply,
+            tuple(ValuesAt(at, values) for at, values in groups.items()),
         )
         return message, refused
 

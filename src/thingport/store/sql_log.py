@@ -10,7 +10,6 @@ step over a message that got a smaller id but committed later.
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 
@@ -51,12 +50,9 @@ Item = StoredMessage | AuthSession | CursorUpdate | tuple[StoredMessage, ...]
 
 
 def _history_rows(message: StoredMessage) -> list[tuple]:
-    """One history row per time the message's values carry (usually one), holding every value of that time
-    as one JSON object: a 20-property report is one row, not 20 (one index entry instead of 40)."""
-    by_time: dict[int, dict[str, Any]] = {}
-    for p in message.properties:
-        by_time.setdefault(p.time_ms, {})[p.identifier] = p.value
-    return [(message.device_id, at, message.message_id, _encode(values).decode()) for at, values in by_time.items()]
+    """One history row per time the message's values are for (usually one), holding every value of that
+    time as one JSON object: a 20-property report is one row, not 20 (one index entry instead of 40)."""
+    return [(message.device_id, at, message.message_id, _encode(values).decode()) for at, values in message.properties]
 
 
 def _newest_per_property(messages: list[StoredMessage]) -> list[tuple]:
@@ -66,11 +62,13 @@ def _newest_per_property(messages: list[StoredMessage]) -> list[tuple]:
     values are encoded; the rows come sorted by (device, property), the order row locks are taken in."""
     newest: dict[tuple[int, str], tuple] = {}
     for m in messages:
-        for p in m.properties:
-            key = (m.device_id, p.identifier)
-            kept = newest.get(key)
-            if kept is None or p.time_ms >= kept[3]:
-                newest[key] = (m.device_id, p.identifier, p.value, p.time_ms, m.message_id)
+        device_id = m.device_id
+        for at, values in m.properties:
+            for identifier, value in values.items():
+                key = (device_id, identifier)
+                kept = newest.get(key)
+                if kept is None or at >= kept[3]:
+                    newest[key] = (device_id, identifier, value, at, m.message_id)
     return [(device_id, identifier, _encode(value).decode(), at, message_id)
             for (device_id, identifier, value, at, message_id) in sorted(newest.values(), key=lambda r: r[:2])]
 
