@@ -8,13 +8,13 @@
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from thingport.core.message_ids import MessageIdGenerator
 from thingport.store.leases import Lease, claim_worker_id
+from thingport.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class WorkerNumber:
         self._task = asyncio.create_task(loop(), name="worker-lease")
 
     async def release(self) -> None:
-        await _cancel(self._task)
+        await cancel_and_wait(self._task)
         await asyncio.to_thread(self._lease.release)
 
 
@@ -102,7 +102,7 @@ class LeasedService:
             log.warning("%s: lease lost, stopped here (another process takes over)", self._name)
 
     async def stop(self) -> None:
-        await _cancel(self._task)
+        await cancel_and_wait(self._task)
         if self.running:
             await self._service.stop()
             self.running = False
@@ -133,11 +133,4 @@ class LogWatcher:
         self._task = asyncio.create_task(loop(), name="log-watch")
 
     async def stop(self) -> None:
-        await _cancel(self._task)
-
-
-async def _cancel(task: asyncio.Task | None) -> None:
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(self._task)

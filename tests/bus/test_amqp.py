@@ -6,7 +6,6 @@ server's own event loop (uvloop), heartbeats, and the broker closing the channel
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 
 import aio_pika
@@ -14,8 +13,9 @@ import pytest
 import uvloop
 
 from tests.bus.services import RABBITMQ, deliveries, require_service, run
+from tests.bus.sinks import RABBITMQ_URL as URL
+from tests.bus.sinks import Consumer, RabbitMQUnderTest, assert_delivered, via
 from tests.bus.tcp_proxy import TcpProxy
-from tests.bus.test_rabbitmq import URL, Consumer, assert_delivered, via
 from thingport.bus.amqp import Endpoint, basic_properties, properties_around_id, shortstr
 from thingport.bus.base import Delivery, SinkError
 from thingport.bus.rabbitmq import RabbitMQSink
@@ -24,16 +24,9 @@ from thingport.bus.rabbitmq import RabbitMQSink
 @pytest.fixture
 def exchange() -> Iterator[str]:
     require_service(*RABBITMQ)
-    name = f"thingport-test-{uuid.uuid4().hex[:12]}"
-    yield name
-
-    async def delete() -> None:
-        connection = await aio_pika.connect(URL)
-        async with connection:
-            channel = await connection.channel()
-            await channel.exchange_delete(name)
-
-    run(delete())
+    under_test = RabbitMQUnderTest()
+    yield under_test.exchange
+    under_test.cleanup()
 
 
 @pytest.fixture

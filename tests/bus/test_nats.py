@@ -1,19 +1,19 @@
-"""NATS JetStream sink against the real server on 127.0.0.1:4222, read back by a real JetStream consumer."""
+"""NATS JetStream sink against the real server on 127.0.0.1:4222, read back by a real JetStream consumer.
 
-import asyncio
-import time
-import uuid
+What every broker sink does (order, throughput, outages, cancellation...) is tested in test_sink_contract.py;
+what only this sink does (deduplication, existing streams, JetStream's refusals...) is here.
+"""
+
 from collections.abc import Iterator
 
 import nats
 import pytest
 
-from tests.bus.services import NATS, deliveries, eventually, require_service, run
-from tests.bus.tcp_proxy import TcpProxy
+from tests.bus.services import NATS, deliveries, require_service, run
+from tests.bus.sinks import NATS_URL as URL
+from tests.bus.sinks import NatsUnderTest, assert_stored, read_stream
 from thingport.bus.base import Delivery, SinkConfigError, SinkError
 from thingport.bus.nats import NatsSink
-
-URL = "nats://127.0.0.1:4222"
 
 
 @pytest.fixture(autouse=True)
@@ -24,69 +24,9 @@ def nats_server() -> None:
 @pytest.fixture
 def names() -> Iterator[dict]:
     """A stream and subject prefix of this test alone; the stream is deleted afterwards."""
-    token = uuid.uuid4().hex[:12]
-    options = {"stream": f"TP_TEST_{token}", "subject_prefix": f"tptest.{token}"}
-    yield options
-
-    async def delete() -> None:
-        nc = await nats.connect(URL)
-        try:
-            await nc.jetstream().delete_stream(options["stream"])
-        except nats.js.errors.NotFoundError:
-            pass
-        finally:
-            await nc.close()
-
-    run(delete())
-
-
-@pytest.fixture
-def proxy() -> Iterator[TcpProxy]:
-    with TcpProxy("127.0.0.1", 4222) as p:
-        yield p
-
-
-async def read_stream(stream: str, subjects: str, count: int, limit: float = 5.0) -> list:
-    """Every message of the stream, in stream order (an ephemeral pull consumer), checking there are ``count``."""
-    nc = await nats.connect(URL)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info(stream)
-        assert info.state.messages == count
-        sub = await js.pull_subscribe(subjects, stream=stream)
-        got: list = []
-        deadline = time.monotonic() + limit
-        while len(got) < count and time.monotonic() < deadline:
-            for msg in await sub.fetch(min(500, count - len(got)), timeout=limit):
-                await msg.ack()
-                got.append(msg)
-        return got
-    finally:
-        await nc.close()
-
-
-def assert_stored(messages: list, batch: list[Delivery], prefix: str) -> None:
-    assert [m.subject for m in messages] == [d.route(".", prefix) for d in batch]
-    assert [m.data for m in messages] == [d.body for d in batch]
-    assert [m.headers["Nats-Msg-Id"] for m in messages] == [str(d.message_id) for d in batch]
-
-
-def test_batches_arrive_in_order_with_subjects_and_ids(names: dict) -> None:
-    async def body() -> None:
-        batches = [deliveries(1, "pkA"), deliveries(50, "pkA", start=2), deliveries(200, "pkB", start=52)]
-        sink = NatsSink(names)
-        try:
-            await sink.open()  # creates the stream
-            for batch in batches:
-                await sink.publish(batch)
-            await sink.publish([])
-        finally:
-            await sink.close()
-        everything = [d for batch in batches for d in batch]
-        prefix = names["subject_prefix"]
-        assert_stored(await read_stream(names["stream"], f"{prefix}.>", len(everything)), everything, prefix)
-
-    run(body())
+    under_test = NatsUnderTest()
+    yield under_test.options
+    under_test.cleanup()
 
 
 def test_a_batch_offered_again_is_stored_once(names: dict) -> None:
@@ -129,133 +69,6 @@ def test_defaults_and_an_existing_stream_is_used_as_it_is(names: dict) -> None:
             assert info.config.subjects == [f"{prefix}.>", "elsewhere.>"]
         finally:
             await nc.close()
-
-    run(body())
-
-
-def test_throughput_5000_in_batches_of_500(names: dict) -> None:
-    async def body() -> float:
-        batch_size, total = 500, 5000
-        messages = deliveries(total, "pkT")
-        sink = NatsSink(names)
-        try:
-            await sink.open()
-            started = time.perf_counter()
-            for i in range(0, total, batch_size):
-                await sink.publish(messages[i : i + batch_size])
-            elapsed = time.perf_counter() - started
-        finally:
-            await sink.close()
-        prefix = names["subject_prefix"]
-        got = await read_stream(names["stream"], f"{prefix}.>", total, limit=10)
-        assert [m.data for m in got] == [d.body for d in messages]
-        return elapsed
-
-    elapsed = run(body())
-    print(f"\nnats: 5000 deliveries of ~200 B in batches of 500: {elapsed:.2f} s, {5000 / elapsed:,.0f}/s")
-
-
-def test_outage_fails_the_batch_then_reconnects(names: dict, proxy: TcpProxy) -> None:
-    async def body() -> None:
-        a, b, c = deliveries(100, "pkO"), deliveries(100, "pkO", start=101), deliveries(100, "pkO", start=201)
-        sink = NatsSink({**names, "url": f"nats://127.0.0.1:{proxy.port}", "timeout": 2})
-        try:
-            await sink.publish(a)
-            proxy.cut()
-            for _ in range(2):  # the dead connection, then a refused reconnect
-                started = time.monotonic()
-                with pytest.raises(SinkError):
-                    await sink.publish(b)
-                assert time.monotonic() - started < 3
-            proxy.restore()
-            await sink.publish(b)  # reconnected by itself
-            await sink.publish(c)
-        finally:
-            await sink.close()
-        prefix = names["subject_prefix"]
-        # exactly once in the stream: whatever of b got in before the cut was deduplicated on the retry
-        assert_stored(await read_stream(names["stream"], f"{prefix}.>", 300), a + b + c, prefix)
-
-    run(body())
-
-
-def test_hung_server_times_out_then_recovers(names: dict, proxy: TcpProxy) -> None:
-    async def body() -> None:
-        a, b = deliveries(20, "pkH"), deliveries(20, "pkH", start=21)
-        sink = NatsSink({**names, "url": f"nats://127.0.0.1:{proxy.port}", "timeout": 1})
-        try:
-            await sink.publish(a)
-            proxy.stall()
-            for _ in range(2):  # the hung connection, then a reconnect that hangs in the handshake
-                started = time.monotonic()
-                with pytest.raises(SinkError):
-                    await sink.publish(b)
-                assert time.monotonic() - started < 1.5
-            proxy.restore()
-            await sink.publish(b)
-        finally:
-            await sink.close()
-        prefix = names["subject_prefix"]
-        assert_stored(await read_stream(names["stream"], f"{prefix}.>", 40), a + b, prefix)
-        assert await eventually(lambda: proxy.connections == 0)  # the abandoned connections were closed, not leaked
-
-    run(body())
-
-
-def test_a_connection_lost_mid_batch_fails_it_at_once(names: dict, proxy: TcpProxy) -> None:
-    async def body() -> None:
-        sink = NatsSink({**names, "url": f"nats://127.0.0.1:{proxy.port}", "timeout": 5})
-        try:
-            await sink.publish(deliveries(5, "pkL"))
-            proxy.stall()  # the batch goes out, no confirm comes back...
-            task = asyncio.create_task(sink.publish(deliveries(200, "pkL", start=6)))
-            await asyncio.sleep(0.3)
-            proxy.cut()  # ...and then the connection drops
-            started = time.monotonic()
-            with pytest.raises(SinkError):
-                await task
-            assert time.monotonic() - started < 1  # noticed at once, not at the 5 s timeout
-            proxy.restore()
-            await sink.publish(deliveries(200, "pkL", start=6))
-        finally:
-            await sink.close()
-
-    run(body())
-
-
-def test_cancelled_publish_raises_cancelled_and_the_sink_recovers(names: dict, proxy: TcpProxy) -> None:
-    async def body() -> None:
-        sink = NatsSink({**names, "url": f"nats://127.0.0.1:{proxy.port}", "timeout": 5})
-        try:
-            await sink.publish(deliveries(5, "pkX"))
-            proxy.stall()
-            task = asyncio.create_task(sink.publish(deliveries(5, "pkX", start=6)))
-            await asyncio.sleep(0.2)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task  # a forwarder shutting down is not told "SinkError"
-            proxy.restore()
-            await sink.publish(deliveries(5, "pkX", start=6))
-        finally:
-            await sink.close()
-
-    run(body())
-
-
-def test_unreachable_server_fails_fast() -> None:
-    async def body() -> None:
-        with TcpProxy("127.0.0.1", 4222) as proxy:
-            proxy.cut()  # a port where nothing listens
-            sink = NatsSink({"url": f"nats://user:secret-pw@127.0.0.1:{proxy.port}", "timeout": 5})
-            started = time.monotonic()
-            with pytest.raises(SinkError) as failure:
-                await sink.open()
-            with pytest.raises(SinkError):
-                await sink.publish(deliveries(1, "pkU"))
-            assert time.monotonic() - started < 2
-            assert "secret-pw" not in str(failure.value)
-            await sink.close()
-            await sink.close()
 
     run(body())
 

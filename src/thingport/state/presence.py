@@ -11,7 +11,6 @@ only if the registry (written by every instance) saw it silent too and this inst
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -19,6 +18,7 @@ from typing import Protocol
 import msgspec
 
 from thingport.core.model import Device
+from thingport.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,4 @@ class PresenceTracker:
         self._task = asyncio.create_task(loop(), name="presence-sweeper")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)

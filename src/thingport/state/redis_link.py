@@ -7,13 +7,14 @@ Redis answers. Each change is logged once, not per request.
 """
 
 import asyncio
-import contextlib
 import logging
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+
+from thingport.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,5 @@ class RedisLink:
         self._task = asyncio.create_task(loop(), name="redis-probe")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self.client.aclose()

@@ -9,10 +9,12 @@ interval. A product's model is compiled once per version and shared by all its d
 import asyncio
 import logging
 from dataclasses import dataclass, field
+
 from thingport.core.model import Device, Product
 from thingport.core.ports import RegistryReader
 from thingport.core.thingmodel import ThingModel
 from thingport.core.topics import Topic, classify_topic
+from thingport.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +131,7 @@ class RegistryCache:
         self._task = asyncio.create_task(self._follow(interval_s), name="registry-cache-follow")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     async def refresh(self) -> None:
         """Apply every change recorded since the last refresh."""
