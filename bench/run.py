@@ -37,6 +37,7 @@ import signal
 import socket
 import sqlite3
 import ssl
+import statistics
 import string
 import subprocess
 import sys
@@ -1426,7 +1427,7 @@ def nginx_summary(results: list[Result]) -> list[str]:
             text += f"; target >= {SHORT_GOAL}: **{'met' if ratio >= SHORT_GOAL else 'MISSED'}**"
             if cost is not None and (cost >= SHORT_GOAL) != (ratio >= SHORT_GOAL):
                 text += f" (by CPU per request: {'met' if cost >= SHORT_GOAL else 'missed'})"
-        lines.append(text)
+        lines.append(text + paired(r, base))
     return lines
 
 
@@ -1466,6 +1467,22 @@ def chart(results: list[Result], png: Path, title: str) -> str | None:
     return None
 
 
+def paired(result: Result, base: Result) -> str:
+    """The ratio round by round (this row against its baseline of the same round), as median [min-max].
+
+    The best rounds of two rows may come from different minutes of a machine whose speed drifts (a shared
+    VM's bare app has measured 32-57 us per request within minutes); a round's own pair shares its minute."""
+    pairs = [(r, b) for r, b in zip(result.rounds, base.rounds) if not r.failure and not b.failure and r.rps and b.rps]
+    if len(pairs) < 2:
+        return ""
+    by_rps = sorted(r.rps / b.rps for r, b in pairs)
+    by_cpu = sorted(total_us(b) / total_us(r) for r, b in pairs if total_us(r) == total_us(r) and total_us(r))
+    text = f"; round by round ({len(pairs)} rounds): {statistics.median(by_rps):.2f} [{by_rps[0]:.2f}-{by_rps[-1]:.2f}]"
+    if by_cpu:
+        text += f" by req/s, {statistics.median(by_cpu):.2f} [{by_cpu[0]:.2f}-{by_cpu[-1]:.2f}] by CPU per request"
+    return text
+
+
 def summary(results: list[Result]) -> list[str]:
     """Each keep-alive row's ratio to bare, with its issue target (one server process), and extra verdicts."""
     lines = []
@@ -1487,6 +1504,7 @@ def summary(results: list[Result]) -> list[str]:
             text += f"; target >= {r.row.goal}: **{verdict}**"
             if cost is not None and (cost >= r.row.goal) != (ratio >= r.row.goal):
                 text += f" (by CPU per request: {'met' if cost >= r.row.goal else 'missed'})"
+        text += paired(r, base)
         if r.row.messages > 1:
             text += (f"; {r.mps:,.0f} messages/s ({r.row.messages} per request), "
                      f"{r.server_us / r.row.messages:.1f} us server CPU per message")
