@@ -65,6 +65,47 @@ class _Sweeper:
 _sweepers: weakref.WeakKeyDictionary[ServerState, _Sweeper] = weakref.WeakKeyDictionary()
 
 
+class _Coalescing:
+    """The transport as a response's cycle sees it: writes made in one turn of the event loop leave in one.
+
+    uvicorn writes a response's head (``http.response.start``) and its body (``http.response.body``) with
+    two ``write`` calls: over TLS two records and two sends, the largest part of a small reply's cost. The
+    first write is held and sent with the next one, or at the end of the loop's turn if none comes (a
+    streamed body, ``100 Continue``), so nothing is delayed past the turn it was written in.
+    """
+
+    __slots__ = ("_transport", "_loop", "_held")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._held = bytes(data)
+            self._loop.call_soon(self._flush)
+        else:
+            self._held = None
+            self._transport.write(held + data)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """HttpToolsProtocol with ``limits`` (set on the subclass that ``bounded_protocol`` makes)."""
 
@@ -124,6 +165,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.deadline = self.loop.time() + self.limits.body_timeout_s
         url = self.url
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = _Coalescing(self.transport, self.loop)  # type: ignore[assignment]
         if b"#" in url and "raw_path" in self.scope:  # (no raw_path: an upgrade, handed to another protocol)
             self._keep_fragment(url)
 
