@@ -78,6 +78,11 @@ class ValuesAt(NamedTuple):
     values: dict[str, Any]
 
 
+def values_by_time(groups: dict[int, dict[str, Any]]) -> tuple[ValuesAt, ...]:
+    """A message's ``properties`` from the dialect's grouping: time -> identifier -> value."""
+    return tuple(ValuesAt(at, values) for at, values in groups.items())
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
     """One accepted device message, as it is appended to the durable log.

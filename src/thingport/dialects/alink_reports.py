@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from thingport.core import alink
-from thingport.core.model import ValuesAt
+from thingport.core.model import ValuesAt, values_by_time
 from thingport.core.timestamps import sample_time
 from thingport.core.topics import Topic, TopicKind
 from thingport.state.registry_cache import ProductRuntime
@@ -60,4 +60,4 @@ def _grouped(accepted: list[alink.PropertyValue], received_ms: int) -> tuple[Val
         if group is None:
             group = groups[at] = {}
         group[p.identifier] = p.value
-    return tuple(ValuesAt(at, values) for at, values in groups.items())
+    return values_by_time(groups)

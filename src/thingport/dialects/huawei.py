@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from thingport.core import errors, identity, jsondoc
-from thingport.core.model import Device, StoredMessage, ValuesAt
+from thingport.core.model import Device, StoredMessage, values_by_time
 from thingport.core.thingmodel import PropertyError
 from thingport.core.timestamps import parse_iotda_time, sample_time
 from thingport.core.tokens import DIALECT_HUAWEI
@@ -214,8 +214,7 @@ class HuaweiDialect:
             raise errors.ParamError(f"product model refused the report: {reasons}")
         reply = _encode({"refused": refused}) if refused else None
         message = self._gateway.message(
-            device, DIALECT, topic, "property_post", payload, received_ms, reply,
-            tuple(ValuesAt(at, values) for at, values in groups.items()),
+            device, DIALECT, topic, "property_post", payload, received_ms, reply, values_by_time(groups)
         )
         return message, refused
 
