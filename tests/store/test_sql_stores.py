@@ -340,3 +340,38 @@ def test_postgresql_history_is_converted_by_db_upgrade_and_back(data_dir: Path) 
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT device_id, identifier, time_ms, value::jsonb, message_id FROM history").fetchall()
     assert sorted(rows) == sorted((d, i, t, json.loads(v), mid) for d, i, t, v, mid in _OLD_HISTORY)
+
+
+def test_sqlite_writers_queue_on_the_write_lock_instead_of_polling_sqlite(data_dir: Path) -> None:
+    """A second writer waits on the flock and goes in when the first commits: it never meets SQLite's busy
+    lock (with no busy timeout at all it would fail at once with "database is locked")."""
+    import threading
+
+    from thingport.store.sqlite_db import open_database
+
+    first, second = open_database(data_dir), open_database(data_dir)
+    second.raw.execute("PRAGMA busy_timeout=0")
+    entered = threading.Event()
+    failure: list[BaseException] = []
+
+    def write_second() -> None:
+        try:
+            with second.transaction():
+                entered.set()
+                second.execute("INSERT INTO products (product_key, name, node_type, created_ms) VALUES ('b', 'b', 'device', 2)")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failure.append(exc)
+
+    try:
+        with first.transaction():
+            first.execute("INSERT INTO products (product_key, name, node_type, created_ms) VALUES ('a', 'a', 'device', 1)")
+            thread = threading.Thread(target=write_second)
+            thread.start()
+            assert not entered.wait(0.3), "the second writer went in while the first held the write lock"
+        thread.join(10)
+        assert not failure, failure
+        assert entered.is_set()
+        assert [r[0] for r in first.execute("SELECT product_key FROM products ORDER BY 1").fetchall()] == ["a", "b"]
+    finally:
+        first.close()
+        second.close()
