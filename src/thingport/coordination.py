@@ -73,6 +73,7 @@ class LeasedService:
         self._name = name
         self.running = False
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         await self._round()  # a lone instance starts its service before it serves its first request
@@ -80,7 +81,11 @@ class LeasedService:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(LEASE_CHECK_S)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), LEASE_CHECK_S)
+                return
+            except TimeoutError:
+                pass
             try:
                 await self._round()
             except Exception:
@@ -102,7 +107,11 @@ class LeasedService:
             log.warning("%s: lease lost, stopped here (another process takes over)", self._name)
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
+        # Not a cancel: a round cancelled while its lease call runs in a thread leaves that call running,
+        # and a try_acquire finishing after the release below would keep the lease for a stopped service.
+        self._stopping.set()
+        if self._task is not None:
+            await asyncio.wait((self._task,))  # (its outcome is not ours to raise; a cancelled task ends too)
         if self.running:
             await self._service.stop()
             self.running = False
