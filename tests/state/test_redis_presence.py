@@ -29,8 +29,8 @@ class Registry:
     def __init__(self) -> None:
         self.last_seen: dict[int, int] = {}
 
-    async def recently_seen(self, since_ms: int) -> list[tuple[int, int]]:
-        return [(d, at) for d, at in self.last_seen.items() if at >= since_ms]
+    async def recently_seen(self, since_ms: int, device_ids: list[int]) -> list[tuple[int, int]]:
+        return [(d, at) for d, at in self.last_seen.items() if at >= since_ms and d in device_ids]
 
 
 class Instance:

@@ -375,3 +375,23 @@ def test_sqlite_writers_queue_on_the_write_lock_instead_of_polling_sqlite(data_d
     finally:
         first.close()
         second.close()
+
+
+def test_recently_seen_asks_for_given_devices_only(data_dir: Path, engine: dict) -> None:
+    """The presence sweep asks about the devices it found silent, not the whole fleet."""
+
+    async def act(m: Management, stores):  # type: ignore[no-untyped-def]
+        await m.create_product("p", "pk01")
+        ids = [(await m.create_device("pk01", f"dev-{i}")).id for i in range(3)]
+        await stores.log.append_many(tuple(
+            StoredMessage(10 + i, d, "pk01", f"dev-{i}", "aliyun", "/t", b"", 1000 * (i + 1)) for i, d in enumerate(ids)
+        ))
+        seen = stores.registry.recently_seen
+        assert sorted(await seen(0)) == [(ids[0], 1000), (ids[1], 2000), (ids[2], 3000)]
+        assert sorted(await seen(0, [ids[0], ids[2]])) == [(ids[0], 1000), (ids[2], 3000)]
+        assert await seen(1500, [ids[0], ids[2]]) == [(ids[2], 3000)]
+        assert await seen(0, []) == []
+        many = [ids[1], *range(10_000, 11_200)]  # more ids than one statement takes
+        assert await seen(0, many) == [(ids[1], 2000)]
+
+    run(data_dir, act, engine)

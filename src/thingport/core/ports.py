@@ -4,6 +4,7 @@ They are async so that an adapter may be a thread around a blocking driver (SQLi
 asyncio driver (PostgreSQL) without the callers knowing.
 """
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from thingport.core.model import ApiKey, AuthSession, Device, Product, StoredMessage, Subscription
@@ -24,8 +25,8 @@ class RegistryReader(Protocol):
 
     async def list_products(self) -> list[Product]: ...
 
-    async def recently_seen(self, since_ms: int) -> list[tuple[int, int]]:
-        """(device id, last seen) of devices seen since ``since_ms``."""
+    async def recently_seen(self, since_ms: int, device_ids: Sequence[int] | None = None) -> list[tuple[int, int]]:
+        """(device id, last seen) of devices seen since ``since_ms`` (of ``device_ids`` only, when given)."""
         ...
 
     async def thing_model(self, product_key: str, version: str) -> dict | None:

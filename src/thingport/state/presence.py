@@ -45,10 +45,10 @@ class PresenceTracker:
         self,
         emit: Callable[[Device, str, int, str], Awaitable[None]],
         arbiter: Arbiter | None = None,
-        recently_seen: Callable[[int], Awaitable[list[tuple[int, int]]]] | None = None,
+        recently_seen: Callable[[int, list[int]], Awaitable[list[tuple[int, int]]]] | None = None,
     ) -> None:
         """``emit(device, "online"|"offline", at_ms, reason)`` stores a status message; with an ``arbiter``,
-        ``recently_seen(since_ms)`` is the registry's (device id, last seen) of devices seen since then."""
+        ``recently_seen(since_ms, ids)`` is the registry's (device id, last seen) of those devices seen since."""
         if arbiter is not None and recently_seen is None:
             raise ValueError("an arbiter needs the registry's recently_seen")
         self._emit = emit
@@ -133,7 +133,9 @@ class PresenceTracker:
             return []
         assert self._recently_seen is not None
         try:
-            seen = dict(await self._recently_seen(now_ms - max(entry[2] for entry in expired)))
+            seen = dict(await self._recently_seen(
+                now_ms - max(entry[2] for entry in expired), [entry[0].id for entry in expired]
+            ))
         except Exception:  # the database is down: nobody goes offline until it answers
             if not self._registry_failing:
                 log.exception("could not read when devices were last seen; offline is deferred")

@@ -1,6 +1,7 @@
 """The registry (products, devices, subscriptions, API keys) and its change feed, on either SQL engine."""
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -11,6 +12,7 @@ from thingport.store.keys import KeyRing
 from thingport.store.database import Database, IntegrityError
 from thingport.store.executor import DbExecutor
 
+_IDS_PER_QUERY = 500  # under SQLite's 999 bound variables of old builds, with room for the rest
 _DEVICE_SELECT = (
     "SELECT d.id, d.product_key, d.device_name, d.secret_sealed, d.enabled, d.token_epoch, d.created_ms,"
     " d.last_auth_ms, d.device_id, d.gateway_id, g.product_key, g.device_name, d.token_ms, d.prev_token_ms"
@@ -346,13 +348,22 @@ class SqlRegistry:
             (rate, burst, product_key),
         )
 
-    async def recently_seen(self, since_ms: int) -> list[tuple[int, int]]:
-        """(device id, last seen) of devices seen since ``since_ms``: presence to resume after a restart."""
+    async def recently_seen(self, since_ms: int, device_ids: Sequence[int] | None = None) -> list[tuple[int, int]]:
+        """(device id, last seen) of devices seen since ``since_ms``: every one (presence to resume after a
+        restart, a scan), or of ``device_ids`` (the few a presence sweep found silent, by primary key)."""
 
         def q(conn: Database) -> list[tuple[int, int]]:
-            return conn.execute(
-                "SELECT id, last_seen_ms FROM devices WHERE last_seen_ms >= ?", (since_ms,)
-            ).fetchall()
+            if device_ids is None:
+                return conn.execute("SELECT id, last_seen_ms FROM devices WHERE last_seen_ms >= ?", (since_ms,)).fetchall()
+            rows: list[tuple[int, int]] = []
+            ids = list(device_ids)
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                chunk = ids[start:start + _IDS_PER_QUERY]
+                rows += conn.execute(
+                    f"SELECT id, last_seen_ms FROM devices WHERE id IN ({','.join('?' * len(chunk))})"
+                    " AND last_seen_ms >= ?", (*chunk, since_ms),
+                ).fetchall()
+            return rows
 
         return await self._db.run(q)
 
