@@ -17,6 +17,7 @@ from thingport.settings import Settings
 from thingport.state.registry_cache import RegistryCache
 from thingport.store.leases import lease_for
 from thingport.stores import Stores, open_stores
+from thingport.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,7 @@ class DeviceApp:
                 log.exception("could not reload the master keys")
 
     async def shutdown(self) -> None:
-        if self._key_watch:
-            self._key_watch.cancel()
+        await cancel_and_wait(self._key_watch)  # finished before the stores close under a reload
         if self.gateway:
             await self.gateway.presence.stop()
             await self.gateway.shared.stop()

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import httpx
 
 from thingport.device import AsyncAliyunDevice, AsyncHuaweiDevice, DeviceError
+from thingport.tasks import cancel_and_wait
 
 SEED_004_TSL: dict = {
     "schema": "https://iotx-tsl.oss-ap-southeast-1.aliyuncs.com/schema.json",
@@ -224,7 +225,7 @@ async def run_fleet(
     try:
         await asyncio.gather(*(play(d) for d in devices))
     finally:
-        ticker.cancel()
+        await cancel_and_wait(ticker)
         out.write("\r" + stats.line(time.monotonic() - started, duration) + "\n")
     return stats
 
