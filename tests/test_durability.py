@@ -20,11 +20,9 @@ def stored_ids(data_dir: Path) -> set[int]:
         stores.close()
 
 
-def test_sigkill_under_load_loses_no_acknowledged_message(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    product = cli(data_dir, "product", "create", "--name", "p")
-    devices = [cli(data_dir, "device", "create", "--product-key", product["productKey"], "--name", f"dev-{i}")
-               for i in range(6)]
+def _load_then_kill(data_dir: Path, devices: list[dict], seconds: float) -> list[int]:
+    """Devices report to a fresh server on ``data_dir`` for ``seconds``, then it is SIGKILLed under the load.
+    Returns the acknowledged messageIds."""
     server = ServerProcess(data_dir).start()
     acked: list[int] = []
     lock = threading.Lock()
@@ -38,23 +36,31 @@ def test_sigkill_under_load_loses_no_acknowledged_message(tmp_path: Path) -> Non
         while not stop.is_set():
             try:
                 doc = client.publish(f"/{pk}/{dn}/user/load", b"reading-%d" % n, token).json
-            except Exception:  # the server died mid-request: that one was never acknowledged
+            except Exception:  # the server died mid-request: never acknowledged
                 return
             if doc["code"] == 0:
                 with lock:
                     acked.append(doc["info"]["messageId"])
             n += 1
-            # default device rate limit is 100/s; stay well under it
-            time.sleep(0.012)
+            time.sleep(0.012)  # under the default device rate limit (100/s)
 
     threads = [threading.Thread(target=report, args=(d,)) for d in devices]
     for t in threads:
         t.start()
-    time.sleep(1.5)
+    time.sleep(seconds)
     server.kill()
     stop.set()
     for t in threads:
         t.join(10)
+    return acked
+
+
+def test_sigkill_under_load_loses_no_acknowledged_message(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    product = cli(data_dir, "product", "create", "--name", "p")
+    devices = [cli(data_dir, "device", "create", "--product-key", product["productKey"], "--name", f"dev-{i}")
+               for i in range(6)]
+    acked = _load_then_kill(data_dir, devices, seconds=1.5)
     assert len(acked) > 200, "the load was too light to prove anything"
     assert set(acked) <= stored_ids(data_dir)
 
@@ -95,41 +101,6 @@ def _pull_all(server: ServerProcess, key: str, subscription: str, wanted: set[in
         if batch["messages"]:
             _api(server, f"/api/subscriptions/{subscription}/ack", key, {"cursor": batch["cursor"]})
     return got
-
-
-def _load_then_kill(data_dir: Path, devices: list[dict], seconds: float) -> list[int]:
-    """Devices report to a fresh server on ``data_dir`` for ``seconds``, then it is SIGKILLed under the load.
-    Returns the acknowledged messageIds."""
-    server = ServerProcess(data_dir).start()
-    acked: list[int] = []
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def report(device: dict) -> None:
-        client = server.client()
-        pk, dn = device["productKey"], device["deviceName"]
-        token = client.token(pk, dn, device["deviceSecret"])
-        n = 0
-        while not stop.is_set():
-            try:
-                doc = client.publish(f"/{pk}/{dn}/user/load", b"reading-%d" % n, token).json
-            except Exception:  # the server died mid-request: never acknowledged
-                return
-            if doc["code"] == 0:
-                with lock:
-                    acked.append(doc["info"]["messageId"])
-            n += 1
-            time.sleep(0.012)  # under the default device rate limit (100/s)
-
-    threads = [threading.Thread(target=report, args=(d,)) for d in devices]
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    server.kill()
-    stop.set()
-    for t in threads:
-        t.join(10)
-    return acked
 
 
 def test_repeated_sigkill_under_load_loses_no_acknowledged_message_and_all_reach_the_sink(tmp_path: Path) -> None:
