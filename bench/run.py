@@ -177,6 +177,16 @@ ROWS: list[Row] = [
       for mode in MODES],
     *in_modes((KEEP_ALIVE, CLOSE), name="auth", target="thingport", path="/auth", headers=JSON, body="$auth_body",
               what="(c) POST /auth: signature check, session record, token issue"),
+    # diagnostics, not ways to serve (bench/diag/sitecustomize.py): the same server with the log's fsync, or the
+    # whole log write, switched off; against `topic` and `bare` they split a report's cost into its parts
+    Row(name="topic-nofsync", target="diag-nofsync", mode=KEEP_ALIVE, path=TOPIC_PATH,
+        headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True,
+        what="diagnostic: (b) with the log writer's commits not waiting for the disk (synchronous=OFF); "
+             "topic minus this is what durability costs per report"),
+    Row(name="topic-nostore", target="diag-nostore", mode=KEEP_ALIVE, path=TOPIC_PATH,
+        headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD,
+        what="diagnostic: (b) acknowledged without writing the message; this minus bare is thingport's own "
+             "request work (token, ACL, throttle, id, reply)"),
     Row(name="alink20", target="alink", mode=KEEP_ALIVE, path="/topic/sys/$pk/$dn/thing/event/property/post",
         headers=(("password", "$token"), *OCTET), body=ALINK20_BODY, durable=True, goal=0.5,
         what="Alink property posts validated against a 20-property model (12 int with min/max, 4 double, "
@@ -882,9 +892,20 @@ UNTHROTTLED = {
     "THINGPORT_SOURCE_AUTH_RATE": "1000000000",  # per source address: every wrk connection is 127.0.0.1
     "THINGPORT_SOURCE_AUTH_BURST": "1000000000",
 }
+DIAG_DIR = BENCH_DIR / "diag"
+
+
+def diagnostic(mode: str) -> dict[str, str]:
+    """A server environment that loads bench/diag/sitecustomize.py in ``mode`` (ahead of the caller's path)."""
+    path = os.pathsep.join(filter(None, [str(DIAG_DIR), os.environ.get("PYTHONPATH", "")]))
+    return {**UNTHROTTLED, "PYTHONPATH": path, "THINGPORT_BENCH_DIAG": mode}
+
+
 TARGETS: dict[str, Target] = {
     "bare": BareTarget("bare"),
     "thingport": ThingportTarget("thingport", UNTHROTTLED),
+    "diag-nofsync": ThingportTarget("diag-nofsync", diagnostic("nofsync")),
+    "diag-nostore": ThingportTarget("diag-nostore", diagnostic("nostore")),
     "alink": AlinkTarget("alink", UNTHROTTLED, tsl=TSL20),
     "iotda": IotdaTarget("iotda", UNTHROTTLED),
     "forwarding": ForwardingTarget("forwarding", UNTHROTTLED),

@@ -69,6 +69,26 @@ def test_content_type_may_carry_parameters(client: DeviceClient, device: dict) -
     assert_compact_reply(reply, 0)
 
 
+def test_tokens_live_seven_days(client: DeviceClient, server: ServerProcess, device: dict) -> None:
+    reply = client.auth(device["productKey"], device["deviceName"], device["deviceSecret"])
+    claims = TokenCodec(KeyRing(server.data_dir).token_key).verify(assert_compact_reply(reply, 0)["info"]["token"],
+                                                                   time.time())
+    assert claims.expires_s - claims.issued_ms // 1000 == 7 * 24 * 3600
+
+
+def test_token_lifetime_is_configurable(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    pk = cli(data_dir, "product", "create", "--name", "p")["productKey"]
+    d = cli(data_dir, "device", "create", "--product-key", pk, "--name", "dev-ttl")
+    server = ServerProcess(data_dir, {"THINGPORT_ALIYUN_TOKEN_TTL_S": "120"}).start()
+    try:
+        token = server.client().token(pk, d["deviceName"], d["deviceSecret"])
+        claims = TokenCodec(KeyRing(data_dir).token_key).verify(token, time.time())
+        assert claims.expires_s - claims.issued_ms // 1000 == 120
+    finally:
+        server.stop()
+
+
 def test_client_id_length_limit(client: DeviceClient, device: dict) -> None:
     args = (device["productKey"], device["deviceName"], device["deviceSecret"])
     assert_compact_reply(client.auth(*args, client_id="c" * 64), 0)
@@ -84,6 +104,8 @@ def test_client_id_length_limit(client: DeviceClient, device: dict) -> None:
         (b'{"deviceName":"dev-x","clientId":"c","sign":"00"}', "application/json", "productKey is required"),
         (b'{"productKey":"pk01","clientId":"c","sign":"00"}', "application/json", "deviceName is required"),
         (b'{"productKey":"pk01","deviceName":"dev-x","sign":"00"}', "application/json", "clientId is required"),
+        (b'{"productKey":"pk01","deviceName":"dev-x","clientId":"","sign":"00"}', "application/json",
+         "clientId is required"),
         (b'{"productKey":"pk01","deviceName":"dev-x","clientId":"c"}', "application/json", "sign is required"),
         (b'{"productKey":"pk01","deviceName":"dev-x","clientId":"c","sign":"00","timestamp":"soon"}',
          "application/json", "timestamp"),

@@ -1,0 +1,60 @@
+"""bench/diag/sitecustomize.py: the diagnostic rows' servers really run with the part switched off, and a
+server without the variable is untouched."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+DIAG = Path(__file__).resolve().parents[2] / "bench" / "diag"
+
+PROBE = """
+import asyncio, sys, tempfile
+from pathlib import Path
+from thingport.core.model import StoredMessage
+from thingport.settings import load_settings
+from thingport.stores import open_stores
+
+async def main():
+    stores = open_stores(load_settings(data_dir=Path(tempfile.mkdtemp())))
+    stores.log.start(asyncio.get_running_loop())
+    sync = stores.log._writer.raw.execute("PRAGMA synchronous").fetchone()[0]
+    await stores.log.append(StoredMessage(1, 1, "pk", "dn", "aliyun", "/pk/dn/user/a", b"x", 1, iot_id="pk_dn"))
+    stored = await stores.log.last_seq()
+    stores.close()
+    print(sync, stored)
+
+asyncio.run(main())
+"""
+
+
+def _probe(mode: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("THINGPORT_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(DIAG), env.get("PYTHONPATH", "")]))
+    if mode is not None:
+        env["THINGPORT_BENCH_DIAG"] = mode
+    return subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_without_the_variable_the_log_is_durable_and_stores() -> None:
+    out = _probe(None)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "1"]  # synchronous=FULL, one message in the log
+
+
+def test_nofsync_stores_without_waiting_for_the_disk() -> None:
+    out = _probe("nofsync")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "1"]
+
+
+def test_nostore_acknowledges_without_writing() -> None:
+    out = _probe("nostore")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "0"]
+
+
+def test_an_unknown_mode_stops_the_process() -> None:
+    out = _probe("nothing")
+    assert out.returncode != 0
+    assert "expected nofsync or nostore" in out.stderr
