@@ -191,11 +191,15 @@ ROWS: list[Row] = [
         headers=(("password", "$token"), *OCTET), body=ALINK20_BODY, durable=True, goal=0.5,
         what="Alink property posts validated against a 20-property model (12 int with min/max, 4 double, "
              "2 text, 1 bool, 1 enum): all 20 set per post, stored with history and latest values"),
-    Row(name="iotda-report", target="iotda", mode=KEEP_ALIVE, path="/v5/devices/$device_id/sys/properties/report",
-        headers=(("access_token", "$hw_token"), *JSON), body=IOTDA_REPORT, expect='"message_id":',
-        reject='"refused"', durable=True, goal=0.5,
-        what="IoTDA property report (access_token from /v5/device-auth) validated against an imported IoTDA "
-             "product model (Environment: temperature int, humidity decimal)"),
+    *[Row(name="iotda-report", target="iotda", mode=mode, path="/v5/devices/$device_id/sys/properties/report",
+          headers=(("access_token", "$hw_token"), *JSON), body=IOTDA_REPORT, expect='"message_id":',
+          reject='"refused"', durable=True, goal=0.5 if mode == KEEP_ALIVE else None,
+          what="IoTDA property report (access_token from /v5/device-auth) validated against an imported IoTDA "
+               "product model (Environment: temperature int, humidity decimal)") for mode in MODES],
+    *in_modes((KEEP_ALIVE, CLOSE), name="iotda-auth", target="iotda", path="/v5/device-auth", headers=JSON,
+              body="$hw_auth_body", expect='"access_token":',
+              what="(c) for IoTDA: POST /v5/device-auth (sign_type 0) of a device of its own (each token supersedes "
+                   "the last), signature check, session record, token issue"),
     Row(name="iotda-gateway", target="iotda", mode=KEEP_ALIVE,
         path="/v5/devices/$gw_id/sys/gateway/sub-devices/properties/report",
         headers=(("access_token", "$gw_token"), *JSON), body="$gw_body", expect='"message_ids":[',
@@ -381,6 +385,7 @@ class IotdaTarget(ServeTarget):
         self.device: dict = {}
         self.gateway: dict = {}
         self.children: list[dict] = []
+        self.auth_device: dict = {}
         self.tokens: dict[str, str] = {}
 
     def provision(self, data_dir: Path) -> None:
@@ -390,6 +395,10 @@ class IotdaTarget(ServeTarget):
         cli_json(data_dir, "product", "model", "import", "--product-key", product["productKey"], str(model_file))
         self.device = cli_json(data_dir, "device", "create", "--product-key", product["productKey"],
                                "--name", "env-0001")
+        # `iotda-auth` signs in as this one: every token it gets supersedes the last, which would end the
+        # report rows' token 30 s later
+        self.auth_device = cli_json(data_dir, "device", "create", "--product-key", product["productKey"],
+                                    "--name", "auth-0001")
         gw_product = cli_json(data_dir, "product", "create", "--name", "bench-gw", "--node-type", "gateway")
         self.gateway = cli_json(data_dir, "device", "create", "--product-key", gw_product["productKey"],
                                 "--name", "gateway-01")
@@ -399,11 +408,15 @@ class IotdaTarget(ServeTarget):
                                   "--name", f"child-{n:02d}", "--gateway", via)
                          for n in range(GATEWAY_CHILDREN)]
 
-    def device_token(self, client: Client, device: dict) -> str:
+    @staticmethod
+    def auth_body(device: dict) -> str:
         timestamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H")
-        body = compact({"device_id": device["deviceId"], "sign_type": 0, "timestamp": timestamp,
+        return compact({"device_id": device["deviceId"], "sign_type": 0, "timestamp": timestamp,
                         "password": huawei_password(device["deviceSecret"], timestamp)})
-        status, reply = client.request("POST", "/v5/device-auth", {"Content-Type": "application/json"}, body.encode())
+
+    def device_token(self, client: Client, device: dict) -> str:
+        status, reply = client.request("POST", "/v5/device-auth", {"Content-Type": "application/json"},
+                                       self.auth_body(device).encode())
         try:
             return str(json.loads(reply)["access_token"])
         except (ValueError, KeyError):
@@ -418,7 +431,7 @@ class IotdaTarget(ServeTarget):
                               "services": [{"service_id": "s", "properties": {"p1": 1, "p2": 2}}]}
                              for child in self.children]}
         return {"device_id": self.device.get("deviceId", ""), "gw_id": self.gateway.get("deviceId", ""),
-                "gw_body": compact(batch), **self.tokens}
+                "gw_body": compact(batch), "hw_auth_body": self.auth_body(self.auth_device), **self.tokens}
 
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"

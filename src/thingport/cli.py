@@ -537,6 +537,8 @@ def simulate(endpoint: str, count: int, rate: float, duration: float, dialect: s
     """Simulate a fleet: register (or reuse) devices, report at --rate for --duration, print a summary.
 
     Exits 1 when any report sent was not acknowledged."""
+    import httpx
+
     from thingport import simulator
 
     model = read_json_file(model_file) if model_file else None
@@ -547,10 +549,10 @@ def simulate(endpoint: str, count: int, rate: float, duration: float, dialect: s
         from thingport.service import model_format_of
 
         model_format = model_format_of(model)
-    values = simulator.huawei_values(model) if model_format == "huawei" else simulator.tsl_values(model)
-    if dialect == "huawei" and model_format == "tsl":
-        tsl_values = values
-        values = lambda: {"collector": tsl_values()}  # noqa: E731 - a TSL product validates any service id
+    try:
+        values = simulator.values_for(model, model_format, dialect)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise click.UsageError(f"--model: cannot generate values for this thing model: {exc!r}") from None
     if api is not None and api_key is None:
         raise click.UsageError("--api needs --api-key (or THINGPORT_API_KEY)")
     registrar = simulator.Registrar(None if api else (data_dir or load_settings().data_dir), api, api_key)
@@ -560,7 +562,15 @@ def simulate(endpoint: str, count: int, rate: float, duration: float, dialect: s
         click.echo(f"simulating {len(devices)} {dialect} devices at {rate:g} reports/s for {duration:g} s", err=True)
         return devices[0].product_key, await simulator.run_fleet(devices, endpoint, dialect, rate, duration, ca, values)
 
-    used_product, stats = asyncio.run(main())
+    try:
+        used_product, stats = asyncio.run(main())
+    except ThingportError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except httpx.HTTPStatusError as exc:
+        click.echo(f"error: the management API answered {exc.response.status_code}: {exc.response.text[:200]}",
+                   err=True)
+        sys.exit(1)
     click.echo(simulator.summary(stats, used_product, count, duration))
     if stats.acked < stats.sent:
         sys.exit(1)

@@ -37,52 +37,98 @@ SEED_004_TSL: dict = {
 
 # --- values a device reports ---
 
-def _tsl_generator(spec: dict) -> Callable[[], Any] | None:
+def _bounds(specs: dict, lo: float, hi: float) -> tuple[float, float]:
+    return float(specs.get("min", lo)), float(specs.get("max", hi))
+
+
+def _tsl_generator(spec: dict) -> Callable[[], Any]:
+    """Random valid values of one TSL ``dataType`` (structs and arrays of any item type included)."""
     kind = spec.get("type")
     specs = spec.get("specs") or {}
-    if kind in ("int", "float", "double"):
-        lo = float(specs.get("min", 0))
-        hi = float(specs.get("max", 100))
-        return (lambda: random.randint(int(lo), int(hi))) if kind == "int" else (lambda: round(random.uniform(lo, hi), 2))
+    if kind == "int":
+        lo, hi = _bounds(specs, 0, 100)
+        return lambda: random.randint(int(lo), int(hi))
+    if kind in ("float", "double"):
+        lo, hi = _bounds(specs, 0, 100)
+        return lambda: round(random.uniform(lo, hi), 2)
     if kind == "bool":
         return lambda: random.randint(0, 1)
-    if kind == "enum" and isinstance(specs, dict) and specs:
+    if kind == "enum":
         keys = [int(k) for k in specs]
         return lambda: random.choice(keys)
     if kind == "text":
-        return lambda: f"sim-{random.randrange(10**6)}"
+        length = int(specs.get("length", 10240))
+        return lambda: f"sim-{random.randrange(10**6)}"[:length]
     if kind == "date":
         return lambda: str(int(time.time() * 1000))
-    return None  # struct, array: left out of simulated reports
+    if kind == "struct":
+        members = {m["identifier"]: _tsl_generator(m.get("dataType") or {}) for m in specs}
+        return lambda: {name: make() for name, make in members.items()}
+    if kind == "array":
+        item = _tsl_generator({"type": specs["item"]["type"], "specs": specs["item"].get("specs")})
+        size = min(int(specs.get("size", 1)), 3)
+        return lambda: [item() for _ in range(size)]
+    raise ValueError(f"unknown TSL data type {kind!r}")
 
 
 def tsl_values(tsl: dict) -> Callable[[], dict[str, Any]]:
-    """Random in-range values for every simple property of a TSL."""
-    generators = {}
-    for prop in tsl.get("properties", []):
-        generator = _tsl_generator(prop.get("dataType") or {})
-        if generator is not None:
-            generators[prop["identifier"]] = generator
+    """Random in-range values for every property of a TSL."""
+    generators = {prop["identifier"]: _tsl_generator(prop.get("dataType") or {}) for prop in tsl.get("properties", [])}
     return lambda: {name: make() for name, make in generators.items()}
 
 
+def _huawei_generator(prop: dict) -> Callable[[], Any]:
+    """Random valid values of one IoTDA property (every ``data_type`` of the product model)."""
+    kind = str(prop.get("data_type", "")).lower()
+    if kind in ("int", "long"):
+        lo, hi = _bounds(prop, 0, 100)
+        return lambda: random.randint(int(lo), int(hi))
+    if kind == "decimal":
+        lo, hi = _bounds(prop, 0, 100)
+        return lambda: round(random.uniform(lo, hi), 2)
+    if kind == "boolean":
+        return lambda: random.choice([True, False])
+    if kind in ("string", "string list"):
+        length = prop.get("max_length")
+        text = (lambda: f"sim-{random.randrange(10**6)}"[:int(length)]) if length is not None else (
+            lambda: f"sim-{random.randrange(10**6)}")
+        return text if kind == "string" else (lambda: [text(), text()])
+    if kind == "enum":
+        choices = list(prop["enum_list"])
+        return lambda: random.choice(choices)
+    if kind == "datetime":
+        return lambda: time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    if kind == "jsonobject":
+        return lambda: {"sim": random.randrange(10**6)}
+    raise ValueError(f"unknown IoTDA data_type {prop.get('data_type')!r}")
+
+
 def huawei_values(model: dict) -> Callable[[], dict[str, dict[str, Any]]]:
-    """Random in-range values for the numeric and boolean properties of an IoTDA product model, by service."""
-    services: dict[str, dict[str, Callable[[], Any]]] = {}
-    for service in model.get("services", []):
-        props: dict[str, Callable[[], Any]] = {}
-        for prop in service.get("properties", []):
-            kind = prop.get("data_type")
-            lo, hi = float(prop.get("min", 0)), float(prop.get("max", 100))
-            if kind in ("int", "long"):
-                props[prop["property_name"]] = lambda lo=lo, hi=hi: random.randint(int(lo), int(hi))
-            elif kind == "decimal":
-                props[prop["property_name"]] = lambda lo=lo, hi=hi: round(random.uniform(lo, hi), 2)
-            elif kind == "boolean":
-                props[prop["property_name"]] = lambda: random.choice([True, False])
-        if props:
-            services[service["service_id"]] = props
-    return lambda: {sid: {n: make() for n, make in props.items()} for sid, props in services.items()}
+    """Random in-range values for every property of an IoTDA product model, by service."""
+    services = {
+        service["service_id"]: {prop["property_name"]: _huawei_generator(prop) for prop in service.get("properties", [])}
+        for service in model.get("services", [])
+    }
+    return lambda: {sid: {n: make() for n, make in props.items()} for sid, props in services.items() if props}
+
+
+def values_for(model: dict, model_format: str, dialect: str) -> Callable[[], dict[str, Any]]:
+    """What each simulated report carries, shaped for ``dialect``: Alink params are one flat namespace, IoTDA
+    reports are by service. An IoTDA model played in the Alibaba dialect posts its properties flat (the first
+    service to define a name wins, as the model's own check decides) but its booleans; a TSL played in the
+    IoTDA dialect puts them in one service, whose id a TSL product does not check."""
+    if model_format == "huawei":
+        if dialect == "huawei":
+            return huawei_values(model)
+        flat: dict[str, Callable[[], Any]] = {}
+        for service in model.get("services", []):
+            for prop in service.get("properties", []):
+                # an IoTDA boolean is true/false, which the Alibaba SDK sends as Alink's 0/1: left out
+                if str(prop.get("data_type", "")).lower() != "boolean":
+                    flat.setdefault(prop["property_name"], _huawei_generator(prop))
+        return lambda: {name: make() for name, make in flat.items()}
+    values = tsl_values(model)
+    return values if dialect == "aliyun" else (lambda: {"collector": values()})
 
 
 # --- registration ---
@@ -161,6 +207,7 @@ class Registrar:
 class Stats:
     sent: int = 0
     acked: int = 0
+    refused: int = 0  # acknowledged IoTDA reports of which the product model refused some properties
     errors: Counter = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
 
@@ -174,7 +221,8 @@ class Stats:
         done = min(1.0, elapsed / duration) if duration else 1.0
         bar = "#" * int(done * 20) + "-" * (20 - int(done * 20))
         errors = " ".join(f"{code}:{n}" for code, n in sorted(self.errors.items(), key=str)) or "none"
-        return (f"[{bar}] {elapsed:5.1f}s sent {self.sent} acked {self.acked} errors {errors} "
+        refused = f" (with refused properties {self.refused})" if self.refused else ""
+        return (f"[{bar}] {elapsed:5.1f}s sent {self.sent} acked {self.acked}{refused} errors {errors} "
                 f"p50 {self.percentile(0.5):.1f}ms p99 {self.percentile(0.99):.1f}ms")
 
 
@@ -206,8 +254,10 @@ async def run_fleet(
                 at = time.monotonic()
                 stats.sent += 1
                 try:
-                    await report(dev)
+                    receipt = await report(dev)
                     stats.acked += 1
+                    if getattr(receipt, "refused", ()):
+                        stats.refused += 1
                     stats.latencies.append(time.monotonic() - at)
                 except DeviceError as exc:
                     stats.errors[exc.code if exc.code is not None else type(exc).__name__] += 1
@@ -237,6 +287,7 @@ def summary(stats: Stats, product_key: str, devices: int, duration: float) -> st
         ("sent", str(stats.sent)),
         ("acknowledged", str(stats.acked)),
         ("not acknowledged", str(stats.sent - stats.acked)),
+        ("with refused properties", str(stats.refused)),
         ("errors by code", ", ".join(f"{c}: {n}" for c, n in sorted(stats.errors.items(), key=str)) or "none"),
         ("reports/s", f"{stats.acked / duration:.1f}" if duration else "-"),
         ("latency p50", f"{stats.percentile(0.5):.1f} ms"),

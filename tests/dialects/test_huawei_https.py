@@ -229,10 +229,60 @@ def test_token_errors_are_403_000004(server: ServerProcess, client: DeviceClient
         time.sleep(0.02)
 
 
-def test_one_megabyte_limit(client: DeviceClient, modelled: dict) -> None:
+def test_disable_and_delete_kill_tokens(server: ServerProcess, client: DeviceClient, modelled: dict) -> None:
+    who = ("--product-key", modelled["productKey"], "--name", modelled["deviceName"])
+    for change, says in (("disable", "disabled"), ("delete", "no longer exists")):
+        token = hw_token(client, modelled)
+        assert hw_post(client, modelled["deviceId"], "messages/up", b"x", token).status == 200
+        cli(server.data_dir, "device", change, *who)
+        deadline = time.monotonic() + 1
+        while (reply := hw_post(client, modelled["deviceId"], "messages/up", b"x", token)).status == 200:
+            assert time.monotonic() < deadline, f"token alive 1 s after device {change}"
+            time.sleep(0.02)
+        assert_error(reply, 403, "IOTDA.000004", says)
+        if change == "disable":
+            cli(server.data_dir, "device", "enable", *who)
+
+
+def test_whole_report_validation_refuses_a_report_with_one_bad_property(
+    server: ServerProcess, client: DeviceClient, modelled: dict
+) -> None:
+    cli(server.data_dir, "product", "set", "--product-key", modelled["productKey"], "--validation", "whole-report")
     token = hw_token(client, modelled)
-    assert hw_post(client, modelled["deviceId"], "messages/up", b"m" * (1024 * 1024), token).status == 200
-    assert_error(hw_post(client, modelled["deviceId"], "messages/up", b"m" * (1024 * 1024 + 1), token),
+    deadline = time.monotonic() + 2  # the running server picks the setting up within a second
+    while (reply := hw_post(client, modelled["deviceId"], "properties/report", report(99), token)).status == 200:
+        assert time.monotonic() < deadline, "a partly invalid report still stored 2 s after whole-report"
+        time.sleep(0.05)
+    assert_error(reply, 400, "IOTDA.000006", "temperature")
+    status = cli(server.data_dir, "device", "status", "--product-key", modelled["productKey"], "--name", modelled["deviceName"])
+    assert status["properties"] == {}  # nothing of the refused reports was stored
+    assert hw_post(client, modelled["deviceId"], "properties/report", report(21), token).json["message_id"] > 0
+
+
+@pytest.mark.parametrize("what", ["messages/up", "properties/report"])
+def test_one_megabyte_limit(client: DeviceClient, modelled: dict, what: str) -> None:
+    token = hw_token(client, modelled)
+    mb = 1024 * 1024
+    if what == "messages/up":
+        fits, over = b"m" * mb, b"m" * (mb + 1)
+    else:  # a report padded with spaces (valid JSON) to exactly the limit, and one byte past it
+        doc = json.dumps(report(21)).encode()
+        fits, over = doc + b" " * (mb - len(doc)), doc + b" " * (mb - len(doc) + 1)
+    assert hw_post(client, modelled["deviceId"], what, fits, token).status == 200
+    assert_error(hw_post(client, modelled["deviceId"], what, over, token), 403, "IOTDA.021105")
+
+
+def test_gateway_batch_over_one_megabyte_is_refused(server: ServerProcess, client: DeviceClient) -> None:
+    gw_product = cli(server.data_dir, "product", "create", "--name", "gw", "--node-type", "gateway")
+    gw = cli(server.data_dir, "device", "create", "--product-key", gw_product["productKey"], "--name", "gateway-mb")
+    child = cli(server.data_dir, "device", "create", "--product-key", gw_product["productKey"], "--name", "child-mb",
+                "--gateway", f"{gw['productKey']}/{gw['deviceName']}")
+    token = hw_token(client, gw)
+    doc = json.dumps(batch([child])).encode()
+    fits = doc + b" " * (1024 * 1024 - len(doc))
+    assert hw_post(client, gw["deviceId"], "gateway/sub-devices/properties/report", fits, token).status == 200
+    over = doc + b" " * (1024 * 1024 - len(doc) + 1)
+    assert_error(hw_post(client, gw["deviceId"], "gateway/sub-devices/properties/report", over, token),
                  403, "IOTDA.021105")
 
 
