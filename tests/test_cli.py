@@ -113,3 +113,20 @@ def test_product_device_report_rate_is_set_checked_and_reset(data_dir: Path) -> 
     assert cli(data_dir, "product", "show", "--product-key", pk)["deviceReportRate"] == 2.0  # nothing changed
     reset = cli(data_dir, "product", "set", "--product-key", pk, "--device-report-rate", "0", "--device-report-burst", "0")
     assert (reset["deviceReportRate"], reset["deviceReportBurst"]) == (None, None)
+
+
+def test_product_create_takes_a_model_in_either_format(data_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    iotda = {"services": [{"service_id": "Environment", "properties": [
+        {"property_name": "temperature", "data_type": "int", "min": "-10", "max": "50"}]}]}
+    tsl = {"properties": [{"identifier": "temperature", "dataType": {"type": "int", "specs": {"min": "-10", "max": "50"}}}]}
+    for name, doc, expected in (("hw", iotda, "huawei"), ("ali", tsl, "tsl")):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(doc))
+        pk = cli(data_dir, "product", "create", "--name", name, "--model", str(path))["productKey"]
+        exported = json.loads(invoke(data_dir, "product", "model", "export", "--product-key", pk).output)
+        assert exported["format"] == expected
+    both = invoke(data_dir, "product", "create", "--name", "x", "--tsl", str(path), "--model", str(path))
+    assert both.exit_code == 2 and "not both" in both.output
+    assert [p["name"] for p in cli(data_dir, "product", "list")] == ["hw", "ali"]  # the refused one created nothing

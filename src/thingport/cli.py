@@ -165,15 +165,21 @@ validation_option = click.option(
 @click.option("--node-type", type=click.Choice(NODE_TYPES), default="device", show_default=True)
 @click.option("--tsl", "tsl_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Alibaba TSL JSON file: the product's thing model.")
+@click.option("--model", "model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A thing model file in either format, told apart as `product model import` does: an IoTDA "
+                   "product model (services with service_id) or a TSL.")
 @validation_option
 @data_dir_option
 @json_option
 def product_create(name: str, product_key: str | None, node_type: str, tsl_file: Path | None,
-                   validation: str | None, data_dir: Path | None, as_json: bool) -> None:
-    """Create a product (with a thing model when --tsl is given)."""
-    tsl = read_json_file(tsl_file) if tsl_file else None
-    created = run(data_dir, lambda m: m.create_product(name, product_key, node_type, tsl, validation or "per-property",
-                                                       model_format="tsl"))
+                   model_file: Path | None, validation: str | None, data_dir: Path | None, as_json: bool) -> None:
+    """Create a product (with a thing model when --tsl or --model is given)."""
+    if tsl_file and model_file:
+        raise click.UsageError("give the thing model with --tsl or with --model, not both")
+    model = read_json_file(tsl_file or model_file) if (tsl_file or model_file) else None
+    model_format = "tsl" if tsl_file else "auto"
+    created = run(data_dir, lambda m: m.create_product(name, product_key, node_type, model,
+                                                       validation or "per-property", model_format=model_format))
     emit(created.to_json(), as_json)
 
 

@@ -140,3 +140,32 @@ def test_subscription_management(server: ServerProcess, api: httpx.Client) -> No
     assert api.get("/api/subscriptions/cli-sub").status_code == 404
     with pytest.raises(AssertionError):
         pull(api, "cli-sub")
+
+
+def test_reports_from_either_dialect_reach_applications_alike(server: ServerProcess, api: httpx.Client) -> None:
+    """Issue 4: one device reporting in both dialects; applications see the same envelope, the dialect named."""
+    from thingport.device import AliyunDevice, HuaweiDevice
+
+    device, sub = setup_device(server, api, "bothways", kinds=["raw", "properties"])
+    pk, dn = device["productKey"], device["deviceName"]
+    endpoint = f"https://127.0.0.1:{server.port}"
+    with HuaweiDevice(endpoint, device["deviceId"], device["deviceSecret"], ca_file=server.cert) as hw:
+        hw_report = hw.report_properties({"Environment": {"temperature": 21}}).message_id
+        hw_up = hw.message_up(b"\x00raw").message_id
+    with AliyunDevice(endpoint, pk, dn, device["deviceSecret"], ca_file=server.cert) as ali:
+        ali_report = ali.post_properties({"temperature": 22})
+        ali_up = ali.publish(ali.user_topic("data"), b"\x00raw")
+
+    envelopes = {e["messageId"]: e for e in pull(api, sub, max=100)["messages"]}
+    assert set(envelopes) == {hw_report, hw_up, ali_report, ali_up}
+    for envelope in envelopes.values():
+        jsonschema.validate(envelope, SCHEMA)
+        assert envelope["device"] == {"productKey": pk, "deviceName": dn, "deviceId": device["deviceId"]}
+    assert {envelopes[i]["dialect"] for i in (hw_report, hw_up)} == {"huawei"}
+    assert {envelopes[i]["dialect"] for i in (ali_report, ali_up)} == {"aliyun"}
+    assert envelopes[hw_report]["kind"] == envelopes[ali_report]["kind"] == "properties"
+    assert envelopes[hw_up]["kind"] == envelopes[ali_up]["kind"] == "raw"
+    assert envelopes[hw_up]["payload"] == envelopes[ali_up]["payload"]  # the same bytes, encoded alike
+    assert set(envelopes[hw_report]) == set(envelopes[ali_report])  # the same fields
+    status = cli(server.data_dir, "device", "status", "--product-key", pk, "--name", dn)
+    assert status["properties"]["temperature"]["value"] == 22  # one latest value, written by either dialect
