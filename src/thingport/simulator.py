@@ -41,6 +41,12 @@ def _bounds(specs: dict, lo: float, hi: float) -> tuple[float, float]:
     return float(specs.get("min", lo)), float(specs.get("max", hi))
 
 
+def _text(max_length: Any) -> Callable[[], str]:
+    """Random text no longer than ``max_length`` characters (any length when it is None)."""
+    cut = None if max_length is None else int(max_length)
+    return lambda: f"sim-{random.randrange(10**6)}"[:cut]
+
+
 def _tsl_generator(spec: dict) -> Callable[[], Any]:
     """Random valid values of one TSL ``dataType`` (structs and arrays of any item type included)."""
     kind = spec.get("type")
@@ -57,15 +63,14 @@ def _tsl_generator(spec: dict) -> Callable[[], Any]:
         keys = [int(k) for k in specs]
         return lambda: random.choice(keys)
     if kind == "text":
-        length = int(specs.get("length", 10240))
-        return lambda: f"sim-{random.randrange(10**6)}"[:length]
+        return _text(specs.get("length"))
     if kind == "date":
         return lambda: str(int(time.time() * 1000))
     if kind == "struct":
         members = {m["identifier"]: _tsl_generator(m.get("dataType") or {}) for m in specs}
         return lambda: {name: make() for name, make in members.items()}
     if kind == "array":
-        item = _tsl_generator({"type": specs["item"]["type"], "specs": specs["item"].get("specs")})
+        item = _tsl_generator(specs["item"])
         size = min(int(specs.get("size", 1)), 3)
         return lambda: [item() for _ in range(size)]
     raise ValueError(f"unknown TSL data type {kind!r}")
@@ -89,9 +94,7 @@ def _huawei_generator(prop: dict) -> Callable[[], Any]:
     if kind == "boolean":
         return lambda: random.choice([True, False])
     if kind in ("string", "string list"):
-        length = prop.get("max_length")
-        text = (lambda: f"sim-{random.randrange(10**6)}"[:int(length)]) if length is not None else (
-            lambda: f"sim-{random.randrange(10**6)}")
+        text = _text(prop.get("max_length"))
         return text if kind == "string" else (lambda: [text(), text()])
     if kind == "enum":
         choices = list(prop["enum_list"])
