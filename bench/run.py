@@ -187,6 +187,11 @@ ROWS: list[Row] = [
         headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD,
         what="diagnostic: (b) acknowledged without writing the message; this minus bare is thingport's own "
              "request work (token, ACL, throttle, id, reply)"),
+    Row(name="topic-filelog", target="diag-filelog", mode=KEEP_ALIVE, path=TOPIC_PATH,
+        headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD,
+        what="diagnostic: (b) whose log is a flat file, one write and one fdatasync per group-commit batch, no "
+             "SQL: the floor of a durable log in this process; this minus topic-nostore is what durability "
+             "alone costs per report"),
     Row(name="alink20", target="alink", mode=KEEP_ALIVE, path="/topic/sys/$pk/$dn/thing/event/property/post",
         headers=(("password", "$token"), *OCTET), body=ALINK20_BODY, durable=True, goal=0.5,
         what="Alink property posts validated against a 20-property model (12 int with min/max, 4 double, "
@@ -919,6 +924,7 @@ TARGETS: dict[str, Target] = {
     "thingport": ThingportTarget("thingport", UNTHROTTLED),
     "diag-nofsync": ThingportTarget("diag-nofsync", diagnostic("nofsync")),
     "diag-nostore": ThingportTarget("diag-nostore", diagnostic("nostore")),
+    "diag-filelog": ThingportTarget("diag-filelog", diagnostic("filelog")),
     "alink": AlinkTarget("alink", UNTHROTTLED, tsl=TSL20),
     "iotda": IotdaTarget("iotda", UNTHROTTLED),
     "forwarding": ForwardingTarget("forwarding", UNTHROTTLED),

@@ -77,6 +77,43 @@ def test_compat_profile_admits_mbedtls_style_rsa_cbc_suite(tmp_path: Path) -> No
         compat.stop()
 
 
+def _connect_and_request(port: int, ctx: ssl.SSLContext, session: ssl.SSLSession | None = None) -> ssl.SSLSocket:
+    """A connection that sends one request and reads the reply (a TLS 1.3 client takes its tickets in as it
+    reads), left open so that its session can be read."""
+    tls = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), session=session)
+    tls.sendall(b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    while tls.recv(4096):
+        pass
+    return tls
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls1.2", "tls1.3"])
+def test_a_reconnecting_device_resumes_its_tls_session(server: ServerProcess, version: ssl.TLSVersion) -> None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = version
+    tickets: list[int] = []
+
+    def count_tickets(conn: object, direction: str, v: object, content_type: object, msg_type: object,
+                      data: bytes) -> None:
+        if direction == "read" and msg_type == ssl._TLSMessageType.NEWSESSION_TICKET:  # type: ignore[attr-defined]
+            tickets.append(1)
+
+    ctx._msg_callback = count_tickets  # type: ignore[attr-defined]
+    first = _connect_and_request(server.port, ctx)
+    assert first.version() == version.name.replace("v1_", "v1.")
+    assert not first.session_reused
+    session = first.session
+    first.close()
+    assert tickets == [1]  # one ticket per full handshake (TLS 1.2: the session ticket extension's one)
+    second = _connect_and_request(server.port, ctx, session=session)
+    try:
+        assert second.session_reused
+    finally:
+        second.close()
+
+
 def test_given_certificate_is_used(tmp_path: Path) -> None:
     files = ensure_self_signed(tmp_path / "certs")
     srv = ServerProcess(tmp_path / "data", args=("--tls-cert", str(files.cert), "--tls-key", str(files.key))).start()

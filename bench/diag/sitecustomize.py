@@ -8,6 +8,10 @@ Python imports ``sitecustomize`` at start-up from the path, so ``bench/run.py`` 
   durability (one fsync per batch and what comes with it) costs per report.
 - ``nostore``: reports are acknowledged without being written at all (token, ACL, throttle, id and reply
   as usual): the difference to ``bare`` is thingport's own work per request, the rest is the log's.
+- ``filelog``: reports go through the same group commit, but each batch is appended to a flat file beside
+  the database (id, device, time, topic, payload per message) with one ``write`` and one ``fdatasync``, and
+  no SQL: the cheapest durable log this process could keep, so its distance to ``nostore`` is the floor
+  of what durability costs here, whatever the log's design. (Auth sessions still go to SQLite.)
 
 Without the variable (or on any other Python process) this file does nothing.
 """
@@ -33,8 +37,39 @@ def _patch(mode: str) -> None:
             return None
 
         sql_log.SqlMessageLog.append = append_nothing  # type: ignore[method-assign]
+    elif mode == "filelog":
+        import struct
+
+        from thingport.core.model import StoredMessage
+        from thingport.store.group_commit import GroupCommitter
+
+        original_init = sql_log.SqlMessageLog.__init__
+        header = struct.Struct("<qqqHI")
+
+        def init_with_file(self, writer, *args, **kwargs):  # type: ignore[no-untyped-def]
+            original_init(self, writer, *args, **kwargs)
+            database = writer.execute("PRAGMA database_list").fetchone()[2]
+            fd = os.open(database + "-diag-filelog", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            write_sql = self._write_batch
+
+            def write_batch(items):  # type: ignore[no-untyped-def]
+                messages = [m for m in items if type(m) is StoredMessage]
+                if len(messages) < len(items):
+                    write_sql([item for item in items if type(item) is not StoredMessage])
+                if messages:
+                    frames = []
+                    for m in messages:
+                        topic = m.topic.encode()
+                        frames += (header.pack(m.message_id, m.device_id, m.received_ms, len(topic), len(m.payload)),
+                                   topic, m.payload)
+                    os.write(fd, b"".join(frames))
+                    os.fdatasync(fd)
+
+            self._committer = GroupCommitter(write_batch, name="log-writer", on_commit=self._committed)
+
+        sql_log.SqlMessageLog.__init__ = init_with_file  # type: ignore[method-assign]
     else:
-        raise SystemExit(f"THINGPORT_BENCH_DIAG={mode!r}: expected nofsync or nostore")
+        raise SystemExit(f"THINGPORT_BENCH_DIAG={mode!r}: expected nofsync, nostore or filelog")
 
 
 if _MODE:

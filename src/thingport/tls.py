@@ -80,7 +80,15 @@ def ensure_self_signed(data_dir: Path) -> CertificateFiles:
     return CertificateFiles(cert_path, key_path, created=True)
 
 
+# TLS 1.3 session tickets sent after each full handshake. OpenSSL's default is 2, for clients that open two
+# connections at once; a device keeps one session, and every resumption brings it a fresh ticket. Each
+# ticket is sealed and sent on every connection, so one instead of two costs a device that reconnects per
+# report about 4% less server CPU per connection (bench `bare` close: 662 -> 636 us).
+TLS13_TICKETS = 1
+
+
 def apply_profile(context: ssl.SSLContext, profile: str) -> None:
-    """TLS 1.2 minimum and the profile's cipher suites on a server context."""
+    """TLS 1.2 minimum, the profile's cipher suites and one TLS 1.3 session ticket on a server context."""
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(PROFILES[profile])
+    context.num_tickets = TLS13_TICKETS

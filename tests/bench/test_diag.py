@@ -16,13 +16,15 @@ from thingport.settings import load_settings
 from thingport.stores import open_stores
 
 async def main():
-    stores = open_stores(load_settings(data_dir=Path(tempfile.mkdtemp())))
+    data_dir = Path(tempfile.mkdtemp())
+    stores = open_stores(load_settings(data_dir=data_dir))
     stores.log.start(asyncio.get_running_loop())
     sync = stores.log._writer.raw.execute("PRAGMA synchronous").fetchone()[0]
     await stores.log.append(StoredMessage(1, 1, "pk", "dn", "aliyun", "/pk/dn/user/a", b"x", 1, iot_id="pk_dn"))
     stored = await stores.log.last_seq()
     stores.close()
-    print(sync, stored)
+    filelog = data_dir / "thingport.db-diag-filelog"
+    print(sync, stored, filelog.stat().st_size if filelog.exists() else "-")
 
 asyncio.run(main())
 """
@@ -39,22 +41,29 @@ def _probe(mode: str | None) -> subprocess.CompletedProcess[str]:
 def test_without_the_variable_the_log_is_durable_and_stores() -> None:
     out = _probe(None)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["2", "1"]  # synchronous=FULL, one message in the log
+    assert out.stdout.split() == ["2", "1", "-"]  # synchronous=FULL, one message in the log, no flat file
 
 
 def test_nofsync_stores_without_waiting_for_the_disk() -> None:
     out = _probe("nofsync")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["0", "1"]
+    assert out.stdout.split() == ["0", "1", "-"]
 
 
 def test_nostore_acknowledges_without_writing() -> None:
     out = _probe("nostore")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["2", "0"]
+    assert out.stdout.split() == ["2", "0", "-"]
+
+
+def test_filelog_appends_the_message_to_a_flat_file_instead_of_the_log() -> None:
+    out = _probe("filelog")
+    assert out.returncode == 0, out.stderr
+    # 30 bytes of header, the topic's 13 and the payload's 1
+    assert out.stdout.split() == ["2", "0", str(30 + len("/pk/dn/user/a") + 1)]
 
 
 def test_an_unknown_mode_stops_the_process() -> None:
     out = _probe("nothing")
     assert out.returncode != 0
-    assert "expected nofsync or nostore" in out.stderr
+    assert "expected nofsync, nostore or filelog" in out.stderr
