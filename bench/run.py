@@ -177,8 +177,9 @@ ROWS: list[Row] = [
       for mode in MODES],
     *in_modes((KEEP_ALIVE, CLOSE), name="auth", target="thingport", path="/auth", headers=JSON, body="$auth_body",
               what="(c) POST /auth: signature check, session record, token issue"),
-    # diagnostics, not ways to serve (bench/diag/sitecustomize.py): the same server with the log's fsync, or the
-    # whole log write, switched off; against `topic` and `bare` they split a report's cost into its parts
+    # diagnostics, not ways to serve (bench/diag/sitecustomize.py): the same server with the log's fsync or the
+    # whole log write switched off, or the log swapped for a flat file; against `topic` and `bare` they split a
+    # report's cost into its parts
     Row(name="topic-nofsync", target="diag-nofsync", mode=KEEP_ALIVE, path=TOPIC_PATH,
         headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True,
         what="diagnostic: (b) with the log writer's commits not waiting for the disk (synchronous=OFF); "
@@ -190,8 +191,8 @@ ROWS: list[Row] = [
     Row(name="topic-filelog", target="diag-filelog", mode=KEEP_ALIVE, path=TOPIC_PATH,
         headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD,
         what="diagnostic: (b) whose log is a flat file, one write and one fdatasync per group-commit batch, no "
-             "SQL: the floor of a durable log in this process; this minus topic-nostore is what durability "
-             "alone costs per report"),
+             "SQL: the floor of a durable log in this process; this minus topic-nostore is the least any durable "
+             "log costs per report here"),
     Row(name="alink20", target="alink", mode=KEEP_ALIVE, path="/topic/sys/$pk/$dn/thing/event/property/post",
         headers=(("password", "$token"), *OCTET), body=ALINK20_BODY, durable=True, goal=0.5,
         what="Alink property posts validated against a 20-property model (12 int with min/max, 4 double, "

@@ -19,7 +19,8 @@ from tests.support import ServerProcess
 from thingport.tls import ensure_self_signed
 
 
-def handshake(port: int, *, max_version: ssl.TLSVersion | None = None, ciphers: str | None = None) -> ssl.SSLSocket:
+def client_context(*, max_version: ssl.TLSVersion | None = None, ciphers: str | None = None) -> ssl.SSLContext:
+    """A device's client context that trusts any certificate and offers TLS up to ``max_version``."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -29,8 +30,12 @@ def handshake(port: int, *, max_version: ssl.TLSVersion | None = None, ciphers: 
         if max_version < ssl.TLSVersion.TLSv1_2:
             ctx.minimum_version = max_version
         ctx.maximum_version = max_version
+    return ctx
+
+
+def handshake(port: int, *, max_version: ssl.TLSVersion | None = None, ciphers: str | None = None) -> ssl.SSLSocket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    return ctx.wrap_socket(sock)
+    return client_context(max_version=max_version, ciphers=ciphers).wrap_socket(sock)
 
 
 def test_self_signed_rsa_certificate_and_its_fingerprint_are_printed(server: ServerProcess) -> None:
@@ -89,10 +94,7 @@ def _connect_and_request(port: int, ctx: ssl.SSLContext, session: ssl.SSLSession
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["tls1.2", "tls1.3"])
 def test_a_reconnecting_device_resumes_its_tls_session(server: ServerProcess, version: ssl.TLSVersion) -> None:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.maximum_version = version
+    ctx = client_context(max_version=version)
     tickets: list[int] = []
 
     def count_tickets(conn: object, direction: str, v: object, content_type: object, msg_type: object,

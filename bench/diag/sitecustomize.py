@@ -11,7 +11,8 @@ Python imports ``sitecustomize`` at start-up from the path, so ``bench/run.py`` 
 - ``filelog``: reports go through the same group commit, but each batch is appended to a flat file beside
   the database (id, device, time, topic, payload per message) with one ``write`` and one ``fdatasync``, and
   no SQL: the cheapest durable log this process could keep, so its distance to ``nostore`` is the floor
-  of what durability costs here, whatever the log's design. (Auth sessions still go to SQLite.)
+  of what a durable log costs here, whatever its design (the fsync, and the queue, writer thread and
+  hand-off any group commit needs). Sessions, cursors and presence still go to SQLite.
 
 Without the variable (or on any other Python process) this file does nothing.
 """
@@ -37,11 +38,11 @@ def _patch(mode: str) -> None:
             return None
 
         sql_log.SqlMessageLog.append = append_nothing  # type: ignore[method-assign]
+        sql_log.SqlMessageLog.append_many = append_nothing  # type: ignore[method-assign]
     elif mode == "filelog":
         import struct
 
         from thingport.core.model import StoredMessage
-        from thingport.store.group_commit import GroupCommitter
 
         original_init = sql_log.SqlMessageLog.__init__
         header = struct.Struct("<qqqHI")
@@ -53,19 +54,23 @@ def _patch(mode: str) -> None:
             write_sql = self._write_batch
 
             def write_batch(items):  # type: ignore[no-untyped-def]
-                messages = [m for m in items if type(m) is StoredMessage]
-                if len(messages) < len(items):
-                    write_sql([item for item in items if type(item) is not StoredMessage])
+                flat = sql_log.flatten(items)
+                messages = [m for m in flat if type(m) is StoredMessage]
+                if len(messages) < len(flat):
+                    write_sql([item for item in flat if type(item) is not StoredMessage])
                 if messages:
                     frames = []
                     for m in messages:
                         topic = m.topic.encode()
                         frames += (header.pack(m.message_id, m.device_id, m.received_ms, len(topic), len(m.payload)),
                                    topic, m.payload)
-                    os.write(fd, b"".join(frames))
+                    data = memoryview(b"".join(frames))
+                    while data:  # a short write is resumed, never taken for the whole batch
+                        data = data[os.write(fd, data):]
                     os.fdatasync(fd)
 
-            self._committer = GroupCommitter(write_batch, name="log-writer", on_commit=self._committed)
+            # the same committer (queue, thread, batch limit), writing its batches the flat-file way
+            self._committer._write_batch = write_batch
 
         sql_log.SqlMessageLog.__init__ = init_with_file  # type: ignore[method-assign]
     else:

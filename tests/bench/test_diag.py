@@ -21,6 +21,9 @@ async def main():
     stores.log.start(asyncio.get_running_loop())
     sync = stores.log._writer.raw.execute("PRAGMA synchronous").fetchone()[0]
     await stores.log.append(StoredMessage(1, 1, "pk", "dn", "aliyun", "/pk/dn/user/a", b"x", 1, iot_id="pk_dn"))
+    # append_many's tuple (a status message and a report sharing a transaction) takes the same way
+    await stores.log.append_many(tuple(
+        StoredMessage(i, 1, "pk", "dn", "aliyun", "/pk/dn/user/b", b"yz", i, iot_id="pk_dn") for i in (2, 3)))
     stored = await stores.log.last_seq()
     stores.close()
     filelog = data_dir / "thingport.db-diag-filelog"
@@ -41,13 +44,13 @@ def _probe(mode: str | None) -> subprocess.CompletedProcess[str]:
 def test_without_the_variable_the_log_is_durable_and_stores() -> None:
     out = _probe(None)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["2", "1", "-"]  # synchronous=FULL, one message in the log, no flat file
+    assert out.stdout.split() == ["2", "3", "-"]  # synchronous=FULL, three messages in the log, no flat file
 
 
 def test_nofsync_stores_without_waiting_for_the_disk() -> None:
     out = _probe("nofsync")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["0", "1", "-"]
+    assert out.stdout.split() == ["0", "3", "-"]
 
 
 def test_nostore_acknowledges_without_writing() -> None:
@@ -59,8 +62,9 @@ def test_nostore_acknowledges_without_writing() -> None:
 def test_filelog_appends_the_message_to_a_flat_file_instead_of_the_log() -> None:
     out = _probe("filelog")
     assert out.returncode == 0, out.stderr
-    # 30 bytes of header, the topic's 13 and the payload's 1
-    assert out.stdout.split() == ["2", "0", str(30 + len("/pk/dn/user/a") + 1)]
+    # 30 bytes of header per message, then its topic and payload
+    frames = 30 + len("/pk/dn/user/a") + 1 + 2 * (30 + len("/pk/dn/user/b") + 2)
+    assert out.stdout.split() == ["2", "0", str(frames)]
 
 
 def test_an_unknown_mode_stops_the_process() -> None:

@@ -49,6 +49,17 @@ class CursorUpdate:
 Item = StoredMessage | AuthSession | CursorUpdate | tuple[StoredMessage, ...]
 
 
+def flatten(items: list[Item]) -> list[StoredMessage | AuthSession | CursorUpdate]:
+    """A batch's items one by one: ``append_many``'s tuples opened, their messages sharing the transaction."""
+    flat: list[StoredMessage | AuthSession | CursorUpdate] = []
+    for item in items:
+        if type(item) is tuple:
+            flat.extend(item)
+        else:
+            flat.append(item)  # type: ignore[arg-type]
+    return flat
+
+
 def _history_rows(message: StoredMessage) -> list[tuple]:
     """One history row per time the message's values are for (usually one), holding every value of that
     time as one JSON object: a 20-property report is one row, not 20 (one index entry instead of 40)."""
@@ -108,13 +119,7 @@ class SqlMessageLog:
         seen: dict[int, int] = {}  # device -> newest receive time (status messages do not count)
         sessions: list[AuthSession] = []
         cursors: list[tuple[int, int]] = []
-        flat: list[StoredMessage | AuthSession | CursorUpdate] = []
-        for item in items:
-            if type(item) is tuple:  # append_many: its messages share this transaction
-                flat.extend(item)
-            else:
-                flat.append(item)  # type: ignore[arg-type]
-        for item in flat:
+        for item in flatten(items):
             if type(item) is StoredMessage:
                 m = item
                 messages.append((m.message_id, m.device_id, m.product_key, m.device_name, m.dialect, m.topic,
