@@ -58,11 +58,11 @@ def test_seed_004_payload_exact_shape():
         id="1700000000000",
         version="1.0",
         method="thing.event.property.post",
-        properties=[PropertyValue("humidity", 70, None), PropertyValue("temperature", 20, None)],
+        values={"humidity": 70, "temperature": 20},
     )
-    props, events, refused = validate_request(SEED_MODEL, req)
+    groups, events, refused = validate_request(SEED_MODEL, req, 1700000000500)
     assert refused == [] and events == []
-    assert [(p.identifier, p.value) for p in props] == [("humidity", 70), ("temperature", 20)]
+    assert groups == {1700000000500: {"humidity": 70, "temperature": 20}}  # no time given: the receive time
     assert reply_for(req, refused) == {
         "code": 200,
         "data": {},
@@ -86,22 +86,37 @@ def test_plain_and_value_time_forms():
         )
     )
     assert req.id == "123" and req.version == "1.0"
-    assert req.properties == [
-        PropertyValue("Power", "on", 1524448722000),
-        PropertyValue("WF", 23.6, None),
-        PropertyValue("only", 1, None),
-    ]
+    assert req.values == {"Power": "on", "WF": 23.6, "only": 1}
+    assert req.times == {"Power": 1524448722000}
+
+
+def test_values_are_grouped_by_the_time_each_came_with() -> None:
+    model = ThingModel.schemaless()
+    received = 1524448800000
+    req = parse_property_post(enc({"params": {
+        "Power": {"value": "on", "time": 1524448722000}, "WF": 23.6, "only": {"value": 1},
+        "late": {"value": 2, "time": 1524448722000}, "future": {"value": 3, "time": received + 25 * 3600_000},
+    }}))
+    groups, _, refused = validate_request(model, req, received)
+    assert refused == []
+    # a time more than 24 h ahead is not sane: the receive time instead
+    assert groups == {1524448722000: {"Power": "on", "late": 2}, received: {"WF": 23.6, "only": 1, "future": 3}}
+
+
+def test_plain_values_are_the_decoded_params_themselves() -> None:
+    req = parse_property_post(enc({"params": {"a": 1, "b": [1, 2]}}))
+    assert req.values == {"a": 1, "b": [1, 2]} and req.times == {} and req.properties == []
 
 
 def test_struct_value_with_other_keys_is_not_unwrapped():
     req = parse_property_post(enc({"params": {"s": {"value": 1, "x": 2}, "t": {"value": 1, "time": 5, "y": 0}}}))
-    assert req.properties == [PropertyValue("s", {"value": 1, "x": 2}), PropertyValue("t", {"value": 1, "time": 5, "y": 0})]
+    assert req.values == {"s": {"value": 1, "x": 2}, "t": {"value": 1, "time": 5, "y": 0}} and req.times == {}
 
 
 @pytest.mark.parametrize("t,expected", [(5, 5), (5.0, 5), ("1524448722000", 1524448722000), (None, None)])
 def test_time_forms(t, expected):
     req = parse_property_post(enc({"params": {"a": {"value": 1, "time": t}}}))
-    assert req.properties[0].time_ms == expected
+    assert req.values == {"a": 1} and req.times.get("a") == expected
 
 
 @pytest.mark.parametrize("t", [-1, 1.5, "abc", "", True, [1], {"t": 1}])
@@ -163,7 +178,7 @@ def test_params_missing_or_not_object_is_460(doc):
 
 def test_200_properties_ok_201_refused():
     params = {f"p{i}": i for i in range(200)}
-    assert len(parse_property_post(enc({"params": params})).properties) == 200
+    assert len(parse_property_post(enc({"params": params})).values) == 200
     params["p200"] = 200
     err = error_of(parse_property_post, enc({"id": "x", "params": params}))
     assert err.code == 6106 and "201" in err.message and err.request_id == "x"
@@ -243,8 +258,8 @@ def test_batch_validation_judges_each_value():
     req = parse_batch_post(
         enc({"params": {"properties": {"temperature": [{"value": 20, "time": 1}, {"value": 60, "time": 2}]}}})
     )
-    props, events, refused = validate_request(SEED_MODEL, req)
-    assert props == [PropertyValue("temperature", 20, 1)]
+    groups, events, refused = validate_request(SEED_MODEL, req, 1000)
+    assert groups == {1: {"temperature": 20}}
     assert [(e.identifier, e.code) for e in refused] == [("temperature", 6306)]
 
 
@@ -274,12 +289,12 @@ def test_event_post_errors():
 
 def test_event_validation():
     good = parse_event_post(enc({"params": {"level": 2}}), "alarm")
-    assert validate_request(SEED_MODEL, good) == ([], [EventValue("alarm", {"level": 2}, None)], [])
+    assert validate_request(SEED_MODEL, good, 1000) == ({}, [EventValue("alarm", {"level": 2}, None)], [])
     bad = parse_event_post(enc({"params": {"level": 9}}), "alarm")
-    _, events, refused = validate_request(SEED_MODEL, bad)
+    _, events, refused = validate_request(SEED_MODEL, bad, 1000)
     assert events == [] and refused[0].identifier == "alarm.level" and refused[0].code == 6306
     unknown = parse_event_post(enc({"params": {"level": 1}}), "fire")
-    _, events, refused = validate_request(SEED_MODEL, unknown)
+    _, events, refused = validate_request(SEED_MODEL, unknown, 1000)
     assert events == [] and refused[0].code == 6300
     assert reply_for(unknown, refused)["code"] == 6300
 
@@ -302,8 +317,8 @@ def test_reply_document_shape_and_order():
 
 def test_reply_for_partly_refused_report():
     req = parse_property_post(enc({"id": "42", "params": {"humidity": 70, "temperature": 51, "x": 1}}))
-    props, _, refused = validate_request(SEED_MODEL, req)
-    assert props == [PropertyValue("humidity", 70, None)]
+    groups, _, refused = validate_request(SEED_MODEL, req, 1000)
+    assert groups == {1000: {"humidity": 70}}
     reply = reply_for(req, refused)
     assert reply["code"] == 6306 and reply["id"] == "42" and reply["method"] == ALINK_METHOD_PROPERTY_POST
     assert reply["message"] == "temperature: 51 is above max 50; x: not defined in the thing model"
@@ -336,8 +351,8 @@ def test_reply_for_error():
 
 def test_schemaless_keeps_everything():
     req = parse_property_post(enc({"params": {"anything": {"a": 1}, "b": True}}))
-    props, _, refused = validate_request(ThingModel.schemaless(), req)
-    assert refused == [] and [(p.identifier, p.value) for p in props] == [("anything", {"a": 1}), ("b", True)]
+    groups, _, refused = validate_request(ThingModel.schemaless(), req, 1000)
+    assert refused == [] and list(groups[1000].items()) == [("anything", {"a": 1}), ("b", True)]
 
 
 def test_deep_nesting_is_not_json():
@@ -355,3 +370,10 @@ def test_request_records_stay_frozen_value_objects():
         r1.id = "2"  # type: ignore[misc]
     with pytest.raises(TypeError):
         AlinkRequest("1")  # type: ignore[call-arg]
+
+
+def test_batch_values_of_one_property_for_the_same_time_keep_the_later() -> None:
+    req = parse_batch_post(enc({"params": {"properties": {"a": [{"value": 1, "time": 5}, {"value": 2, "time": 5},
+                                                                 {"value": 3, "time": 6}], "b": 7}}}))
+    groups, _, refused = validate_request(ThingModel.schemaless(), req, 1000)
+    assert refused == [] and groups == {5: {"a": 2}, 6: {"a": 3}, 1000: {"b": 7}}

@@ -3,7 +3,8 @@
 Why a separate module: the envelope (id, version, method, params, the ``{"value", "time"}`` wrapping,
 the 200-value limit) is the same whatever the product's thing model; thingmodel.py only judges values.
 Measured like thingmodel.py: seed 004's payload parses in ~2.3 µs, and parse + validate + reply
-takes ~3.9 µs; a 20-property post parses and validates in ~16 µs.
+takes ~3.9 µs; a 20-property post parses, validates and replies in ~8 µs (it was ~14 while every value was
+wrapped in a PropertyValue and regrouped by time: a plain post now hands its decoded params on as they are).
 
 Request forms accepted (Alibaba "device properties, events and services", and seed 004):
 
@@ -38,6 +39,7 @@ import msgspec
 
 from thingport.core.jsondoc import DECODE_ERRORS
 from thingport.core.thingmodel import PropertyError, ThingModel
+from thingport.core.timestamps import sample_time
 
 ALINK_METHOD_PROPERTY_POST = "thing.event.property.post"
 ALINK_METHOD_PROPERTY_BATCH_POST = "thing.event.property.batch.post"
@@ -71,16 +73,20 @@ class EventValue(msgspec.Struct, frozen=True):
 
 
 class AlinkRequest(msgspec.Struct, frozen=True):
-    """One parsed request. ``event*`` describe an event post; ``events`` lists every event (batch too)."""
+    """One parsed request. A property post gives ``values`` (and ``times`` for the values that came with a
+    time of their own), a batch post ``properties`` (one identifier may come many times), an event post
+    ``event*``; ``events`` lists every event (batch too)."""
 
     id: str
     version: str
     method: str
-    properties: list[PropertyValue]
+    properties: list[PropertyValue] = msgspec.field(default_factory=list)
     event: str | None = None
     event_params: dict | None = None
     event_time_ms: int | None = None
     events: list[EventValue] = msgspec.field(default_factory=list)
+    values: dict[str, Any] = msgspec.field(default_factory=dict)
+    times: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class AlinkError(Exception):
@@ -165,20 +171,25 @@ def _is_wrapped(v: Any) -> bool:
 
 
 def parse_property_post(payload: bytes) -> AlinkRequest:
-    """``thing.event.property.post``: one PropertyValue per reported property."""
+    """``thing.event.property.post``: the values by identifier, and the times given with some of them.
+
+    Plain values (the usual post) are the decoded ``params`` themselves, handed on without a copy."""
     rid, version, method, params = _envelope(_load(payload), ALINK_METHOD_PROPERTY_POST)
     if len(params) > MAX_PROPERTIES:
         raise AlinkError(
             CODE_TOO_MANY_PROPERTIES, f"{len(params)} properties in one post; at most {MAX_PROPERTIES}", rid, method
         )
-    props = []
+    values = params
+    times: dict[str, int] = {}
     for k, v in params.items():
         if v.__class__ is dict and "value" in v and (len(v) == 1 or (len(v) == 2 and "time" in v)):
+            if values is params:
+                values = dict(params)
+            values[k] = v["value"]
             t = v.get("time")
-            props.append(PropertyValue(k, v["value"], None if t is None else _time_ms(t, f"params.{k}", rid, method)))
-        else:
-            props.append(PropertyValue(k, v, None))
-    return AlinkRequest(rid, version, method, props)
+            if t is not None:
+                times[k] = _time_ms(t, f"params.{k}", rid, method)  # type: ignore[assignment]
+    return AlinkRequest(rid, version, method, values=values, times=times)
 
 
 def _entries(v: Any, where: str, rid: str, method: str) -> list[tuple[Any, int | None]]:
@@ -291,32 +302,45 @@ def reply_for_error(err: AlinkError, method: str = "", request_id: str = "") -> 
 
 
 def validate_request(
-    model: ThingModel, request: AlinkRequest
-) -> tuple[list[PropertyValue], list[EventValue], list[PropertyError]]:
-    """Judge a parsed request against a model: (accepted properties, accepted events, refused).
+    model: ThingModel, request: AlinkRequest, received_ms: int
+) -> tuple[dict[int, dict[str, Any]], list[EventValue], list[PropertyError]]:
+    """Judge a parsed request against a model: (accepted values by time, accepted events, refused).
 
-    Accepted values are the checkers' normalized values (e.g. bool true → 1). Batch posts may carry
-    one identifier many times, so each value is judged on its own there.
+    A value's time is the device's when it gave a sane one, else ``received_ms``; a plain property post is
+    one group. Accepted values are the checkers' normalized values (e.g. bool true → 1). Batch posts may
+    carry one identifier many times, so each value is judged on its own there (two values of one property
+    for the very same time: the later).
     """
     refused: list[PropertyError] = []
-    props: list[PropertyValue] = []
+    groups: dict[int, dict[str, Any]] = {}
     if request.method == ALINK_METHOD_PROPERTY_POST:
-        accepted, refused = model.validate_properties({p.identifier: p.value for p in request.properties})
-        for p in request.properties:
-            if p.identifier in accepted:
-                v = accepted[p.identifier]
-                props.append(p if v is p.value else PropertyValue(p.identifier, v, p.time_ms))
+        accepted, refused = model.validate_properties(request.values)
+        if not request.times:
+            if accepted:
+                groups[received_ms] = accepted
+        else:
+            times = request.times
+            for identifier, value in accepted.items():
+                at = sample_time(times.get(identifier), received_ms)
+                group = groups.get(at)
+                if group is None:
+                    group = groups[at] = {}
+                group[identifier] = value
     else:
         for p in request.properties:
             ok, bad = model.validate_properties({p.identifier: p.value})
             if bad:
                 refused.extend(bad)
             else:
-                props.append(PropertyValue(p.identifier, ok[p.identifier], p.time_ms))
+                at = sample_time(p.time_ms, received_ms)
+                group = groups.get(at)
+                if group is None:
+                    group = groups[at] = {}
+                group[p.identifier] = ok[p.identifier]
     events: list[EventValue] = []
     for e in request.events:
         ok, bad = model.validate_event(e.identifier, e.params)
         refused.extend(bad)
         if ok or not bad:
             events.append(EventValue(e.identifier, ok, e.time_ms))
-    return props, events, refused
+    return groups, events, refused

@@ -6,13 +6,10 @@ document computed here is kept with the message, for operators and applications 
 """
 
 from dataclasses import dataclass
-from typing import Any
-
 import msgspec
 
 from thingport.core import alink
 from thingport.core.model import ValuesAt, values_by_time
-from thingport.core.timestamps import sample_time
 from thingport.core.topics import Topic, TopicKind
 from thingport.state.registry_cache import ProductRuntime
 
@@ -44,20 +41,7 @@ def judge(runtime: ProductRuntime, topic: Topic, payload: bytes, received_ms: in
             request = parse(payload)
         except alink.AlinkError as err:
             return Judgement(_encode(alink.reply_for_error(err, method)), ())
-    accepted, _events, refused = alink.validate_request(runtime.model, request)
+    groups, _events, refused = alink.validate_request(runtime.model, request, received_ms)
     if refused and runtime.whole_report:
-        accepted = []
-    return Judgement(_encode(alink.reply_for(request, refused)), _grouped(accepted, received_ms))
-
-
-def _grouped(accepted: list[alink.PropertyValue], received_ms: int) -> tuple[ValuesAt, ...]:
-    """The accepted values by the time they are for: one group unless the device gave times of its own.
-    (Two values of one property for the very same time, which only a batch post can give: the later.)"""
-    groups: dict[int, dict[str, Any]] = {}
-    for p in accepted:
-        at = received_ms if p.time_ms is None else sample_time(p.time_ms, received_ms)
-        group = groups.get(at)
-        if group is None:
-            group = groups[at] = {}
-        group[p.identifier] = p.value
-    return values_by_time(groups)
+        groups = {}
+    return Judgement(_encode(alink.reply_for(request, refused)), values_by_time(groups))
