@@ -17,3 +17,18 @@ def test_iotda_event_time_formats() -> None:
     assert parse_iotda_time("20210813T101010Z") == 1628849410000
     for bad in (None, 5, "", "2021-08-13 10:10:10", "20211313T101010Z", "x" * 100):
         assert parse_iotda_time(bad) is None
+
+
+def test_iotda_event_time_is_exact_to_the_millisecond() -> None:
+    # float seconds times 1000 would give ...739 here: the time a device gave is kept as it gave it
+    assert parse_iotda_time("1970-07-17T01:37:20.740Z") == 17026640740
+    assert parse_iotda_time("2024-02-29T23:59:59.999Z") == 1709251199999
+
+
+def test_iotda_event_time_out_of_range_fields_are_malformed() -> None:
+    for bad in ("2021-02-30T10:10:10.555Z", "2021-08-13T24:00:00.000Z", "20210813T106010Z"):
+        assert parse_iotda_time(bad) is None
+
+
+def test_iotda_event_time_with_short_fields_is_read_as_strptime_reads_it() -> None:
+    assert parse_iotda_time("2021-8-3T1:2:3.5Z") == parse_iotda_time("2021-08-03T01:02:03.500Z")

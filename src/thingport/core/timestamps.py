@@ -1,9 +1,16 @@
 """Which time a reported value is for, and the device time formats the dialects carry."""
 
 import datetime
+import re
 
 MAX_FUTURE_MS = 24 * 3600 * 1000
 _IOTDA_FORMATS = ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y%m%dT%H%M%SZ")
+_IOTDA_EXACT = (
+    re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{3})Z").fullmatch,
+    re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})()Z").fullmatch,
+)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_MS = datetime.timedelta(milliseconds=1)
 
 
 def sample_time(device_ms: int | None, received_ms: int) -> int:
@@ -15,13 +22,25 @@ def sample_time(device_ms: int | None, received_ms: int) -> int:
 
 def parse_iotda_time(text: object) -> int | None:
     """IoTDA ``event_time`` (``yyyy-MM-dd'T'HH:mm:ss.SSS'Z'`` or ``yyyyMMdd'T'HHmmss'Z'``, UTC) in ms;
-    None when absent or malformed (the caller then uses the receive time)."""
+    None when absent or malformed (the caller then uses the receive time).
+
+    The two exact forms devices send are read by one regular expression (~1 us); ``strptime`` (~7 us, on
+    every report that carries a time) only sees what they do not match, such as one-digit fields."""
     if not isinstance(text, str) or len(text) > 32:
         return None
+    for match in _IOTDA_EXACT:
+        exact = match(text)
+        if exact is not None:
+            year, month, day, hour, minute, second, ms = (int(f or 0) for f in exact.groups())
+            try:
+                at = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.timezone.utc)
+            except ValueError:
+                return None
+            return (at - _EPOCH) // _MS + ms
     for fmt in _IOTDA_FORMATS:
         try:
             at = datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.timezone.utc)
         except ValueError:
             continue
-        return int(at.timestamp() * 1000)
+        return (at - _EPOCH) // _MS
     return None
