@@ -90,13 +90,18 @@ _TSL = {
 _MODELS = (ThingModel.from_tsl(_TSL), ThingModel.schemaless())
 
 
+_RECEIVED_MS = 1_800_000_000_000  # "now" for the device times a request gives
+
+
 def _judge(request: alink.AlinkRequest) -> None:
     """What alink_reports.judge does after parsing: validate, build the reply, encode it."""
     for model in _MODELS:
-        props, _events, refused = alink.validate_request(model, request)
+        groups, _events, refused = alink.validate_request(model, request, _RECEIVED_MS)
         msgspec.json.encode(alink.reply_for(request, refused))
-        for p in props:
-            msgspec.json.encode(p.value)  # what the log writer stores for each accepted value
+        for values in groups.values():
+            msgspec.json.encode(values)  # what the log writer stores: a history row per time, then each value
+            for value in values.values():
+                msgspec.json.encode(value)
 
 
 def _alink(parse: Callable[[bytes], alink.AlinkRequest]) -> Callable[[bytes], None]:
@@ -106,7 +111,8 @@ def _alink(parse: Callable[[bytes], alink.AlinkRequest]) -> Callable[[bytes], No
         except alink.AlinkError as err:
             msgspec.json.encode(alink.reply_for_error(err, "thing.event.property.post"))
             return
-        assert len(request.properties) <= alink.MAX_PROPERTIES, len(request.properties)
+        count = len(request.values) + len(request.properties)  # a property post's, or a batch post's
+        assert count <= alink.MAX_PROPERTIES, count
         _judge(request)
 
     return target

@@ -12,7 +12,8 @@ Python imports ``sitecustomize`` at start-up from the path, so ``bench/run.py`` 
   the database (id, device, time, topic, payload per message) with one ``write`` and one ``fdatasync``, and
   no SQL: the cheapest durable log this process could keep, so its distance to ``nostore`` is the floor
   of what a durable log costs here, whatever its design (the fsync, and the queue, writer thread and
-  hand-off any group commit needs). Sessions, cursors and presence still go to SQLite.
+  hand-off any group commit needs). Sessions and cursors still go to SQLite; devices' last-seen times are
+  not kept (status messages go to the file like any message). SQLite data dirs only.
 
 Without the variable (or on any other Python process) this file does nothing.
 """

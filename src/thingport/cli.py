@@ -16,6 +16,7 @@ import click
 
 from thingport.core.errors import ThingportError
 from thingport.core.model import VALIDATION_MODES
+from thingport.core.timestamps import datetime_ms
 from thingport.service import MODEL_FORMATS, NODE_TYPES, Management
 from thingport.settings import load_settings
 
@@ -393,7 +394,7 @@ def parse_time(value: str | None) -> int | None:
         raise click.BadParameter(f"{value!r} is neither milliseconds since the epoch nor an ISO 8601 time") from None
     if at.tzinfo is None:
         at = at.replace(tzinfo=datetime.timezone.utc)
-    return int(at.timestamp() * 1000)
+    return datetime_ms(at)
 
 
 @device.command("status")

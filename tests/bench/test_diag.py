@@ -21,9 +21,11 @@ async def main():
     stores.log.start(asyncio.get_running_loop())
     sync = stores.log._writer.raw.execute("PRAGMA synchronous").fetchone()[0]
     await stores.log.append(StoredMessage(1, 1, "pk", "dn", "aliyun", "/pk/dn/user/a", b"x", 1, iot_id="pk_dn"))
-    # append_many's tuple (a status message and a report sharing a transaction) takes the same way
+    # append_many's tuple (an "online" status message and a report sharing a transaction) takes the same way
     await stores.log.append_many(tuple(
-        StoredMessage(i, 1, "pk", "dn", "aliyun", "/pk/dn/user/b", b"yz", i, iot_id="pk_dn") for i in (2, 3)))
+        StoredMessage(i, 1, "pk", "dn", "aliyun", "/pk/dn/user/b", b"yz", i, kind, iot_id="pk_dn")
+        for i, kind in ((2, "status"), (3, "custom"))))
+    await stores.log.save_cursor(1, 3)  # not a message: the SQL way in every mode
     stored = await stores.log.last_seq()
     stores.close()
     filelog = data_dir / "thingport.db-diag-filelog"

@@ -103,7 +103,7 @@ def test_values_are_grouped_by_the_time_each_came_with() -> None:
     assert groups == {1524448722000: {"Power": "on", "late": 2}, received: {"WF": 23.6, "only": 1, "future": 3}}
 
 
-def test_plain_values_are_the_decoded_params_themselves() -> None:
+def test_plain_values_come_through_as_given_without_times() -> None:
     req = parse_property_post(enc({"params": {"a": 1, "b": [1, 2]}}))
     assert req.values == {"a": 1, "b": [1, 2]} and req.times == {} and req.properties == []
 

@@ -1,4 +1,6 @@
-from thingport.core.timestamps import MAX_FUTURE_MS, parse_iotda_time, sample_time
+import datetime
+
+from thingport.core.timestamps import MAX_FUTURE_MS, datetime_ms, parse_iotda_time, sample_time
 
 NOW = 1_800_000_000_000
 
@@ -31,4 +33,12 @@ def test_iotda_event_time_out_of_range_fields_are_malformed() -> None:
 
 
 def test_iotda_event_time_with_short_fields_is_read_as_strptime_reads_it() -> None:
-    assert parse_iotda_time("2021-8-3T1:2:3.5Z") == parse_iotda_time("2021-08-03T01:02:03.500Z")
+    assert parse_iotda_time("2021-8-3T1:2:3.5Z") == 1627952523500 == parse_iotda_time("2021-08-03T01:02:03.500Z")
+
+
+def test_datetime_ms_is_exact_and_takes_a_naive_time_as_local_time() -> None:
+    utc = datetime.timezone.utc
+    assert datetime_ms(datetime.datetime(1970, 7, 17, 1, 37, 20, 740000, tzinfo=utc)) == 17026640740
+    assert datetime_ms(datetime.datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=utc)) == -1
+    naive = datetime.datetime(2024, 1, 2, 3, 4, 5, 6000)
+    assert datetime_ms(naive) == round(naive.timestamp() * 1000)

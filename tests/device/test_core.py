@@ -144,6 +144,14 @@ def test_alink_documents_carry_typed_values_ids_and_times() -> None:
     assert script.sent[1].headers == {"Content-Type": "application/octet-stream", "password": "T"}
 
 
+def test_an_alink_time_given_as_a_datetime_is_sent_to_the_millisecond() -> None:
+    core, script = aliyun(), Script(("/auth", ok({"token": "T"})), (TOPIC, ok({"messageId": 7})))
+    # float seconds times 1000 would send 17026640739
+    at = dt.datetime(1970, 7, 17, 1, 37, 20, 740000, tzinfo=dt.UTC)
+    assert script.run(core.post_properties({"t": Timed(21.5, at)})) == 7
+    assert json.loads(script.sent[1].body)["params"] == {"t": {"value": 21.5, "time": 17026640740}}
+
+
 def test_huawei_documents() -> None:
     core = HuaweiCore("pk_gw", "s", retry=NO_WAIT)
     base = "/v5/devices/pk_gw/sys/"

@@ -21,6 +21,9 @@ def test_each_property_takes_its_newest_value_even_when_newer_reports_leave_it_o
 def test_a_tie_in_time_goes_to_the_later_message() -> None:
     rows = _newest_per_property([report(1, 7, (1000, {"t": 1})), report(2, 7, (1000, {"t": 2}))])
     assert rows == [(7, "t", "2", 1000, 2)]
+    # later in the batch, not the larger message id: ids are handed out before the batch is formed
+    rows = _newest_per_property([report(2, 7, (1000, {"t": 1})), report(1, 7, (1000, {"t": 2}))])
+    assert rows == [(7, "t", "2", 1000, 1)]
 
 
 def test_one_message_with_values_for_several_times_and_several_devices_in_lock_order() -> None:

@@ -321,22 +321,14 @@ def validate_request(
         else:
             times = request.times
             for identifier, value in accepted.items():
-                at = sample_time(times.get(identifier), received_ms)
-                group = groups.get(at)
-                if group is None:
-                    group = groups[at] = {}
-                group[identifier] = value
+                groups.setdefault(sample_time(times.get(identifier), received_ms), {})[identifier] = value
     else:
         for p in request.properties:
             ok, bad = model.validate_properties({p.identifier: p.value})
             if bad:
                 refused.extend(bad)
             else:
-                at = sample_time(p.time_ms, received_ms)
-                group = groups.get(at)
-                if group is None:
-                    group = groups[at] = {}
-                group[p.identifier] = ok[p.identifier]
+                groups.setdefault(sample_time(p.time_ms, received_ms), {})[p.identifier] = ok[p.identifier]
     events: list[EventValue] = []
     for e in request.events:
         ok, bad = model.validate_event(e.identifier, e.params)

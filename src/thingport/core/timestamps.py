@@ -20,11 +20,19 @@ def sample_time(device_ms: int | None, received_ms: int) -> int:
     return received_ms
 
 
+def datetime_ms(at: datetime.datetime) -> int:
+    """Milliseconds since the epoch, exact (float seconds times 1000 can come out one short); a naive time
+    is local time, as ``datetime.timestamp`` takes it."""
+    if at.tzinfo is None:
+        at = at.astimezone()
+    return (at - _EPOCH) // _MS
+
+
 def parse_iotda_time(text: object) -> int | None:
     """IoTDA ``event_time`` (``yyyy-MM-dd'T'HH:mm:ss.SSS'Z'`` or ``yyyyMMdd'T'HHmmss'Z'``, UTC) in ms;
     None when absent or malformed (the caller then uses the receive time).
 
-    The two exact forms devices send are read by one regular expression (~1 us); ``strptime`` (~7 us, on
+    The two exact forms devices send are read by a regular expression (~2 us); ``strptime`` (~7 us, on
     every report that carries a time) only sees what they do not match, such as one-digit fields."""
     if not isinstance(text, str) or len(text) > 32:
         return None
@@ -36,11 +44,11 @@ def parse_iotda_time(text: object) -> int | None:
                 at = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.timezone.utc)
             except ValueError:
                 return None
-            return (at - _EPOCH) // _MS + ms
+            return datetime_ms(at) + ms
     for fmt in _IOTDA_FORMATS:
         try:
             at = datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.timezone.utc)
         except ValueError:
             continue
-        return (at - _EPOCH) // _MS
+        return datetime_ms(at)
     return None

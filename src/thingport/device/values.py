@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from thingport.core.timestamps import datetime_ms
+
 UTC = _dt.UTC
 
 
@@ -52,7 +54,7 @@ class Receipt:
 def epoch_ms(at: int | _dt.datetime) -> int:
     """Milliseconds since the epoch of ``at`` (an int is taken as already in ms)."""
     if isinstance(at, _dt.datetime):
-        return int(at.timestamp() * 1000)
+        return datetime_ms(at)
     if isinstance(at, bool) or not isinstance(at, int):
         raise TypeError(f"a time must be ms since the epoch or a datetime, not {type(at).__name__}")
     return at

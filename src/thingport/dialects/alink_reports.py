@@ -6,6 +6,7 @@ document computed here is kept with the message, for operators and applications 
 """
 
 from dataclasses import dataclass
+
 import msgspec
 
 from thingport.core import alink

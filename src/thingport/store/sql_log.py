@@ -10,6 +10,7 @@ step over a message that got a smaller id but committed later.
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -86,7 +87,7 @@ def _newest_per_property(messages: list[StoredMessage]) -> list[tuple]:
     rows: list[tuple] = []
     for device_id in sorted(per_device):
         groups = per_device[device_id]
-        groups.sort(key=_time_of_group)
+        groups.sort(key=itemgetter(0))  # by time
         winners: dict[str, tuple[Any, int, int]] = {}  # identifier -> (value, time, message)
         for at, message_id, values in reversed(groups):
             if values.keys() <= winners.keys():
@@ -96,10 +97,6 @@ def _newest_per_property(messages: list[StoredMessage]) -> list[tuple]:
         rows.extend((device_id, identifier, _encode(winners[identifier][0]).decode(), *winners[identifier][1:])
                     for identifier in sorted(winners))
     return rows
-
-
-def _time_of_group(group: tuple[int, int, dict[str, Any]]) -> int:
-    return group[0]
 
 
 class SqlMessageLog:
