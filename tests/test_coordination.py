@@ -61,3 +61,23 @@ def test_worker_numbers_are_leased_one_process_each(tmp_path: Path) -> None:
     finally:
         first.release()
         second.release()
+
+
+def test_a_released_postgres_lease_can_be_taken_at_once_by_another_process() -> None:
+    """A closed session's advisory locks are freed only once its backend has exited, some time after the
+    client has gone (under load, after the next process has already tried): release must hand the lease
+    over before it returns. The holder's session is kept alive past its close to stand for that moment."""
+    url = fresh_database()
+    holder, rival = PostgresLease(url, "forwarder"), PostgresLease(url, "forwarder")
+    assert holder.try_acquire()
+    session = holder._conn
+    assert session is not None
+    really_close = session.close
+    session.close = lambda: None  # type: ignore[method-assign]  # the backend has not exited yet
+    try:
+        assert not rival.try_acquire()
+        holder.release()
+        assert rival.try_acquire()
+    finally:
+        really_close()
+        rival.release()

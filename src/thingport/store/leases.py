@@ -95,9 +95,20 @@ class PostgresLease(Lease):
         return True
 
     def release(self) -> None:
-        if self._conn is not None:
-            self._conn.close()  # the session's advisory locks go with it
-            self._conn = None
+        """Unlock, then close. A closed session's locks are freed only when its backend has exited, a moment
+        after the client has gone: without the unlock, a process taking over at once could find it held."""
+        import psycopg
+
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if not (conn.closed or conn.broken):
+                conn.execute("SELECT pg_advisory_unlock_all()")
+        except psycopg.Error:
+            pass  # the session is gone, and its locks with it
+        finally:
+            conn.close()
 
 
 def lease_for(database_url: str | None, data_dir: Path, name: str) -> Lease:
