@@ -83,7 +83,8 @@ def ensure_self_signed(data_dir: Path) -> CertificateFiles:
 # TLS 1.3 session tickets sent after each full handshake. OpenSSL's default is 2, for clients that open two
 # connections at once; a device keeps one session, and every resumption brings it a fresh ticket. Each
 # ticket is sealed and sent on every connection, so one instead of two costs a device that reconnects per
-# report about 4% less server CPU per connection (bench `bare` close: 662 -> 636 us, in one interleaved A/B of two servers).
+# report about 4% less server CPU per connection (bench `bare` close: 662 -> 636 us, in one interleaved A/B
+# of two servers).
 TLS13_TICKETS = 1
 
 

@@ -79,11 +79,7 @@ def _newest_per_property(messages: list[StoredMessage]) -> list[tuple]:
     report the same properties every time, and this runs on the writer thread for every report."""
     per_device: dict[int, list[tuple[int, int, dict[str, Any]]]] = {}
     for m in messages:
-        groups = per_device.get(m.device_id)
-        if groups is None:
-            groups = per_device[m.device_id] = []
-        for at, values in m.properties:
-            groups.append((at, m.message_id, values))
+        per_device.setdefault(m.device_id, []).extend((at, m.message_id, values) for at, values in m.properties)
     rows: list[tuple] = []
     for device_id in sorted(per_device):
         groups = per_device[device_id]
