@@ -12,12 +12,12 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Generic
 
 from thingport.core.signing import SIGN_METHODS, aliyun_sign
 from thingport.device.errors import ServerError, aliyun_error
 from thingport.device.protocol import Credential, Flow, Request, Response, Retry, Session
-from thingport.device.transport import AsyncClient, AsyncTransport, SyncClient, SyncTransport
+from thingport.device.transport import AsyncClient, AsyncTransport, SyncClient, SyncTransport, TransportT
 from thingport.device.values import alink_params, alink_value, dumps, epoch_ms
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_]{1,50}")
@@ -123,10 +123,11 @@ def _message_id(response: Response) -> int:
     return message_id
 
 
-class _AliyunBase:
+class _AliyunBase(Generic[TransportT]):
     """What both flavours share: the constructor and the protocol core; only the transport differs."""
 
-    _transport_class: type[SyncTransport] | type[AsyncTransport]
+    _transport_class: type[TransportT]
+    _transport: TransportT
 
     def __init__(
         self,
@@ -156,7 +157,7 @@ class _AliyunBase:
         return self._core.user_topic(name)
 
 
-class AliyunDevice(_AliyunBase, SyncClient):
+class AliyunDevice(_AliyunBase[SyncTransport], SyncClient):
     """An Alibaba-dialect device over HTTPS (blocking). Authenticates on first use, keeps the token and
     the connection, re-authenticates and resends once when the token is refused (20001/20003).
 
@@ -182,7 +183,7 @@ class AliyunDevice(_AliyunBase, SyncClient):
         return self._transport.run(self._core.post_event(identifier, params, time_ms))
 
 
-class AsyncAliyunDevice(_AliyunBase, AsyncClient):
+class AsyncAliyunDevice(_AliyunBase[AsyncTransport], AsyncClient):
     """:class:`AliyunDevice` for asyncio: the same arguments, the same behaviour, awaitable methods."""
 
     async def authenticate(self) -> str:

@@ -10,13 +10,13 @@ import datetime as _dt
 import json
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Generic
 from urllib.parse import quote
 
 from thingport.core.signing import huawei_password
 from thingport.device.errors import RejectedError, ServerError, iotda_error
 from thingport.device.protocol import Credential, Flow, Request, Response, Retry, Session
-from thingport.device.transport import AsyncClient, AsyncTransport, SyncClient, SyncTransport
+from thingport.device.transport import AsyncClient, AsyncTransport, SyncClient, SyncTransport, TransportT
 from thingport.device.values import Receipt, Service, dumps, iotda_services
 
 MAX_SUB_DEVICES = 50
@@ -125,10 +125,11 @@ class HuaweiCore:
         return self.session.call(build, _receipt)
 
 
-class _HuaweiBase:
+class _HuaweiBase(Generic[TransportT]):
     """What both flavours share: the constructor and the protocol core; only the transport differs."""
 
-    _transport_class: type[SyncTransport] | type[AsyncTransport]
+    _transport_class: type[TransportT]
+    _transport: TransportT
 
     def __init__(
         self,
@@ -151,7 +152,7 @@ class _HuaweiBase:
         return self._core.session.token
 
 
-class HuaweiDevice(_HuaweiBase, SyncClient):
+class HuaweiDevice(_HuaweiBase[SyncTransport], SyncClient):
     """An IoTDA-dialect device over HTTPS (blocking). Authenticates on first use, renews the token before
     it expires, re-authenticates and resends once when it is refused (403 IOTDA.000004), keeps the
     connection. ``sign_type`` 1 makes the server check the timestamp too (needs a correct clock)."""
@@ -175,7 +176,7 @@ class HuaweiDevice(_HuaweiBase, SyncClient):
         return self._transport.run(self._core.report_sub_devices(devices, event_time))
 
 
-class AsyncHuaweiDevice(_HuaweiBase, AsyncClient):
+class AsyncHuaweiDevice(_HuaweiBase[AsyncTransport], AsyncClient):
     """:class:`HuaweiDevice` for asyncio: the same arguments, the same behaviour, awaitable methods."""
 
     async def authenticate(self) -> str:

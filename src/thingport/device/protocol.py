@@ -84,7 +84,7 @@ class Retry:
 
     def delay(self, failures: int) -> float:
         """The pause after the ``failures``-th failed attempt."""
-        base = min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1))
+        base = min(self.max_backoff_s, self.backoff_s * 2.0 ** (failures - 1))
         return base * (1 - self.jitter * random.random())
 
 

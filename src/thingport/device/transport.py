@@ -14,7 +14,7 @@ import os
 import ssl
 import threading
 import time
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 
@@ -32,7 +32,7 @@ def tls_context(ca_file: str | os.PathLike[str] | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=os.fspath(ca_file) if ca_file is not None else None)
 
 
-def _client_options(endpoint: str, ca_file: str | os.PathLike[str] | None, timeout: float) -> dict:
+def _client_options(endpoint: str, ca_file: str | os.PathLike[str] | None, timeout: float) -> dict[str, Any]:
     return {"base_url": endpoint, "verify": tls_context(ca_file), "timeout": timeout,
             "headers": {"User-Agent": USER_AGENT}, "follow_redirects": False}
 
@@ -65,7 +65,8 @@ class SyncTransport:
                 try:
                     step = flow.throw(error) if error is not None else flow.send(reply)
                 except StopIteration as done:
-                    return done.value
+                    result: T = done.value
+                    return result
                 reply = error = None
                 if step is AuthLock.ACQUIRE:
                     self._auth_lock.acquire()
@@ -114,7 +115,8 @@ class AsyncTransport:
                 try:
                     step = flow.throw(error) if error is not None else flow.send(reply)
                 except StopIteration as done:
-                    return done.value
+                    result: T = done.value
+                    return result
                 reply = error = None
                 if step is AuthLock.ACQUIRE:
                     await self._auth_lock.acquire()
@@ -136,6 +138,9 @@ class AsyncTransport:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+TransportT = TypeVar("TransportT", SyncTransport, AsyncTransport)  # the flavour a device class is built on
 
 
 class SyncClient:
