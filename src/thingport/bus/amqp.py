@@ -23,9 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import pamqp.frame
-from pamqp import commands
-from pamqp.header import ProtocolHeader
+from thingport.extras import missing_extra
+
+try:
+    import pamqp.frame
+    from pamqp import commands
+    from pamqp.header import ProtocolHeader
+except ImportError as exc:  # an optional backend
+    raise missing_extra("rabbitmq", exc) from None
 
 log = logging.getLogger(__name__)
 

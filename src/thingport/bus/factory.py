@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from thingport.bus.base import Sink, SinkConfigError
+from thingport.extras import MissingExtra
 
 PULL = "http"  # the embedded default: applications pull from the API (or follow its SSE stream)
 PUSH_MODULES = {
@@ -21,7 +22,10 @@ def create_sink(kind: str, options: Mapping[str, Any]) -> Sink:
     module_name = PUSH_MODULES.get(kind)
     if module_name is None:
         raise SinkConfigError(f"sink must be one of {', '.join(PUSH_MODULES)} (or {PULL}, which is pulled)")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except MissingExtra as exc:
+        raise SinkConfigError(str(exc)) from None
     for value in vars(module).values():
         if isinstance(value, type) and issubclass(value, Sink) and value.kind == kind:
             return value(options)

@@ -44,8 +44,13 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from thingport.extras import missing_extra
+
+try:
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+except ImportError as exc:  # an optional backend
+    raise missing_extra("mqtt", exc) from None
 
 from thingport.bus.base import (
     ConnectedSink,

@@ -41,11 +41,16 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
-import nats.errors
-import nats.js.errors
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext
+from thingport.extras import missing_extra
+
+try:
+    import nats.errors
+    import nats.js.errors
+    from nats.aio.client import Client as NatsClient
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+except ImportError as exc:  # an optional backend
+    raise missing_extra("nats", exc) from None
 
 from thingport.bus.base import (
     ConnectedSink,

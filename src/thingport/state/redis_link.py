@@ -9,10 +9,15 @@ Redis answers. Each change is logged once, not per request.
 import asyncio
 import logging
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from thingport.extras import missing_extra
+
+try:
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import RedisError
+except ImportError as exc:  # an optional backend
+    raise missing_extra("redis", exc) from None
 
 from thingport.tasks import cancel_and_wait
 

@@ -7,11 +7,16 @@ changes only when an operator asks, because several hosts run against it.
 from collections.abc import Callable
 from pathlib import Path
 
-import sqlalchemy
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from thingport.extras import missing_extra
+
+try:
+    import sqlalchemy
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+except ImportError as exc:  # an optional backend
+    raise missing_extra("postgres", exc) from None
 
 from thingport.core.errors import StoreUnavailable
 

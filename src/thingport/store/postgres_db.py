@@ -12,8 +12,13 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-import psycopg
-from psycopg import pq
+from thingport.extras import missing_extra
+
+try:
+    import psycopg
+    from psycopg import pq
+except ImportError as exc:  # an optional backend
+    raise missing_extra("postgres", exc) from None
 
 from thingport.store.database import Cursor, Database, DatabaseError, DriverErrors
 
