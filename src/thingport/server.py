@@ -138,7 +138,7 @@ def serve(settings: Settings) -> None:
     if settings.workers > 1:
         from thingport.workers import supervise
 
-        supervise(settings, files)
+        supervise(settings, files, serve_worker)
     else:
         uvloop.run(_serve(settings, files))
 

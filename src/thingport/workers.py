@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import signal
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
 from thingport.settings import Settings
@@ -21,15 +22,17 @@ RESTART_DELAY_S = 1.0
 STOP_GRACE_S = 15.0
 
 
-def _worker(settings_doc: dict, files: CertificateFiles, index: int) -> None:
-    from thingport.server import serve_worker
+WorkerBody = Callable[[Settings, CertificateFiles, int], None]  # a module-level function: spawn pickles it
 
+
+def _worker(settings_doc: dict, files: CertificateFiles, index: int, body: WorkerBody) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop (SIGTERM)
     settings = Settings.model_construct(**settings_doc)
-    serve_worker(settings.model_copy(update={"worker_id": (settings.worker_id + index) % 1024}), files, index)
+    body(settings.model_copy(update={"worker_id": (settings.worker_id + index) % 1024}), files, index)
 
 
-def supervise(settings: Settings, files: CertificateFiles) -> None:
+def supervise(settings: Settings, files: CertificateFiles, body: WorkerBody) -> None:
+    """Runs ``body(settings, files, index)`` in ``settings.workers`` processes until SIGTERM/SIGINT."""
     if settings.database_url and settings.db_upgrade:
         from thingport.store import pg_schema
 
@@ -39,7 +42,7 @@ def supervise(settings: Settings, files: CertificateFiles) -> None:
     stopping = False
 
     def start(index: int) -> BaseProcess:
-        process = context.Process(target=_worker, args=(doc, files, index), name=f"thingport-worker-{index}")
+        process = context.Process(target=_worker, args=(doc, files, index, body), name=f"thingport-worker-{index}")
         process.start()
         return process
 
