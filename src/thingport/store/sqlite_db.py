@@ -135,7 +135,11 @@ DROP TABLE history;
 ALTER TABLE history_v3 RENAME TO history;
 """
 
-MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3]
+_SCHEMA_V4 = """
+CREATE INDEX changes_by_time ON changes (at_ms);   -- PostgreSQL had it from the start: the feed's trimming
+"""
+
+MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4]
 
 
 def db_path(data_dir: Path) -> Path:
