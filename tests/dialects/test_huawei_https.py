@@ -404,3 +404,37 @@ def test_superseded_token_lives_exactly_30_seconds_and_internal_errors_are_500(t
         assert_error(hw_post(client, d["deviceId"], "messages/up", b"x", third), 500, "IOTDA.000001")
         stores.log.append = real_append  # type: ignore[method-assign]
         client.close()
+
+
+def test_json_bodies_with_a_trailing_nul_are_read_and_stored_as_received(server: ServerProcess, client: DeviceClient) -> None:
+    """C clients that send strlen(body) + 1 bytes: auth, property and gateway reports read past one trailing NUL
+    (and whitespace); the stored payload keeps it."""
+    gw_product = cli(server.data_dir, "product", "create", "--name", "nulgw", "--node-type", "gateway")
+    gw = cli(server.data_dir, "device", "create", "--product-key", gw_product["productKey"], "--name", "nul-gateway")
+    child = cli(server.data_dir, "device", "create", "--product-key", gw_product["productKey"], "--name", "nul-child",
+                "--gateway", f"{gw['productKey']}/{gw['deviceName']}")
+    ts = hour()
+    auth = json.dumps({"device_id": gw["deviceId"], "sign_type": 1, "timestamp": ts,
+                       "password": huawei_password(gw["deviceSecret"], ts)}).encode() + b"\x00"
+    reply = client.request("POST", "/v5/device-auth", auth, {"Content-Type": "application/json"})
+    assert reply.status == 200, reply.raw
+    token = reply.json["access_token"]
+    report_body = b'{"services":[{"service_id":"s","properties":{"nul":1}}]}\x00'
+    reply = hw_post(client, gw["deviceId"], "properties/report", report_body, token)
+    assert reply.status == 200, reply.raw
+    gateway_body = json.dumps({"devices": [{"device_id": child["deviceId"], "services": [
+        {"service_id": "s", "properties": {"sub": 2}}]}]}).encode() + b"\n\x00\r\n"
+    assert hw_post(client, gw["deviceId"], "gateway/sub-devices/properties/report", gateway_body, token).status == 200
+    for d, values in ((gw, {"nul": 1}), (child, {"sub": 2})):
+        status = cli(server.data_dir, "device", "status", "--product-key", d["productKey"], "--name", d["deviceName"])
+        assert {k: v["value"] for k, v in status["properties"].items()} == values
+    stores = open_stores(server.settings())
+    try:
+        import asyncio
+
+        stored = {m.message_id: m for m in asyncio.run(stores.log.newest(50))}
+    finally:
+        stores.close()
+    assert any(m.payload == report_body for m in stored.values())  # as received, NUL included
+    # two NULs are not the C SDKs' habit: invalid input, nothing stored
+    assert_error(hw_post(client, gw["deviceId"], "properties/report", report_body + b"\x00", token), 400, "IOTDA.000006")
