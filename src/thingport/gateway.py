@@ -32,6 +32,11 @@ def _hour_stamp(at: datetime.datetime) -> str:
     return at.strftime("%Y%m%d%H")
 
 
+def auth_bucket(product_key: str, device_name: str) -> str:
+    """A device's one authentication bucket, whichever dialect names it (two would double its allowance)."""
+    return f"{product_key}/{device_name}"
+
+
 class Gateway:
     def __init__(
         self,
@@ -71,7 +76,7 @@ class Gateway:
         """A token for the device that signed ``params``; AuthFailed (and nothing else) if it did not."""
         now = self._clock()
         product_key, device_name = params["productKey"], params["deviceName"]
-        await self.limits.check_auth(f"aliyun:{product_key}/{device_name}", source)
+        await self.limits.check_auth(auth_bucket(product_key, device_name), source)
         timestamp = params.get("timestamp")
         if timestamp is not None:
             skew_ms = abs(int(timestamp) - now * 1000)
@@ -98,7 +103,11 @@ class Gateway:
     ) -> tuple[str, int]:
         """(token, seconds it has left) for an IoTDA device; the device's previous token gets 30 s more."""
         now = self._clock()
-        await self.limits.check_auth(f"iotda:{device_id}", source)
+        known = self._cache.known_by_device_id(device_id)
+        if known is not None:  # the device's own bucket, before any database round trip
+            await self.limits.check_auth(auth_bucket(known.product_key, known.device_name), source)
+        else:  # a guard on the name as given, until the registry says which device it is
+            await self.limits.check_auth(f"iotda:{device_id}", source)
         if sign_type == 1:
             utc = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
             hour = datetime.timedelta(hours=1)
@@ -107,6 +116,9 @@ class Gateway:
         device = await self._directory.device_by_device_id(device_id)  # fresh: auth is not the hot path
         if device is None:
             raise AuthFailed("device does not exist")
+        if known is None:
+            self._cache.remember(device)  # its next attempt finds its bucket from memory
+            await self.limits.check_device_auth(auth_bucket(device.product_key, device.device_name), source)
         if not signing.huawei_password_matches(device.secret, timestamp, password):
             raise AuthFailed("password does not match")
         if not device.enabled:

@@ -97,3 +97,56 @@ def test_a_server_whose_redis_is_down_serves_degraded_and_says_so(tmp_path: Path
     finally:
         server.stop()
     assert server.output().count("Redis is unavailable") == 1
+
+
+def _attempts(clients_and_dialects: list[tuple[object, str]], d: dict) -> list[str]:
+    """Successful authentications, alternating dialects (and instances): "ok" or the throttle's code."""
+    import datetime
+
+    from thingport.core.signing import huawei_password
+
+    results = []
+    for client, dialect in clients_and_dialects:
+        if dialect == "aliyun":
+            code = client.auth(d["productKey"], d["deviceName"], d["deviceSecret"]).json["code"]  # type: ignore[attr-defined]
+            results.append("ok" if code == 0 else str(code))
+        else:
+            ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d%H")
+            reply = client.post_json("/v5/device-auth", {  # type: ignore[attr-defined]
+                "device_id": d["deviceId"], "sign_type": 1, "timestamp": ts,
+                "password": huawei_password(d["deviceSecret"], ts)})
+            results.append("ok" if reply.status == 200 else reply.json["error_code"])
+    return results
+
+
+def test_one_auth_bucket_per_device_whichever_dialect(tmp_path: Path) -> None:
+    """Alibaba and IoTDA attempts on one device spend one allowance (they used to have one each)."""
+    data_dir = tmp_path / "data"
+    _, (d,) = provision(data_dir)
+    server = ServerProcess(data_dir, {"THINGPORT_DEVICE_AUTH_RATE": "0.001", "THINGPORT_DEVICE_AUTH_BURST": "4"}).start()
+    try:
+        client = server.client()
+        sequence = [(client, "huawei"), (client, "aliyun")] * 3  # IoTDA first: the device is not in memory yet
+        assert _attempts(sequence, d) == ["ok", "ok", "ok", "ok", "IOTDA.021101", "40000"]
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_one_auth_bucket_per_device_across_instances_through_redis(tmp_path: Path) -> None:
+    require_redis()
+    data_dir = tmp_path / "data"
+    _, (d,) = provision(data_dir)
+    env = {"THINGPORT_REDIS_URL": URL, "THINGPORT_DEVICE_AUTH_RATE": "0.001", "THINGPORT_DEVICE_AUTH_BURST": "4"}
+    a = ServerProcess(data_dir, {**env, "THINGPORT_WORKER_ID": "1"}).start()
+    b = ServerProcess(data_dir, {**env, "THINGPORT_WORKER_ID": "2"}).start()
+    try:
+        ca, cb = a.client(), b.client()
+        sequence = [(ca, "huawei"), (cb, "aliyun"), (cb, "huawei"), (ca, "aliyun"), (ca, "huawei"), (cb, "aliyun"),
+                    (cb, "huawei"), (ca, "aliyun")]
+        assert _attempts(sequence, d) == ["ok"] * 4 + ["IOTDA.021101", "40000", "IOTDA.021101", "40000"]
+        ca.close()
+        cb.close()
+    finally:
+        a.stop()
+        b.stop()
