@@ -438,3 +438,52 @@ def test_json_bodies_with_a_trailing_nul_are_read_and_stored_as_received(server:
     assert any(m.payload == report_body for m in stored.values())  # as received, NUL included
     # two NULs are not the C SDKs' habit: invalid input, nothing stored
     assert_error(hw_post(client, gw["deviceId"], "properties/report", report_body + b"\x00", token), 400, "IOTDA.000006")
+
+
+def test_three_tokens_back_to_back_each_superseded_one_lives_30_s_on_every_instance(tmp_path: Path) -> None:
+    """T1, T2, T3 issued 10 s apart by two instances sharing PostgreSQL: T1 lives until T2's issue + 30 s, T2
+    until T3's + 30 s, on both (T1 used to die as soon as T3 existed)."""
+    from tests.postgres import fresh_database
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "thingport.toml").write_text(f'database_url = "{fresh_database()}"\n')
+    product = cli(data_dir, "product", "create", "--name", "p")
+    d = cli(data_dir, "device", "create", "--product-key", product["productKey"], "--name", "dev-t")
+    now = [1_900_000_000.0]
+
+    def instance(worker: int) -> ThreadServer:
+        settings = load_settings(data_dir=data_dir, host="127.0.0.1", port=free_port(), log_level="critical",
+                                 worker_id=worker, registry_poll_s=0.05)
+        return ThreadServer(DeviceApp(settings, open_stores(settings), clock=lambda: now[0]), settings)
+
+    def alive(client: DeviceClient, token: str) -> bool:
+        reply = hw_post(client, d["deviceId"], "messages/up", b"x", token)
+        assert reply.status in (200, 403), reply.raw
+        return reply.status == 200
+
+    with instance(1) as a, instance(2) as b:
+        ca, cb = a.client(), b.client()
+        t1 = hw_token(ca, d)
+        now[0] += 10
+        t2 = hw_token(cb, d)
+        now[0] += 10
+        t3 = hw_token(ca, d)
+        time.sleep(0.5)  # each instance follows the registry's change feed (every 0.05 s here)
+        for client in (ca, cb):
+            assert [alive(client, t) for t in (t1, t2, t3)] == [True, True, True]
+        now[0] += 19.999  # T2's issue + 29.999 s
+        for client in (ca, cb):
+            assert [alive(client, t) for t in (t1, t2, t3)] == [True, True, True]
+        now[0] += 0.001  # T2's issue + 30 s: T1 is dead
+        for client in (ca, cb):
+            assert [alive(client, t) for t in (t1, t2, t3)] == [False, True, True]
+        assert_error(hw_post(cb, d["deviceId"], "messages/up", b"x", t1), 403, "IOTDA.000004", "superseded")
+        now[0] += 9.999  # T3's issue + 29.999 s
+        for client in (ca, cb):
+            assert [alive(client, t) for t in (t1, t2, t3)] == [False, True, True]
+        now[0] += 0.001
+        for client in (ca, cb):
+            assert [alive(client, t) for t in (t1, t2, t3)] == [False, False, True]
+        ca.close()
+        cb.close()
