@@ -487,3 +487,59 @@ def test_three_tokens_back_to_back_each_superseded_one_lives_30_s_on_every_insta
             assert [alive(client, t) for t in (t1, t2, t3)] == [False, False, True]
         ca.close()
         cb.close()
+
+
+def _replayed(client: DeviceClient, d: dict) -> list[int]:
+    """A password captured five hours ago, sent as sign_type 1 and as sign_type 0; then a fresh sign_type 1."""
+    stale = hour(-5)
+    return [hw_auth(client, d["deviceId"], d["deviceSecret"], 1, stale).status,
+            hw_auth(client, d["deviceId"], d["deviceSecret"], 0, stale).status,
+            hw_auth(client, d["deviceId"], d["deviceSecret"], 1).status]
+
+
+def _wait_for(check, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the server did not take the change"
+        time.sleep(0.1)
+
+
+def test_a_product_may_require_sign_type_1_and_refuse_a_replayed_sign_type_0(server: ServerProcess, client: DeviceClient) -> None:
+    """sign_type 0 is the platform's "do not check the time": a five-hour-old password still works unless the
+    product requires sign_type 1, set when it is created or later, from the CLI."""
+    loose = cli(server.data_dir, "product", "create", "--name", "loose")
+    assert loose["requireSignType1"] is None  # the server's setting (off by default)
+    d = cli(server.data_dir, "device", "create", "--product-key", loose["productKey"], "--name", "loose-1")
+    assert _replayed(client, d) == [401, 200, 200]  # the platform's behaviour: sign_type 0 replays
+
+    strict = cli(server.data_dir, "product", "create", "--name", "strict", "--require-sign-type-1", "yes")
+    assert strict["requireSignType1"] is True
+    s = cli(server.data_dir, "device", "create", "--product-key", strict["productKey"], "--name", "strict-1")
+    assert _replayed(client, s) == [401, 401, 200]
+    assert_error(hw_auth(client, s["deviceId"], s["deviceSecret"], 0), 401, "IOTDA.000002", "sign_type 0")
+    # a wrong password is told as such, not as the product's rule
+    assert_error(hw_auth(client, s["deviceId"], "wrong-secret", 0), 401, "IOTDA.000002", "password")
+
+    shown = cli(server.data_dir, "product", "set", "--product-key", loose["productKey"], "--require-sign-type-1", "yes")
+    assert shown["requireSignType1"] is True
+    _wait_for(lambda: hw_auth(client, d["deviceId"], d["deviceSecret"], 0, hour(-5)).status == 401)
+    cli(server.data_dir, "product", "set", "--product-key", loose["productKey"], "--require-sign-type-1", "server")
+    assert cli(server.data_dir, "product", "show", "--product-key", loose["productKey"])["requireSignType1"] is None
+    _wait_for(lambda: hw_auth(client, d["deviceId"], d["deviceSecret"], 0, hour(-5)).status == 200)
+
+
+def test_the_server_may_require_sign_type_1_and_a_product_may_opt_out(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    default = cli(data_dir, "product", "create", "--name", "default")
+    d = cli(data_dir, "device", "create", "--product-key", default["productKey"], "--name", "dev-1")
+    legacy = cli(data_dir, "product", "create", "--name", "legacy", "--require-sign-type-1", "no")
+    old = cli(data_dir, "device", "create", "--product-key", legacy["productKey"], "--name", "dev-2")
+    srv = ServerProcess(data_dir, {"THINGPORT_HUAWEI_REQUIRE_SIGN_TYPE_1": "true"}).start()
+    try:
+        client = srv.client()
+        assert _replayed(client, d) == [401, 401, 200]
+        assert_error(hw_auth(client, d["deviceId"], d["deviceSecret"], 0), 401, "IOTDA.000002", "sign_type 1")
+        assert _replayed(client, old) == [401, 200, 200]  # the product said no: its old firmware keeps working
+        client.close()
+    finally:
+        srv.stop()
