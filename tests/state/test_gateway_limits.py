@@ -150,3 +150,64 @@ def test_one_auth_bucket_per_device_across_instances_through_redis(tmp_path: Pat
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_throttled_brute_force_on_a_known_device_reaches_no_database(tmp_path: Path) -> None:
+    """Once the device is in memory, an IoTDA attempt finds its one bucket without the registry: a brute-forcer
+    throttled in either dialect costs no database round trip."""
+    import pytest
+
+    from thingport.core.errors import AuthFailed, Throttled
+    from thingport.core.tokens import TokenCodec
+    from thingport.gateway import Gateway
+    from thingport.service import Management
+    from thingport.state.registry_cache import RegistryCache
+
+    settings = load_settings(data_dir=tmp_path / "data", device_auth_rate=0.001, device_auth_burst=3)
+    stores = open_stores(settings)
+
+    class Counted:
+        """The real registry, counting the device look-ups auth makes."""
+
+        def __init__(self) -> None:
+            self.lookups = 0
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(stores.registry, name)
+
+        async def device_by_name(self, *args: str):  # type: ignore[no-untyped-def]
+            self.lookups += 1
+            return await stores.registry.device_by_name(*args)
+
+        async def device_by_device_id(self, device_id: str):  # type: ignore[no-untyped-def]
+            self.lookups += 1
+            return await stores.registry.device_by_device_id(device_id)
+
+    async def main() -> None:
+        stores.log.start(asyncio.get_running_loop())
+        m = Management(stores.registry, stores.log)
+        await m.create_product("p", "pk01")
+        d = await m.create_device("pk01", "dev-a")
+        registry = Counted()
+        gateway = Gateway(settings, registry, stores.log, RegistryCache(registry), TokenCodec(b"k" * 32))  # type: ignore[arg-type]
+        aliyun = {"productKey": "pk01", "deviceName": "dev-a", "clientId": "c"}
+
+        async def huawei() -> None:
+            await gateway.authenticate_huawei(d.device_id, 0, "2019120219", "0" * 64, "203.0.113.9")
+
+        async def alibaba() -> None:
+            await gateway.authenticate_aliyun(aliyun, "hmacmd5", "0" * 32, "203.0.113.9")
+
+        for attempt in (huawei, alibaba, alibaba):  # the device's burst of 3, together
+            with pytest.raises(AuthFailed):
+                await attempt()
+        assert registry.lookups == 3
+        for attempt in (huawei, alibaba, huawei, alibaba):
+            with pytest.raises(Throttled):
+                await attempt()
+        assert registry.lookups == 3  # throttled from memory
+
+    try:
+        asyncio.run(main())
+    finally:
+        stores.close()
