@@ -192,8 +192,9 @@ def product_create(name: str, product_key: str | None, node_type: str, tsl_file:
     async def create(m: Management):  # type: ignore[no-untyped-def]
         created = await m.create_product(name, product_key, node_type, model, validation or "per-property",
                                          model_format=model_format)
-        if _SIGN_TYPE_1.get(sign_type_1 or "server") is not None:
-            created = await m.set_sign_type_1(created.product_key, _SIGN_TYPE_1[sign_type_1 or "server"])
+        required = _SIGN_TYPE_1[sign_type_1] if sign_type_1 else None
+        if required is not None:
+            created = await m.set_sign_type_1(created.product_key, required)
         return created
 
     emit(run(data_dir, create).to_json(), as_json)
