@@ -159,6 +159,13 @@ validation_option = click.option(
     help="per-property (default): an invalid property refuses only itself; whole-report: it refuses the report.",
 )
 
+_SIGN_TYPE_1 = {"yes": True, "no": False, "server": None}
+sign_type_1_option = click.option(
+    "--require-sign-type-1", "sign_type_1", type=click.Choice(list(_SIGN_TYPE_1)), default=None,
+    help="IoTDA auth of its devices must be sign_type 1 (time-checked; sign_type 0 is refused): yes, no, or "
+         "server (THINGPORT_HUAWEI_REQUIRE_SIGN_TYPE_1 decides, the default).",
+)
+
 
 @product.command("create")
 @click.option("--name", required=True)
@@ -170,18 +177,27 @@ validation_option = click.option(
               help="A thing model file in either format, told apart as `product model import` does: an IoTDA "
                    "product model (services with service_id) or a TSL.")
 @validation_option
+@sign_type_1_option
 @data_dir_option
 @json_option
 def product_create(name: str, product_key: str | None, node_type: str, tsl_file: Path | None,
-                   model_file: Path | None, validation: str | None, data_dir: Path | None, as_json: bool) -> None:
+                   model_file: Path | None, validation: str | None, sign_type_1: str | None, data_dir: Path | None,
+                   as_json: bool) -> None:
     """Create a product (with a thing model when --tsl or --model is given)."""
     if tsl_file and model_file:
         raise click.UsageError("give the thing model with --tsl or with --model, not both")
     model = read_json_file(tsl_file or model_file) if (tsl_file or model_file) else None
     model_format = "tsl" if tsl_file else "auto"
-    created = run(data_dir, lambda m: m.create_product(name, product_key, node_type, model,
-                                                       validation or "per-property", model_format=model_format))
-    emit(created.to_json(), as_json)
+
+    async def create(m: Management):  # type: ignore[no-untyped-def]
+        created = await m.create_product(name, product_key, node_type, model, validation or "per-property",
+                                         model_format=model_format)
+        required = _SIGN_TYPE_1[sign_type_1] if sign_type_1 else None
+        if required is not None:
+            created = await m.set_sign_type_1(created.product_key, required)
+        return created
+
+    emit(run(data_dir, create).to_json(), as_json)
 
 
 @product.command("set")
@@ -193,11 +209,12 @@ def product_create(name: str, product_key: str | None, node_type: str, tsl_file:
               help="Reports per second each of its devices may send (0: the server's default).")
 @click.option("--device-report-burst", type=float, default=None,
               help="Reports each of its devices may send at once (0: the server's default).")
+@sign_type_1_option
 @data_dir_option
 @json_option
 def product_set(product_key: str, validation: str | None, presence_timeout: float | None,
-                device_report_rate: float | None, device_report_burst: float | None, data_dir: Path | None,
-                as_json: bool) -> None:
+                device_report_rate: float | None, device_report_burst: float | None, sign_type_1: str | None,
+                data_dir: Path | None, as_json: bool) -> None:
     """Change a product's settings."""
 
     async def change(m: Management):  # type: ignore[no-untyped-def]
@@ -207,6 +224,8 @@ def product_set(product_key: str, validation: str | None, presence_timeout: floa
             await m.set_presence_timeout(product_key, presence_timeout or None)
         if device_report_rate is not None or device_report_burst is not None:
             await m.set_device_report_rate(product_key, device_report_rate, device_report_burst)
+        if sign_type_1 is not None:
+            await m.set_sign_type_1(product_key, _SIGN_TYPE_1[sign_type_1])
         return await m.product(product_key)
 
     emit(run(data_dir, change).to_json(), as_json)

@@ -16,7 +16,14 @@ from thingport.core.errors import StoreUnavailable
 from thingport.core.model import AuthSession, Device, Product, StoredMessage, ValuesAt
 from thingport.core.ports import MessageLog, RegistryReader
 from thingport.core.throttle import Rate
-from thingport.core.tokens import DIALECT_ALIYUN, DIALECT_HUAWEI, TokenClaims, TokenCodec
+from thingport.core.tokens import (
+    DIALECT_ALIYUN,
+    DIALECT_HUAWEI,
+    TokenClaims,
+    TokenCodec,
+    supersede,
+    superseded_token_alive,
+)
 from thingport.metrics import DeviceMetrics
 from thingport.settings import Settings
 from thingport.state.presence import DIALECT as PRESENCE_DIALECT
@@ -25,11 +32,15 @@ from thingport.state.registry_cache import ProductRuntime, RegistryCache
 from thingport.state.shared import SharedState, open_shared_state
 
 _TOKEN_MEMO_MAX = 100_000
-SUPERSEDED_TOKEN_GRACE_MS = 30_000  # IoTDA: a device's previous token lives this long after a new one
 
 
 def _hour_stamp(at: datetime.datetime) -> str:
     return at.strftime("%Y%m%d%H")
+
+
+def auth_bucket(product_key: str, device_name: str) -> str:
+    """A device's one authentication bucket, whichever dialect names it (two would double its allowance)."""
+    return f"{product_key}/{device_name}"
 
 
 class Gateway:
@@ -71,7 +82,7 @@ class Gateway:
         """A token for the device that signed ``params``; AuthFailed (and nothing else) if it did not."""
         now = self._clock()
         product_key, device_name = params["productKey"], params["deviceName"]
-        await self.limits.check_auth(f"aliyun:{product_key}/{device_name}", source)
+        await self.limits.check_auth(auth_bucket(product_key, device_name), source)
         timestamp = params.get("timestamp")
         if timestamp is not None:
             skew_ms = abs(int(timestamp) - now * 1000)
@@ -96,9 +107,17 @@ class Gateway:
     async def authenticate_huawei(
         self, device_id: str, sign_type: int, timestamp: str, password: str, source: str
     ) -> tuple[str, int]:
-        """(token, seconds it has left) for an IoTDA device; the device's previous token gets 30 s more."""
+        """(token, seconds it has left) for an IoTDA device; the device's previous token gets 30 s more.
+
+        sign_type 0 is the platform's "do not check the time": its password, an HMAC keyed by the hour it
+        names, never expires, so a captured one authenticates forever. Products (or the server) may
+        require sign_type 1, whose hour must be the current one (or a neighbour)."""
         now = self._clock()
-        await self.limits.check_auth(f"iotda:{device_id}", source)
+        known = self._cache.known_by_device_id(device_id)
+        if known is not None:  # the device's own bucket, before any database round trip
+            await self.limits.check_auth(auth_bucket(known.product_key, known.device_name), source)
+        else:  # a guard on the name as given, until the registry says which device it is
+            await self.limits.check_auth(f"iotda:{device_id}", source)
         if sign_type == 1:
             utc = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
             hour = datetime.timedelta(hours=1)
@@ -107,17 +126,28 @@ class Gateway:
         device = await self._directory.device_by_device_id(device_id)  # fresh: auth is not the hot path
         if device is None:
             raise AuthFailed("device does not exist")
+        if known is None:
+            self._cache.remember(device)  # its next attempt finds its bucket from memory
+            await self.limits.check_device_auth(auth_bucket(device.product_key, device.device_name), source)
         if not signing.huawei_password_matches(device.secret, timestamp, password):
             raise AuthFailed("password does not match")
         if not device.enabled:
             raise AuthFailed("device is disabled")
+        if sign_type == 0 and await self._requires_sign_type_1(device):  # after the password: no probing
+            raise AuthFailed("sign_type 0 is not allowed for this product: use sign_type 1 (time-checked)")
         now_ms = int(now * 1000)
         await self._log.record_session(AuthSession(device.id, device_id, source, now_ms, supersedes=True))
-        self._cache.remember(dataclasses.replace(device, token_ms=now_ms, prev_token_ms=device.token_ms))
+        newest, superseded = supersede(device.token_ms, device.superseded_tokens, now_ms)
+        self._cache.remember(dataclasses.replace(device, token_ms=newest, superseded_tokens=superseded))
         await self._came_online(device, now_ms, "authenticated")
         expires_s = int(now) + self.settings.huawei_token_ttl_s
         token = self._codec.issue(TokenClaims(DIALECT_HUAWEI, device.id, device.token_epoch, now_ms, expires_s))
         return token, int(expires_s - now)
+
+    async def _requires_sign_type_1(self, device: Device) -> bool:
+        runtime = await self._cache.product(device.product_key)  # from memory after the first use
+        required = runtime.product.require_sign_type_1 if runtime is not None else None
+        return self.settings.huawei_require_sign_type_1 if required is None else required
 
     def keys_changed(self) -> None:
         """The signing keys changed (rotation, prune): tokens must be verified anew."""
@@ -146,8 +176,8 @@ class Gateway:
         if device.token_epoch != claims.epoch:
             raise TokenInvalid("token was revoked")
         if device.token_ms is not None and claims.dialect == DIALECT_HUAWEI and claims.issued_ms < device.token_ms:
-            # superseded: only the one right before the newest lives on, and only for 30 s
-            if claims.issued_ms != device.prev_token_ms or now * 1000 >= device.token_ms + SUPERSEDED_TOKEN_GRACE_MS:
+            # superseded: it lives 30 s from the moment the next token was issued
+            if not superseded_token_alive(device.superseded_tokens, claims.issued_ms, now * 1000):
                 raise TokenInvalid("token was superseded by a newer one")
         return device
 

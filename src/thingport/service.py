@@ -320,6 +320,12 @@ class Management:
         await self._registry.set_product_presence_timeout(product_key, seconds)
         return await self.product(product_key)
 
+    async def set_sign_type_1(self, product_key: str, required: bool | None) -> Product:
+        """Whether its devices' IoTDA auth must be sign_type 1 (time-checked): sign_type 0's password never
+        expires, so a captured one authenticates forever. None: the server's setting."""
+        await self._registry.set_product_sign_type_1(product_key, required)
+        return await self.product(product_key)
+
     async def set_device_report_rate(self, product_key: str, rate: float | None, burst: float | None) -> Product:
         """Each device's report bucket for this product: ``rate`` per second, ``burst`` at once. None keeps
         what is set; 0 goes back to the server's default."""

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     aliyun_max_body_bytes: int = Field(128 * 1024, ge=1)
     huawei_token_ttl_s: int = Field(24 * 3600, ge=60)
     huawei_max_body_bytes: int = Field(1024 * 1024, ge=1)
+    huawei_require_sign_type_1: bool = Field(
+        False, description="IoTDA auth must be sign_type 1 (time-checked): sign_type 0 is refused (products may say otherwise)")
     auth_max_body_bytes: int = Field(4 * 1024, ge=256)
 
     device_report_rate: float = Field(100.0, gt=0, description="reports per second per device")

@@ -57,6 +57,13 @@ def test_product_and_device_lifecycle(server: ServerProcess, api: httpx.Client) 
     assert api.patch(f"/api/products/{pk}", json={"validation": "whole-report"}).json()["validation"] == "whole-report"
     assert api.patch(f"/api/products/{pk}", json={"presenceTimeout": 90}).json()["presenceTimeout"] == 90
     assert api.patch(f"/api/products/{pk}", json={"presenceTimeout": 0}).json()["presenceTimeout"] is None
+    assert api.get(f"/api/products/{pk}").json()["requireSignType1"] is None
+    assert api.patch(f"/api/products/{pk}", json={"requireSignType1": True}).json()["requireSignType1"] is True
+    assert api.patch(f"/api/products/{pk}", json={"validation": "whole-report"}).json()["requireSignType1"] is True
+    assert api.patch(f"/api/products/{pk}", json={"requireSignType1": False}).json()["requireSignType1"] is False
+    assert api.patch(f"/api/products/{pk}", json={"followServerSignType1": True}).json()["requireSignType1"] is None
+    strict = api.post("/api/products", json={"name": "strict", "requireSignType1": True}).json()
+    assert strict["requireSignType1"] is True
 
     device = api.post("/api/devices", json={"productKey": pk, "deviceName": "api-dev-1"}).json()
     assert len(device["deviceSecret"]) == 32 and device["deviceId"] == f"{pk}_api-dev-1"

@@ -13,6 +13,16 @@ def test_content_is_sorted_name_value_pairs_without_unsigned_params() -> None:
     assert sign_content(params) == "clientId127.0.0.1deviceNamehttp_testproductKeya1FHTWxQ****timestamp1567003778853"
 
 
+def test_only_the_protocol_parameters_are_signed() -> None:
+    """A renamed timestamp used to sign the same as the real one ("timestam" + "p1567..." == "timestamp1567...")."""
+    without_timestamp = {k: v for k, v in VECTOR_MD5.items() if k != "timestamp"}
+    renamed = {**without_timestamp, "timestam": "p" + VECTOR_MD5["timestamp"]}
+    assert sign_content(renamed) == sign_content(without_timestamp) != sign_content(VECTOR_MD5)
+    assert sign_content({**VECTOR_MD5, "zzz": "1", "Timestamp": "2", "_v": "sdk"}) == sign_content(VECTOR_MD5)
+    good = aliyun_sign("s", VECTOR_MD5, "hmacmd5")
+    assert not aliyun_sign_matches("s", renamed, "hmacmd5", good)
+
+
 @pytest.mark.parametrize(
     ("secret", "params", "method", "expected"),
     [

@@ -354,3 +354,126 @@ def test_messages_tail_follow_prints_new_messages_as_they_arrive(
     finally:
         follower.terminate()
         follower.wait(5)
+
+
+# --- what real device firmware sends (issue 17) ---
+
+def _stored(server: ServerProcess, message_id: int):  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from thingport.stores import open_stores
+
+    stores = open_stores(server.settings())
+    try:
+        return {m.message_id: m for m in asyncio.run(stores.log.newest(100))}[message_id]
+    finally:
+        stores.close()
+
+
+@pytest.mark.parametrize("query", ["?_v=sdk-c-4.1.0&", "?", "?_v=sdk-c-4.1.0&a=1&b=&c", "?%00=%ff"])
+def test_auth_accepts_and_ignores_query_strings(client: DeviceClient, device: dict, query: str) -> None:
+    """The Link SDK 4.x sends `POST /auth?_v=sdk-c-4.1.0&`; /topic keeps refusing query strings."""
+    from thingport.core.signing import aliyun_sign
+
+    params = {"productKey": device["productKey"], "deviceName": device["deviceName"], "clientId": "c1",
+              "timestamp": str(int(time.time() * 1000))}
+    body = {**params, "signmethod": "hmacsha256", "sign": aliyun_sign(device["deviceSecret"], params, "hmacsha256")}
+    reply = client.post_json("/auth" + query, body)
+    token = assert_compact_reply(reply, 0)["info"]["token"]
+    headers = {"password": token, "Content-Type": "application/octet-stream"}
+    if query != "?":  # a bare "?" carries no query string (the server sees none)
+        refused = client.request("POST", "/topic" + topic_of(device) + query, b"x", headers)
+        assert "query strings are not supported" in assert_compact_reply(refused, 10001)["message"]
+    assert_compact_reply(client.publish(topic_of(device), b"x", token), 0)
+
+
+def test_trailing_nul_is_tolerated_on_alink_topics_and_stored_as_received(
+    client: DeviceClient, server: ServerProcess, device: dict
+) -> None:
+    """The older C SDK sends strlen(payload) + 1 bytes: the values are kept, the payload stays byte for byte."""
+    pk, dn = device["productKey"], device["deviceName"]
+    token = client.token(pk, dn, device["deviceSecret"])
+    cases = [
+        (f"/sys/{pk}/{dn}/thing/event/property/post", b'{"id":"1","params":{"nul":1}}\x00'),
+        (f"/sys/{pk}/{dn}/thing/event/property/post", b'{"id":"2","params":{"ws":2}}\r\n\x00\n'),
+        (f"/sys/{pk}/{dn}/thing/event/property/batch/post",
+         b'{"id":"3","params":{"properties":{"batch":[{"value":3,"time":1700000000000}]}}}\x00'),
+        (f"/sys/{pk}/{dn}/thing/event/alarm/post", b'{"id":"4","params":{"value":{"level":1}}}\x00'),
+    ]
+    for topic, payload in cases:
+        message_id = assert_compact_reply(client.publish(topic, payload, token), 0)["info"]["messageId"]
+        stored = _stored(server, message_id)
+        assert stored.payload == payload  # exactly as received, NUL included
+        reply = json.loads(stored.reply)
+        assert reply["code"] == 200, reply
+    status = cli(server.data_dir, "device", "status", "--product-key", pk, "--name", dn)
+    assert {k: v["value"] for k, v in status["properties"].items()} == {"nul": 1, "ws": 2, "batch": 3}
+    # two NULs, or a NUL inside, are not the C SDK's: still "not JSON", still stored as received
+    for payload in (b'{"id":"5","params":{"x":1}}\x00\x00', b'{"id":"6",\x00"params":{"x":1}}'):
+        message_id = assert_compact_reply(
+            client.publish(f"/sys/{pk}/{dn}/thing/event/property/post", payload, token), 0)["info"]["messageId"]
+        stored = _stored(server, message_id)
+        assert stored.payload == payload and json.loads(stored.reply)["code"] == 6207
+    # raw topics store the bytes as they are
+    message_id = assert_compact_reply(client.publish(topic_of(device), b"raw\x00", token), 0)["info"]["messageId"]
+    assert _stored(server, message_id).payload == b"raw\x00"
+
+
+def test_auth_body_with_a_trailing_nul_is_accepted(client: DeviceClient, device: dict) -> None:
+    from thingport.core.signing import aliyun_sign
+
+    params = {"productKey": device["productKey"], "deviceName": device["deviceName"], "clientId": "c1",
+              "timestamp": str(int(time.time() * 1000))}
+    body = json.dumps({**params, "sign": aliyun_sign(device["deviceSecret"], params)}).encode() + b"\x00"
+    assert_compact_reply(client.request("POST", "/auth", body, {"Content-Type": "application/json"}), 0)
+
+
+def _raw_auth(client: DeviceClient, pairs: list[tuple[str, object]]):  # type: ignore[no-untyped-def]
+    """POST /auth with these key/value pairs in this order (duplicates kept)."""
+    body = "{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in pairs) + "}"
+    return client.request("POST", "/auth", body.encode(), {"Content-Type": "application/json"})
+
+
+def test_a_stale_auth_body_is_refused_in_every_rewritten_form(client: DeviceClient, device: dict) -> None:
+    """A body captured 30 days ago: neither renaming, splitting nor moving its timestamp, nor extra, duplicate or
+    case-varied keys, nor the hmacmd5 default, gets it past the 15-minute check (all used to sign the same)."""
+    from thingport.core.signing import aliyun_sign
+
+    pk, dn, secret = device["productKey"], device["deviceName"], device["deviceSecret"]
+    stale = str(int(time.time() * 1000) - 30 * 86400 * 1000)
+    fresh = str(int(time.time() * 1000))
+    ids = [("productKey", pk), ("deviceName", dn), ("clientId", "c1")]
+
+    def signed(method: str) -> str:
+        return aliyun_sign(secret, {**dict(ids), "timestamp": stale}, method)
+
+    sha, md5 = signed("hmacsha256"), signed("hmacmd5")
+    with_sha = [("signmethod", "hmacsha256"), ("sign", sha)]
+    forms: list[list[tuple[str, object]]] = [
+        ids + [("timestamp", stale)] + with_sha,  # as captured: stale
+        ids + [("timestamp", int(stale))] + with_sha,
+        ids + [("timestam", "p" + stale)] + with_sha,  # renamed key, the value takes the moved character
+        ids + [("timest", "amp" + stale)] + with_sha,
+        ids + [("t", "imestamp" + stale)] + with_sha,
+        ids + [("time", "stamp" + stale[:6]), ("timestamp_", stale[6:])] + with_sha,  # split over two keys
+        ids + [("Timestamp", stale)] + with_sha,  # case variants of the name
+        ids + [("TIMESTAMP", stale)] + with_sha,
+        ids + [("timestamp ", stale)] + with_sha,
+        ids + with_sha,  # no timestamp at all
+        ids + [("timestam", "p" + stale), ("version", "default"), ("extra", "x")] + with_sha,
+        ids + [("timestamp", fresh), ("timestam", "p" + stale)] + with_sha,  # a fresh timestamp beside it
+        ids + [("timestamp", fresh), ("timestamp", stale)] + with_sha,  # duplicate keys, either order
+        ids + [("timestamp", stale), ("timestamp", fresh)] + with_sha,
+        ids + [("timestam", "p" + stale), ("sign", md5)],  # the hmacmd5 default, signmethod removed
+        ids + [("timestam", "p" + stale), ("signmethod", "hmacmd5"), ("sign", md5)],
+        ids + [("timestam", "p" + stale), ("sign", sha)],  # signmethod removed from a hmacsha256 body
+        [("productKey", pk), ("deviceName", dn), ("clientId", "c1timestamp" + stale)] + with_sha,  # moved into clientId
+    ]
+    for pairs in forms:
+        doc = assert_compact_reply(_raw_auth(client, pairs), 20000)
+        assert doc["message"].startswith("auth check error"), (pairs, doc)
+    # the same device with a fresh timestamp, and any unsigned extras, still authenticates
+    fresh_sign = aliyun_sign(secret, {**dict(ids), "timestamp": fresh}, "hmacsha256")
+    extras = [("version", "default"), ("timestam", "p1"), ("Timestamp", stale), ("_v", "sdk-c-4.1.0")]
+    pairs = ids + [("timestamp", fresh)] + extras + [("signmethod", "hmacsha256"), ("sign", fresh_sign)]
+    assert_compact_reply(_raw_auth(client, pairs), 0)

@@ -404,3 +404,142 @@ def test_superseded_token_lives_exactly_30_seconds_and_internal_errors_are_500(t
         assert_error(hw_post(client, d["deviceId"], "messages/up", b"x", third), 500, "IOTDA.000001")
         stores.log.append = real_append  # type: ignore[method-assign]
         client.close()
+
+
+def test_json_bodies_with_a_trailing_nul_are_read_and_stored_as_received(server: ServerProcess, client: DeviceClient) -> None:
+    """C clients that send strlen(body) + 1 bytes: auth, property and gateway reports read past one trailing NUL
+    (and whitespace); the stored payload keeps it."""
+    gw_product = cli(server.data_dir, "product", "create", "--name", "nulgw", "--node-type", "gateway")
+    gw = cli(server.data_dir, "device", "create", "--product-key", gw_product["productKey"], "--name", "nul-gateway")
+    child = cli(server.data_dir, "device", "create", "--product-key", gw_product["productKey"], "--name", "nul-child",
+                "--gateway", f"{gw['productKey']}/{gw['deviceName']}")
+    ts = hour()
+    auth = json.dumps({"device_id": gw["deviceId"], "sign_type": 1, "timestamp": ts,
+                       "password": huawei_password(gw["deviceSecret"], ts)}).encode() + b"\x00"
+    reply = client.request("POST", "/v5/device-auth", auth, {"Content-Type": "application/json"})
+    assert reply.status == 200, reply.raw
+    token = reply.json["access_token"]
+    report_body = b'{"services":[{"service_id":"s","properties":{"nul":1}}]}\x00'
+    reply = hw_post(client, gw["deviceId"], "properties/report", report_body, token)
+    assert reply.status == 200, reply.raw
+    gateway_body = json.dumps({"devices": [{"device_id": child["deviceId"], "services": [
+        {"service_id": "s", "properties": {"sub": 2}}]}]}).encode() + b"\n\x00\r\n"
+    assert hw_post(client, gw["deviceId"], "gateway/sub-devices/properties/report", gateway_body, token).status == 200
+    for d, values in ((gw, {"nul": 1}), (child, {"sub": 2})):
+        status = cli(server.data_dir, "device", "status", "--product-key", d["productKey"], "--name", d["deviceName"])
+        assert {k: v["value"] for k, v in status["properties"].items()} == values
+    stores = open_stores(server.settings())
+    try:
+        import asyncio
+
+        stored = {m.message_id: m for m in asyncio.run(stores.log.newest(50))}
+    finally:
+        stores.close()
+    assert any(m.payload == report_body for m in stored.values())  # as received, NUL included
+    # two NULs are not the C SDKs' habit: invalid input, nothing stored
+    assert_error(hw_post(client, gw["deviceId"], "properties/report", report_body + b"\x00", token), 400, "IOTDA.000006")
+
+
+def test_three_tokens_back_to_back_each_superseded_one_lives_30_s_on_every_instance(tmp_path: Path) -> None:
+    """T1, T2, T3 issued 10 s apart by two instances sharing PostgreSQL: T1 lives until T2's issue + 30 s, T2
+    until T3's + 30 s, on both (T1 used to die as soon as T3 existed)."""
+    from tests.postgres import fresh_database
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "thingport.toml").write_text(f'database_url = "{fresh_database()}"\n')
+    product = cli(data_dir, "product", "create", "--name", "p")
+    d = cli(data_dir, "device", "create", "--product-key", product["productKey"], "--name", "dev-t")
+    now = [1_900_000_000.0]
+
+    def instance(worker: int) -> ThreadServer:
+        settings = load_settings(data_dir=data_dir, host="127.0.0.1", port=free_port(), log_level="critical",
+                                 worker_id=worker, registry_poll_s=0.05)
+        return ThreadServer(DeviceApp(settings, open_stores(settings), clock=lambda: now[0]), settings)
+
+    def alive(client: DeviceClient, token: str) -> bool:
+        reply = hw_post(client, d["deviceId"], "messages/up", b"x", token)
+        assert reply.status in (200, 403), reply.raw
+        return reply.status == 200
+
+    with instance(1) as a, instance(2) as b:
+        ca, cb = a.client(), b.client()
+        t1 = hw_token(ca, d)
+        now[0] += 10
+        t2 = hw_token(cb, d)
+        now[0] += 10
+        t3 = hw_token(ca, d)
+        time.sleep(0.5)  # each instance follows the registry's change feed (every 0.05 s here)
+        for client in (ca, cb):
+            assert [alive(client, t) for t in (t1, t2, t3)] == [True, True, True]
+        now[0] += 19.999  # T2's issue + 29.999 s
+        for client in (ca, cb):
+            assert [alive(client, t) for t in (t1, t2, t3)] == [True, True, True]
+        now[0] += 0.001  # T2's issue + 30 s: T1 is dead
+        for client in (ca, cb):
+            assert [alive(client, t) for t in (t1, t2, t3)] == [False, True, True]
+        assert_error(hw_post(cb, d["deviceId"], "messages/up", b"x", t1), 403, "IOTDA.000004", "superseded")
+        now[0] += 9.999  # T3's issue + 29.999 s
+        for client in (ca, cb):
+            assert [alive(client, t) for t in (t1, t2, t3)] == [False, True, True]
+        now[0] += 0.001
+        for client in (ca, cb):
+            assert [alive(client, t) for t in (t1, t2, t3)] == [False, False, True]
+        ca.close()
+        cb.close()
+
+
+def _replayed(client: DeviceClient, d: dict) -> list[int]:
+    """A password captured five hours ago, sent as sign_type 1 and as sign_type 0; then a fresh sign_type 1."""
+    stale = hour(-5)
+    return [hw_auth(client, d["deviceId"], d["deviceSecret"], 1, stale).status,
+            hw_auth(client, d["deviceId"], d["deviceSecret"], 0, stale).status,
+            hw_auth(client, d["deviceId"], d["deviceSecret"], 1).status]
+
+
+def _wait_for(check, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the server did not take the change"
+        time.sleep(0.1)
+
+
+def test_a_product_may_require_sign_type_1_and_refuse_a_replayed_sign_type_0(server: ServerProcess, client: DeviceClient) -> None:
+    """sign_type 0 is the platform's "do not check the time": a five-hour-old password still works unless the
+    product requires sign_type 1, set when it is created or later, from the CLI."""
+    loose = cli(server.data_dir, "product", "create", "--name", "loose")
+    assert loose["requireSignType1"] is None  # the server's setting (off by default)
+    d = cli(server.data_dir, "device", "create", "--product-key", loose["productKey"], "--name", "loose-1")
+    assert _replayed(client, d) == [401, 200, 200]  # the platform's behaviour: sign_type 0 replays
+
+    strict = cli(server.data_dir, "product", "create", "--name", "strict", "--require-sign-type-1", "yes")
+    assert strict["requireSignType1"] is True
+    s = cli(server.data_dir, "device", "create", "--product-key", strict["productKey"], "--name", "strict-1")
+    assert _replayed(client, s) == [401, 401, 200]
+    assert_error(hw_auth(client, s["deviceId"], s["deviceSecret"], 0), 401, "IOTDA.000002", "sign_type 0")
+    # a wrong password is told as such, not as the product's rule
+    assert_error(hw_auth(client, s["deviceId"], "wrong-secret", 0), 401, "IOTDA.000002", "password")
+
+    shown = cli(server.data_dir, "product", "set", "--product-key", loose["productKey"], "--require-sign-type-1", "yes")
+    assert shown["requireSignType1"] is True
+    _wait_for(lambda: hw_auth(client, d["deviceId"], d["deviceSecret"], 0, hour(-5)).status == 401)
+    cli(server.data_dir, "product", "set", "--product-key", loose["productKey"], "--require-sign-type-1", "server")
+    assert cli(server.data_dir, "product", "show", "--product-key", loose["productKey"])["requireSignType1"] is None
+    _wait_for(lambda: hw_auth(client, d["deviceId"], d["deviceSecret"], 0, hour(-5)).status == 200)
+
+
+def test_the_server_may_require_sign_type_1_and_a_product_may_opt_out(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    default = cli(data_dir, "product", "create", "--name", "default")
+    d = cli(data_dir, "device", "create", "--product-key", default["productKey"], "--name", "dev-1")
+    legacy = cli(data_dir, "product", "create", "--name", "legacy", "--require-sign-type-1", "no")
+    old = cli(data_dir, "device", "create", "--product-key", legacy["productKey"], "--name", "dev-2")
+    srv = ServerProcess(data_dir, {"THINGPORT_HUAWEI_REQUIRE_SIGN_TYPE_1": "true"}).start()
+    try:
+        client = srv.client()
+        assert _replayed(client, d) == [401, 401, 200]
+        assert_error(hw_auth(client, d["deviceId"], d["deviceSecret"], 0), 401, "IOTDA.000002", "sign_type 1")
+        assert _replayed(client, old) == [401, 200, 200]  # the product said no: its old firmware keeps working
+        client.close()
+    finally:
+        srv.stop()

@@ -102,7 +102,8 @@ def broken_json(draw: st.DrawFn, valid: bytes, bad_utf8: bool = False) -> bytes:
     if how == "deep":
         return draw(deep_json)
     if how == "trailing":
-        return valid + draw(st.sampled_from([b"x", b"{}", b"\x00", b",", b"]"]))
+        # one trailing NUL is the C SDKs' strlen + 1 and is read past; two, or one and more, are not
+        return valid + draw(st.sampled_from([b"x", b"{}", b"\x00\x00", b"\x00x", b",", b"]"]))
     return b"\xef\xbb\xbf" + valid
 
 

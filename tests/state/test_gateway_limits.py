@@ -97,3 +97,117 @@ def test_a_server_whose_redis_is_down_serves_degraded_and_says_so(tmp_path: Path
     finally:
         server.stop()
     assert server.output().count("Redis is unavailable") == 1
+
+
+def _attempts(clients_and_dialects: list[tuple[object, str]], d: dict) -> list[str]:
+    """Successful authentications, alternating dialects (and instances): "ok" or the throttle's code."""
+    import datetime
+
+    from thingport.core.signing import huawei_password
+
+    results = []
+    for client, dialect in clients_and_dialects:
+        if dialect == "aliyun":
+            code = client.auth(d["productKey"], d["deviceName"], d["deviceSecret"]).json["code"]  # type: ignore[attr-defined]
+            results.append("ok" if code == 0 else str(code))
+        else:
+            ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d%H")
+            reply = client.post_json("/v5/device-auth", {  # type: ignore[attr-defined]
+                "device_id": d["deviceId"], "sign_type": 1, "timestamp": ts,
+                "password": huawei_password(d["deviceSecret"], ts)})
+            results.append("ok" if reply.status == 200 else reply.json["error_code"])
+    return results
+
+
+def test_one_auth_bucket_per_device_whichever_dialect(tmp_path: Path) -> None:
+    """Alibaba and IoTDA attempts on one device spend one allowance (they used to have one each)."""
+    data_dir = tmp_path / "data"
+    _, (d,) = provision(data_dir)
+    server = ServerProcess(data_dir, {"THINGPORT_DEVICE_AUTH_RATE": "0.001", "THINGPORT_DEVICE_AUTH_BURST": "4"}).start()
+    try:
+        client = server.client()
+        sequence = [(client, "huawei"), (client, "aliyun")] * 3  # IoTDA first: the device is not in memory yet
+        assert _attempts(sequence, d) == ["ok", "ok", "ok", "ok", "IOTDA.021101", "40000"]
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_one_auth_bucket_per_device_across_instances_through_redis(tmp_path: Path) -> None:
+    require_redis()
+    data_dir = tmp_path / "data"
+    _, (d,) = provision(data_dir)
+    env = {"THINGPORT_REDIS_URL": URL, "THINGPORT_DEVICE_AUTH_RATE": "0.001", "THINGPORT_DEVICE_AUTH_BURST": "4"}
+    a = ServerProcess(data_dir, {**env, "THINGPORT_WORKER_ID": "1"}).start()
+    b = ServerProcess(data_dir, {**env, "THINGPORT_WORKER_ID": "2"}).start()
+    try:
+        ca, cb = a.client(), b.client()
+        sequence = [(ca, "huawei"), (cb, "aliyun"), (cb, "huawei"), (ca, "aliyun"), (ca, "huawei"), (cb, "aliyun"),
+                    (cb, "huawei"), (ca, "aliyun")]
+        assert _attempts(sequence, d) == ["ok"] * 4 + ["IOTDA.021101", "40000", "IOTDA.021101", "40000"]
+        ca.close()
+        cb.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_throttled_brute_force_on_a_known_device_reaches_no_database(tmp_path: Path) -> None:
+    """Once the device is in memory, an IoTDA attempt finds its one bucket without the registry: a brute-forcer
+    throttled in either dialect costs no database round trip."""
+    import pytest
+
+    from thingport.core.errors import AuthFailed, Throttled
+    from thingport.core.tokens import TokenCodec
+    from thingport.gateway import Gateway
+    from thingport.service import Management
+    from thingport.state.registry_cache import RegistryCache
+
+    settings = load_settings(data_dir=tmp_path / "data", device_auth_rate=0.001, device_auth_burst=3)
+    stores = open_stores(settings)
+
+    class Counted:
+        """The real registry, counting the device look-ups auth makes."""
+
+        def __init__(self) -> None:
+            self.lookups = 0
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(stores.registry, name)
+
+        async def device_by_name(self, *args: str):  # type: ignore[no-untyped-def]
+            self.lookups += 1
+            return await stores.registry.device_by_name(*args)
+
+        async def device_by_device_id(self, device_id: str):  # type: ignore[no-untyped-def]
+            self.lookups += 1
+            return await stores.registry.device_by_device_id(device_id)
+
+    async def main() -> None:
+        stores.log.start(asyncio.get_running_loop())
+        m = Management(stores.registry, stores.log)
+        await m.create_product("p", "pk01")
+        d = await m.create_device("pk01", "dev-a")
+        registry = Counted()
+        gateway = Gateway(settings, registry, stores.log, RegistryCache(registry), TokenCodec(b"k" * 32))  # type: ignore[arg-type]
+        aliyun = {"productKey": "pk01", "deviceName": "dev-a", "clientId": "c"}
+
+        async def huawei() -> None:
+            await gateway.authenticate_huawei(d.device_id, 0, "2019120219", "0" * 64, "203.0.113.9")
+
+        async def alibaba() -> None:
+            await gateway.authenticate_aliyun(aliyun, "hmacmd5", "0" * 32, "203.0.113.9")
+
+        for attempt in (huawei, alibaba, alibaba):  # the device's burst of 3, together
+            with pytest.raises(AuthFailed):
+                await attempt()
+        assert registry.lookups == 3
+        for attempt in (huawei, alibaba, huawei, alibaba):
+            with pytest.raises(Throttled):
+                await attempt()
+        assert registry.lookups == 3  # throttled from memory
+
+    try:
+        asyncio.run(main())
+    finally:
+        stores.close()

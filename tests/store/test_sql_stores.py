@@ -336,7 +336,7 @@ def test_postgresql_history_is_converted_by_db_upgrade_and_back(data_dir: Path) 
             assert await stores.registry.history(device_id, "t", None, None, 10) == series
 
     run(data_dir, act, {"database_url": url})
-    assert pg_schema.downgrade(url, "0001") == ("0002", "0001")
+    assert pg_schema.downgrade(url, "0001") == (pg_schema.head(), "0001")
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT device_id, identifier, time_ms, value::jsonb, message_id FROM history").fetchall()
     assert sorted(rows) == sorted((d, i, t, json.loads(v), mid) for d, i, t, v, mid in _OLD_HISTORY)
@@ -393,5 +393,34 @@ def test_recently_seen_asks_for_given_devices_only(data_dir: Path, engine: dict)
         assert await seen(0, []) == []
         many = [ids[1], *range(10_000, 11_200)]  # more ids than one statement takes
         assert await seen(0, many) == [(ids[1], 2000)]
+
+    run(data_dir, act, engine)
+
+
+def test_superseded_iotda_tokens_are_kept_per_device_in_the_registry(data_dir: Path, engine: dict) -> None:
+    """Each session that supersedes adds the token before it, with the time it was superseded, for every instance
+    to read back; sessions of one batch (and a late one from a clock that is behind) apply in order."""
+    from thingport.core.model import AuthSession
+    from thingport.core.tokens import MAX_SUPERSEDED_TOKENS
+
+    async def act(m: Management, stores):  # type: ignore[no-untyped-def]
+        await m.create_product("p", "pk01")
+        d = await m.create_device("pk01", "dev-a")
+        other = await m.create_device("pk01", "dev-b")
+        for at in (1_000, 11_000):
+            await stores.log.record_session(AuthSession(d.id, d.device_id, "s", at, supersedes=True))
+        await asyncio.gather(
+            stores.log.record_session(AuthSession(d.id, d.device_id, "s", 21_000, supersedes=True)),
+            stores.log.record_session(AuthSession(other.id, other.device_id, "s", 5_000, supersedes=True)),
+        )
+        stored = await stores.registry.device_by_id(d.id)
+        assert (stored.token_ms, stored.superseded_tokens) == (21_000, ((1_000, 11_000), (11_000, 21_000)))
+        assert (await stores.registry.device_by_id(other.id)).superseded_tokens == ()
+        await stores.log.record_session(AuthSession(d.id, d.device_id, "s", 20_000, supersedes=True))  # behind
+        stored = await stores.registry.device_by_id(d.id)
+        assert stored.token_ms == 21_000 and (20_000, 21_000) in stored.superseded_tokens
+        for at in range(30_000, 30_100):
+            await stores.log.record_session(AuthSession(d.id, d.device_id, "s", at, supersedes=True))
+        assert len((await stores.registry.device_by_id(d.id)).superseded_tokens) == MAX_SUPERSEDED_TOKENS
 
     run(data_dir, act, engine)

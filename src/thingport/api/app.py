@@ -162,6 +162,8 @@ def create_api(
             body.name, body.productKey, body.nodeType, body.thingModel, body.validation,
             topics=[(t.topic, t.operation) for t in body.topics],
         )
+        if body.requireSignType1 is not None:
+            product = await management.set_sign_type_1(product.product_key, body.requireSignType1)
         return product.to_json()
 
     @app.get("/api/products/{productKey}", response_model=s.ProductOut, tags=["products"], dependencies=[Read])
@@ -170,13 +172,18 @@ def create_api(
 
     @app.patch("/api/products/{productKey}", response_model=s.ProductOut, tags=["products"], dependencies=[Admin])
     async def update_product(productKey: str, body: s.ProductUpdate) -> dict:
-        """Change the validation mode, the presence timeout and/or its devices' report rate limit."""
+        """Change the validation mode, the presence timeout, its devices' report rate limit and/or whether their
+        IoTDA auth must be sign_type 1."""
         if body.validation is not None:
             await management.set_validation(productKey, body.validation)
         if body.presenceTimeout is not None:
             await management.set_presence_timeout(productKey, body.presenceTimeout or None)
         if body.deviceReportRate is not None or body.deviceReportBurst is not None:
             await management.set_device_report_rate(productKey, body.deviceReportRate, body.deviceReportBurst)
+        if body.followServerSignType1:
+            await management.set_sign_type_1(productKey, None)
+        elif body.requireSignType1 is not None:
+            await management.set_sign_type_1(productKey, body.requireSignType1)
         return (await management.product(productKey)).to_json()
 
     @app.get("/api/products/{productKey}/thing-model", response_model=s.ThingModelOut, tags=["products"],

@@ -31,6 +31,7 @@ class ProductCreate(Model):
     validation: Literal["per-property", "whole-report"] = "per-property"
     thingModel: dict[str, Any] | None = Field(None, description="Alibaba TSL or IoTDA product model")
     topics: list[TopicCategory] = Field(default_factory=list, max_length=50)
+    requireSignType1: bool | None = Field(None, description="IoTDA auth must be sign_type 1 (time-checked); null: the server's setting")
 
 
 class ProductUpdate(Model):
@@ -41,6 +42,8 @@ class ProductUpdate(Model):
                                            description="reports per second per device; 0: the server's default")
     deviceReportBurst: float | None = Field(None, ge=0, le=1_000_000,
                                             description="reports a device may send at once; 0: the server's default")
+    requireSignType1: bool | None = Field(None, description="IoTDA auth must be sign_type 1 (time-checked); null leaves it as it is")
+    followServerSignType1: bool = Field(False, description="true: requireSignType1 goes back to the server's setting")
 
 
 class ProductOut(Model):
@@ -54,6 +57,7 @@ class ProductOut(Model):
     presenceTimeout: float | None = Field(description="seconds of silence before offline; null: the server's")
     deviceReportRate: float | None = Field(None, description="reports per second per device; null: the server's")
     deviceReportBurst: float | None = Field(None, description="burst of the device report bucket; null: the server's")
+    requireSignType1: bool | None = Field(None, description="IoTDA auth must be sign_type 1 (time-checked); null: the server's setting")
 
 
 class ThingModelOut(Model):

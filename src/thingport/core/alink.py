@@ -37,7 +37,7 @@ from typing import Any
 
 import msgspec
 
-from thingport.core.jsondoc import DECODE_ERRORS
+from thingport.core.jsondoc import DECODE_ERRORS, without_trailing_nul
 from thingport.core.thingmodel import PropertyError, ThingModel
 from thingport.core.timestamps import sample_time
 
@@ -102,7 +102,7 @@ class AlinkError(Exception):
 
 def _load(payload: bytes | bytearray | memoryview | str) -> dict:
     try:
-        doc = _decode(payload)
+        doc = _decode(without_trailing_nul(payload))  # the C SDK's trailing NUL
     except (*DECODE_ERRORS, msgspec.MsgspecError, TypeError):
         raise AlinkError(CODE_NOT_JSON, "payload is not JSON") from None
     if doc.__class__ is not dict:

@@ -20,6 +20,7 @@ class Product:
     presence_timeout_s: float | None = None  # silence after which its devices are offline (None: server's)
     device_report_rate: float | None = None  # reports per second per device (None: the server's)
     device_report_burst: float | None = None
+    require_sign_type_1: bool | None = None  # IoTDA auth must be time-checked (sign_type 1); None: the server's
 
     def to_json(self) -> dict:
         return {
@@ -33,6 +34,7 @@ class Product:
             "presenceTimeout": self.presence_timeout_s,
             "deviceReportRate": self.device_report_rate,
             "deviceReportBurst": self.device_report_burst,
+            "requireSignType1": self.require_sign_type_1,
         }
 
 
@@ -52,7 +54,7 @@ class Device:
     gateway_id: int | None = None  # the parent gateway's internal id, for a sub-device
     gateway: tuple[str, str] | None = None  # the parent's (productKey, deviceName)
     token_ms: int | None = None  # when the newest IoTDA token was issued
-    prev_token_ms: int | None = None  # when the one before it was
+    superseded_tokens: tuple[tuple[int, int], ...] = ()  # (issued, superseded) of older ones in their 30 s grace
 
     def to_json(self, with_secret: bool = False) -> dict:
         doc = {
@@ -127,8 +129,8 @@ class StoredMessage:
 class AuthSession:
     """What is recorded when a device authenticates (the ``update session`` of the protocol).
 
-    ``supersedes`` is set for IoTDA tokens: the newest token's issue time, which makes the one before it
-    expire 30 s later on every instance.
+    ``supersedes`` is set for IoTDA tokens: the newest token's issue time, which gives the tokens before it
+    30 s more to live, on every instance.
     """
 
     device_id: int

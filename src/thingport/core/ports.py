@@ -71,6 +71,8 @@ class Registry(RegistryReader, Protocol):
 
     async def set_product_device_rate(self, product_key: str, rate: float | None, burst: float | None) -> None: ...
 
+    async def set_product_sign_type_1(self, product_key: str, required: bool | None) -> None: ...
+
     async def create_subscription(
         self, name: str, product_key: str, kinds: tuple[str, ...], topic_filter: str | None, sink: str,
         options: dict, from_start: bool, created_ms: int,

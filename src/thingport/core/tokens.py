@@ -86,3 +86,39 @@ class TokenCodec:
         if now_s >= expires_s:
             raise TokenExpired("token is expired")
         return TokenClaims(dialect, device_id, epoch, issued_ms, expires_s)
+
+
+# --- IoTDA supersession: a device's previous tokens live on 30 s after a newer one is issued ---
+
+SUPERSEDED_TOKEN_GRACE_MS = 30_000
+MAX_SUPERSEDED_TOKENS = 16  # per device: more tokens superseded within 30 s lose their grace, oldest first
+
+Superseded = tuple[tuple[int, int], ...]  # (issued_ms, superseded_ms) of each token still in its grace
+
+
+def supersede(newest_ms: int | None, superseded: Superseded, issued_ms: int) -> tuple[int, Superseded]:
+    """A device's (newest token's issue time, superseded tokens) once a token issued at ``issued_ms`` exists.
+
+    Each superseded token keeps 30 s from the moment the next one was issued, whatever came after (three
+    tokens back to back: the first lives until the second's issue + 30 s). A token issued before the newest
+    (by an instance whose clock is behind) is superseded by it at once. Bounded: tokens past their grace
+    are dropped, and at most ``MAX_SUPERSEDED_TOKENS`` are kept."""
+    pairs = list(superseded)
+    if newest_ms is None:
+        newest = issued_ms
+    elif issued_ms >= newest_ms:
+        if issued_ms != newest_ms:
+            pairs.append((newest_ms, issued_ms))
+        newest = issued_ms
+    else:
+        pairs.append((issued_ms, newest_ms))
+        newest = newest_ms
+    live = sorted(
+        {(issued, at) for issued, at in pairs if at + SUPERSEDED_TOKEN_GRACE_MS > newest}, key=lambda p: (p[1], p[0])
+    )
+    return newest, tuple(live[-MAX_SUPERSEDED_TOKENS:])
+
+
+def superseded_token_alive(superseded: Superseded, issued_ms: int, now_ms: float) -> bool:
+    """Whether the superseded token issued at ``issued_ms`` is still in its 30 s of grace."""
+    return any(issued == issued_ms and now_ms < at + SUPERSEDED_TOKEN_GRACE_MS for issued, at in superseded)

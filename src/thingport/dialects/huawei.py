@@ -68,7 +68,7 @@ def error_body(code: str, message: str) -> bytes:
 
 def _json_object(body: bytes) -> dict:
     try:
-        doc = jsondoc.decode(body)
+        doc = jsondoc.decode_device(body)
     except jsondoc.DECODE_ERRORS:
         raise errors.ParamError("body is not valid JSON") from None
     if not isinstance(doc, dict):

@@ -7,7 +7,8 @@ shares the device, product and auth buckets across instances. Both refuse with t
 Authentication is limited per source address (every attempt, whatever device it names: against brute
 force over many devices) and per device *and* source address (every attempt, before the signature check:
 against brute force on one device). A device's bucket is keyed by its address too, so a stranger who
-knows a device's identity spends only their own allowance and cannot lock the device out.
+knows a device's identity spends only their own allowance and cannot lock the device out. A device has one
+bucket whichever dialect it speaks (the gateway names it by ``productKey/deviceName`` in both).
 """
 
 import time
@@ -27,6 +28,10 @@ class Limits(Protocol):
 
     async def check_auth(self, device_key: str, source: str) -> None:
         """Spend one authentication attempt naming ``device_key`` from address ``source``."""
+        ...
+
+    async def check_device_auth(self, device_key: str, source: str) -> None:
+        """Spend one attempt of ``device_key``'s bucket alone (its source's was spent under another name)."""
         ...
 
 
@@ -70,7 +75,10 @@ class LocalLimits:
         now = self._clock()
         if not self._sources.take(source, now):
             raise InstanceThrottled("too many authentication attempts from this address")
-        if not self._device_auths.take((device_key, source), now):
+        self.device_auth(device_key, source, now)
+
+    def device_auth(self, device_key: str, source: str, now: float | None = None) -> None:
+        if not self._device_auths.take((device_key, source), self._clock() if now is None else now):
             raise Throttled("too many authentication attempts for this device")
 
     async def check_report(self, device: Device, rate: Rate | None) -> None:
@@ -78,3 +86,6 @@ class LocalLimits:
 
     async def check_auth(self, device_key: str, source: str) -> None:
         self.auth(device_key, source)
+
+    async def check_device_auth(self, device_key: str, source: str) -> None:
+        self.device_auth(device_key, source)

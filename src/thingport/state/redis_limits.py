@@ -92,3 +92,14 @@ class RedisLimits:
             raise InstanceThrottled("too many authentication attempts from this address")
         if refused:
             raise Throttled("too many authentication attempts for this device")
+
+    async def check_device_auth(self, device_key: str, source: str) -> None:
+        if not self._link.up:
+            return self._local.device_auth(device_key, source)
+        try:
+            refused = await self._script((f"{PREFIX}ra:{{{source}}}:d:{device_key}",), self._auth_args[2:])
+        except FAILURES as exc:
+            self._link.failed(exc)
+            return self._local.device_auth(device_key, source)
+        if refused:
+            raise Throttled("too many authentication attempts for this device")

@@ -70,6 +70,11 @@ class RegistryCache:
         self._put(device_id, device)
         return device
 
+    def known_by_device_id(self, device_id: str) -> Device | None:
+        """A device by its IoTDA ``device_id`` if it is in memory, without I/O."""
+        internal = self._by_device_id.get(device_id)
+        return None if internal is None else self._by_id.get(internal)
+
     async def by_device_id(self, device_id: str) -> Device | None:
         """A device by its IoTDA ``device_id``: from memory when seen before, else loaded."""
         internal = self._by_device_id.get(device_id)

@@ -8,6 +8,7 @@ import msgspec
 
 from thingport.core.errors import Conflict, NotFound
 from thingport.core.model import ApiKey, AuthSession, Device, Product, Subscription
+from thingport.core.tokens import Superseded, supersede
 from thingport.store.keys import KeyRing
 from thingport.store.database import Database, IntegrityError
 from thingport.store.executor import DbExecutor
@@ -15,12 +16,13 @@ from thingport.store.executor import DbExecutor
 _IDS_PER_QUERY = 500  # under SQLite's 999 bound variables of old builds, with room for the rest
 _DEVICE_SELECT = (
     "SELECT d.id, d.product_key, d.device_name, d.secret_sealed, d.enabled, d.token_epoch, d.created_ms,"
-    " d.last_auth_ms, d.device_id, d.gateway_id, g.product_key, g.device_name, d.token_ms, d.prev_token_ms"
+    " d.last_auth_ms, d.device_id, d.gateway_id, g.product_key, g.device_name, d.token_ms,"
+    " d.superseded_tokens"
     " FROM devices d LEFT JOIN devices g ON g.id = d.gateway_id"
 )
 _PRODUCT_COLUMNS = (
     "product_key, name, node_type, created_ms, model_version, validation, topics, presence_timeout_s,"
-    " device_report_rate, device_report_burst"
+    " device_report_rate, device_report_burst, require_sign_type_1"
 )
 CHANGE_RETENTION_MS = 24 * 3600 * 1000
 
@@ -40,11 +42,11 @@ class SqlRegistry:
 
     def _device(self, row: tuple) -> Device:
         (device_id, pk, dn, sealed, enabled, epoch, created_ms, last_auth_ms, hw_id, gateway_id, gw_pk, gw_dn,
-         token_ms, prev_token_ms) = row
+         token_ms, superseded) = row
         secret = self._box.open(sealed, _identity(pk, dn))
         gateway = (gw_pk, gw_dn) if gateway_id is not None else None
         return Device(device_id, pk, dn, bool(enabled), epoch, created_ms, secret, last_auth_ms, hw_id, gateway_id,
-                      gateway, token_ms, prev_token_ms)
+                      gateway, token_ms, _superseded(superseded))
 
     async def _one_device(self, where: str, params: tuple) -> Device | None:
         def q(conn: Database) -> tuple | None:
@@ -342,6 +344,12 @@ class SqlRegistry:
             product_key, "UPDATE products SET presence_timeout_s = ? WHERE product_key = ?", (seconds, product_key)
         )
 
+    async def set_product_sign_type_1(self, product_key: str, required: bool | None) -> None:
+        await self._update_product(
+            product_key, "UPDATE products SET require_sign_type_1 = ? WHERE product_key = ?",
+            (None if required is None else int(required), product_key),
+        )
+
     async def set_product_device_rate(self, product_key: str, rate: float | None, burst: float | None) -> None:
         await self._update_product(
             product_key, "UPDATE products SET device_report_rate = ?, device_report_burst = ? WHERE product_key = ?",
@@ -484,8 +492,13 @@ class SqlRegistry:
 
 
 def _product(row: tuple) -> Product:
-    *columns, topics, presence_timeout_s, rate, burst = row
-    return Product(*columns, tuple((t, op) for t, op in msgspec.json.decode(topics)), presence_timeout_s, rate, burst)
+    *columns, topics, presence_timeout_s, rate, burst, sign_type_1 = row
+    return Product(*columns, tuple((t, op) for t, op in msgspec.json.decode(topics)), presence_timeout_s, rate, burst,
+                   None if sign_type_1 is None else bool(sign_type_1))
+
+
+def _superseded(column: str | None) -> Superseded:
+    return tuple((issued, at) for issued, at in msgspec.json.decode(column)) if column else ()
 
 
 def record_sessions(conn: Database, sessions: list[AuthSession]) -> None:
@@ -501,10 +514,22 @@ def record_sessions(conn: Database, sessions: list[AuthSession]) -> None:
     )
     superseding = [s for s in sessions if s.supersedes]
     if superseding:
-        # SET expressions read the old row, so prev_token_ms takes the old token_ms
-        conn.executemany(
-            "UPDATE devices SET prev_token_ms = token_ms, token_ms = ? WHERE id = ?",
-            [(s.at_ms, s.device_id) for s in superseding],
+        # the caller's transaction holds these device rows locked: read, supersede, write back
+        ids = sorted({s.device_id for s in superseding})
+        marks = ",".join("?" * len(ids))
+        state = {
+            device_id: (token_ms, _superseded(column))
+            for device_id, token_ms, column in conn.execute(
+                f"SELECT id, token_ms, superseded_tokens FROM devices WHERE id IN ({marks})", ids
+            ).fetchall()
+        }
+        for s in superseding:
+            if s.device_id in state:
+                state[s.device_id] = supersede(*state[s.device_id], s.at_ms)
+        conn.executemany(  # prev_token_ms: what thingport before schema 4 reads, kept right for a downgrade
+            "UPDATE devices SET token_ms = ?, superseded_tokens = ?, prev_token_ms = ? WHERE id = ?",
+            [(newest, msgspec.json.encode(older).decode(), older[-1][0] if older else None, device_id)
+             for device_id, (newest, older) in state.items()],
         )
         conn.serialize("changes")
         conn.executemany(

@@ -136,10 +136,15 @@ ALTER TABLE history_v3 RENAME TO history;
 """
 
 _SCHEMA_V4 = """
+ALTER TABLE devices ADD COLUMN superseded_tokens TEXT;  -- JSON [[issued_ms, superseded_ms], ...]: IoTDA tokens in their 30 s grace
+ALTER TABLE products ADD COLUMN require_sign_type_1 INTEGER;  -- IoTDA auth must be sign_type 1 (0/1); NULL: the server's
+"""
+
+_SCHEMA_V5 = """
 CREATE INDEX changes_by_time ON changes (at_ms);   -- PostgreSQL had it from the start: the feed's trimming
 """
 
-MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4]
+MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5]
 
 
 def db_path(data_dir: Path) -> Path:
