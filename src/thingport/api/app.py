@@ -1,7 +1,8 @@
 """The management REST API: products, devices, running status, history, the message log, API keys.
 
 Every rule lives in ``service.Management``, shared with the CLI; this module only maps HTTP to it.
-Authentication is ``Authorization: Bearer <API key>``; read keys may only read. Every endpoint but the
+Authentication is ``Authorization: Bearer <API key>``; read keys may only read, consumer keys may also
+acknowledge pull subscriptions, admin keys may do everything. Every endpoint but the
 health checks needs a key.
 """
 
@@ -30,6 +31,7 @@ from thingport.core.model import ApiKey, Device, StoredMessage
 from thingport.service import Management
 
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
+CONSUMING_ROLES = ("admin", "consumer")  # may acknowledge what pull subscriptions deliver
 
 _ERRORS: list[tuple[type[errors.ThingportError], int, str]] = [
     (errors.NotFound, 404, "not_found"),
@@ -99,11 +101,18 @@ def create_api(
 
     async def admin(key: Annotated[ApiKey, Depends(authenticated)]) -> ApiKey:
         if key.role != "admin":
-            raise ApiError(403, "forbidden", f"API key {key.name!r} is read-only")
+            what = "read-only" if key.role == "read" else "a consumer key (read and acknowledge only)"
+            raise ApiError(403, "forbidden", f"API key {key.name!r} is {what}")
+        return key
+
+    async def consumer(key: Annotated[ApiKey, Depends(authenticated)]) -> ApiKey:
+        if key.role not in CONSUMING_ROLES:
+            raise ApiError(403, "forbidden", f"API key {key.name!r} is read-only: acknowledging needs a consumer key")
         return key
 
     Read = Depends(authenticated)
     Admin = Depends(admin)
+    Consumer = Depends(consumer)
 
     @app.exception_handler(ApiError)
     async def on_api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -356,33 +365,35 @@ def create_api(
         await management.delete_subscription(name)
         return Response(status_code=204)
 
-    @app.post("/api/subscriptions/{name}/pull", response_model=s.PullOut, tags=["subscriptions"],
-              dependencies=[Read])
+    @app.post("/api/subscriptions/{name}/pull", response_model=s.PullOut, tags=["subscriptions"])
     async def pull(
         name: str,
+        key: Annotated[ApiKey, Read],
         max: Annotated[int, Query(ge=1, le=1000)] = 100,
         wait: Annotated[float, Query(ge=0, le=30)] = 0,
     ) -> dict:
         """The next envelopes of an http subscription, waiting up to ``wait`` seconds for some. They come
-        again on every pull until acknowledged (at least once)."""
-        messages, cursor = await management.pull(name, max, wait)
+        again on every pull until acknowledged (at least once). A read key's pull is a peek: only what an
+        admin or consumer key pulled may be acknowledged."""
+        messages, cursor = await management.pull(name, max, wait, consumer=key.role in CONSUMING_ROLES)
         return {"messages": [envelope(m) for m in messages], "cursor": str(cursor)}
 
     @app.post("/api/subscriptions/{name}/ack", response_model=s.SubscriptionOut, tags=["subscriptions"],
-              dependencies=[Read])
+              dependencies=[Consumer], responses={409: {"model": s.ErrorResponse}})
     async def ack(name: str, body: s.AckIn) -> dict:
-        """Acknowledge everything up to a pull's cursor."""
+        """Acknowledge everything up to a pull's cursor (or an event's id): http subscriptions only, an
+        admin or consumer key, and never beyond what such a key's pulls and streams were given (409)."""
         return (await management.ack(name, int(body.cursor))).to_json()
 
-    @app.get("/api/subscriptions/{name}/events", tags=["subscriptions"], dependencies=[Read],
+    @app.get("/api/subscriptions/{name}/events", tags=["subscriptions"],
              responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                               "description": "Server-Sent Events: id = log seq, data = envelope JSON"}})
-    async def events(name: str, request: Request) -> Response:
+    async def events(name: str, request: Request, key: Annotated[ApiKey, Read]) -> Response:
         """Server-Sent Events of a subscription, resuming after ``Last-Event-ID`` (else from its cursor)."""
         last = request.headers.get("last-event-id")
         after = int(last) if last and last.isdigit() and len(last) < 20 else None
         await management.subscription(name)  # 404 before the stream starts
-        source = management.stream(name, after)
+        source = management.stream(name, after, consumer=key.role in CONSUMING_ROLES)
 
         async def body():  # type: ignore[no-untyped-def]
             yield b": thingport\n\n"

@@ -142,7 +142,7 @@ class MessagePage(Model):
 
 class ApiKeyCreate(Model):
     name: str = Field(min_length=1, max_length=64)
-    role: Literal["admin", "read"] = "admin"
+    role: Literal["admin", "consumer", "read"] = "admin"
 
 
 class ApiKeyOut(Model):
@@ -176,6 +176,8 @@ class SubscriptionOut(Model):
     sink: str
     options: dict[str, Any] = Field(description="credentials (url, password, secret) shown as ***")
     cursor: int
+    delivered: int = Field(0, description="http subscriptions: the highest log seq an admin or consumer key's "
+                                          "pull or event stream was given; acknowledgements stop there")
     enabled: bool
     createdAt: int
     backlog: int | None

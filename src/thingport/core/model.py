@@ -159,7 +159,7 @@ class DeviceStatus:
         }
 
 
-API_ROLES = ("admin", "read")
+API_ROLES = ("admin", "consumer", "read")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +190,7 @@ class Subscription:
     cursor: int
     enabled: bool
     created_ms: int
+    delivered: int = 0  # pull subscriptions: the highest log seq handed to a consumer (acks stop there)
 
     def to_json(self, backlog: int | None = None) -> dict:
         hidden = {"secret", "password", "url"}
@@ -201,6 +202,7 @@ class Subscription:
             "sink": self.sink,
             "options": {k: ("***" if k in hidden else v) for k, v in self.options.items()},
             "cursor": self.cursor,
+            "delivered": self.delivered,
             "enabled": self.enabled,
             "createdAt": self.created_ms,
             "backlog": backlog,

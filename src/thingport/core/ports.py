@@ -122,6 +122,10 @@ class MessageLog(Protocol):
 
     async def save_cursor(self, subscription_id: int, seq: int) -> None: ...
 
+    async def save_delivered(self, subscription_id: int, seq: int) -> None:
+        """A pull subscription handed messages up to ``seq`` to a consumer (acknowledgements stop there)."""
+        ...
+
     async def delete_before(self, seq: int, received_before_ms: int | None, max_rows: int) -> int:
         """Retention: delete up to ``max_rows`` of the oldest messages below ``seq``; returns how many."""
         ...

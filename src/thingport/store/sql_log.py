@@ -37,6 +37,7 @@ _UPSERT_LATEST = (
     " WHERE excluded.time_ms >= latest_values.time_ms"
 )
 _SAVE_CURSOR = "UPDATE subscriptions SET cursor = ? WHERE id = ? AND cursor < ?"
+_SAVE_DELIVERED = "UPDATE subscriptions SET delivered = ? WHERE id = ? AND delivered < ?"
 _encode = msgspec.json.encode
 
 
@@ -48,12 +49,20 @@ class CursorUpdate:
     seq: int
 
 
-Item = StoredMessage | AuthSession | CursorUpdate | tuple[StoredMessage, ...]
+@dataclass(frozen=True, slots=True)
+class DeliveredUpdate:
+    """A pull subscription handed messages up to ``seq`` to a consumer: acknowledgements may go that far."""
+
+    subscription_id: int
+    seq: int
 
 
-def flatten(items: list[Item]) -> list[StoredMessage | AuthSession | CursorUpdate]:
+Item = StoredMessage | AuthSession | CursorUpdate | DeliveredUpdate | tuple[StoredMessage, ...]
+
+
+def flatten(items: list[Item]) -> list[StoredMessage | AuthSession | CursorUpdate | DeliveredUpdate]:
     """A batch's items one by one: ``append_many``'s tuples opened, their messages sharing the transaction."""
-    flat: list[StoredMessage | AuthSession | CursorUpdate] = []
+    flat: list[StoredMessage | AuthSession | CursorUpdate | DeliveredUpdate] = []
     for item in items:
         if type(item) is tuple:
             flat.extend(item)
@@ -129,7 +138,8 @@ class SqlMessageLog:
         reporting: list[StoredMessage] = []  # those that carried property values
         seen: dict[int, int] = {}  # device -> newest receive time (status messages do not count)
         sessions: list[AuthSession] = []
-        cursors: list[tuple[int, int]] = []
+        cursors: list[tuple[int, int, int]] = []
+        delivered: list[tuple[int, int, int]] = []
         for item in flatten(items):
             if type(item) is StoredMessage:
                 m = item
@@ -142,6 +152,8 @@ class SqlMessageLog:
                     seen[m.device_id] = m.received_ms
             elif type(item) is AuthSession:
                 sessions.append(item)
+            elif type(item) is DeliveredUpdate:
+                delivered.append((item.seq, item.subscription_id, item.seq))
             else:
                 cursors.append((item.seq, item.subscription_id, item.seq))  # type: ignore[union-attr]
         with conn.transaction():
@@ -150,6 +162,8 @@ class SqlMessageLog:
             conn.lock_devices(sorted({*seen, *(s.device_id for s in sessions)}))
             if cursors:
                 conn.executemany(_SAVE_CURSOR, cursors)
+            if delivered:
+                conn.executemany(_SAVE_DELIVERED, delivered)
             if seen:
                 conn.executemany(_MARK_SEEN, [(at, device_id, at) for device_id, at in seen.items()])
             if sessions:
@@ -187,6 +201,13 @@ class SqlMessageLog:
             await self._committer.submit(CursorUpdate(subscription_id, seq))
         except DatabaseError as exc:
             raise StoreUnavailable(f"cursor could not be stored: {exc}") from None
+
+    async def save_delivered(self, subscription_id: int, seq: int) -> None:
+        """Durably record that a pull subscription handed messages up to ``seq`` to a consumer."""
+        try:
+            await self._committer.submit(DeliveredUpdate(subscription_id, seq))
+        except DatabaseError as exc:
+            raise StoreUnavailable(f"delivery could not be recorded: {exc}") from None
 
     async def _select(self, where: str, params: tuple, order: str, limit: int) -> list[StoredMessage]:
         sql = f"SELECT {_SELECT_COLUMNS} FROM messages{' WHERE ' + where if where else ''} ORDER BY seq {order} LIMIT ?"

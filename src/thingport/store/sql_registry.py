@@ -243,14 +243,14 @@ class SqlRegistry:
     # --- subscriptions ---
 
     _SUBSCRIPTION_COLUMNS = (
-        "id, name, product_key, kinds, topic_filter, sink, options_sealed, cursor, enabled, created_ms"
+        "id, name, product_key, kinds, topic_filter, sink, options_sealed, cursor, enabled, created_ms, delivered"
     )
 
     def _subscription(self, row: tuple) -> Subscription:
-        sid, name, pk, kinds, topic_filter, sink, sealed, cursor, enabled, created_ms = row
+        sid, name, pk, kinds, topic_filter, sink, sealed, cursor, enabled, created_ms, delivered = row
         options = msgspec.json.decode(self._box.open(sealed, f"subscription/{name}"))
         return Subscription(sid, name, pk, tuple(kinds.split(",")), topic_filter, sink, options, cursor,
-                            bool(enabled), created_ms)
+                            bool(enabled), created_ms, delivered)
 
     async def create_subscription(
         self, name: str, product_key: str, kinds: tuple[str, ...], topic_filter: str | None, sink: str,
@@ -268,8 +268,8 @@ class SqlRegistry:
                 try:
                     cur = conn.execute(
                         "INSERT INTO subscriptions (name, product_key, kinds, topic_filter, sink, options_sealed, cursor,"
-                        " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                        (name, product_key, ",".join(kinds), topic_filter, sink, sealed, start, created_ms),
+                        " created_ms, delivered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        (name, product_key, ",".join(kinds), topic_filter, sink, sealed, start, created_ms, start),
                     )
                 except IntegrityError:  # a concurrent twin (PostgreSQL's READ COMMITTED lets both check first)
                     raise Conflict(f"subscription {name} already exists") from None

@@ -135,7 +135,12 @@ DROP TABLE history;
 ALTER TABLE history_v3 RENAME TO history;
 """
 
-MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3]
+_SCHEMA_V4 = """
+ALTER TABLE subscriptions ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;  -- highest seq handed to a consumer
+UPDATE subscriptions SET delivered = cursor;
+"""
+
+MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4]
 
 
 def db_path(data_dir: Path) -> Path:

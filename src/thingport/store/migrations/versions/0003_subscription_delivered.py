@@ -1,0 +1,22 @@
+"""A pull subscription remembers the highest log seq it handed to a consumer (SQLite schema version 4):
+an acknowledgement may never go beyond it, so nobody can acknowledge messages nobody received.
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE subscriptions ADD COLUMN delivered BIGINT NOT NULL DEFAULT 0")
+    op.execute("UPDATE subscriptions SET delivered = cursor")
+
+
+def downgrade() -> None:
+    op.execute("ALTER TABLE subscriptions DROP COLUMN delivered")
