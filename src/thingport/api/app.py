@@ -25,12 +25,14 @@ from thingport import __version__
 import msgspec
 
 from thingport.api import schemas as s
+from thingport.api.guard import SCOPE_KEY, ApiGuard
 from thingport.bus.envelope import envelope
 from thingport.core import errors
 from thingport.core.model import ApiKey, Device, StoredMessage
 from thingport.service import Management
 
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # a thing model import is the largest body the API takes
 CONSUMING_ROLES = ("admin", "consumer")  # may acknowledge what pull subscriptions deliver
 
 _ERRORS: list[tuple[type[errors.ThingportError], int, str]] = [
@@ -79,8 +81,10 @@ def create_api(
     management: Management,
     metrics: CollectorRegistry,
     readiness: Callable[[], Awaitable[dict[str, str]]],
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
-    """The API app. ``readiness`` returns named checks: all "ok" (or "degraded: ...") means ready."""
+    """The API app. ``readiness`` returns named checks: all "ok" (or "degraded: ...") means ready.
+    Requests pass ``ApiGuard`` first: the key is checked before a body is read, and bodies are capped."""
     app = FastAPI(
         docs_url=None,  # served below from packaged assets: the default page loads Swagger UI from a CDN
         redoc_url=None,
@@ -89,9 +93,15 @@ def create_api(
         description="Products, devices, running status, history and the message log of a thingport server.",
         responses=_COMMON_RESPONSES,
     )
+    app.add_middleware(ApiGuard, lookup=management.api_key_for, max_body_bytes=max_body_bytes)
     bearer = HTTPBearer(auto_error=False, description="an API key from `thingport apikey create`")
 
-    async def authenticated(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiKey:
+    async def authenticated(
+        request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> ApiKey:
+        checked = request.scope.get(SCOPE_KEY)
+        if checked is not None:  # ApiGuard looked it up already
+            return checked  # type: ignore[no-any-return]
         if creds is None:
             raise ApiError(401, "unauthorized", "an API key is required: Authorization: Bearer <key>")
         key = await management.api_key_for(creds.credentials)
