@@ -83,7 +83,7 @@ def create_api(
     readiness: Callable[[], Awaitable[dict[str, str]]],
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
-    """The API app. ``readiness`` returns named checks: all "ok" (or "degraded: ...") means ready.
+    """The API app. ``readiness`` returns named checks: all "ok" (or "degraded") means ready.
     Requests pass ``ApiGuard`` first: the key is checked before a body is read, and bodies are capped."""
     app = FastAPI(
         docs_url=None,  # served below from packaged assets: the default page loads Swagger UI from a CDN
@@ -156,7 +156,8 @@ def create_api(
     @app.get("/readyz", response_model=s.Health, tags=["health"],
              responses={503: {"model": s.Health}, 401: {}, 403: {}, 404: {}, 400: {}})
     async def readyz() -> Response:
-        """Ready to serve: storage answers. A "degraded: ..." check (Redis down) is shown but still ready."""
+        """Ready to serve: storage answers and takes writes. A "degraded" check (Redis down) is shown but still
+        ready. Checks and states only: the reasons are in the server's log."""
         checks = await readiness()
         ready = all(v == "ok" or v.startswith("degraded") for v in checks.values())  # degraded still serves
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503)

@@ -138,6 +138,11 @@ ALTER TABLE history_v3 RENAME TO history;
 _SCHEMA_V4 = """
 ALTER TABLE subscriptions ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;  -- highest seq handed to a consumer
 UPDATE subscriptions SET delivered = cursor;
+CREATE TABLE write_probe (              -- /readyz writes (and deletes) a row here while writes fail, to learn
+    id    INTEGER PRIMARY KEY,          -- when they work again; empty otherwise
+    at_ms INTEGER NOT NULL,
+    pad   BLOB NOT NULL                 -- as large as a report, so it needs the room one needs
+);
 """
 
 MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4]
