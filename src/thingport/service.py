@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from thingport.core import identity
-from thingport.core.errors import Conflict, NotFound, ParamError
+from thingport.core.errors import Conflict, NotFound, ParamError, SinkUnreachable
 from thingport.core.model import (
     API_ROLES,
     VALIDATION_MODES,
@@ -207,9 +207,11 @@ class Management:
     async def create_subscription(
         self, name: str, product_key: str, sink: str, kinds: list[str] | None = None,
         topic_filter: str | None = None, options: dict | None = None, from_start: bool = False,
+        check: bool = True,
     ) -> Subscription:
-        """A subscription of a product's messages; a push sink's options are checked before it is stored."""
-        from thingport.bus.base import SinkConfigError
+        """A subscription of a product's messages; a push sink's options are checked before it is stored,
+        and unless ``check`` is False the sink itself: connected to with its credentials (SinkUnreachable)."""
+        from thingport.bus.base import SinkConfigError, SinkError, shown_error
         from thingport.bus.envelope import ENVELOPE_KINDS
         from thingport.bus.factory import PULL, SINK_TYPES, create_sink
 
@@ -224,14 +226,23 @@ class Management:
         if topic_filter is not None:
             _checked(compile_topic_filter, topic_filter)
         options = options or {}
+        pushed = None
         if sink != PULL:
             try:
-                create_sink(sink, options)
+                pushed = create_sink(sink, options)
             except SinkConfigError as exc:
                 raise ParamError(f"sink options: {exc}") from None
             except ImportError as exc:
                 raise ParamError(f"the {sink} sink's client library is not installed: {exc}") from None
         await self.product(product_key)
+        if pushed is not None and check:
+            try:
+                await pushed.check()
+            except SinkError as exc:
+                raise SinkUnreachable(
+                    f"the {sink} sink could not be used: {shown_error(exc)} (to create the subscription anyway, "
+                    "for a sink that is not up yet: --no-check, or check=false in the API)"
+                ) from None
         return await self._registry.create_subscription(
             name, product_key, tuple(kinds), topic_filter, sink, options, from_start, _now_ms()
         )

@@ -1,6 +1,8 @@
 """Forwarding through the embedded HTTP subscription (pull + ack, and Server-Sent Events), over real HTTP."""
 
 import base64
+import http.server
+import threading
 import json
 import time
 from pathlib import Path
@@ -258,3 +260,58 @@ def test_an_event_stream_read_by_a_consumer_may_be_acknowledged(
         acked = consumer.post(f"/api/subscriptions/{sub}/ack", json={"cursor": event_id})
         assert acked.status_code == 200, acked.text
         assert pull(consumer, sub)["messages"] == []
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver answering 204 to a signed POST, 401 to an unsigned one; remembers the bodies."""
+
+    bodies: list[tuple[str, bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        signed = self.headers.get("X-Thingport-Signature", "").startswith("sha256=")
+        Receiver.bodies.append((self.headers.get("X-Thingport-Delivery", ""), body))
+        self.send_response(204 if signed else 401)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_creating_a_webhook_subscription_checks_the_receiver(server: ServerProcess, api: httpx.Client) -> None:
+    pk = api.post("/api/products", json={"name": "hookcheck"}).json()["productKey"]
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        good = api.post("/api/subscriptions", json={
+            "name": "hook-ok", "productKey": pk, "sink": "webhook",
+            "options": {"url": f"http://127.0.0.1:{receiver.server_address[1]}/in", "secret": "s"}})
+        assert good.status_code == 201, good.text
+        assert ("check", b'{"messages":[]}') in Receiver.bodies  # an empty batch, signed
+    finally:
+        receiver.shutdown()
+    down = api.post("/api/subscriptions", json={
+        "name": "hook-down", "productKey": pk, "sink": "webhook",
+        "options": {"url": "http://ops:Passw0rd@127.0.0.1:9/in?api_token=T0ken", "secret": "s"}})
+    assert down.status_code == 400 and down.json()["error"]["code"] == "sink_unreachable"
+    assert "Passw0rd" not in down.text and "T0ken" not in down.text and "127.0.0.1:9" in down.text
+
+
+def test_a_failing_webhook_shows_its_state_and_error_without_credentials(server: ServerProcess, api: httpx.Client) -> None:
+    pk = api.post("/api/products", json={"name": "hookfail"}).json()["productKey"]
+    device = api.post("/api/devices", json={"productKey": pk, "deviceName": "hookfail-dev"}).json()
+    made = api.post("/api/subscriptions", json={
+        "name": "hook-fail", "productKey": pk, "sink": "webhook", "check": False,
+        "options": {"url": "http://ops:Passw0rd@127.0.0.1:9/in?api_token=T0ken", "secret": "s"}})
+    assert made.status_code == 201 and made.json()["state"] == "running"
+    publish_some(server, device, 1)
+    deadline = time.monotonic() + 15
+    while (shown := api.get("/api/subscriptions/hook-fail").json())["state"] != "failing":
+        assert time.monotonic() < deadline, shown
+        assert shown["state"] in ("running", "retrying")
+        time.sleep(0.2)
+    assert "request failed" in shown["lastError"] and "127.0.0.1:9" in shown["lastError"]
+    assert "Passw0rd" not in shown["lastError"] and "T0ken" not in shown["lastError"]
+    listed = {s["name"]: s for s in cli(server.data_dir, "subscription", "list")}["hook-fail"]
+    assert listed["state"] == "failing" and listed["lastError"] == shown["lastError"]
+    assert cli(server.data_dir, "subscription", "disable", "--name", "hook-fail")["state"] == "disabled"

@@ -36,6 +36,7 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # a thing model import is the largest 
 CONSUMING_ROLES = ("admin", "consumer")  # may acknowledge what pull subscriptions deliver
 
 _ERRORS: list[tuple[type[errors.ThingportError], int, str]] = [
+    (errors.SinkUnreachable, 400, "sink_unreachable"),
     (errors.NotFound, 404, "not_found"),
     (errors.Conflict, 409, "conflict"),
     (errors.ParamError, 400, "invalid"),
@@ -355,10 +356,15 @@ def create_api(
 
     @app.post("/api/subscriptions", response_model=s.SubscriptionOut, status_code=201, tags=["subscriptions"],
               dependencies=[Admin], responses={409: {"model": s.ErrorResponse}})
-    async def create_subscription(body: s.SubscriptionCreate) -> dict:
+    async def create_subscription(
+        body: s.SubscriptionCreate,
+        check: Annotated[bool, Query(description="false: skip the sink check (as the body's `check`)")] = True,
+    ) -> dict:
+        """A push sink is first connected to with its credentials (a webhook gets an empty signed batch):
+        400 `sink_unreachable` when that fails, unless `check` is false (in the body or the query)."""
         created = await management.create_subscription(
             body.name, body.productKey, body.sink, list(body.kinds), body.topicFilter, dict(body.options),
-            body.fromStart,
+            body.fromStart, check=body.check and check,
         )
         return created.to_json(0)
 

@@ -191,6 +191,9 @@ class Subscription:
     enabled: bool
     created_ms: int
     delivered: int = 0  # pull subscriptions: the highest log seq handed to a consumer (acks stop there)
+    state: str = "running"  # push subscriptions: running, retrying (the sink failed), failing (it keeps failing)
+    state_since_ms: int | None = None  # when it entered that state (None: it has been so since created)
+    last_error: str | None = None  # why it is retrying or failing, credentials removed
 
     def to_json(self, backlog: int | None = None) -> dict:
         hidden = {"secret", "password", "url"}
@@ -204,6 +207,9 @@ class Subscription:
             "cursor": self.cursor,
             "delivered": self.delivered,
             "enabled": self.enabled,
+            "state": self.state if self.enabled else "disabled",
+            "stateSince": self.state_since_ms if self.state_since_ms is not None else self.created_ms,
+            "lastError": self.last_error,
             "createdAt": self.created_ms,
             "backlog": backlog,
         }

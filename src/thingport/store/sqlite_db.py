@@ -138,6 +138,9 @@ ALTER TABLE history_v3 RENAME TO history;
 _SCHEMA_V4 = """
 ALTER TABLE subscriptions ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;  -- highest seq handed to a consumer
 UPDATE subscriptions SET delivered = cursor;
+ALTER TABLE subscriptions ADD COLUMN state TEXT NOT NULL DEFAULT 'running';  -- running, retrying, failing
+ALTER TABLE subscriptions ADD COLUMN state_since_ms INTEGER;  -- when it entered that state (NULL: created so)
+ALTER TABLE subscriptions ADD COLUMN last_error TEXT;         -- why it is retrying or failing (no credentials)
 CREATE TABLE write_probe (              -- /readyz writes (and deletes) a row here while writes fail, to learn
     id    INTEGER PRIMARY KEY,          -- when they work again; empty otherwise
     at_ms INTEGER NOT NULL,
