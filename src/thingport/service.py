@@ -335,8 +335,10 @@ class Management:
         subscription = await self.subscription(name)
         wanted = SubscriptionFilter(subscription)
         cursor = subscription.cursor if after_seq is None else after_seq
-        recording = consumer and subscription.sink == PULL
         delivered = subscription.delivered
+        # only a stream that starts within what was delivered extends it: one resumed further on (a made-up
+        # Last-Event-ID) skipped messages nobody was handed, and an ack may never cover those
+        recording = consumer and subscription.sink == PULL and cursor <= delivered
         while True:
             chunk = await self._log.read_after(cursor, 500)
             if recording and chunk and chunk[-1].seq > delivered:

@@ -261,6 +261,21 @@ def test_an_event_stream_read_by_a_consumer_may_be_acknowledged(
         assert acked.status_code == 200, acked.text
         assert pull(consumer, sub)["messages"] == []
 
+    # a stream resumed past what was delivered (a made-up Last-Event-ID) delivers nothing acknowledgeable
+    publish_some(server, device, 3)
+    newest = api.get("/api/messages", params={"productKey": device["productKey"], "limit": 3}).json()["items"]
+    skipped_to = newest[1]["seq"]  # the stream starts after the second of the three new messages
+    assert skipped_to > api.get(f"/api/subscriptions/{sub}").json()["delivered"]
+    with httpx.stream("GET", f"http://127.0.0.1:{server.api_port}/api/subscriptions/{sub}/events",
+                      headers={"Authorization": f"Bearer {consumer_key}", "Last-Event-ID": str(skipped_to)},
+                      timeout=10) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("id: "):
+                event_id = line[4:]
+                break
+    with keyed(server, consumer_key) as consumer:
+        assert consumer.post(f"/api/subscriptions/{sub}/ack", json={"cursor": event_id}).status_code == 409
+
 
 class Receiver(http.server.BaseHTTPRequestHandler):
     """A webhook receiver answering 204 to a signed POST, 401 to an unsigned one; remembers the bodies."""
