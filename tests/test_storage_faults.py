@@ -17,6 +17,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.hostile.common import assert_aliyun_error, hw_post, hw_token
@@ -132,6 +133,7 @@ def fill(directory: Path) -> Path:
 def test_disk_full_refuses_reports_acknowledges_nothing_unstored_and_recovers(small_fs: Path, tmp_path: Path) -> None:
     data_dir = small_fs / "data"
     device = provision(data_dir)
+    key = cli(data_dir, "apikey", "create", "--name", "ops")["key"]
     server = start(data_dir, tmp_path)
     outcome = Outcome()
     try:
@@ -145,8 +147,10 @@ def test_disk_full_refuses_reports_acknowledges_nothing_unstored_and_recovers(sm
         iotda = hw_post(client, device["deviceId"], "messages/up", b'{"content":"full"}', hw)
         assert iotda.status == 500 and iotda.json["error_code"] == "IOTDA.000001", iotda.raw
         assert "could not be stored" in iotda.json["error_msg"]
+        assert_failing_writes_are_visible(server, key, 6)
 
         filler.unlink()  # space returns
+        wait_ready(server)
         publish_until_accepted(client, device, token, outcome, "recovered")
         for n in range(20):  # and keeps being taken
             assert publish(client, device, token, f"later-{n}", outcome) == 0
@@ -164,6 +168,38 @@ def _immutable(paths: list[Path], on: bool) -> subprocess.CompletedProcess:
     return subprocess.run(["chattr", "+i" if on else "-i", *map(str, paths)], capture_output=True, text=True)
 
 
+def readiness(server: ServerProcess) -> tuple[int, dict]:
+    reply = httpx.get(f"http://127.0.0.1:{server.api_port}/readyz", timeout=10)
+    return reply.status_code, reply.json()
+
+
+def write_failures(server: ServerProcess, key: str) -> int:
+    """thingport_store_write_failures_total of the log's message writes."""
+    text = httpx.get(f"http://127.0.0.1:{server.api_port}/metrics", headers={"Authorization": f"Bearer {key}"},
+                     timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("thingport_store_write_failures_total{") and 'operation="messages"' in line:
+            return int(float(line.split()[-1]))
+    return 0
+
+
+def assert_failing_writes_are_visible(server: ServerProcess, key: str, refused: int) -> None:
+    """Not ready (checks and states only), counted in /metrics, and logged once, not once per write."""
+    status, doc = readiness(server)
+    assert status == 503 and doc == {"status": "not ready", "checks": {"database": "ok", "writes": "failing"}}, doc
+    assert write_failures(server, key) >= refused
+    assert server.output().count("writes to the log store are failing") == 1
+
+
+def wait_ready(server: ServerProcess, within_s: float = 10.0) -> float:
+    """Seconds until /readyz says ready again, with no device sending anything meanwhile."""
+    started = time.monotonic()
+    while readiness(server)[0] != 200:
+        assert time.monotonic() - started < within_s, f"still not ready {within_s} s after the fault ended"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
 def test_read_only_database_refuses_reports_and_recovers_when_writable_again(tmp_path: Path) -> None:
     """The database and its WAL made immutable (``chattr +i``: even root may not write; mode bits would not stop
     root, and a remount fails while the server holds the files open for writing). The WAL index (``-shm``) is
@@ -171,6 +207,7 @@ def test_read_only_database_refuses_reports_and_recovers_when_writable_again(tmp
     survives."""
     data_dir = tmp_path / "data"
     device = provision(data_dir)
+    key = cli(data_dir, "apikey", "create", "--name", "ops")["key"]
     server = start(data_dir, tmp_path)
     outcome = Outcome()
     files = [data_dir / "thingport.db", data_dir / "thingport.db-wal"]
@@ -178,14 +215,19 @@ def test_read_only_database_refuses_reports_and_recovers_when_writable_again(tmp
         client = server.client()
         token = client.token(device["productKey"], device["deviceName"], device["deviceSecret"])
         assert publish(client, device, token, "before", outcome) == 0
+        assert readiness(server) == (200, {"status": "ready", "checks": {"database": "ok", "writes": "ok"}})
         done = _immutable(files, True)
         if done.returncode != 0:
             pytest.skip(f"chattr +i is not supported here: {done.stderr.strip()}")
         try:
             for n in range(5):
                 assert publish(client, device, token, f"read-only-{n}", outcome) == 30001
+            assert_failing_writes_are_visible(server, key, 5)
+            assert readiness(server)[0] == 503  # the probe write fails too while the fault lasts
         finally:
             assert _immutable(files, False).returncode == 0
+        wait_ready(server)  # the probe write found the database writable, with no device sending
+        assert "writes to the log store succeed again" in server.output()
         publish_until_accepted(client, device, token, outcome, "writable")
         for n in range(20):
             assert publish(client, device, token, f"later-{n}", outcome) == 0

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from thingport.coordination import LeasedService, LogWatcher, WorkerNumber
+from thingport.core.errors import StoreUnavailable
 from thingport.core.tokens import TokenCodec
 from thingport.dialects.aliyun import AliyunDialect
 from thingport.dialects.huawei import HuaweiDialect
@@ -16,6 +17,7 @@ from thingport.service import Management
 from thingport.settings import Settings
 from thingport.state.registry_cache import RegistryCache
 from thingport.store.leases import lease_for
+from thingport.store.write_health import LOG_INTERVAL_S
 from thingport.stores import Stores, open_stores
 from thingport.tasks import cancel_and_wait
 
@@ -40,6 +42,7 @@ class DeviceApp:
         self._key_watch: asyncio.Task[None] | None = None
         self._signal: CommitSignal | None = None
         self._cache: RegistryCache | None = None
+        self._unready_logged: dict[str, float] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -80,6 +83,7 @@ class DeviceApp:
             self._log_watch = LogWatcher(stores.log.last_seq, self._signal.notify)
             self._log_watch.start()
         metrics, signal = gateway.metrics.registry, self._signal
+        metrics.register(stores.log.health)  # thingport_store_write_failures_total
         self._forwarding = LeasedService(
             lease_for(settings.database_url, settings.data_dir, "forwarder"),
             Forwarder(stores.log, stores.registry, metrics, signal, settings.retention_days, settings.retention_max_mb,
@@ -98,14 +102,37 @@ class DeviceApp:
         return Management(self._stores.registry, self._stores.log, self.settings.presence_timeout_s, self._signal)
 
     async def readiness(self) -> dict[str, str]:
-        """Named checks for /readyz: "ok" or what is wrong."""
+        """Named checks for /readyz, each "ok", "failing" or "degraded" (still serves). The reasons go to the
+        log, never to this unauthenticated page (driver errors name hosts and ports).
+
+        "writes" fails from a refused write until one commits again. A failing instance gets no devices
+        from a load balancer, so nothing else would write: while failing, each readiness check makes one
+        probe write (a row written and deleted, as much room as a report needs) and is ready again as
+        soon as it commits."""
         assert self._stores is not None
+        stores = self._stores
         try:
-            await asyncio.wait_for(self._stores.registry.ping(), timeout=2.0)
+            await asyncio.wait_for(stores.registry.ping(), timeout=2.0)
             database = "ok"
         except Exception as exc:  # noqa: BLE001 - reported, not raised
-            database = f"failing: {exc}"
-        return {"database": database, **(self.gateway.shared.readiness() if self.gateway else {})}
+            database = "failing"
+            self._report_unready("database", exc)
+        health = stores.log.health
+        if health.failing("log"):
+            try:
+                await asyncio.wait_for(stores.log.probe_write(int(self._clock() * 1000)), timeout=2.0)
+            except Exception as exc:  # noqa: BLE001 - counted and logged by the write health
+                if not isinstance(exc, StoreUnavailable):
+                    self._report_unready("writes", exc)
+        writes = "failing" if health.failing("log") else "ok"
+        return {"database": database, "writes": writes, **(self.gateway.shared.readiness() if self.gateway else {})}
+
+    def _report_unready(self, check: str, exc: BaseException) -> None:
+        """A readiness check's reason, logged at most once per ``LOG_INTERVAL_S`` per check."""
+        now = time.monotonic()
+        if now - self._unready_logged.get(check, -LOG_INTERVAL_S) >= LOG_INTERVAL_S:
+            self._unready_logged[check] = now
+            log.error("not ready: %s check failed: %s", check, exc)
 
     async def _watch_keys(self, stores: Stores) -> None:
         """Pick up a key rotation (or prune) made by ``thingport keys`` while serving. The ring may also be

@@ -493,15 +493,19 @@ def subscription() -> None:
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Sink option, e.g. url=amqp://guest:guest@127.0.0.1:5672/ or secret=... (repeatable).")
 @click.option("--from-start", is_flag=True, help="Start from the oldest retained message, not from now.")
+@click.option("--no-check", is_flag=True,
+              help="Do not connect to the sink first (it is not up yet); by default a sink that cannot be reached "
+                   "or refuses the credentials is an error.")
 @data_dir_option
 @json_option
 def subscription_create(name: str, product_key: str, sink: str, kinds: str, topic_filter: str | None,
-                        options: tuple[str, ...], from_start: bool, data_dir: Path | None, as_json: bool) -> None:
+                        options: tuple[str, ...], from_start: bool, no_check: bool, data_dir: Path | None,
+                        as_json: bool) -> None:
     """Create a subscription; a running server starts forwarding within a second."""
     parsed = parse_options(options)
     kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
     created = run(data_dir, lambda m: m.create_subscription(name, product_key, sink, kind_list, topic_filter, parsed,
-                                                           from_start))
+                                                           from_start, check=not no_check))
     emit(created.to_json(backlog=0), as_json)
 
 
@@ -509,7 +513,8 @@ def subscription_create(name: str, product_key: str, sink: str, kinds: str, topi
 @data_dir_option
 @json_option
 def subscription_list(data_dir: Path | None, as_json: bool) -> None:
-    """Subscriptions with their backlog (messages not yet confirmed by the sink)."""
+    """Subscriptions with their backlog (messages not yet confirmed by the sink) and delivery state:
+    running, retrying or failing (with the last error and since when), or disabled."""
     emit([s.to_json(backlog) for s, backlog in run(data_dir, lambda m: m.subscriptions())], as_json)
 
 
@@ -661,7 +666,8 @@ def apikey() -> None:
 
 @apikey.command("create")
 @click.option("--name", required=True)
-@click.option("--role", type=click.Choice(["admin", "read"]), default="admin", show_default=True)
+@click.option("--role", type=click.Choice(["admin", "consumer", "read"]), default="admin", show_default=True,
+              help="read: only reads; consumer: reads and acknowledges pull subscriptions; admin: everything.")
 @data_dir_option
 @json_option
 def apikey_create(name: str, role: str, data_dir: Path | None, as_json: bool) -> None:

@@ -14,7 +14,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from thingport.bus.base import Sink, SinkError
+from thingport.bus.base import Sink, SinkError, shown_error
 from thingport.bus.envelope import delivery, envelope_kind
 from thingport.bus.factory import PULL, create_sink
 from thingport.core.model import StoredMessage, Subscription
@@ -24,6 +24,7 @@ from thingport.core.topics import compile_topic_filter
 log = logging.getLogger(__name__)
 
 BATCH = 2000  # the most log messages one batch reads (and one publish carries)
+FAILING_AFTER = 3  # failed attempts in a row after which a subscription is "failing", not "retrying"
 LINGER_S = 0.01  # a caught-up forwarder starts at most one batch per this many seconds
 RETENTION_EVERY_S = 60.0
 
@@ -57,6 +58,43 @@ class CommitSignal:
     async def wait(self, timeout: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout)
+
+
+class DeliveryState:
+    """A push subscription's state as its forwarder sees it: ``running`` (the last attempt was confirmed, or
+    none failed yet), ``retrying`` (the sink failed the last attempts), ``failing`` (``FAILING_AFTER``
+    attempts in a row); stored when the state or its error changes, so ``subscription list``, the API and
+    the console show it whichever process asks. A sink that refuses every publish (RabbitMQ's
+    ACCESS_REFUSED) would otherwise look like a healthy one with a growing backlog."""
+
+    def __init__(self, registry: Registry, subscription: Subscription) -> None:
+        self._registry = registry
+        self._subscription = subscription
+        self.failures = 0  # in a row
+        self._stored = (subscription.state, subscription.last_error)
+        self._since = subscription.state_since_ms
+
+    async def failed(self, error: BaseException) -> None:
+        self.failures += 1
+        await self._store("retrying" if self.failures < FAILING_AFTER else "failing", shown_error(error))
+
+    async def confirmed(self) -> None:
+        self.failures = 0
+        if self._stored != ("running", None):
+            await self._store("running", None)
+
+    async def _store(self, state: str, error: str | None) -> None:
+        if (state, error) == self._stored:
+            return
+        previous = self._stored, self._since
+        if state != self._stored[0] or self._since is None:
+            self._since = time.time_ns() // 1_000_000
+        self._stored = (state, error)
+        try:
+            await self._registry.set_subscription_state(self._subscription.id, state, self._since, error)
+        except Exception as exc:  # noqa: BLE001 - the state is shown, not needed to forward
+            self._stored, self._since = previous
+            log.warning("subscription %s: its state (%s) could not be stored: %s", self._subscription.name, state, exc)
 
 
 class ForwardingMetrics:
@@ -150,6 +188,7 @@ class Forwarder:
         cursor = subscription.cursor
         name = subscription.name
         sink: Sink | None = None
+        state = DeliveryState(self._registry, subscription)
         backoff = 0.5
         loop = asyncio.get_running_loop()
         started = -LINGER_S  # when the last batch started
@@ -183,10 +222,12 @@ class Forwarder:
                         ahead = None
                         self.metrics.failures.labels(name).inc()
                         log.warning("subscription %s: sink did not confirm (%s); retrying in %.1f s", name, exc, backoff)
+                        await state.failed(exc)
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, 30.0)
                         continue
                     self.metrics.delivered.labels(name).inc(len(batch))
+                    await state.confirmed()
                 backoff = 0.5
                 cursor = messages[-1].seq
                 if saving is not None:

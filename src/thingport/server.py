@@ -102,7 +102,8 @@ async def _serve(settings: Settings, files: CertificateFiles, worker_index: int 
     device_app = DeviceApp(settings)
     await device_app.startup()
     try:
-        api = create_api(device_app.management(), device_app.gateway.metrics.registry, device_app.readiness)  # type: ignore[union-attr]
+        api = create_api(device_app.management(), device_app.gateway.metrics.registry, device_app.readiness,  # type: ignore[union-attr]
+                         settings.api_max_body_bytes)
         device, management = _Listener(build_config(settings, device_app, files)), _Listener(api_config(settings, api))
         listeners = [device, management] if not worker_index else [device]
         sockets = {device: [shared_socket(settings.host, settings.port)]} if worker_index is not None else {}

@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from thingport.core import identity
-from thingport.core.errors import NotFound, ParamError
+from thingport.core.errors import Conflict, NotFound, ParamError, SinkUnreachable
 from thingport.core.model import (
     API_ROLES,
     VALIDATION_MODES,
@@ -207,9 +207,11 @@ class Management:
     async def create_subscription(
         self, name: str, product_key: str, sink: str, kinds: list[str] | None = None,
         topic_filter: str | None = None, options: dict | None = None, from_start: bool = False,
+        check: bool = True,
     ) -> Subscription:
-        """A subscription of a product's messages; a push sink's options are checked before it is stored."""
-        from thingport.bus.base import SinkConfigError
+        """A subscription of a product's messages; a push sink's options are checked before it is stored,
+        and unless ``check`` is False the sink itself: connected to with its credentials (SinkUnreachable)."""
+        from thingport.bus.base import SinkConfigError, SinkError, shown_error
         from thingport.bus.envelope import ENVELOPE_KINDS
         from thingport.bus.factory import PULL, SINK_TYPES, create_sink
 
@@ -224,14 +226,23 @@ class Management:
         if topic_filter is not None:
             _checked(compile_topic_filter, topic_filter)
         options = options or {}
+        pushed = None
         if sink != PULL:
             try:
-                create_sink(sink, options)
+                pushed = create_sink(sink, options)
             except SinkConfigError as exc:
                 raise ParamError(f"sink options: {exc}") from None
             except ImportError as exc:
                 raise ParamError(f"the {sink} sink's client library is not installed: {exc}") from None
         await self.product(product_key)
+        if pushed is not None and check:
+            try:
+                await pushed.check()
+            except SinkError as exc:
+                raise SinkUnreachable(
+                    f"the {sink} sink could not be used: {shown_error(exc)} (to create the subscription anyway, "
+                    "for a sink that is not up yet: --no-check, or check=false in the API)"
+                ) from None
         return await self._registry.create_subscription(
             name, product_key, tuple(kinds), topic_filter, sink, options, from_start, _now_ms()
         )
@@ -254,9 +265,14 @@ class Management:
     async def delete_subscription(self, name: str) -> None:
         await self._registry.delete_subscription(name)
 
-    async def pull(self, name: str, max_messages: int = 100, wait_s: float = 0.0) -> tuple[list[StoredMessage], int]:
+    async def pull(
+        self, name: str, max_messages: int = 100, wait_s: float = 0.0, consumer: bool = False,
+    ) -> tuple[list[StoredMessage], int]:
         """The next messages of an ``http`` subscription after its acknowledged cursor, and the cursor to
-        acknowledge them with. Until acknowledged, the same messages are pulled again (redelivery)."""
+        acknowledge them with. Until acknowledged, the same messages are pulled again (redelivery).
+
+        A ``consumer`` pull (a key that may acknowledge) records how far it handed messages out, durably,
+        before they go: an acknowledgement can never pass that. A read key's pull is a peek and records nothing."""
         from thingport.bus.factory import PULL
         from thingport.forwarder import SubscriptionFilter
 
@@ -282,27 +298,52 @@ class Management:
                             break
             remaining = deadline - time.monotonic()
             if found or remaining <= 0 or self._commits is None:
+                if consumer and cursor > subscription.delivered:
+                    await self._log.save_delivered(subscription.id, cursor)
                 return found, cursor
             await self._commits.wait(remaining)
 
     async def ack(self, name: str, cursor: int) -> Subscription:
-        """Acknowledge everything of an http subscription up to ``cursor`` (from a pull)."""
+        """Acknowledge everything of an http subscription up to ``cursor`` (from a pull, or an SSE event id).
+
+        Only pull subscriptions are acknowledged (a push sink's cursor is its forwarder's alone), and never
+        beyond what a consumer pull or stream handed out: what nobody received cannot be acknowledged away."""
+        from thingport.bus.factory import PULL
+
         subscription = await self.subscription(name)
-        if cursor < 0 or cursor > await self._log.last_seq():
+        if subscription.sink != PULL:
+            raise ParamError(
+                f"subscription {name} pushes to {subscription.sink}; only http subscriptions are acknowledged"
+            )
+        if cursor < 0:
             raise ParamError("cursor is not one a pull returned")
+        if cursor > subscription.delivered:
+            raise Conflict(
+                f"cursor {cursor} is beyond what subscription {name} delivered ({subscription.delivered}):"
+                " acknowledge only what a pull or the event stream gave you"
+            )
         await self._log.save_cursor(subscription.id, cursor)
         return await self.subscription(name)
 
-    async def stream(self, name: str, after_seq: int | None):  # type: ignore[no-untyped-def]
+    async def stream(self, name: str, after_seq: int | None, consumer: bool = False):  # type: ignore[no-untyped-def]
         """Envelope-ready messages of a subscription after ``after_seq`` (default: its cursor), forever:
-        what its Server-Sent Events stream sends. Does not move the cursor."""
+        what its Server-Sent Events stream sends. Does not move the cursor; a ``consumer`` stream records
+        (durably, before they go) how far it handed messages out, as a consumer pull does."""
+        from thingport.bus.factory import PULL
         from thingport.forwarder import SubscriptionFilter
 
         subscription = await self.subscription(name)
         wanted = SubscriptionFilter(subscription)
         cursor = subscription.cursor if after_seq is None else after_seq
+        delivered = subscription.delivered
+        # only a stream that starts within what was delivered extends it: one resumed further on (a made-up
+        # Last-Event-ID) skipped messages nobody was handed, and an ack may never cover those
+        recording = consumer and subscription.sink == PULL and cursor <= delivered
         while True:
             chunk = await self._log.read_after(cursor, 500)
+            if recording and chunk and chunk[-1].seq > delivered:
+                delivered = chunk[-1].seq
+                await self._log.save_delivered(subscription.id, delivered)
             for message in chunk:
                 cursor = message.seq
                 if wanted(message):

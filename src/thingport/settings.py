@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     header_timeout_s: float = Field(10.0, gt=0, description="a request's head must arrive within this (slow clients are cut off)")
     body_timeout_s: float = Field(60.0, gt=0, description="a request's body must arrive within this after its head")
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="request line and headers larger than this get 431")
+    api_max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="management API bodies larger than this get 413")
     worker_id: int = Field(0, ge=0, le=1023)
     database_url: str | None = Field(None, description="postgresql://... for production mode; unset: SQLite in the data dir")
     redis_url: str | None = Field(None, description="redis://... shares rate limits and presence across instances")

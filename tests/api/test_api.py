@@ -181,13 +181,14 @@ def test_api_keys_are_shown_once_and_deleted_keys_stop_working(api: httpx.Client
 def test_health_readiness_and_metrics(anonymous: httpx.Client, api: httpx.Client, server: ServerProcess) -> None:
     assert anonymous.get("/healthz").json()["status"] == "ok"
     ready = anonymous.get("/readyz").json()
-    assert ready == {"status": "ready", "checks": {"database": "ok"}}
+    assert ready == {"status": "ready", "checks": {"database": "ok", "writes": "ok"}}
     client = server.client()
     client.request("POST", "/auth", b"{}", {"Content-Type": "application/json"})
     client.close()
     text = api.get("/metrics").text
     assert 'thingport_requests_total{code="10001",dialect="aliyun",endpoint="auth"}' in text
     assert "thingport_request_seconds_bucket" in text and "thingport_auth_total" in text
+    assert "# TYPE thingport_store_write_failures_total counter" in text
 
 
 def test_interactive_docs_are_served_without_a_cdn(anonymous: httpx.Client) -> None:

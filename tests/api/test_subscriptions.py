@@ -1,5 +1,8 @@
 """Forwarding through the embedded HTTP subscription (pull + ack, and Server-Sent Events), over real HTTP."""
 
+import base64
+import http.server
+import threading
 import json
 import time
 from pathlib import Path
@@ -169,3 +172,161 @@ def test_reports_from_either_dialect_reach_applications_alike(server: ServerProc
     assert set(envelopes[hw_report]) == set(envelopes[ali_report])  # the same fields
     status = cli(server.data_dir, "device", "status", "--product-key", pk, "--name", dn)
     assert status["properties"]["temperature"]["value"] == 22  # one latest value, written by either dialect
+
+
+@pytest.fixture(scope="module")
+def consumer_key(server: ServerProcess) -> str:
+    return cli(server.data_dir, "apikey", "create", "--name", "consumer", "--role", "consumer")["key"]
+
+
+def keyed(server: ServerProcess, key: str) -> httpx.Client:
+    return httpx.Client(base_url=f"http://127.0.0.1:{server.api_port}", timeout=10,
+                        headers={"Authorization": f"Bearer {key}"})
+
+
+def publish_some(server: ServerProcess, device: dict, count: int) -> None:
+    pk, dn = device["productKey"], device["deviceName"]
+    client = server.client()
+    token = client.token(pk, dn, device["deviceSecret"])
+    for i in range(count):
+        client.publish(f"/{pk}/{dn}/user/data", b"m-%d" % i, token)
+    client.close()
+
+
+def test_acknowledging_needs_a_consumer_key_and_stops_at_what_was_delivered(
+    server: ServerProcess, api: httpx.Client, read_key: str, consumer_key: str,
+) -> None:
+    device, sub = setup_device(server, api, "ackrules", kinds=["raw"])
+    publish_some(server, device, 3)
+    last = max(int(m["seq"]) for m in api.get("/api/messages", params={"productKey": device["productKey"]})
+               .json()["items"])
+    with keyed(server, read_key) as reader, keyed(server, consumer_key) as consumer:
+        refused = reader.post(f"/api/subscriptions/{sub}/ack", json={"cursor": str(last)})
+        assert refused.status_code == 403 and "read-only" in refused.json()["error"]["message"]
+
+        # nothing was handed to a consumer yet: even an admin cannot acknowledge the messages away
+        beyond = api.post(f"/api/subscriptions/{sub}/ack", json={"cursor": str(last)})
+        assert beyond.status_code == 409 and "delivered" in beyond.json()["error"]["message"]
+
+        peeked = pull(reader, sub)  # a read key may look, but its pull delivers nothing to acknowledge
+        assert len(peeked["messages"]) == 3
+        assert api.post(f"/api/subscriptions/{sub}/ack", json={"cursor": peeked["cursor"]}).status_code == 409
+
+        first = consumer.post(f"/api/subscriptions/{sub}/pull", params={"max": 2}).json()
+        assert len(first["messages"]) == 2
+        too_far = consumer.post(f"/api/subscriptions/{sub}/ack", json={"cursor": str(last)})
+        assert too_far.status_code == 409
+        assert api.get(f"/api/subscriptions/{sub}").json()["cursor"] < int(first["cursor"])
+        acked = consumer.post(f"/api/subscriptions/{sub}/ack", json={"cursor": first["cursor"]})
+        assert acked.status_code == 200 and acked.json()["cursor"] == int(first["cursor"])
+        assert [m["payload"] for m in pull(consumer, sub)["messages"]] == [base64.b64encode(b"m-2").decode()]
+
+        # a consumer key reads and acknowledges, nothing more
+        assert consumer.get("/api/products").status_code == 200
+        assert consumer.post("/api/products", json={"name": "nope"}).status_code == 403
+        assert consumer.delete(f"/api/subscriptions/{sub}").status_code == 403
+
+
+def test_push_subscriptions_cannot_be_acknowledged(server: ServerProcess, api: httpx.Client) -> None:
+    pk = api.post("/api/products", json={"name": "pushack"}).json()["productKey"]
+    device = api.post("/api/devices", json={"productKey": pk, "deviceName": "pushack-dev"}).json()
+    made = api.post("/api/subscriptions", params={"check": "false"},
+                    json={"name": "pushack-hook", "productKey": pk, "sink": "webhook",
+                          "options": {"url": "http://127.0.0.1:9/never", "secret": "s3cret"}})
+    assert made.status_code == 201, made.text
+    cli(server.data_dir, "subscription", "disable", "--name", "pushack-hook")
+    publish_some(server, device, 3)
+    last = api.get("/api/messages", params={"productKey": pk}).json()["items"][0]["seq"]
+    refused = api.post("/api/subscriptions/pushack-hook/ack", json={"cursor": str(last)})
+    assert refused.status_code == 400 and "only http subscriptions" in refused.json()["error"]["message"]
+    assert api.get("/api/subscriptions/pushack-hook").json()["backlog"] >= 3
+
+
+def test_an_event_stream_read_by_a_consumer_may_be_acknowledged(
+    server: ServerProcess, api: httpx.Client, consumer_key: str,
+) -> None:
+    device, sub = setup_device(server, api, "sseack", kinds=["raw"])
+    publish_some(server, device, 2)
+    event_id = None
+    with httpx.stream("GET", f"http://127.0.0.1:{server.api_port}/api/subscriptions/{sub}/events",
+                      headers={"Authorization": f"Bearer {consumer_key}"}, timeout=10) as stream:
+        seen = 0
+        for line in stream.iter_lines():
+            if line.startswith("id: "):
+                event_id, seen = line[4:], seen + 1
+                if seen == 2:
+                    break
+    with keyed(server, consumer_key) as consumer:
+        acked = consumer.post(f"/api/subscriptions/{sub}/ack", json={"cursor": event_id})
+        assert acked.status_code == 200, acked.text
+        assert pull(consumer, sub)["messages"] == []
+
+    # a stream resumed past what was delivered (a made-up Last-Event-ID) delivers nothing acknowledgeable
+    publish_some(server, device, 3)
+    newest = api.get("/api/messages", params={"productKey": device["productKey"], "limit": 3}).json()["items"]
+    skipped_to = newest[1]["seq"]  # the stream starts after the second of the three new messages
+    assert skipped_to > api.get(f"/api/subscriptions/{sub}").json()["delivered"]
+    with httpx.stream("GET", f"http://127.0.0.1:{server.api_port}/api/subscriptions/{sub}/events",
+                      headers={"Authorization": f"Bearer {consumer_key}", "Last-Event-ID": str(skipped_to)},
+                      timeout=10) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("id: "):
+                event_id = line[4:]
+                break
+    with keyed(server, consumer_key) as consumer:
+        assert consumer.post(f"/api/subscriptions/{sub}/ack", json={"cursor": event_id}).status_code == 409
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver answering 204 to a signed POST, 401 to an unsigned one; remembers the bodies."""
+
+    bodies: list[tuple[str, bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        signed = self.headers.get("X-Thingport-Signature", "").startswith("sha256=")
+        Receiver.bodies.append((self.headers.get("X-Thingport-Delivery", ""), body))
+        self.send_response(204 if signed else 401)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_creating_a_webhook_subscription_checks_the_receiver(server: ServerProcess, api: httpx.Client) -> None:
+    pk = api.post("/api/products", json={"name": "hookcheck"}).json()["productKey"]
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        good = api.post("/api/subscriptions", json={
+            "name": "hook-ok", "productKey": pk, "sink": "webhook",
+            "options": {"url": f"http://127.0.0.1:{receiver.server_address[1]}/in", "secret": "s"}})
+        assert good.status_code == 201, good.text
+        assert ("check", b'{"messages":[]}') in Receiver.bodies  # an empty batch, signed
+    finally:
+        receiver.shutdown()
+    down = api.post("/api/subscriptions", json={
+        "name": "hook-down", "productKey": pk, "sink": "webhook",
+        "options": {"url": "http://ops:Passw0rd@127.0.0.1:9/in?api_token=T0ken", "secret": "s"}})
+    assert down.status_code == 400 and down.json()["error"]["code"] == "sink_unreachable"
+    assert "Passw0rd" not in down.text and "T0ken" not in down.text and "127.0.0.1:9" in down.text
+
+
+def test_a_failing_webhook_shows_its_state_and_error_without_credentials(server: ServerProcess, api: httpx.Client) -> None:
+    pk = api.post("/api/products", json={"name": "hookfail"}).json()["productKey"]
+    device = api.post("/api/devices", json={"productKey": pk, "deviceName": "hookfail-dev"}).json()
+    made = api.post("/api/subscriptions", json={
+        "name": "hook-fail", "productKey": pk, "sink": "webhook", "check": False,
+        "options": {"url": "http://ops:Passw0rd@127.0.0.1:9/in?api_token=T0ken", "secret": "s"}})
+    assert made.status_code == 201 and made.json()["state"] == "running"
+    publish_some(server, device, 1)
+    deadline = time.monotonic() + 15
+    while (shown := api.get("/api/subscriptions/hook-fail").json())["state"] != "failing":
+        assert time.monotonic() < deadline, shown
+        assert shown["state"] in ("running", "retrying")
+        time.sleep(0.2)
+    assert "request failed" in shown["lastError"] and "127.0.0.1:9" in shown["lastError"]
+    assert "Passw0rd" not in shown["lastError"] and "T0ken" not in shown["lastError"]
+    listed = {s["name"]: s for s in cli(server.data_dir, "subscription", "list")}["hook-fail"]
+    assert listed["state"] == "failing" and listed["lastError"] == shown["lastError"]
+    assert cli(server.data_dir, "subscription", "disable", "--name", "hook-fail")["state"] == "disabled"

@@ -327,4 +327,20 @@ def test_subscriptions_page_shows_each_subscription_with_its_backlog(
     expect(row).to_contain_text("running")
     backlog = int(page.get_by_test_id("backlog-console-sub").inner_text())
     assert backlog >= expected > 0
+
+    # a push subscription whose receiver is not there: failing, with the error (no credentials) and since when
+    device = thingport("device", "create", "--product-key", product["productKey"], "--name", "fwd-dev")
+    client = server.client()
+    token = client.token(product["productKey"], "fwd-dev", device["deviceSecret"])
+    client.publish(f"/{product['productKey']}/fwd-dev/user/t", b"x", token)
+    client.close()
+    thingport("subscription", "create", "--name", "console-hook", "--product-key", product["productKey"],
+              "--sink", "webhook", "--option", "url=http://ops:Passw0rd@127.0.0.1:9/in", "--option", "secret=s",
+              "--from-start", "--no-check")
+    expect(page.get_by_test_id("state-console-hook")).to_contain_text("failing", timeout=20_000)
+    error = page.get_by_test_id("last-error-console-hook")
+    expect(error).to_contain_text("webhook http://127.0.0.1:9/in: request failed")  # the sink shows no credentials
+    expect(page.get_by_test_id("state-console-hook")).to_contain_text("since")
+    assert "Passw0rd" not in page.content()
+    expect(page.get_by_test_id("state-console-sub")).to_contain_text("running")
     shot(page, "11-subscriptions")

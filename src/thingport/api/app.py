@@ -1,7 +1,8 @@
 """The management REST API: products, devices, running status, history, the message log, API keys.
 
 Every rule lives in ``service.Management``, shared with the CLI; this module only maps HTTP to it.
-Authentication is ``Authorization: Bearer <API key>``; read keys may only read. Every endpoint but the
+Authentication is ``Authorization: Bearer <API key>``; read keys may only read, consumer keys may also
+acknowledge pull subscriptions, admin keys may do everything. Every endpoint but the
 health checks needs a key.
 """
 
@@ -24,14 +25,18 @@ from thingport import __version__
 import msgspec
 
 from thingport.api import schemas as s
+from thingport.api.guard import SCOPE_KEY, ApiGuard
 from thingport.bus.envelope import envelope
 from thingport.core import errors
 from thingport.core.model import ApiKey, Device, StoredMessage
 from thingport.service import Management
 
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # a thing model import is the largest body the API takes
+CONSUMING_ROLES = ("admin", "consumer")  # may acknowledge what pull subscriptions deliver
 
 _ERRORS: list[tuple[type[errors.ThingportError], int, str]] = [
+    (errors.SinkUnreachable, 400, "sink_unreachable"),
     (errors.NotFound, 404, "not_found"),
     (errors.Conflict, 409, "conflict"),
     (errors.ParamError, 400, "invalid"),
@@ -77,8 +82,10 @@ def create_api(
     management: Management,
     metrics: CollectorRegistry,
     readiness: Callable[[], Awaitable[dict[str, str]]],
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
-    """The API app. ``readiness`` returns named checks: all "ok" (or "degraded: ...") means ready."""
+    """The API app. ``readiness`` returns named checks: all "ok" (or "degraded") means ready.
+    Requests pass ``ApiGuard`` first: the key is checked before a body is read, and bodies are capped."""
     app = FastAPI(
         docs_url=None,  # served below from packaged assets: the default page loads Swagger UI from a CDN
         redoc_url=None,
@@ -87,9 +94,15 @@ def create_api(
         description="Products, devices, running status, history and the message log of a thingport server.",
         responses=_COMMON_RESPONSES,
     )
+    app.add_middleware(ApiGuard, lookup=management.api_key_for, max_body_bytes=max_body_bytes)
     bearer = HTTPBearer(auto_error=False, description="an API key from `thingport apikey create`")
 
-    async def authenticated(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiKey:
+    async def authenticated(
+        request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> ApiKey:
+        checked = request.scope.get(SCOPE_KEY)
+        if checked is not None:  # ApiGuard looked it up already
+            return checked  # type: ignore[no-any-return]
         if creds is None:
             raise ApiError(401, "unauthorized", "an API key is required: Authorization: Bearer <key>")
         key = await management.api_key_for(creds.credentials)
@@ -99,11 +112,18 @@ def create_api(
 
     async def admin(key: Annotated[ApiKey, Depends(authenticated)]) -> ApiKey:
         if key.role != "admin":
-            raise ApiError(403, "forbidden", f"API key {key.name!r} is read-only")
+            what = "read-only" if key.role == "read" else "a consumer key (read and acknowledge only)"
+            raise ApiError(403, "forbidden", f"API key {key.name!r} is {what}")
+        return key
+
+    async def consumer(key: Annotated[ApiKey, Depends(authenticated)]) -> ApiKey:
+        if key.role not in CONSUMING_ROLES:
+            raise ApiError(403, "forbidden", f"API key {key.name!r} is read-only: acknowledging needs a consumer key")
         return key
 
     Read = Depends(authenticated)
     Admin = Depends(admin)
+    Consumer = Depends(consumer)
 
     @app.exception_handler(ApiError)
     async def on_api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -137,7 +157,8 @@ def create_api(
     @app.get("/readyz", response_model=s.Health, tags=["health"],
              responses={503: {"model": s.Health}, 401: {}, 403: {}, 404: {}, 400: {}})
     async def readyz() -> Response:
-        """Ready to serve: storage answers. A "degraded: ..." check (Redis down) is shown but still ready."""
+        """Ready to serve: storage answers and takes writes. A "degraded" check (Redis down) is shown but still
+        ready. Checks and states only: the reasons are in the server's log."""
         checks = await readiness()
         ready = all(v == "ok" or v.startswith("degraded") for v in checks.values())  # degraded still serves
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503)
@@ -342,10 +363,15 @@ def create_api(
 
     @app.post("/api/subscriptions", response_model=s.SubscriptionOut, status_code=201, tags=["subscriptions"],
               dependencies=[Admin], responses={409: {"model": s.ErrorResponse}})
-    async def create_subscription(body: s.SubscriptionCreate) -> dict:
+    async def create_subscription(
+        body: s.SubscriptionCreate,
+        check: Annotated[bool, Query(description="false: skip the sink check (as the body's `check`)")] = True,
+    ) -> dict:
+        """A push sink is first connected to with its credentials (a webhook gets an empty signed batch):
+        400 `sink_unreachable` when that fails, unless `check` is false (in the body or the query)."""
         created = await management.create_subscription(
             body.name, body.productKey, body.sink, list(body.kinds), body.topicFilter, dict(body.options),
-            body.fromStart,
+            body.fromStart, check=body.check and check,
         )
         return created.to_json(0)
 
@@ -363,33 +389,35 @@ def create_api(
         await management.delete_subscription(name)
         return Response(status_code=204)
 
-    @app.post("/api/subscriptions/{name}/pull", response_model=s.PullOut, tags=["subscriptions"],
-              dependencies=[Read])
+    @app.post("/api/subscriptions/{name}/pull", response_model=s.PullOut, tags=["subscriptions"])
     async def pull(
         name: str,
+        key: Annotated[ApiKey, Read],
         max: Annotated[int, Query(ge=1, le=1000)] = 100,
         wait: Annotated[float, Query(ge=0, le=30)] = 0,
     ) -> dict:
         """The next envelopes of an http subscription, waiting up to ``wait`` seconds for some. They come
-        again on every pull until acknowledged (at least once)."""
-        messages, cursor = await management.pull(name, max, wait)
+        again on every pull until acknowledged (at least once). A read key's pull is a peek: only what an
+        admin or consumer key pulled may be acknowledged."""
+        messages, cursor = await management.pull(name, max, wait, consumer=key.role in CONSUMING_ROLES)
         return {"messages": [envelope(m) for m in messages], "cursor": str(cursor)}
 
     @app.post("/api/subscriptions/{name}/ack", response_model=s.SubscriptionOut, tags=["subscriptions"],
-              dependencies=[Read])
+              dependencies=[Consumer], responses={409: {"model": s.ErrorResponse}})
     async def ack(name: str, body: s.AckIn) -> dict:
-        """Acknowledge everything up to a pull's cursor."""
+        """Acknowledge everything up to a pull's cursor (or an event's id): http subscriptions only, an
+        admin or consumer key, and never beyond what such a key's pulls and streams were given (409)."""
         return (await management.ack(name, int(body.cursor))).to_json()
 
-    @app.get("/api/subscriptions/{name}/events", tags=["subscriptions"], dependencies=[Read],
+    @app.get("/api/subscriptions/{name}/events", tags=["subscriptions"],
              responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                               "description": "Server-Sent Events: id = log seq, data = envelope JSON"}})
-    async def events(name: str, request: Request) -> Response:
+    async def events(name: str, request: Request, key: Annotated[ApiKey, Read]) -> Response:
         """Server-Sent Events of a subscription, resuming after ``Last-Event-ID`` (else from its cursor)."""
         last = request.headers.get("last-event-id")
         after = int(last) if last and last.isdigit() and len(last) < 20 else None
         await management.subscription(name)  # 404 before the stream starts
-        source = management.stream(name, after)
+        source = management.stream(name, after, consumer=key.role in CONSUMING_ROLES)
 
         async def body():  # type: ignore[no-untyped-def]
             yield b": thingport\n\n"

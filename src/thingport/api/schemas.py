@@ -146,7 +146,7 @@ class MessagePage(Model):
 
 class ApiKeyCreate(Model):
     name: str = Field(min_length=1, max_length=64)
-    role: Literal["admin", "read"] = "admin"
+    role: Literal["admin", "consumer", "read"] = "admin"
 
 
 class ApiKeyOut(Model):
@@ -170,6 +170,8 @@ class SubscriptionCreate(Model):
     topicFilter: str | None = Field(None, max_length=512)
     options: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=32)
     fromStart: bool = False
+    check: bool = Field(True, description="connect to a push sink with its credentials before creating the "
+                                          "subscription (false: a sink that is not up yet)")
 
 
 class SubscriptionOut(Model):
@@ -180,7 +182,14 @@ class SubscriptionOut(Model):
     sink: str
     options: dict[str, Any] = Field(description="credentials (url, password, secret) shown as ***")
     cursor: int
+    delivered: int = Field(0, description="http subscriptions: the highest log seq an admin or consumer key's "
+                                          "pull or event stream was given; acknowledgements stop there")
     enabled: bool
+    state: Literal["running", "retrying", "failing", "disabled"] = Field(
+        "running", description="running: delivering (or waiting for messages); retrying: the sink refused or "
+                               "failed the last attempts; failing: it has failed 3 attempts in a row; disabled")
+    stateSince: int = Field(0, description="ms since the epoch: when the subscription entered this state")
+    lastError: str | None = Field(None, description="why it is retrying or failing (credentials removed)")
     createdAt: int
     backlog: int | None
 

@@ -9,13 +9,28 @@ in order per device, and a sink that is down makes messages wait, never vanish.
 
 import asyncio
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 
+from thingport.urls import redact
+
 DEFAULT_TIMEOUT = 10.0
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def shown_error(error: BaseException | str, limit: int = 500) -> str:
+    """An error's text fit to show an operator: every URL in it without its password and query string
+    (a webhook's may hold a token), at most ``limit`` characters."""
+
+    def hide(match: re.Match[str]) -> str:
+        url, _, query = redact(match.group(0)).partition("?")
+        return f"{url}?***" if query else url
+
+    return _URL.sub(hide, str(error))[:limit]
 
 
 class SinkError(Exception):
@@ -62,6 +77,14 @@ class Sink(ABC):
 
     async def close(self) -> None:
         """Release connections; never raises."""
+
+    async def check(self) -> None:
+        """Connect with the subscription's credentials and let go: what creating one does unless told not
+        to. Raises SinkError (the destination named, credentials hidden) when that fails."""
+        try:
+            await self.open()
+        finally:
+            await self.close()
 
 
 # --- option checking shared by the sinks ---

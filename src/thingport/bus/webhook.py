@@ -6,7 +6,8 @@ the bytes of ``Delivery.body`` (joined, never re-encoded), with the headers
 - ``Content-Type: application/json``
 - ``X-Thingport-Signature: sha256=<hex HMAC-SHA256 of the exact body, keyed with the secret>``
 - ``X-Thingport-Delivery: <seq of the batch's first delivery>`` (the same value when a batch is offered again,
-  so a receiver can tell a retry; together with each envelope's messageId it can drop duplicates)
+  so a receiver can tell a retry; together with each envelope's messageId it can drop duplicates), or
+  ``check`` for the empty batch ``{"messages":[]}`` sent when the subscription is created (unless told not to)
 
 Any 2xx reply confirms the whole batch. Any other status (redirects are not followed), a transport error or
 the timeout fails it with SinkError; the forwarder offers the same batch again later, with backoff. There
@@ -117,11 +118,22 @@ class WebhookSink(Sink):
     async def publish(self, batch: Sequence[Delivery]) -> None:
         if not batch:
             return
-        body = envelope_batch(batch)
+        await self._post(envelope_batch(batch), str(batch[0].seq),
+                         f"for the batch of {len(batch)} from seq {batch[0].seq}")
+
+    async def check(self) -> None:
+        """An empty batch, signed like any other (``X-Thingport-Delivery: check``): the receiver must answer
+        2xx, which proves the URL, its credentials and the secret as far as the receiver checks them."""
+        try:
+            await self._post(b'{"messages":[]}', "check", "for the check (an empty batch)")
+        finally:
+            await self.close()
+
+    async def _post(self, body: bytes, delivery: str, what: str) -> None:
         headers = {
             "Content-Type": "application/json",
             "X-Thingport-Signature": signature(self._key, body),
-            "X-Thingport-Delivery": str(batch[0].seq),
+            "X-Thingport-Delivery": delivery,
         }
         async with self._lock:
             client = self._http()
@@ -142,10 +154,7 @@ class WebhookSink(Sink):
                 raise self._error("request failed", exc) from exc
         if not 200 <= status < 300:
             text = bytes(head[:200]).decode("utf-8", "replace").strip()
-            raise SinkError(
-                f"webhook {self.shown_url}: HTTP {status} for the batch of {len(batch)} from seq {batch[0].seq}"
-                + (f": {text}" if text else "")
-            )
+            raise SinkError(f"webhook {self.shown_url}: HTTP {status} {what}" + (f": {text}" if text else ""))
 
     def _error(self, what: str, exc: BaseException) -> SinkError:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -865,6 +865,15 @@
 
   // ---------- subscriptions (forwarding to applications) ----------
 
+  // running / retrying / failing (the sink refuses or is down) / disabled, since when, and the last error
+  function stateCell(s) {
+    const state = s.state || (s.enabled ? "running" : "disabled");
+    return h("td", { class: "sub-state", testid: `state-${s.name}` },
+      h("span", { class: `badge state-${state}` }, state),
+      s.stateSince ? h("span", { class: "muted small" }, " since ", timeCell(s.stateSince)) : null,
+      s.lastError ? h("div", { class: "small error-text", testid: `last-error-${s.name}` }, s.lastError) : null);
+  }
+
   async function renderSubscriptions(view, query, ctx) {
     view.append(h("div", { class: "page-head" }, h("h1", {}, "Subscriptions"),
       h("span", { class: "muted" }, "backlog: messages the sink has yet to confirm; refreshes every 2 s")));
@@ -878,7 +887,7 @@
       if (!ctx.alive()) return;
       body.replaceChildren(...(subs.length ? subs.map((s) => h("tr", { testid: `subscription-${s.name}` },
         h("td", {}, s.name), h("td", {}, s.productKey), h("td", {}, s.sink), h("td", {}, s.kinds.join(", ")),
-        h("td", {}, s.topicFilter || "all"), h("td", {}, s.enabled ? "running" : "paused"),
+        h("td", {}, s.topicFilter || "all"), stateCell(s),
         h("td", { class: "num", testid: `backlog-${s.name}` }, String(s.backlog ?? "")))) :
         [emptyRow(columns.length, "No subscriptions: create one with `thingport subscription create` or POST /api/subscriptions.")]));
     };

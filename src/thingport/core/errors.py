@@ -17,6 +17,11 @@ class BodyTooLarge(ParamError):
     """The body is over the endpoint's limit."""
 
 
+class SinkUnreachable(ParamError):
+    """A new subscription's sink could not be reached, or refused its credentials (create it without the
+    check for a sink that is not up yet)."""
+
+
 class AuthFailed(ThingportError):
     """Device authentication failed: unknown device, bad signature, stale timestamp, disabled device."""
 

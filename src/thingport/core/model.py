@@ -161,7 +161,7 @@ class DeviceStatus:
         }
 
 
-API_ROLES = ("admin", "read")
+API_ROLES = ("admin", "consumer", "read")
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +192,10 @@ class Subscription:
     cursor: int
     enabled: bool
     created_ms: int
+    delivered: int = 0  # pull subscriptions: the highest log seq handed to a consumer (acks stop there)
+    state: str = "running"  # push subscriptions: running, retrying (the sink failed), failing (it keeps failing)
+    state_since_ms: int | None = None  # when it entered that state (None: it has been so since created)
+    last_error: str | None = None  # why it is retrying or failing, credentials removed
 
     def to_json(self, backlog: int | None = None) -> dict:
         hidden = {"secret", "password", "url"}
@@ -203,7 +207,11 @@ class Subscription:
             "sink": self.sink,
             "options": {k: ("***" if k in hidden else v) for k, v in self.options.items()},
             "cursor": self.cursor,
+            "delivered": self.delivered,
             "enabled": self.enabled,
+            "state": self.state if self.enabled else "disabled",
+            "stateSince": self.state_since_ms if self.state_since_ms is not None else self.created_ms,
+            "lastError": self.last_error,
             "createdAt": self.created_ms,
             "backlog": backlog,
         }

@@ -21,7 +21,7 @@ class SharedState:
     link: "RedisLink | None" = None
 
     def readiness(self) -> dict[str, str]:
-        """The "redis" check, when there is one: "ok" or "degraded: <why>" (degraded still serves)."""
+        """The "redis" check, when there is one: "ok" or "degraded" (still serves; why is in the log)."""
         return {} if self.link is None else {"redis": self.link.readiness()}
 
     async def start(self) -> None:

@@ -21,6 +21,7 @@ from thingport.store.database import Database, DatabaseError
 from thingport.store.executor import DbExecutor
 from thingport.store.group_commit import GroupCommitter
 from thingport.store.sql_registry import record_sessions
+from thingport.store.write_health import WriteHealth
 
 _INSERT_COLUMNS = (
     "id, device_id, product_key, device_name, dialect, topic, payload, received_ms, kind, reply, device_ms, iot_id"
@@ -37,6 +38,11 @@ _UPSERT_LATEST = (
     " WHERE excluded.time_ms >= latest_values.time_ms"
 )
 _SAVE_CURSOR = "UPDATE subscriptions SET cursor = ? WHERE id = ? AND cursor < ?"
+_SAVE_DELIVERED = "UPDATE subscriptions SET delivered = ? WHERE id = ? AND delivered < ?"
+# the probe's row is inserted, then deleted: the insert needs new room (pages, WAL frames) as a report does
+_PROBE_INSERT = "INSERT INTO write_probe (id, at_ms, pad) VALUES (1, ?, ?)"
+_PROBE_DELETE = "DELETE FROM write_probe WHERE id = 1"
+_PROBE_PAD = bytes(8 * 1024)
 _encode = msgspec.json.encode
 
 
@@ -48,12 +54,30 @@ class CursorUpdate:
     seq: int
 
 
-Item = StoredMessage | AuthSession | CursorUpdate | tuple[StoredMessage, ...]
+@dataclass(frozen=True, slots=True)
+class DeliveredUpdate:
+    """A pull subscription handed messages up to ``seq`` to a consumer: acknowledgements may go that far."""
+
+    subscription_id: int
+    seq: int
 
 
-def flatten(items: list[Item]) -> list[StoredMessage | AuthSession | CursorUpdate]:
+@dataclass(frozen=True, slots=True)
+class WriteProbe:
+    """A real write with no meaning (one row rewritten): does the database take writes again?"""
+
+    at_ms: int
+
+
+Item = StoredMessage | AuthSession | CursorUpdate | DeliveredUpdate | WriteProbe | tuple[StoredMessage, ...]
+Flat = StoredMessage | AuthSession | CursorUpdate | DeliveredUpdate | WriteProbe
+_OPERATIONS = {StoredMessage: "messages", AuthSession: "sessions", CursorUpdate: "cursors",
+               DeliveredUpdate: "deliveries", WriteProbe: "probe"}
+
+
+def flatten(items: list[Item]) -> list[Flat]:
     """A batch's items one by one: ``append_many``'s tuples opened, their messages sharing the transaction."""
-    flat: list[StoredMessage | AuthSession | CursorUpdate] = []
+    flat: list[Flat] = []
     for item in items:
         if type(item) is tuple:
             flat.extend(item)
@@ -98,12 +122,14 @@ def _newest_per_property(messages: list[StoredMessage]) -> list[tuple]:
 class SqlMessageLog:
     """Appends are committed by a writer thread with its own connection; reads use ``reader``."""
 
-    def __init__(self, writer: Database, reader: DbExecutor, max_batch: int = 1000) -> None:
+    def __init__(self, writer: Database, reader: DbExecutor, max_batch: int = 1000,
+                 health: WriteHealth | None = None) -> None:
         self._writer = writer
         self._reader = reader
         self._listeners: list[Callable[[], None]] = []
+        self.health = health or WriteHealth()
         self._committer: GroupCommitter[Item] = GroupCommitter(
-            self._write_batch, max_batch, name="log-writer", on_commit=self._committed
+            self._write_watched, max_batch, name="log-writer", on_commit=self._committed
         )
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -121,6 +147,19 @@ class SqlMessageLog:
         for listener in self._listeners:
             listener()
 
+    def _write_watched(self, items: list[Item]) -> None:
+        """``_write_batch``, its failures reported (log, metrics, readiness) and its success too."""
+        try:
+            self._write_batch(items)
+        except Exception as exc:
+            operations: dict[str, int] = {}
+            for item in flatten(items):
+                operation = _OPERATIONS[type(item)]
+                operations[operation] = operations.get(operation, 0) + 1
+            self.health.failed("log", operations, exc)
+            raise
+        self.health.succeeded("log")
+
     def _write_batch(self, items: list[Item]) -> None:
         """One transaction: messages, the property values they carried, presence, sessions, cursors."""
         conn = self._writer
@@ -129,7 +168,9 @@ class SqlMessageLog:
         reporting: list[StoredMessage] = []  # those that carried property values
         seen: dict[int, int] = {}  # device -> newest receive time (status messages do not count)
         sessions: list[AuthSession] = []
-        cursors: list[tuple[int, int]] = []
+        cursors: list[tuple[int, int, int]] = []
+        delivered: list[tuple[int, int, int]] = []
+        probes: list[tuple[int]] = []
         for item in flatten(items):
             if type(item) is StoredMessage:
                 m = item
@@ -142,6 +183,10 @@ class SqlMessageLog:
                     seen[m.device_id] = m.received_ms
             elif type(item) is AuthSession:
                 sessions.append(item)
+            elif type(item) is DeliveredUpdate:
+                delivered.append((item.seq, item.subscription_id, item.seq))
+            elif type(item) is WriteProbe:
+                probes.append((item.at_ms,))
             else:
                 cursors.append((item.seq, item.subscription_id, item.seq))  # type: ignore[union-attr]
         with conn.transaction():
@@ -150,6 +195,11 @@ class SqlMessageLog:
             conn.lock_devices(sorted({*seen, *(s.device_id for s in sessions)}))
             if cursors:
                 conn.executemany(_SAVE_CURSOR, cursors)
+            if delivered:
+                conn.executemany(_SAVE_DELIVERED, delivered)
+            if probes:
+                conn.execute(_PROBE_INSERT, (probes[-1][0], _PROBE_PAD))
+                conn.execute(_PROBE_DELETE)
             if seen:
                 conn.executemany(_MARK_SEEN, [(at, device_id, at) for device_id, at in seen.items()])
             if sessions:
@@ -187,6 +237,21 @@ class SqlMessageLog:
             await self._committer.submit(CursorUpdate(subscription_id, seq))
         except DatabaseError as exc:
             raise StoreUnavailable(f"cursor could not be stored: {exc}") from None
+
+    async def save_delivered(self, subscription_id: int, seq: int) -> None:
+        """Durably record that a pull subscription handed messages up to ``seq`` to a consumer."""
+        try:
+            await self._committer.submit(DeliveredUpdate(subscription_id, seq))
+        except DatabaseError as exc:
+            raise StoreUnavailable(f"delivery could not be recorded: {exc}") from None
+
+    async def probe_write(self, at_ms: int) -> None:
+        """One real, meaningless write through the log's writer: raises what the database says if it fails.
+        Lets a failing store learn it can write again when nothing else is written (no devices sent)."""
+        try:
+            await self._committer.submit(WriteProbe(at_ms))
+        except DatabaseError as exc:
+            raise StoreUnavailable(f"the probe write failed: {exc}") from None
 
     async def _select(self, where: str, params: tuple, order: str, limit: int) -> list[StoredMessage]:
         sql = f"SELECT {_SELECT_COLUMNS} FROM messages{' WHERE ' + where if where else ''} ORDER BY seq {order} LIMIT ?"

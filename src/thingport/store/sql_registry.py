@@ -245,14 +245,15 @@ class SqlRegistry:
     # --- subscriptions ---
 
     _SUBSCRIPTION_COLUMNS = (
-        "id, name, product_key, kinds, topic_filter, sink, options_sealed, cursor, enabled, created_ms"
+        "id, name, product_key, kinds, topic_filter, sink, options_sealed, cursor, enabled, created_ms, delivered,"
+        " state, state_since_ms, last_error"
     )
 
     def _subscription(self, row: tuple) -> Subscription:
-        sid, name, pk, kinds, topic_filter, sink, sealed, cursor, enabled, created_ms = row
+        sid, name, pk, kinds, topic_filter, sink, sealed, cursor, enabled, created_ms, *health = row
         options = msgspec.json.decode(self._box.open(sealed, f"subscription/{name}"))
         return Subscription(sid, name, pk, tuple(kinds.split(",")), topic_filter, sink, options, cursor,
-                            bool(enabled), created_ms)
+                            bool(enabled), created_ms, *health)
 
     async def create_subscription(
         self, name: str, product_key: str, kinds: tuple[str, ...], topic_filter: str | None, sink: str,
@@ -270,8 +271,8 @@ class SqlRegistry:
                 try:
                     cur = conn.execute(
                         "INSERT INTO subscriptions (name, product_key, kinds, topic_filter, sink, options_sealed, cursor,"
-                        " created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                        (name, product_key, ",".join(kinds), topic_filter, sink, sealed, start, created_ms),
+                        " created_ms, delivered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        (name, product_key, ",".join(kinds), topic_filter, sink, sealed, start, created_ms, start),
                     )
                 except IntegrityError:  # a concurrent twin (PostgreSQL's READ COMMITTED lets both check first)
                     raise Conflict(f"subscription {name} already exists") from None
@@ -296,6 +297,15 @@ class SqlRegistry:
             return conn.execute(f"SELECT {self._SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY id").fetchall()
 
         return [self._subscription(row) for row in await self._db.run(q)]
+
+    async def set_subscription_state(self, subscription_id: int, state: str, since_ms: int, error: str | None) -> None:
+        """A push subscription's delivery state, as its forwarder saw it."""
+
+        def q(conn: Database) -> None:
+            conn.execute("UPDATE subscriptions SET state = ?, state_since_ms = ?, last_error = ? WHERE id = ?",
+                         (state, since_ms, error, subscription_id))
+
+        await self._db.run(q)
 
     async def set_subscription_enabled(self, name: str, enabled: bool) -> None:
         def q(conn: Database) -> int:

@@ -141,10 +141,23 @@ ALTER TABLE products ADD COLUMN require_sign_type_1 INTEGER;  -- IoTDA auth must
 """
 
 _SCHEMA_V5 = """
+ALTER TABLE subscriptions ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;  -- highest seq handed to a consumer
+UPDATE subscriptions SET delivered = cursor;
+ALTER TABLE subscriptions ADD COLUMN state TEXT NOT NULL DEFAULT 'running';  -- running, retrying, failing
+ALTER TABLE subscriptions ADD COLUMN state_since_ms INTEGER;  -- when it entered that state (NULL: created so)
+ALTER TABLE subscriptions ADD COLUMN last_error TEXT;         -- why it is retrying or failing (no credentials)
+CREATE TABLE write_probe (              -- /readyz writes (and deletes) a row here while writes fail, to learn
+    id    INTEGER PRIMARY KEY,          -- when they work again; empty otherwise
+    at_ms INTEGER NOT NULL,
+    pad   BLOB NOT NULL                 -- as large as a report, so it needs the room one needs
+);
+"""
+
+_SCHEMA_V6 = """
 CREATE INDEX changes_by_time ON changes (at_ms);   -- PostgreSQL had it from the start: the feed's trimming
 """
 
-MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5]
+MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6]
 
 
 def db_path(data_dir: Path) -> Path:
