@@ -20,6 +20,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from thingport.private_files import narrow_existing, private_dir
+
 MASTER_KEY_ENV = "THINGPORT_MASTER_KEY"
 MASTER_KEY_FILE = "master.key"
 _NONCE_LEN = 12
@@ -89,7 +91,7 @@ class KeyRing:
         if not self._path.exists():
             if not create:
                 raise FileNotFoundError(self._path)
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self._path.parent)
             tmp = self._path.with_suffix(f".new{os.getpid()}")
             _write_ring(tmp, [secrets.token_bytes(32)])
             try:
@@ -98,6 +100,7 @@ class KeyRing:
                 pass
             finally:
                 tmp.unlink(missing_ok=True)
+        narrow_existing(self._path)  # an older thingport's file, or one copied in
         self._mtime = self._path.stat().st_mtime
         self.masters = _parse(self._path.read_text().splitlines(), str(self._path))
 
