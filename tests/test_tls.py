@@ -167,3 +167,25 @@ def test_behind_a_tls_proxy_the_device_port_speaks_http_and_trusts_the_proxys_fo
         assert _auth_code(server.port, "203.0.113.2") == 20000
     finally:
         server.stop()
+
+
+def test_the_self_signed_certificate_is_a_server_leaf_that_clients_can_trust(server: ServerProcess) -> None:
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    cert = x509.load_pem_x509_certificate(server.cert.read_bytes())
+    constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.critical and constraints.value.ca is False
+    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.digital_signature and usage.value.key_encipherment
+    assert not usage.value.key_cert_sign and not usage.value.crl_sign
+    # a client that trusts it as its CA file, hostname checked, strict X.509 checks on (Python 3.13's default)
+    ctx = ssl.create_default_context(cafile=str(server.cert))
+    ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        with ctx.wrap_socket(sock, server_hostname="localhost") as tls:
+            assert tls.getpeercert()["subject"] == ((("commonName", "thingport self-signed"),),)
+    # and OpenSSL's own verifier (curl, most device SDKs on Linux) takes it as its own trust anchor
+    verified = subprocess.run(["openssl", "verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", str(server.cert),
+                               str(server.cert)], capture_output=True, text=True)
+    assert verified.returncode == 0 and verified.stdout.strip().endswith("OK"), verified.stdout + verified.stderr
