@@ -60,6 +60,7 @@ def test_errors_exit_non_zero_with_a_clear_message_and_change_nothing(data_dir: 
 
 
 def test_messages_tail_is_empty_then_lists_newest(data_dir: Path) -> None:
+    cli(data_dir, "product", "create", "--name", "p")
     result = invoke(data_dir, "messages", "tail")
     assert result.exit_code == 0 and result.output == ""
     result = invoke(data_dir, "messages", "tail", "--limit", "0")

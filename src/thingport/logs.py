@@ -17,7 +17,10 @@ from thingport.urls import redact_text
 # Loggers of client libraries, and the least level they log at. httpx logs one INFO line per request (one
 # per webhook batch, with the full URL): the webhook sink reports its own failures, so those lines go.
 # httpcore's DEBUG lines (connection stages, no URL) stay: they tell why a sink cannot connect.
-QUIET = {"httpx": logging.WARNING}
+QUIET = {
+    "httpx": logging.WARNING,
+    "alembic.runtime.plugins": logging.WARNING,  # one INFO line per plugin on every schema check
+}
 
 
 class RedactSecrets(logging.Filter):
