@@ -42,8 +42,10 @@ def test_serve_under_a_permissive_umask_makes_a_private_data_dir(tmp_path: Path)
 
 def test_the_first_cli_create_under_a_permissive_umask_makes_a_private_data_dir(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    result = subprocess.run([sys.executable, "-m", "thingport", "product", "create", "--name", "p", "--data-dir", str(data)],
-                            capture_output=True, text=True, timeout=60, preexec_fn=lambda: os.umask(0))
+    result = subprocess.run(
+        [sys.executable, "-m", "thingport", "product", "create", "--name", "p", "--data-dir", str(data)],
+        capture_output=True, text=True, timeout=60, preexec_fn=lambda: os.umask(0),
+    )
     assert result.returncode == 0, result.stderr
     assert_private(data, {"thingport.db", "master.key"})
 

@@ -176,7 +176,8 @@ def test_the_self_signed_certificate_is_a_server_leaf_that_clients_can_trust(ser
     cert = x509.load_pem_x509_certificate(server.cert.read_bytes())
     constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
     assert constraints.critical and constraints.value.ca is False
-    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    purposes = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(purposes) == [ExtendedKeyUsageOID.SERVER_AUTH]
     usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
     assert usage.critical and usage.value.digital_signature and usage.value.key_encipherment
     assert not usage.value.key_cert_sign and not usage.value.crl_sign
@@ -187,8 +188,8 @@ def test_the_self_signed_certificate_is_a_server_leaf_that_clients_can_trust(ser
         with ctx.wrap_socket(sock, server_hostname="localhost") as tls:
             assert tls.getpeercert()["subject"] == ((("commonName", "thingport self-signed"),),)
     # and OpenSSL's own verifier (curl, most device SDKs on Linux) takes it as its own trust anchor
-    verified = subprocess.run(["openssl", "verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", str(server.cert),
-                               str(server.cert)], capture_output=True, text=True)
+    verified = subprocess.run(["openssl", "verify", "-x509_strict", "-purpose", "sslserver",
+                               "-CAfile", str(server.cert), str(server.cert)], capture_output=True, text=True)
     assert verified.returncode == 0 and verified.stdout.strip().endswith("OK"), verified.stdout + verified.stderr
 
 

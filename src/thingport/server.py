@@ -84,7 +84,8 @@ def build_config(settings: Settings, app: object, files: CertificateFiles) -> uv
 def api_config(settings: Settings, app: object) -> uvicorn.Config:
     return uvicorn.Config(
         app, host=settings.api_host, port=settings.api_port, http=_protocol(settings), loop="uvloop", lifespan="off",
-        access_log=False, log_config=None, log_level=_log_level(settings.log_level), timeout_graceful_shutdown=settings.shutdown_grace_s,
+        access_log=False, log_config=None, log_level=_log_level(settings.log_level),
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
 
 

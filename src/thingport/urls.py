@@ -10,13 +10,21 @@ import re
 MASK = "***"
 
 # scheme://userinfo@ : userinfo runs to the last @ before the path (a password may hold an @)
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s/?#@'\"<>]*(?:@[^\s/?#@'\"<>]*)*)@")
+_USERINFO = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s/?#@'\"<>]*(?:@[^\s/?#@'\"<>]*)*)@"
+)
 # a query string after a URL (scheme://...?q) or after a request target ( /path?q): names kept, values masked
-_QUERY = re.compile(r"(?P<before>(?:\b[A-Za-z][A-Za-z0-9+.\-]*://|(?<![\w.~/-])/)[^\s?#'\"<>]*)\?(?P<query>[^\s#'\"<>]+)")
+_QUERY = re.compile(
+    r"(?P<before>(?:\b[A-Za-z][A-Za-z0-9+.\-]*://|(?<![\w.~/-])/)[^\s?#'\"<>]*)\?(?P<query>[^\s#'\"<>]+)"
+)
 # uvicorn's TRACE lines show the ASGI scope: 'query_string': b'...'
-_SCOPE_QUERY = re.compile(r"(?P<key>['\"]query_string['\"]:\s*b)(?P<quote>['\"])(?P<query>(?:(?!(?P=quote)).)+)(?P=quote)")
+_SCOPE_QUERY = re.compile(
+    r"(?P<key>['\"]query_string['\"]:\s*b)(?P<quote>['\"])(?P<query>(?:(?!(?P=quote)).)+)(?P=quote)"
+)
 # key=value pairs that name a secret (a libpq conninfo string, a form body in an error message)
-_SECRET_PAIR = re.compile(r"(?i)\b(?P<key>password|passwd|pwd|secret|token|access_token|api_?key|api_token)=(?P<value>[^\s&;,'\"<>]+)")
+_SECRET_PAIR = re.compile(
+    r"(?i)\b(?P<key>password|passwd|pwd|secret|token|access_token|api_?key|api_token)=(?P<value>[^\s&;,'\"<>]+)"
+)
 
 
 def _userinfo(match: re.Match[str]) -> str:

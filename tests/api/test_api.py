@@ -202,7 +202,8 @@ def test_a_thing_model_without_any_section_is_refused_and_changes_nothing(api: h
     refused = api.post("/api/products", json={"name": "sectionless", "thingModel": {"foo": 1}})
     assert refused.status_code == 400 and "needs a properties or events or services list" in refused.text
     assert "sectionless" not in [p["name"] for p in api.get("/api/products").json()]
-    pk = api.post("/api/products", json={"name": "empty-sections", "thingModel": {"properties": []}}).json()["productKey"]
+    created = api.post("/api/products", json={"name": "empty-sections", "thingModel": {"properties": []}})
+    pk = created.json()["productKey"]
     version = api.get(f"/api/products/{pk}").json()["modelVersion"]
     for fmt in ("auto", "tsl", "huawei"):
         put = api.put(f"/api/products/{pk}/thing-model", params={"format": fmt}, json={"foo": 1})

@@ -335,8 +335,8 @@ def test_another_site_cannot_frame_the_console(page: "Page", server: ServerProce
     import threading
 
     base = f"http://127.0.0.1:{server.api_port}"
-    framer = ('<!doctype html><iframe id="console" src="%s/console/"></iframe>'
-              '<iframe id="health" src="%s/healthz"></iframe>' % (base, base)).encode()
+    framer = (f'<!doctype html><iframe id="console" src="{base}/console/"></iframe>'
+              f'<iframe id="health" src="{base}/healthz"></iframe>').encode()
 
     class Framer(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
