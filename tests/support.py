@@ -145,7 +145,7 @@ class ServerProcess:
         return self.data_dir / "tls-cert.pem"
 
     def start(self) -> "ServerProcess":
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)  # serve creates the data dir itself (0700)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "thingport", "serve", "--host", "127.0.0.1", "--port", str(self.port),

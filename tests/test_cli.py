@@ -60,6 +60,7 @@ def test_errors_exit_non_zero_with_a_clear_message_and_change_nothing(data_dir: 
 
 
 def test_messages_tail_is_empty_then_lists_newest(data_dir: Path) -> None:
+    cli(data_dir, "product", "create", "--name", "p")
     result = invoke(data_dir, "messages", "tail")
     assert result.exit_code == 0 and result.output == ""
     result = invoke(data_dir, "messages", "tail", "--limit", "0")
@@ -130,3 +131,15 @@ def test_product_create_takes_a_model_in_either_format(data_dir: Path, tmp_path:
     both = invoke(data_dir, "product", "create", "--name", "x", "--tsl", str(path), "--model", str(path))
     assert both.exit_code == 2 and "not both" in both.output
     assert [p["name"] for p in cli(data_dir, "product", "list")] == ["hw", "ali"]  # the refused one created nothing
+
+
+def test_a_tsl_without_any_section_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    sectionless = tmp_path / "foo.json"
+    sectionless.write_text('{"foo": 1}')
+    for option in ("--tsl", "--model"):
+        result = invoke(data_dir, "product", "create", "--name", "x", option, str(sectionless))
+        assert result.exit_code == 1 and "needs a properties or events or services list" in result.output, result.output
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"properties": [], "events": []}')
+    assert cli(data_dir, "product", "create", "--name", "empty", "--tsl", str(empty))["modelVersion"]
+    assert [p["name"] for p in cli(data_dir, "product", "list")] == ["empty"]

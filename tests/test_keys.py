@@ -59,5 +59,7 @@ def test_keys_from_the_environment_are_rotated_there(tmp_path: Path, monkeypatch
     from thingport.cli import main
 
     monkeypatch.setenv("THINGPORT_MASTER_KEY", base64.b64encode(b"k" * 32).decode())
+    created = CliRunner().invoke(main, ["product", "create", "--name", "p", "--data-dir", str(tmp_path / "data")])
+    assert created.exit_code == 0
     result = CliRunner().invoke(main, ["keys", "rotate", "--data-dir", str(tmp_path / "data")])
     assert result.exit_code == 2 and "THINGPORT_MASTER_KEY" in result.output

@@ -3,6 +3,7 @@
 import hashlib
 import http.client
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -167,3 +168,59 @@ def test_behind_a_tls_proxy_the_device_port_speaks_http_and_trusts_the_proxys_fo
         assert _auth_code(server.port, "203.0.113.2") == 20000
     finally:
         server.stop()
+
+
+def test_the_self_signed_certificate_is_a_server_leaf_that_clients_can_trust(server: ServerProcess) -> None:
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    cert = x509.load_pem_x509_certificate(server.cert.read_bytes())
+    constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.critical and constraints.value.ca is False
+    purposes = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(purposes) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.digital_signature and usage.value.key_encipherment
+    assert not usage.value.key_cert_sign and not usage.value.crl_sign
+    # a client that trusts it as its CA file, hostname checked, strict X.509 checks on (Python 3.13's default)
+    ctx = ssl.create_default_context(cafile=str(server.cert))
+    ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        with ctx.wrap_socket(sock, server_hostname="localhost") as tls:
+            assert tls.getpeercert()["subject"] == ((("commonName", "thingport self-signed"),),)
+    # and OpenSSL's own verifier (curl, most device SDKs on Linux) takes it as its own trust anchor
+    verified = subprocess.run(["openssl", "verify", "-x509_strict", "-purpose", "sslserver",
+                               "-CAfile", str(server.cert), str(server.cert)], capture_output=True, text=True)
+    assert verified.returncode == 0 and verified.stdout.strip().endswith("OK"), verified.stdout + verified.stderr
+
+
+def _mbedtls_handshake(ca_pem: str, port: int) -> None:
+    """A TLS 1.2 handshake by mbedTLS (the devices' TLS stack), trusting only ``ca_pem``, naming localhost."""
+    from mbedtls import tls as mbed_tls
+    from mbedtls import x509 as mbed_x509
+
+    conf = mbed_tls.TLSConfiguration(
+        trust_store=mbed_tls.TrustStore([mbed_x509.CRT.from_PEM(ca_pem)]), validate_certificates=True,
+        lowest_supported_version=mbed_tls.TLSVersion.TLSv1_2, highest_supported_version=mbed_tls.TLSVersion.TLSv1_2)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        sock = mbed_tls.ClientContext(conf).wrap_socket(raw, server_hostname="localhost")
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                sock.do_handshake()
+                return
+            except (mbed_tls.WantReadError, mbed_tls.WantWriteError):
+                assert time.monotonic() < deadline, "the mbedTLS handshake did not finish"
+
+
+def test_an_mbedtls_client_trusts_the_leaf_as_its_ca_and_nothing_else(server: ServerProcess, tmp_path: Path) -> None:
+    try:
+        from mbedtls.exceptions import TLSError
+    except ImportError:  # pragma: no cover - a test dependency
+        if os.environ.get("CI") == "true":
+            pytest.fail("python-mbedtls (a test dependency) is missing: the devices' TLS stack goes untested")
+        pytest.skip("python-mbedtls (a test dependency) is not installed")
+
+    _mbedtls_handshake(server.cert.read_text(), server.port)
+    other = ensure_self_signed(tmp_path / "other")  # a leaf of the same shape, another key: refused
+    with pytest.raises(TLSError, match="(?i)verification failed"):
+        _mbedtls_handshake(other.cert.read_text(), server.port)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from thingport.cli_errors import DEBUG_ENV, CliError, GuardedGroup
 from thingport.core.errors import ThingportError
 from thingport.core.model import VALIDATION_MODES
 from thingport.core.timestamps import datetime_ms
@@ -46,17 +47,16 @@ def with_device(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def run(data_dir: Path | None, action: Callable[[Management], Awaitable[T]]) -> T:
-    """Run ``action`` against the data dir's stores, turning domain errors into a clean exit."""
+def run(data_dir: Path | None, action: Callable[[Management], Awaitable[T]], creates: bool = False) -> T:
+    """Run ``action`` against the data dir's stores (failures become one ``error:`` line: cli_errors).
+    ``creates``: the command may make the data dir, its database and master key (a first product or API
+    key); every other command needs them to exist, and a mistyped --data-dir changes nothing."""
     from thingport.stores import open_stores  # deferred: `thingport --help` stays fast
 
     settings = load_settings(data_dir=data_dir)
-    stores = open_stores(settings)
+    stores = open_stores(settings, create=creates)
     try:
         return asyncio.run(action(Management(stores.registry, stores.log, settings.presence_timeout_s)))
-    except ThingportError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
     finally:
         stores.close()
 
@@ -72,18 +72,24 @@ def emit(doc: Any, as_json: bool) -> None:
             click.echo(f"{key}: {value}")
 
 
-@click.group()
+@click.group(cls=GuardedGroup)
 @click.version_option(package_name="thingport")
-def main() -> None:
-    """thingport: IoT device access over HTTPS."""
+@click.option("--debug", is_flag=True, help=f"Show a failure's Python traceback [env {DEBUG_ENV}=1].")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """thingport: IoT device access over HTTPS.
+
+    Exit status: 0 done; 1 the command failed (one `error: ...` line on stderr); 2 a usage error (an
+    unknown command, a missing or malformed option)."""
+    ctx.meta[DEBUG_ENV] = debug
 
 
 @main.command()
 @click.option("--host", default=None, help="Listen address [default 0.0.0.0].")
 @click.option("--port", type=int, default=None, help="Listen port [default 8443].")
 @data_dir_option
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--tls-profile", type=click.Choice(["modern", "compat"]), default=None,
               help="modern (default): ECDHE AEAD suites; compat: adds RSA key exchange and CBC suites.")
 @click.option("--api-host", default=None, help="Management API listen address [default 127.0.0.1].")
@@ -148,10 +154,13 @@ def product() -> None:
 
 
 def read_json_file(path: Path) -> Any:
+    """The file's JSON; a missing, unreadable or broken file is a failure (exit 1), not a usage error."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise click.BadParameter(f"{path}: not a readable JSON file ({exc})") from None
+    except OSError as exc:
+        raise CliError(f"{path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CliError(f"{path}: not a JSON file ({exc})") from None
 
 
 validation_option = click.option(
@@ -171,9 +180,9 @@ sign_type_1_option = click.option(
 @click.option("--name", required=True)
 @click.option("--product-key", default=None, help="Given key (default: generated).")
 @click.option("--node-type", type=click.Choice(NODE_TYPES), default="device", show_default=True)
-@click.option("--tsl", "tsl_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+@click.option("--tsl", "tsl_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Alibaba TSL JSON file: the product's thing model.")
-@click.option("--model", "model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+@click.option("--model", "model_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A thing model file in either format, told apart as `product model import` does: an IoTDA "
                    "product model (services with service_id) or a TSL.")
 @validation_option
@@ -197,7 +206,7 @@ def product_create(name: str, product_key: str | None, node_type: str, tsl_file:
             created = await m.set_sign_type_1(created.product_key, required)
         return created
 
-    emit(run(data_dir, create).to_json(), as_json)
+    emit(run(data_dir, create, creates=True).to_json(), as_json)
 
 
 @product.command("set")
@@ -238,7 +247,7 @@ def product_tsl() -> None:
 
 @product_tsl.command("import")
 @click.option("--product-key", required=True)
-@click.argument("tsl_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("tsl_file", type=click.Path(dir_okay=False, path_type=Path))
 @data_dir_option
 @json_option
 def product_tsl_import(product_key: str, tsl_file: Path, data_dir: Path | None, as_json: bool) -> None:
@@ -281,7 +290,7 @@ def product_model() -> None:
 @click.option("--product-key", required=True)
 @click.option("--format", "model_format", type=click.Choice(MODEL_FORMATS), default="auto", show_default=True,
               help="auto: a document whose services carry service_id is an IoTDA product model, else TSL.")
-@click.argument("model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("model_file", type=click.Path(dir_okay=False, path_type=Path))
 @data_dir_option
 @json_option
 def product_model_import(product_key: str, model_format: str, model_file: Path, data_dir: Path | None,
@@ -552,10 +561,10 @@ def subscription_disable(name: str, data_dir: Path | None, as_json: bool) -> Non
               help="Reports per second for the whole fleet.")
 @click.option("--duration", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds.")
 @click.option("--dialect", type=click.Choice(["aliyun", "huawei"]), default="aliyun", show_default=True)
-@click.option("--ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+@click.option("--ca", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CA certificate to trust (thingport's tls-cert.pem for a self-signed server).")
 @click.option("--product-key", default=None, help="Use this product's devices (default: create a product).")
-@click.option("--model", "model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+@click.option("--model", "model_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Thing model to play (TSL for aliyun, IoTDA product model for huawei); default: seed 004's "
                    "temperature/humidity collector.")
 @click.option("--prefix", default="sim-", show_default=True, help="Device name prefix.")
@@ -623,7 +632,7 @@ def keys_rotate(data_dir: Path | None, as_json: bool) -> None:
     from thingport.stores import open_stores
 
     settings = load_settings(data_dir=data_dir)
-    stores = open_stores(settings)
+    stores = open_stores(settings, create=False)
     try:
         try:
             stores.keys.rotate()
@@ -644,7 +653,7 @@ def keys_prune(data_dir: Path | None, as_json: bool) -> None:
     from thingport.stores import open_stores
 
     settings = load_settings(data_dir=data_dir)
-    stores = open_stores(settings)
+    stores = open_stores(settings, create=False)
     try:
         resealed = asyncio.run(stores.registry.reseal_all())
         try:
@@ -672,7 +681,7 @@ def apikey() -> None:
 @json_option
 def apikey_create(name: str, role: str, data_dir: Path | None, as_json: bool) -> None:
     """Create a key and print it, this once (only its hash is stored)."""
-    record, key = run(data_dir, lambda m: m.create_api_key(name, role))
+    record, key = run(data_dir, lambda m: m.create_api_key(name, role), creates=True)
     emit({"key": key, **record.to_json()}, as_json)
 
 

@@ -12,6 +12,7 @@ import click
 import uvicorn
 import uvloop
 
+from thingport import logs
 from thingport.api.app import create_api
 from thingport.app import DeviceApp
 from thingport.bounded_http import HttpLimits, bounded_protocol
@@ -66,6 +67,7 @@ def build_config(settings: Settings, app: object, files: CertificateFiles) -> uv
         loop="uvloop",
         lifespan="on",
         access_log=False,
+        log_config=None,  # uvicorn's records go to the root handler and its filter (logs.py)
         server_header=False,
         log_level=_log_level(settings.log_level),
         timeout_keep_alive=settings.keep_alive_s,
@@ -82,7 +84,8 @@ def build_config(settings: Settings, app: object, files: CertificateFiles) -> uv
 def api_config(settings: Settings, app: object) -> uvicorn.Config:
     return uvicorn.Config(
         app, host=settings.api_host, port=settings.api_port, http=_protocol(settings), loop="uvloop", lifespan="off",
-        access_log=False, log_level=_log_level(settings.log_level), timeout_graceful_shutdown=settings.shutdown_grace_s,
+        access_log=False, log_config=None, log_level=_log_level(settings.log_level),
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
 
 
@@ -130,7 +133,7 @@ def serve(settings: Settings) -> None:
                    f"{'THINGPORT_MASTER_KEY' if os.environ.get('THINGPORT_MASTER_KEY') else settings.data_dir.resolve()}")
     else:
         click.echo(f"thingport: data in {settings.data_dir.resolve()}")
-    logging.basicConfig(level=_log_level(settings.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(_log_level(settings.log_level), "%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.tls_offload:
         click.echo(f"thingport: device endpoint http://{settings.host}:{settings.port} (TLS terminated by the proxy in front)")
     else:
@@ -146,6 +149,6 @@ def serve(settings: Settings) -> None:
 
 def serve_worker(settings: Settings, files: CertificateFiles, index: int) -> None:
     """The body of one worker process (see workers.py)."""
-    logging.basicConfig(level=_log_level(settings.log_level), format=f"%(asctime)s %(levelname)s w{index} %(name)s: %(message)s")
+    logs.configure(_log_level(settings.log_level), f"%(asctime)s %(levelname)s w{index} %(name)s: %(message)s")
     uvloop.run(_serve(settings, files, index))
 

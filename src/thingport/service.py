@@ -25,7 +25,7 @@ from thingport.core.topics import MAX_CATEGORIES, check_category, compile_topic_
 if TYPE_CHECKING:
     from thingport.forwarder import CommitSignal
 from thingport.core.ports import MessageLog, Registry
-from thingport.core.thingmodel import ThingModel, ThingModelError
+from thingport.core.thingmodel import ThingModel, ThingModelError, require_sections
 
 DEFAULT_PRESENCE_TIMEOUT_S = 300
 HISTORY_MAX_LIMIT = 10_000
@@ -501,6 +501,7 @@ def _compile(document: Any, model_format: str) -> ThingModel:
     if model_format == "auto":
         model_format = model_format_of(document)
     try:
+        require_sections(document, model_format)
         return ThingModel.from_tsl(document) if model_format == "tsl" else ThingModel.from_huawei(document)
     except ThingModelError as exc:
         raise ParamError(f"invalid thing model: {exc}") from None

@@ -8,8 +8,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from thingport.urls import redact
 
 DEFAULT_DATA_DIR = Path("thingport-data")
 
@@ -81,6 +83,16 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         data_dir = getattr(init_settings, "init_kwargs", {}).get("data_dir")
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _toml_file(data_dir))
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_only(cls, url: str | None) -> str | None:
+        """Only PostgreSQL (or the embedded SQLite, with no URL): another scheme would fail later, deep in a
+        driver, with a message about a missing module."""
+        if url and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"must be a postgresql:// URL (or unset, for SQLite in the data dir), got "
+                             f"{redact(url)!r}")
+        return url
 
     @model_validator(mode="after")
     def _sizes_are_sqlite_only(self) -> "Settings":

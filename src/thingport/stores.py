@@ -4,6 +4,7 @@ PostgreSQL when ``database_url`` is set. Both engines serve the same registry an
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from thingport.core.errors import ThingportError
 from thingport.settings import Settings
 from thingport.store.database import Database
 from thingport.store.executor import DbExecutor
@@ -42,9 +43,34 @@ def _connector(settings: Settings) -> Callable[[bool], Database]:
     return lambda writer: open_database(settings.data_dir, settings.storage_max_bytes if writer else None)
 
 
-def open_stores(settings: Settings) -> Stores:
+class NoData(ThingportError):
+    """The data dir holds no thingport data, and the command may not create any."""
+
+
+def _has_sqlite_data(settings: Settings) -> bool:
+    from thingport.store.sqlite_db import db_path
+
+    return not settings.database_url and db_path(settings.data_dir).exists()
+
+
+def require_data(settings: Settings) -> None:
+    """Refuse a command that must not create a data dir (or a database in one) when there is none: a typo
+    in --data-dir would otherwise leave a fresh empty store and master key behind, and answer "nothing"."""
+    if settings.database_url or _has_sqlite_data(settings):
+        return
+    where = settings.data_dir.resolve()
+    state = "does not exist" if not where.exists() else "holds no thingport database"
+    raise NoData(f"{where} {state}: no thingport data there (give --data-dir, or create a product first)")
+
+
+def open_stores(settings: Settings, create: bool = True) -> Stores:
+    """The stores; ``create`` False: only existing ones (no data dir, database or master key is made)."""
+    if not create:
+        require_data(settings)
     connect = _connector(settings)
-    keys = KeyRing(settings.data_dir)
+    # a database that exists had its secrets sealed with a key: never make a new one beside it (a key that
+    # came from THINGPORT_MASTER_KEY, now unset, would otherwise be replaced without a word)
+    keys = KeyRing(settings.data_dir, create=create and not _has_sqlite_data(settings))
     registry_db = DbExecutor(connect(False), "registry")
     reader_db = DbExecutor(connect(False), "log-reader")
     log = SqlMessageLog(connect(True), reader_db, settings.group_commit_max_batch)

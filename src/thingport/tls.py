@@ -15,7 +15,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from thingport.private_files import narrow_existing, private_dir
 
 CERT_FILE = "tls-cert.pem"
 KEY_FILE = "tls-key.pem"
@@ -27,6 +29,15 @@ PROFILES = {
     "compat": "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES:AES128-GCM-SHA256:AES256-GCM-SHA384"
     ":AES128-SHA256:AES256-SHA256:AES128-SHA:AES256-SHA",
 }
+
+
+# An RSA server key signs (ECDHE suites) and receives the premaster secret (the compat profile's RSA key
+# exchange); no keyCertSign: a leaf signs no certificates (OpenSSL and mbedTLS take a self-signed leaf as
+# its own trust anchor without it).
+_SERVER_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True, key_encipherment=True, content_commitment=False, data_encipherment=False,
+    key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+)
 
 
 @dataclass(frozen=True)
@@ -44,8 +55,9 @@ def ensure_self_signed(data_dir: Path) -> CertificateFiles:
     """The data dir's self-signed RSA certificate, created on first use."""
     cert_path, key_path = data_dir / CERT_FILE, data_dir / KEY_FILE
     if cert_path.exists() and key_path.exists():
+        narrow_existing(key_path)
         return CertificateFiles(cert_path, key_path, created=False)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     host = socket.gethostname()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "thingport self-signed")])
@@ -66,7 +78,12 @@ def ensure_self_signed(data_dir: Path) -> CertificateFiles:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=3650))
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        # a leaf: it can sign nothing, so a client that trusts it (as its CA file) trusts only this server
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_SERVER_KEY_USAGE, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -204,3 +204,16 @@ def test_cli_apikey_json(server: ServerProcess) -> None:
     created = cli(server.data_dir, "apikey", "create", "--name", "ci", "--role", "read")
     assert created["key"].startswith("tpk_") and created["role"] == "read"
     assert "key" not in cli(server.data_dir, "apikey", "list")[0]
+
+
+def test_a_thing_model_without_any_section_is_refused_and_changes_nothing(api: httpx.Client) -> None:
+    refused = api.post("/api/products", json={"name": "sectionless", "thingModel": {"foo": 1}})
+    assert refused.status_code == 400 and "needs a properties or events or services list" in refused.text
+    assert "sectionless" not in [p["name"] for p in api.get("/api/products").json()]
+    created = api.post("/api/products", json={"name": "empty-sections", "thingModel": {"properties": []}})
+    pk = created.json()["productKey"]
+    version = api.get(f"/api/products/{pk}").json()["modelVersion"]
+    for fmt in ("auto", "tsl", "huawei"):
+        put = api.put(f"/api/products/{pk}/thing-model", params={"format": fmt}, json={"foo": 1})
+        assert put.status_code == 400 and "this document has none (its keys: foo)" in put.text, put.text
+    assert api.get(f"/api/products/{pk}").json()["modelVersion"] == version

@@ -344,3 +344,41 @@ def test_subscriptions_page_shows_each_subscription_with_its_backlog(
     assert "Passw0rd" not in page.content()
     expect(page.get_by_test_id("state-console-sub")).to_contain_text("running")
     shot(page, "11-subscriptions")
+
+
+def test_another_site_cannot_frame_the_console(page: "Page", server: ServerProcess) -> None:
+    import http.server
+    import threading
+
+    base = f"http://127.0.0.1:{server.api_port}"
+    framer = (f'<!doctype html><iframe id="console" src="{base}/console/"></iframe>'
+              f'<iframe id="health" src="{base}/healthz"></iframe>').encode()
+
+    class Framer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(framer)))
+            self.end_headers()
+            self.wfile.write(framer)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    # another site (localhost, not 127.0.0.1) served from this machine: Chromium keeps pages it does not
+    # know to be local away from local addresses
+    other_site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Framer)
+    threading.Thread(target=other_site.serve_forever, daemon=True).start()
+    refusals: list[str] = []
+    page.on("console", lambda message: refusals.append(message.text) if "frame-ancestors" in message.text else None)
+    try:
+        page.goto(f"http://localhost:{other_site.server_address[1]}/", wait_until="load")
+        health = page.frame_locator("#health").locator("body")
+        expect(health).to_contain_text('"status"', **expect_timeout)  # framing as such works: the control
+        time.sleep(0.5)
+        assert page.frame_locator("#console").get_by_test_id("signin-key").count() == 0
+        assert refusals, "Chromium did not report a frame-ancestors refusal"
+    finally:
+        other_site.shutdown()
+    page.goto("/console/", wait_until="domcontentloaded")  # the console itself still works under the header
+    expect(page.get_by_test_id("signin-key")).to_be_visible(**expect_timeout)

@@ -10,6 +10,7 @@ from thingport.core.thingmodel import (
     PropertyError,
     ThingModel,
     ThingModelError,
+    require_sections,
 )
 
 
@@ -697,3 +698,18 @@ def test_hostile_values_never_raise(value):
     assert len(ok) + len(bad) == len(params)
     for e in bad:
         assert len(e.reason) < 200 and e.reason.startswith(e.identifier.split("[")[0].split(".")[0])
+
+
+@pytest.mark.parametrize("doc, fmt", [({"foo": 1}, "tsl"), ({}, "tsl"), ({"schema": "x", "profile": {}}, "tsl"),
+                                      ({"foo": 1}, "huawei"), ({}, "huawei")])
+def test_a_document_with_no_section_at_all_is_no_model(doc, fmt):
+    with pytest.raises(ThingModelError, match="needs a .* list .*none"):
+        require_sections(doc, fmt)
+
+
+@pytest.mark.parametrize("doc, fmt", [({"properties": []}, "tsl"), ({"events": []}, "tsl"), ({"services": []}, "tsl"),
+                                      ({"services": []}, "huawei"), ({"service_capabilities": []}, "huawei")])
+def test_an_empty_but_present_section_is_a_valid_model(doc, fmt):
+    require_sections(doc, fmt)
+    model = ThingModel.from_tsl(doc) if fmt == "tsl" else ThingModel.from_huawei(doc)
+    assert model.validate_properties({})[1] == []

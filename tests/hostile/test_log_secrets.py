@@ -119,3 +119,133 @@ def test_no_secret_or_token_appears_in_a_debug_log(tmp_path: Path, level: str) -
         seen[f"{name} (base64)"] = base64.b64encode(raw).decode().rstrip("=")
     leaks = [name for name, value in seen.items() if value and value in output]
     assert not leaks, f"found in the server log: {leaks}"
+
+
+# --- every sink and store with credentials in its URL, at every log level ---------------------------------
+
+PG_PASSWORD = "pgpass-7e6d5c4b3a29"
+PG_QUERY_SECRET = "pgappname-0a9b8c7d6e"
+REDIS_PASSWORD = "redispass-3c2b1a0f9e8d"
+HOOK_PASSWORD = "hookpass-Passw0rd-b7a6"
+HOOK_TOKEN = "hooktoken-e5d4c3b2a1f0"
+RABBIT_PASSWORD = "rabbitpass-9f8e7d6c5b4a"
+NATS_PASSWORD = "natspass-4d3c2b1a0e9f"
+QUERY_SECRET = "querysign-6b5a4f3e2d1c"
+
+
+class _Receiver:
+    """A webhook receiver on 127.0.0.1: ``/in`` confirms every batch; ``/fail`` answers 500 with a body
+    that echoes the request target, query string and all (as careless receivers do)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append(self.path)
+                body = b"" if self.path.startswith("/in") else f"no route for {self.path}".encode()
+                self.send_response(200 if self.path.startswith("/in") else 500)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.received = received
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def _backlogs(data: Path) -> dict[str, int]:
+    return {s["name"]: s["backlog"] for s in cli(data, "subscription", "list")}
+
+
+@pytest.mark.parametrize("level", ["trace", "debug", "info", "warning"])
+def test_no_sink_or_store_credential_appears_in_the_log_at_any_level(tmp_path: Path, level: str) -> None:
+    """Each sink (webhook, MQTT, NATS, RabbitMQ), PostgreSQL (with alembic's upgrade) and Redis get
+    credentials in their URLs; the working ones forward, the failing ones keep failing, and the whole log
+    is then searched for every secret configured. Levels below warning log a superset of what these do."""
+    import uuid
+
+    from tests.bus.services import require_service
+    from tests.postgres import fresh_database
+
+    for name, port in (("RabbitMQ", 5672), ("Mosquitto", 1883), ("NATS", 4222), ("Redis", 6379)):
+        require_service(name, "127.0.0.1", port)
+    plain_url = fresh_database(migrate=False)
+    assert "postgres@" in plain_url
+    database_url = plain_url.replace("postgres@", f"postgres:{PG_PASSWORD}@") + f"?application_name={PG_QUERY_SECRET}"
+    data = tmp_path / "data"
+    receiver = _Receiver()
+    server = ServerProcess(data, {"THINGPORT_LOG_LEVEL": level,
+                                  "THINGPORT_REDIS_URL": f"redis://default:{REDIS_PASSWORD}@127.0.0.1:6379/13"},
+                           args=("--db-upgrade",), database_url=database_url).start()
+    seen = {"postgres password": PG_PASSWORD, "postgres query": PG_QUERY_SECRET, "redis password": REDIS_PASSWORD,
+            "webhook url password": HOOK_PASSWORD, "webhook url token": HOOK_TOKEN, "webhook secret": WEBHOOK_SECRET,
+            "mqtt password": MQTT_PASSWORD, "nats password": NATS_PASSWORD, "rabbitmq password": RABBIT_PASSWORD,
+            "device secret": DEVICE_SECRET, "query secret": QUERY_SECRET, "bad api key": BAD_API_KEY}
+    try:
+        pk = cli(data, "product", "create", "--name", "sinks")["productKey"]
+        dev = cli(data, "device", "create", "--product-key", pk, "--name", "dev-sinks", "--secret", DEVICE_SECRET)
+        api_key = cli(data, "apikey", "create", "--name", "logs", "--role", "admin")["key"]
+        seen["api key"] = api_key
+        tag = uuid.uuid4().hex[:8]
+        hook = f"http://ops:{HOOK_PASSWORD}@127.0.0.1:{receiver.port}"
+        sinks = {
+            "hook-ok": ("webhook", [f"url={hook}/in?api_token={HOOK_TOKEN}", f"secret={WEBHOOK_SECRET}"]),
+            "hook-500": ("webhook", [f"url={hook}/fail?api_token={HOOK_TOKEN}", f"secret={WEBHOOK_SECRET}"]),
+            "mqtt-ok": ("mqtt", ["host=127.0.0.1", "port=1883", "username=tp", f"password={MQTT_PASSWORD}",
+                                 f"topic_prefix=tplog{tag}"]),
+            "nats-ok": ("nats", [f"url=nats://tp:{NATS_PASSWORD}@127.0.0.1:4222", f"stream=TPLOG{tag}",
+                                 f"subject_prefix=tplog{tag}"]),
+            "rabbit-refused": ("rabbitmq", [f"url=amqp://guest:{RABBIT_PASSWORD}@127.0.0.1:5672/"]),
+        }
+        for name, (sink, options) in sinks.items():
+            cli(data, "subscription", "create", "--name", name, "--product-key", pk, "--sink", sink,
+                *(arg for option in options for arg in ("--option", option)))
+
+        client = server.client()
+        token = client.token(pk, dev["deviceName"], DEVICE_SECRET)
+        seen["device token"] = token
+        topic = f"/sys/{pk}/{dev['deviceName']}/thing/event/property/post"
+        deadline = time.monotonic() + 20
+        backlogs: dict[str, int] = {}
+        for i in range(200):  # report until every working sink has forwarded, one batch after another
+            assert client.publish(topic, b'{"id":"%d","params":{"t":%d}}' % (i, i), token).json["code"] == 0
+            time.sleep(0.2)
+            backlogs = _backlogs(data)
+            batches = len([p for p in receiver.received if p.startswith("/in")])  # several batches, several lines
+            if batches >= 3 and not any(backlogs[n] for n in ("hook-ok", "mqtt-ok", "nats-ok")):
+                break
+            assert time.monotonic() < deadline, f"the working sinks did not forward: {backlogs}"
+        assert backlogs["hook-500"] > 0 and backlogs["rabbit-refused"] > 0, backlogs
+        # a query string on the device endpoint (uvicorn's TRACE shows the ASGI scope) and on the API
+        client.request("POST", f"/auth?sign={QUERY_SECRET}", b"{}", {"Content-Type": "application/json"})
+        assert _api(server, "GET", f"/api/devices?api_key={QUERY_SECRET}", api_key) == 200
+        assert _api(server, "GET", "/api/devices", BAD_API_KEY) == 401
+        client.close()
+        time.sleep(1.0)
+    finally:
+        server.stop()
+        receiver.close()
+
+    output = server.output()
+    assert level.upper() in output or level == "warning", f"the server did not log at {level} level"
+    assert "rabbit-refused" in output and "hook-500" in output, "the failing sinks were not logged"
+    leaks = [name for name, value in seen.items() if value in output]
+    assert not leaks, f"found in the server log: {leaks}"
+    assert "HTTP Request:" not in output, "httpx's per-request lines are back"
+    if level == "trace":
+        assert "'query_string': b'***'" in output, "uvicorn's ASGI scopes are missing: the test proves less"
+    if level != "warning":
+        assert "alembic.runtime.migration: Running upgrade" in output, "alembic's lines are missing"
+

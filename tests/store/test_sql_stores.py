@@ -300,8 +300,10 @@ _CONVERTED = {7: [(2000, {"v": 1}, 2), (1000, 21, 1)], 8: [(1000, 3, 3)]}
 def test_sqlite_history_of_schema_2_is_converted_on_open(data_dir: Path) -> None:
     import sqlite3
 
+    from thingport.store.keys import KeyRing
     from thingport.store.sqlite_db import MIGRATIONS, connect, db_path
 
+    KeyRing(data_dir)  # an older thingport's data dir has its master key beside the database
     conn = connect(db_path(data_dir))
     for number, script in enumerate(MIGRATIONS[:2], start=1):
         conn.executescript(script)

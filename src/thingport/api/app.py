@@ -25,6 +25,7 @@ from thingport import __version__
 import msgspec
 
 from thingport.api import schemas as s
+from thingport.api.console import ConsoleFiles
 from thingport.api.guard import SCOPE_KEY, ApiGuard
 from thingport.bus.envelope import envelope
 from thingport.core import errors
@@ -466,7 +467,7 @@ def create_api(
     # --- console ---
 
     if CONSOLE_DIR.is_dir():
-        app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
+        app.mount("/console", ConsoleFiles(directory=CONSOLE_DIR, html=True), name="console")
 
         @app.get("/", include_in_schema=False)
         async def root() -> RedirectResponse:

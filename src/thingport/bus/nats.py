@@ -38,7 +38,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import msgspec
 from thingport.extras import missing_extra
@@ -61,6 +61,7 @@ from thingport.bus.base import (
     text_option,
     timeout_option,
 )
+from thingport.urls import redact
 
 log = logging.getLogger(__name__)
 
@@ -107,20 +108,6 @@ class _Acks:
 
 def _fail(option: str, message: str) -> SinkConfigError:
     return option_error("nats", option, message)
-
-
-def redact(url: str) -> str:
-    """The URL(s) without passwords or tokens, for messages."""
-    shown = []
-    for one in url.split(","):
-        try:
-            parts = urlsplit(one.strip())
-            if "@" in parts.netloc:
-                parts = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1])
-            shown.append(urlunsplit(parts))
-        except ValueError:
-            shown.append("<unparsable url>")
-    return ",".join(shown)
 
 
 class NatsSink(ConnectedSink):

@@ -504,6 +504,23 @@ def _compile_params(params: Any, where: str) -> dict[str, Checker]:
     return out
 
 
+TSL_SECTIONS = ("properties", "events", "services")
+HUAWEI_SECTIONS = ("services", "service_capabilities")
+
+
+def require_sections(doc: dict, model_format: str) -> None:
+    """Refuse a document to import that has none of its format's sections: ``{"foo": 1}`` would compile to
+    an empty model (every report refused as unknown), so it is a mistake, not a model. A section present
+    but empty stays valid, as the spec allows. Stored models are not checked again: one imported before
+    this check still loads."""
+    sections = TSL_SECTIONS if model_format == "tsl" else HUAWEI_SECTIONS
+    if not any(key in doc for key in sections):
+        keys = ", ".join(sorted(map(str, doc))[:5]) or "none"
+        what = "a TSL" if model_format == "tsl" else "an IoTDA product model"
+        raise ThingModelError(f"{what} needs a {' or '.join(sections)} list (an empty one is fine); "
+                              f"this document has none (its keys: {keys})")
+
+
 def _compile_tsl(doc: Any) -> tuple[dict[str, Checker], dict[str, dict[str, Checker]]]:
     if not isinstance(doc, dict):
         raise ThingModelError("a TSL document must be a JSON object")

@@ -12,6 +12,7 @@ changes.
 """
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -20,11 +21,17 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from thingport.private_files import narrow_existing, private_dir
+
 MASTER_KEY_ENV = "THINGPORT_MASTER_KEY"
 MASTER_KEY_FILE = "master.key"
 _NONCE_LEN = 12
 _KID_LEN = 8
 _FORMAT = b"\x01"
+
+
+class MasterKeyError(ValueError):
+    """The master keys are missing (and may not be created here) or malformed."""
 
 
 class UnknownKey(ValueError):
@@ -38,9 +45,12 @@ def _derive(master: bytes, purpose: bytes) -> bytes:
 
 
 def _parse(lines: list[str], source: str) -> list[bytes]:
-    keys = [base64.b64decode(line.strip()) for line in lines if line.strip()]
+    try:
+        keys = [base64.b64decode(line.strip(), validate=True) for line in lines if line.strip()]
+    except binascii.Error:
+        keys = []
     if not keys or any(len(k) != 32 for k in keys):
-        raise ValueError(f"{source} must hold base64-encoded 32-byte keys")
+        raise MasterKeyError(f"{source} must hold base64-encoded 32-byte keys")
     return keys
 
 
@@ -63,13 +73,15 @@ def load_master_key(data_dir: Path) -> bytes:
 class KeyRing:
     """The master keys of a deployment, newest first, and what is derived from them."""
 
-    def __init__(self, data_dir: Path | None = None, masters: list[bytes] | None = None) -> None:
+    def __init__(self, data_dir: Path | None = None, masters: list[bytes] | None = None, create: bool = True) -> None:
+        """``create``: make the key file when there is none (False: a command that only reads, or that must
+        not seal anything with a key the servers do not have)."""
         self._path = None if data_dir is None else data_dir / MASTER_KEY_FILE
         self._mtime: float | None = None
         self.generation = 0  # counts (re)loads, whoever made them
         self.masters: list[bytes] = masters or []
         if not self.masters:
-            self._load(create=True)
+            self._load(create=create)
         self._derive()
 
     @classmethod
@@ -88,8 +100,8 @@ class KeyRing:
         assert self._path is not None
         if not self._path.exists():
             if not create:
-                raise FileNotFoundError(self._path)
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+                raise MasterKeyError(f"no master key: {self._path} does not exist and {MASTER_KEY_ENV} is not set")
+            private_dir(self._path.parent)
             tmp = self._path.with_suffix(f".new{os.getpid()}")
             _write_ring(tmp, [secrets.token_bytes(32)])
             try:
@@ -98,6 +110,7 @@ class KeyRing:
                 pass
             finally:
                 tmp.unlink(missing_ok=True)
+        narrow_existing(self._path)  # an older thingport's file, or one copied in
         self._mtime = self._path.stat().st_mtime
         self.masters = _parse(self._path.read_text().splitlines(), str(self._path))
 

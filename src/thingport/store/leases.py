@@ -12,6 +12,8 @@ import logging
 import os
 from pathlib import Path
 
+from thingport.private_files import private_dir
+
 log = logging.getLogger(__name__)
 
 WORKER_IDS = 1024  # the snowflake's worker field
@@ -39,7 +41,7 @@ class FileLease(Lease):
         self._fd: int | None = None
 
     def try_acquire(self, number: int = 0) -> bool:
-        self._path.mkdir(parents=True, exist_ok=True)
+        private_dir(self._path)
         fd = os.open(self._path / f"{self._name}-{number}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

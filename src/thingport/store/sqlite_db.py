@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from thingport.private_files import narrow_existing, private_dir, private_file
 from thingport.store.database import Cursor, Database, DriverErrors
 
 DB_FILE = "thingport.db"
@@ -170,7 +171,10 @@ def connect(path: Path, max_bytes: int | None = None) -> sqlite3.Connection:
     ``max_bytes`` caps the database file for this connection's writes (the storage quota): a write past
     it fails with SQLITE_FULL and nothing is acknowledged.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
+    # SQLite gives the -wal and -shm files the database file's mode: 0600 here makes all three private
+    private_file(path)
+    narrow_existing(path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
