@@ -35,7 +35,7 @@ def test_head_and_body_written_in_one_turn_leave_in_one_write() -> None:
         await asyncio.sleep(0)  # the end-of-turn flush finds nothing left
         return transport.writes
 
-    assert asyncio.run(main()) == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+    assert asyncio.run(main()) == [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"]  # the name canonical too
 
 
 def test_a_lone_write_leaves_at_the_end_of_the_turn() -> None:
