@@ -326,10 +326,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     """The body's length from a parsed head (llhttp has refused a bad or conflicting one); None when the
-    body is chunked. No Content-Length and no chunking: no body."""
+    body is chunked (or, were llhttp ever to pass one, the length unreadable: counted as after a chunked
+    body). No Content-Length and no chunking: no body."""
     for name, value in headers:
         if name == b"content-length":
-            return int(value)
+            return int(value) if value.isdigit() else None
         if name == b"transfer-encoding":
             return None
     return 0
