@@ -7,18 +7,40 @@ fast; one uses the default 64 KB.
 from __future__ import annotations
 
 import json
+import secrets
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 
-from tests.hostile.common import db_state, provision, raw_exchange, responses, tls_context
+from tests.hostile.common import provision, raw_exchange, responses, tls_context
 from tests.hostile.conftest import HOSTILE_ENV
 from tests.support import DeviceClient, ServerProcess
 
 CAP = 2048
 TIMEOUT = 10.0
+SETTLE_S = 0.5  # long enough for a report that got through to be committed (group commit: milliseconds)
+
+
+def payload() -> bytes:
+    """A body no other request sends: what is stored of one request can be told apart from the others'
+    (a request refused with the connection may leave the one before it in flight, stored a little later)."""
+    return b"cap-" + secrets.token_hex(8).encode()
+
+
+def stored(data_dir: Path, body: bytes) -> int:
+    """How many messages carry ``body``, read from the database opened read-only."""
+    with closing(sqlite3.connect(f"file:{data_dir / 'thingport.db'}?mode=ro", uri=True, timeout=10)) as conn:
+        return conn.execute("SELECT count(*) FROM messages WHERE payload = ?", (body,)).fetchone()[0]
+
+
+def assert_never_stored(data_dir: Path, body: bytes) -> None:
+    time.sleep(SETTLE_S)
+    assert stored(data_dir, body) == 0
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +63,11 @@ def small_device(small: ServerProcess, tmp_path_factory: pytest.TempPathFactory)
         client.close()
 
 
-def report(device: dict, token: str, head_bytes: int, body: bytes = b"stored?") -> bytes:
+def report(device: dict, token: str, head_bytes: int, body: bytes = b"stored?", close: bool = False) -> bytes:
     """A valid report whose head (up to and including its blank line) is exactly ``head_bytes`` long."""
     head = (f"POST /topic/{device['productKey']}/{device['deviceName']}/user/update HTTP/1.1\r\nHost: x\r\n"
-            f"password: {token}\r\nContent-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n")
+            f"password: {token}\r\nContent-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n"
+            + ("Connection: close\r\n" if close else ""))
     pad_line = "X-Pad: \r\n"
     missing = head_bytes - len(head) - len(pad_line) - 2
     assert missing >= 0
@@ -87,34 +110,35 @@ def status_and_code(data: bytes) -> tuple[int, int | None]:
 def test_a_head_over_the_cap_in_one_write_with_its_body_is_refused(small: ServerProcess, small_device: tuple[dict, str],
                                                                    over: int) -> None:
     device, token = small_device
-    before = db_state(small.data_dir)
-    outcome = raw_exchange(small.port, report(device, token, CAP + over), timeout=TIMEOUT)
+    body = payload()
+    outcome = raw_exchange(small.port, report(device, token, CAP + over, body), timeout=TIMEOUT)
     assert outcome.status == 431 and outcome.closed, outcome.data[:200]
-    assert db_state(small.data_dir) == before  # observed before the fix: 200, code 0, one more message
+    assert_never_stored(small.data_dir, body)  # observed before the fix: 200, code 0, the message stored
 
 
 def test_a_head_over_the_cap_sent_byte_by_byte_is_refused(small: ServerProcess, small_device: tuple[dict, str]) -> None:
     device, token = small_device
-    before = db_state(small.data_dir)
-    assert status_and_code(byte_by_byte(small.port, report(device, token, CAP + 1))) == (431, None)
-    assert db_state(small.data_dir) == before
+    body = payload()
+    assert status_and_code(byte_by_byte(small.port, report(device, token, CAP + 1, body))) == (431, None)
+    assert_never_stored(small.data_dir, body)
 
 
 @pytest.mark.parametrize("send", ["one-write", "byte-by-byte"])
 def test_a_head_of_exactly_the_cap_is_served(small: ServerProcess, small_device: tuple[dict, str], send: str) -> None:
     device, token = small_device
-    data = report(device, token, CAP)
+    body = payload()
+    data = report(device, token, CAP, body)
     replied = raw_exchange(small.port, data, timeout=TIMEOUT).data if send == "one-write" else byte_by_byte(small.port, data)
-    assert status_and_code(replied) == (200, 0)
+    assert status_and_code(replied) == (200, 0) and stored(small.data_dir, body) == 1
 
 
 def test_blank_lines_before_a_request_count_toward_its_head(small: ServerProcess, small_device: tuple[dict, str]) -> None:
     """llhttp skips them; they are still bytes the server had to read for this head."""
     device, token = small_device
-    before = db_state(small.data_dir)
-    outcome = raw_exchange(small.port, b"\r\n" * 4 + report(device, token, CAP - 7), timeout=TIMEOUT)
+    body = payload()
+    outcome = raw_exchange(small.port, b"\r\n" * 4 + report(device, token, CAP - 7, body), timeout=TIMEOUT)
     assert outcome.status == 431
-    assert db_state(small.data_dir) == before
+    assert_never_stored(small.data_dir, body)
     assert status_and_code(raw_exchange(small.port, b"\r\n" * 4 + report(device, token, CAP - 8)).data) == (200, 0)
 
 
@@ -122,13 +146,17 @@ def test_a_pipelined_head_over_the_cap_is_refused_after_a_good_request(small: Se
                                                                       small_device: tuple[dict, str]) -> None:
     """The second request's head starts mid-read, after the first one's body: counted from there."""
     device, token = small_device
-    good = report(device, token, 300, b"first")
-    before = db_state(small.data_dir)
-    outcome = raw_exchange(small.port, good + report(device, token, CAP + 1, b"second"), timeout=TIMEOUT)
+    second = payload()
+    outcome = raw_exchange(small.port, report(device, token, 300, payload()) + report(device, token, CAP + 1, second),
+                           timeout=TIMEOUT)
     assert outcome.closed and all(status != 200 or json.loads(body)["code"] == 0 for status, body in responses(outcome.data))
-    assert db_state(small.data_dir)["messages"][0] <= before["messages"][0] + 1  # the first at most, never the second
+    assert_never_stored(small.data_dir, second)
     # and a pipelined head of exactly the cap is served after it
-    outcome = raw_exchange(small.port, good + report(device, token, CAP, b"second"), timeout=TIMEOUT)
+    second = payload()
+    outcome = raw_exchange(small.port, report(device, token, 300, payload()) + report(device, token, CAP, second, close=True),
+                           timeout=TIMEOUT)
+    assert outcome.closed  # (after the second reply: both read whatever the time between them)
+    assert stored(small.data_dir, second) == 1
     assert [status_and_code(b"HTTP/1." + r) for r in outcome.data.split(b"HTTP/1.")[1:]] == [(200, 0), (200, 0)]
 
 
@@ -144,7 +172,7 @@ def in_two_reads(port: int, first: bytes, second: bytes) -> bytes:
             sock.sendall(second)
         except OSError:
             pass
-        sock.settimeout(1.5)
+        sock.settimeout(TIMEOUT)  # until the close (the second request asks for one, or is refused)
         while True:
             try:
                 piece = sock.recv(65536)
@@ -163,15 +191,15 @@ def test_a_pipelined_head_after_a_body_spread_over_reads_is_counted_exactly(
         small: ServerProcess, small_device: tuple[dict, str], second_head: int) -> None:
     """The first body ends in a later read than its head; the next head starts in that read, after it."""
     device, token = small_device
+    body = payload()
     first = report(device, token, 300, b"0123456789" * 50)
-    second = report(device, token, second_head, b"second")
-    before = db_state(small.data_dir)["messages"][0]
-    replied = in_two_reads(small.port, first[:400], first[400:] + second)
-    codes = [json.loads(body)["code"] if status == 200 else status for status, body in responses(replied)]
+    replied = in_two_reads(small.port, first[:400], first[400:] + report(device, token, second_head, body, close=True))
+    codes = [json.loads(reply)["code"] if status == 200 else status for status, reply in responses(replied)]
     if second_head == CAP:
-        assert codes == [0, 0] and db_state(small.data_dir)["messages"][0] == before + 2
+        assert codes == [0, 0] and stored(small.data_dir, body) == 1
     else:
-        assert 0 not in codes[1:] and db_state(small.data_dir)["messages"][0] <= before + 1  # never the second
+        assert 0 not in codes[1:]
+        assert_never_stored(small.data_dir, body)
 
 
 def test_a_pipelined_head_after_a_chunked_body_is_held_to_the_cap(small: ServerProcess,
@@ -182,10 +210,10 @@ def test_a_pipelined_head_after_a_chunked_body_is_held_to_the_cap(small: ServerP
     chunked = (f"POST /topic/{device['productKey']}/{device['deviceName']}/user/update HTTP/1.1\r\nHost: x\r\n"
                f"password: {token}\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
                "5\r\nfirst\r\n0\r\n\r\n").encode()
-    before = db_state(small.data_dir)
-    outcome = raw_exchange(small.port, chunked + report(device, token, CAP + 1, b"second"), timeout=TIMEOUT)
+    second = payload()
+    outcome = raw_exchange(small.port, chunked + report(device, token, CAP + 1, second), timeout=TIMEOUT)
     assert outcome.closed
-    assert db_state(small.data_dir)["messages"][0] <= before["messages"][0] + 1  # never the second
+    assert_never_stored(small.data_dir, second)
 
 
 def test_the_default_64_kb_cap_holds_for_a_head_sent_in_one_write(server: ServerProcess, bed: dict,
@@ -193,12 +221,14 @@ def test_the_default_64_kb_cap_holds_for_a_head_sent_in_one_write(server: Server
     """The report that got through before: a 66 KB head and its body in one write, answered 200, stored."""
     a = bed["a"]
     token = client.token(a["productKey"], a["deviceName"], a["deviceSecret"])
-    before = db_state(server.data_dir)
     for size in (64 * 1024 + 1, 66 * 1024, 100 * 1024):
-        outcome = raw_exchange(server.port, report(a, token, size), timeout=TIMEOUT)
+        body = payload()
+        outcome = raw_exchange(server.port, report(a, token, size, body), timeout=TIMEOUT)
         assert outcome.status == 431 and outcome.closed, outcome.data[:200]
-    assert db_state(server.data_dir) == before
-    assert status_and_code(raw_exchange(server.port, report(a, token, 64 * 1024)).data) == (200, 0)
+        assert_never_stored(server.data_dir, body)
+    body = payload()
+    assert status_and_code(raw_exchange(server.port, report(a, token, 64 * 1024, body)).data) == (200, 0)
+    assert stored(server.data_dir, body) == 1
 
 
 @pytest.fixture(scope="module")
