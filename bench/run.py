@@ -5,6 +5,7 @@ Run with the project's Python (it imports thingport to sign /auth requests and s
     .venv/bin/python bench/run.py            # full run: 10 s per row
     .venv/bin/python bench/run.py --quick    # smoke run: 2 s per row
     .venv/bin/python bench/run.py --write    # and record the run in BENCHMARKS.md
+    .venv/bin/python bench/run.py --rows topic,auth --before-src /tmp/old/src   # before/after, same run
 
 Rows are data (``ROWS``): a name, the server to target, the request and a connection mode. Adding a row
 (another dialect, a validated property post, another storage setting) is adding an entry, and a server
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import datetime
 import http.client
 import json
@@ -46,7 +48,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -282,6 +284,16 @@ class Target:
     def cleanup(self) -> None:
         """After the whole run (also on failure): remove what provision created outside the data dir."""
 
+    source: Path | None = None  # where the code it runs comes from when not this checkout's (--before-src)
+
+    def twin(self, src: Path) -> Target:
+        """This target again, served (and provisioned) by the code in ``src``, with resources of its own."""
+        twin = copy.deepcopy(self)
+        twin.name, twin.source = f"{self.name}-before", src
+        path = os.pathsep.join(filter(None, [str(src), self.env.get("PYTHONPATH") or os.environ.get("PYTHONPATH", "")]))
+        twin.env = {**self.env, "PYTHONPATH": path}
+        return twin
+
 
 class Probe:
     """Watches a row's measured run: ``prepare`` after the warm-up, ``start`` just before wrk, ``wrk_done``
@@ -458,6 +470,12 @@ class ForwardingTarget(ThingportTarget):
         suffix = f"{os.getpid()}-{int(time.time())}"
         self.exchange, self.queue = f"thingport-bench-{suffix}", f"thingport-bench-q-{suffix}"
         self.declared = False
+
+    def twin(self, src: Path) -> Target:
+        twin = super().twin(src)
+        assert isinstance(twin, ForwardingTarget)
+        twin.exchange, twin.queue = f"{self.exchange}-before", f"{self.queue}-before"
+        return twin
 
     def provision(self, data_dir: Path) -> None:
         super().provision(data_dir)
@@ -720,6 +738,13 @@ class PostgresTarget(ThingportTarget):
         self.database_url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + self.db_name
         self.created = False
 
+    def twin(self, src: Path) -> Target:
+        twin = super().twin(src)
+        assert isinstance(twin, PostgresTarget)
+        twin.db_name = f"{self.db_name}_before"
+        twin.database_url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + twin.db_name
+        return twin
+
     def skip_reason(self) -> str | None:
         try:
             import psycopg
@@ -936,6 +961,103 @@ TARGETS: dict[str, Target] = {
     "thingport-nginx": NginxFrontTarget("thingport-nginx", {**UNTHROTTLED, "THINGPORT_TLS_OFFLOAD": "true",
                                                              "THINGPORT_FORWARDED_ALLOW_IPS": "127.0.0.1"}),
 }
+
+
+# --- before and after in one run: rows served by a second source tree -----------------------------------
+
+BEFORE = "@before"  # suffix of the rows (and targets) served by the --before-src tree
+
+
+def source_dir(path: Path) -> Path:
+    """The directory to put on PYTHONPATH for a source tree: ``path`` itself when it holds the ``thingport``
+    package, or its ``src/`` (a checkout, a ``git archive`` of one, a worktree)."""
+    for candidate in (path, path / "src"):
+        if (candidate / "thingport" / "__init__.py").is_file():
+            src = candidate.resolve()
+            break
+    else:
+        raise SystemExit(f"--before-src {path}: neither it nor its src/ holds the thingport package")
+    # what a server started with it first on PYTHONPATH imports (an install could take precedence)
+    env = {**clean_env(), "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH", "")]))}
+    out = subprocess.run([sys.executable, "-c", "import thingport; print(thingport.__file__)"], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=30, check=False)
+    if not Path(out.stdout.strip() or "/").resolve().is_relative_to(src):
+        raise SystemExit(f"--before-src {path}: thingport is imported from {out.stdout.strip() or out.stderr[-200:]}, "
+                         f"not from {src}")
+    return src
+
+
+def before_twins(rows: list[Row], src: Path, patterns: str | None) -> list[Row]:
+    """A twin of each chosen row served by the code in ``src``: ``topic`` gets ``topic@before``, on a twin of
+    its target (own data dir, provisioned and served with ``src`` first on PYTHONPATH). Baselines (bare,
+    nginx) have none: they run no thingport code. Twin targets are added to TARGETS."""
+    wanted = [p.strip() for p in patterns.split(",") if p.strip()] if patterns else None
+    twins = []
+    for row in rows:
+        target = TARGETS[row.target]
+        if not isinstance(target, ServeTarget) or (wanted is not None and not any(p in (row.name, row.key) for p in wanted)):
+            continue
+        twin_name = row.target + BEFORE
+        if twin_name not in TARGETS:
+            TARGETS[twin_name] = target.twin(src)
+        twins.append(replace(row, name=row.name + BEFORE, target=twin_name, goal=None,
+                             per_core_of=row.per_core_of + BEFORE if row.per_core_of else "",
+                             what=f"{row.what}; served by the code in {src}"))
+    return twins
+
+
+def round_order(targets: list[str], round_no: int) -> list[str]:
+    """Targets in the order a round runs them: each twin next to its target, which of the two goes first
+    alternating from round to round (so neither always gets the machine's first or second minute)."""
+    order = []
+    for name in targets:
+        if name.endswith(BEFORE):
+            continue
+        pair = [name, name + BEFORE] if name + BEFORE in targets else [name]
+        order.extend(pair if round_no % 2 else pair[::-1])
+    return order
+
+
+@contextmanager
+def code_of(target: Target) -> Iterator[None]:
+    """While a twin is provisioned and measured, the CLI commands run for it (``cli_json``, which copies
+    this process's environment) run its code too: its PYTHONPATH in os.environ, restored after."""
+    if target.source is None:
+        yield
+        return
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = target.env["PYTHONPATH"]
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def row_order(row: Row) -> float:
+    """A row's place in the report: ROWS' order, each twin right after its row."""
+    if row.name.endswith(BEFORE):
+        return ROWS.index(next(r for r in ROWS if r.key == row.key.replace(BEFORE, "", 1))) + 0.5
+    return ROWS.index(row)
+
+
+def before_summary(results: list[Result]) -> list[str]:
+    """Each row against its twin of the same run: after/before by req/s and by CPU per request."""
+    lines = []
+    for twin in results:
+        if not twin.row.name.endswith(BEFORE):
+            continue
+        now = next((r for r in results if r.row.key == twin.row.key.replace(BEFORE, "", 1)), None)
+        if now is None or now.failure or twin.failure or not twin.rps:
+            continue
+        text = (f"- {now.row.key}: {now.rps:,.0f} req/s now vs {twin.rps:,.0f} before = **{now.rps / twin.rps:.2f}**")
+        if all(math.isfinite(total_us(r)) and total_us(r) for r in (now, twin)):
+            text += (f"; server CPU per request {total_us(now):.0f} vs {total_us(twin):.0f} us = "
+                     f"{total_us(twin) / total_us(now):.2f} (above 1: now is cheaper)")
+        lines.append(text + paired(now, twin))
+    return lines
 
 
 # --- plumbing -------------------------------------------------------------------------------------
@@ -1599,6 +1721,18 @@ def git_state() -> str:
     return f"commit {sha or '?'}" + (" + uncommitted changes in src/" if dirty else "")
 
 
+def source_state(src: Path) -> str:
+    """What a --before-src tree is: its git commit when it is a checkout (a `git archive` has none)."""
+    if not any((d / ".git").exists() for d in (src, src.parent)):
+        return "not a git checkout"
+    try:
+        out = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not a git checkout"
+    return f"commit {out.stdout.strip()}" if out.returncode == 0 and out.stdout.strip() else "not a git checkout"
+
+
 def filesystem_of(path: Path) -> str:
     """Type of the filesystem holding ``path`` (fsync on tmpfs is free, which would flatter /topic)."""
     best, kind = "", "unknown"
@@ -1700,7 +1834,7 @@ def report(results: list[Result], info: list[tuple[str, str]], args: argparse.Na
             bits.append(f"first bad reply: {r.sample}")
         checks.append(f"- {r.row.key}: " + "; ".join(bits))
     head = summary(results)
-    cluster, vs_nginx = cluster_summary(results), nginx_summary(results)
+    cluster, vs_nginx, before = cluster_summary(results), nginx_summary(results), before_summary(results)
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = (f"wrk -t{args.threads}, {args.connections} connections (keep-alive) / {args.close_connections} (close), "
             f"{args.duration} s per row after {args.warmup} s warm-up, best of {args.repeat} round(s); "
@@ -1732,6 +1866,8 @@ def report(results: list[Result], info: list[tuple[str, str]], args: argparse.Na
             *cluster, ""] if cluster else []),
         *(["Against nginx, same mode (issue 8: short connections >= 0.8 of nginx):", *vs_nginx, ""]
           if vs_nginx else []),
+        *([f"Now against {BEFORE} (the same row served by the older code, same run, interleaved round by round):",
+           *before, ""] if before else []),
         "Rows:",
         *notes,
         "",
@@ -1767,6 +1903,13 @@ def main() -> int:
     parser.add_argument("--png", type=Path, default=None,
                         help="write the chart (req/s and p99 per row) here [with --write: bench/charts/bench-DATE.png]")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir and server logs")
+    parser.add_argument("--before-src", type=Path, default=None,
+                        help="also run each selected thingport row as ROW@before, served by this source tree (a "
+                             "`git archive` of an older commit, a worktree; the dir holding thingport/ or its "
+                             "parent), interleaved with the current rows round by round")
+    parser.add_argument("--before-rows", default=None,
+                        help="with --before-src: only these comma-separated row names or name/mode get a twin "
+                             "[every selected row served by thingport]")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup = 2, 1
@@ -1785,6 +1928,9 @@ def main() -> int:
     for name, reason in skipped.items():
         print(f"warning: skipping {', '.join(r.key for r in rows if r.target == name)}: {reason}", file=sys.stderr)
     rows = [r for r in rows if r.target not in skipped]
+    before_src = source_dir(args.before_src) if args.before_src else None
+    if before_src is not None:
+        rows += before_twins(rows, before_src, args.before_rows)
 
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if not args.no_pin and shutil.which("taskset") and len(cpus) >= 2:
@@ -1815,7 +1961,7 @@ def main() -> int:
         print(f"thingport bench: {len(rows)} rows x {args.duration} s (+{args.warmup} s warm-up) x {args.repeat}"
               f" round(s); pinning: {pinned}")
         for round_no in range(1, args.repeat + 1):
-            for target_name in dict.fromkeys(r.target for r in rows):
+            for target_name in round_order(list(dict.fromkeys(r.target for r in rows)), round_no):
                 target = TARGETS[target_name]
                 data_dir = workdir / f"data-{target_name}"  # each target its own database
                 if target_name not in provisioned:
@@ -1824,10 +1970,11 @@ def main() -> int:
                         shutil.copy2(f, data_dir / f.name)
                     provisioned.add(target_name)  # before provision: cleanup() then runs even if it fails
                     started = time.monotonic()
-                    target.provision(data_dir)
+                    with code_of(target):
+                        target.provision(data_dir)
                     print(f"  provisioned {target_name} in {time.monotonic() - started:.1f} s", flush=True)
                 pin = wide_pin if target.workers > 1 else server_pin
-                with running(target, data_dir, workdir, pin) as (port, pid):
+                with code_of(target), running(target, data_dir, workdir, pin) as (port, pid):
                     client = Client(port, files.cert, args.tls_max)
                     target.after_start(client)
                     for row in (r for r in rows if r.target == target_name):
@@ -1841,7 +1988,8 @@ def main() -> int:
         return 1
     finally:
         for target_name in provisioned:
-            TARGETS[target_name].cleanup()
+            with code_of(TARGETS[target_name]):
+                TARGETS[target_name].cleanup()
         if args.keep:
             print(f"kept {workdir}")
         else:
@@ -1849,13 +1997,16 @@ def main() -> int:
 
     order = {mode: i for i, mode in enumerate(MODES)}
     results = sorted((best_of(rs) for rs in rounds.values()),
-                     key=lambda r: (order[r.row.mode], ROWS.index(r.row)))
+                     key=lambda r: (order[r.row.mode], row_order(r.row)))
     now = datetime.datetime.now(datetime.UTC)
     png = args.png or (REPO / "bench" / "charts" / f"bench-{now:%Y%m%d-%H%M}.png" if args.write else None)
     chart_note = None
     if png is not None:
         chart_note = chart(results, png, f"thingport bench {now:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores")
-    section = report(results, machine(pinned, tls, data_fs), args, skipped, png, chart_note)
+    info = machine(pinned, tls, data_fs)
+    if before_src is not None:
+        info.append((f"rows marked {BEFORE}", f"served by the code in {before_src} ({source_state(before_src)})"))
+    section = report(results, info, args, skipped, png, chart_note)
     print()
     print(section)
     if args.write:

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from thingport.bounded_http import _Coalescing
+from thingport.bounded_http import _Coalescing, canonical_head
 
 
 class RecordingTransport:
@@ -35,7 +35,7 @@ def test_head_and_body_written_in_one_turn_leave_in_one_write() -> None:
         await asyncio.sleep(0)  # the end-of-turn flush finds nothing left
         return transport.writes
 
-    assert asyncio.run(main()) == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+    assert asyncio.run(main()) == [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"]  # the name canonical too
 
 
 def test_a_lone_write_leaves_at_the_end_of_the_turn() -> None:
@@ -66,3 +66,29 @@ def test_close_sends_what_is_held_first_and_the_rest_passes_through() -> None:
 
     transport = asyncio.run(main())
     assert transport.writes == [b"head"] and transport.closed
+
+
+def test_canonical_head_changes_the_names_only() -> None:
+    head = (b"HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\nx-request-id: ab:cd-ef\r\n"
+            b"retry-after: 1\r\nContent-Length: 2\r\n\r\n")
+    assert canonical_head(head) == (b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n"
+                                    b"X-Request-Id: ab:cd-ef\r\nRetry-After: 1\r\nContent-Length: 2\r\n\r\n")
+    assert canonical_head(b"HTTP/1.1 100 Continue\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+    # what follows the blank line is a body: never touched
+    assert canonical_head(b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\nname: value\r\n") == (
+        b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\nname: value\r\n")
+
+
+def test_the_head_is_canonical_after_100_continue_and_the_body_never() -> None:
+    async def main() -> list[bytes]:
+        transport = RecordingTransport()
+        cycle_view = _Coalescing(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
+        cycle_view.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await asyncio.sleep(0)
+        cycle_view.write(b"HTTP/1.1 200 OK\r\ncontent-length: 17\r\n\r\n")
+        cycle_view.write(b"content-type: x\r\n")
+        await asyncio.sleep(0)
+        return transport.writes
+
+    assert asyncio.run(main()) == [b"HTTP/1.1 100 Continue\r\n\r\n",
+                                   b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\ncontent-type: x\r\n"]

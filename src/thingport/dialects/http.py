@@ -2,7 +2,9 @@
 
 Raw ASGI rather than a framework: the device path is the hot path, and every framework measured costs
 1.3x-4.6x over it. Replies always carry Content-Length (uvicorn would otherwise send HTTP/1.0 clients a
-chunked reply, which constrained device SDKs cannot read).
+chunked reply, which constrained device SDKs cannot read). Header names are given in lower case, as ASGI
+has them; they leave in canonical case (``Content-Length: ``, which those SDKs search for) from
+``bounded_http``, where every reply head of the server passes.
 """
 
 from collections.abc import Awaitable, Callable, MutableMapping
