@@ -140,7 +140,7 @@ def test_a_missing_backend_names_its_extra(extra: str, code: str, blocked_env) -
     done = subprocess.run([sys.executable, "-c", code], env=blocked_env(modules_of(extra)), capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 1
-    assert f"MissingExtra: " in done.stderr and f"pip install 'thingport[{extra}]'" in done.stderr
+    assert "MissingExtra: " in done.stderr and f"pip install 'thingport[{extra}]'" in done.stderr
 
 
 @pytest.mark.parametrize(("sink", "extra"), [("rabbitmq", "rabbitmq"), ("nats", "nats"), ("mqtt", "mqtt")])

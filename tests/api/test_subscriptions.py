@@ -2,8 +2,8 @@
 
 import base64
 import http.server
-import threading
 import json
+import threading
 import time
 from pathlib import Path
 

@@ -30,7 +30,7 @@ HUAWEI_MODEL = {
 
 
 def hour(offset_hours: int = 0) -> str:
-    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=offset_hours)
+    at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=offset_hours)
     return at.strftime("%Y%m%d%H")
 
 

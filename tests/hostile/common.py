@@ -128,7 +128,7 @@ def status_of(server: ServerProcess, device: dict) -> dict:
 # --- requests ---------------------------------------------------------------------------------
 
 def hour(offset_hours: int = 0) -> str:
-    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=offset_hours)
+    at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=offset_hours)
     return at.strftime("%Y%m%d%H")
 
 
@@ -242,7 +242,7 @@ def raw_exchange(port: int, data: bytes, timeout: float = 5.0, chunk: int = 1 <<
             sock.settimeout(min(remaining, settle) if answered else remaining)
             try:
                 piece = sock.recv(65536)
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 return RawOutcome(out, False, not answered, time.monotonic() - started, send_error)
             except OSError:
                 return RawOutcome(out, True, False, time.monotonic() - started, send_error)

@@ -11,9 +11,9 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import sqlite3
 import struct
-import os
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -24,10 +24,24 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from tests.hostile.common import (
-    ALIYUN_MESSAGES, aliyun_auth_doc, assert_aliyun_error, db_state, device_row_id, good_aliyun_round_trip,
-    hw_token, status_of,
+    ALIYUN_MESSAGES,
+    aliyun_auth_doc,
+    assert_aliyun_error,
+    db_state,
+    device_row_id,
+    good_aliyun_round_trip,
+    hw_token,
+    status_of,
 )
-from tests.hostile.strategies import broken_json, deep_json, dumps, json_scalars, json_values, not_str_or_int, topic_variants
+from tests.hostile.strategies import (
+    broken_json,
+    deep_json,
+    dumps,
+    json_scalars,
+    json_values,
+    not_str_or_int,
+    topic_variants,
+)
 from tests.support import DeviceClient, Reply, ServerProcess
 from thingport.core.signing import aliyun_sign
 from thingport.core.tokens import DIALECT_ALIYUN, DIALECT_HUAWEI, TokenClaims, TokenCodec

@@ -15,7 +15,14 @@ import time
 import pytest
 
 from tests.hostile.common import (
-    ALIYUN_INTERNAL, RawOutcome, db_state, responses, good_aliyun_round_trip, good_huawei_round_trip, raw_exchange, tls_context,
+    ALIYUN_INTERNAL,
+    RawOutcome,
+    db_state,
+    good_aliyun_round_trip,
+    good_huawei_round_trip,
+    raw_exchange,
+    responses,
+    tls_context,
 )
 from tests.support import DeviceClient, ServerProcess
 

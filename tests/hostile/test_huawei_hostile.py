@@ -16,7 +16,14 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from tests.hostile.common import (
-    assert_iotda_error, db_state, device_row_id, good_huawei_round_trip, hour, hw_auth_doc, hw_token, status_of,
+    assert_iotda_error,
+    db_state,
+    device_row_id,
+    good_huawei_round_trip,
+    hour,
+    hw_auth_doc,
+    hw_token,
+    status_of,
 )
 from tests.hostile.strategies import broken_json, dumps, json_scalars, json_values, not_str_or_int
 from tests.support import DeviceClient, ServerProcess

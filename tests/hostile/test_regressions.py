@@ -14,7 +14,11 @@ from contextlib import closing
 import pytest
 
 from tests.hostile.common import (
-    assert_aliyun_error, assert_iotda_error, db_state, hw_post, hw_token,
+    assert_aliyun_error,
+    assert_iotda_error,
+    db_state,
+    hw_post,
+    hw_token,
 )
 from tests.support import DeviceClient, ServerProcess, cli
 from thingport.core.model import StoredMessage

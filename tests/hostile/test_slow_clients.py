@@ -59,7 +59,7 @@ class SlowWorld:
         self.clients: list[SlowClient] = []
         self.threads: list[threading.Thread] = []
 
-    def start(self) -> "SlowWorld":
+    def start(self) -> SlowWorld:
         kinds: dict[str, Callable[[], tuple[socket.socket, bytes | None, float]]] = {
             # (socket, what to trickle one byte at a time or None, seconds between bytes)
             "tcp-only": lambda: (self._tcp(), None, 0),

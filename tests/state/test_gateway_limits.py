@@ -113,7 +113,7 @@ def _attempts(clients_and_dialects: list[tuple[object, str]], d: dict) -> list[s
             code = client.auth(d["productKey"], d["deviceName"], d["deviceSecret"]).json["code"]  # type: ignore[attr-defined]
             results.append("ok" if code == 0 else str(code))
         else:
-            ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d%H")
+            ts = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H")
             reply = client.post_json("/v5/device-auth", {  # type: ignore[attr-defined]
                 "device_id": d["deviceId"], "sign_type": 1, "timestamp": ts,
                 "password": huawei_password(d["deviceSecret"], ts)})

@@ -1,6 +1,6 @@
 import asyncio
-import json
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +9,7 @@ from thingport.core.errors import Conflict, NotFound, StoreUnavailable
 from thingport.core.model import StoredMessage
 from thingport.service import Management
 from thingport.settings import load_settings
+from thingport.store.keys import UnknownKey
 from thingport.stores import open_stores
 
 
@@ -59,7 +60,7 @@ def test_a_different_master_key_cannot_read_secrets(data_dir: Path, engine: dict
     async def read(m: Management, _):  # type: ignore[no-untyped-def]
         return await m.device("pk01", "dev-1")
 
-    with pytest.raises(Exception):
+    with pytest.raises(UnknownKey, match="sealed with a key this server does not have"):
         run(data_dir, read, engine)
 
 
