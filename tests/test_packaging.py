@@ -127,7 +127,8 @@ def test_the_thingport_command_names_the_server_extra_when_it_is_missing(blocked
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "error: click is not installed: the thingport command needs the server, pip install 'thingport[server]' (or [all])"
+        "error: click is not installed: the thingport command needs the server,"
+        " pip install 'thingport[server]' (or [all])"
     ]
 
 

@@ -122,7 +122,8 @@ def device_row_id(data_dir: Path, product_key: str, device_name: str) -> int:
 
 def status_of(server: ServerProcess, device: dict) -> dict:
     """``device status --json`` through the CLI (what an operator sees)."""
-    return cli(server.data_dir, "device", "status", "--product-key", device["productKey"], "--name", device["deviceName"])
+    return cli(server.data_dir, "device", "status", "--product-key", device["productKey"],
+               "--name", device["deviceName"])
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -263,9 +264,12 @@ TSL = {
          "dataType": {"type": "int", "specs": {"min": "-10", "max": "50"}}},
         {"identifier": "humidity", "name": "h", "accessMode": "r",
          "dataType": {"type": "double", "specs": {"min": "0", "max": "100"}}},
-        {"identifier": "mode", "name": "m", "accessMode": "rw", "dataType": {"type": "enum", "specs": {"0": "a", "1": "b"}}},
-        {"identifier": "on", "name": "o", "accessMode": "rw", "dataType": {"type": "bool", "specs": {"0": "off", "1": "on"}}},
-        {"identifier": "label", "name": "l", "accessMode": "rw", "dataType": {"type": "text", "specs": {"length": "8"}}},
+        {"identifier": "mode", "name": "m", "accessMode": "rw",
+         "dataType": {"type": "enum", "specs": {"0": "a", "1": "b"}}},
+        {"identifier": "on", "name": "o", "accessMode": "rw",
+         "dataType": {"type": "bool", "specs": {"0": "off", "1": "on"}}},
+        {"identifier": "label", "name": "l", "accessMode": "rw",
+         "dataType": {"type": "text", "specs": {"length": "8"}}},
         {"identifier": "stamp", "name": "s", "accessMode": "r", "dataType": {"type": "date", "specs": {}}},
         {"identifier": "cfg", "name": "c", "accessMode": "rw", "dataType": {"type": "struct", "specs": [
             {"identifier": "a", "name": "a", "dataType": {"type": "int", "specs": {"min": "0", "max": "9"}}},

@@ -125,7 +125,9 @@ def test_one_auth_bucket_per_device_whichever_dialect(tmp_path: Path) -> None:
     """Alibaba and IoTDA attempts on one device spend one allowance (they used to have one each)."""
     data_dir = tmp_path / "data"
     _, (d,) = provision(data_dir)
-    server = ServerProcess(data_dir, {"THINGPORT_DEVICE_AUTH_RATE": "0.001", "THINGPORT_DEVICE_AUTH_BURST": "4"}).start()
+    server = ServerProcess(
+        data_dir, {"THINGPORT_DEVICE_AUTH_RATE": "0.001", "THINGPORT_DEVICE_AUTH_BURST": "4"}
+    ).start()
     try:
         client = server.client()
         sequence = [(client, "huawei"), (client, "aliyun")] * 3  # IoTDA first: the device is not in memory yet
