@@ -919,9 +919,11 @@ class NginxFrontTarget(ThingportTarget):
             try:
                 with socket.create_connection((HOST, self.upstream_port), timeout=1):
                     break
-            except OSError:
+            except OSError as exc:
                 if time.monotonic() >= deadline:
-                    raise BenchError(f"thingport behind nginx did not listen on {self.upstream_port} within 30 s")
+                    raise BenchError(
+                        f"thingport behind nginx did not listen on {self.upstream_port} within 30 s"
+                    ) from exc
                 time.sleep(0.1)
         super().after_start(client)
 
@@ -1418,7 +1420,10 @@ def run_row(row: Row, target: Target, port: int, pid: int, client: Client, data_
     """Sanity request, warm-up, measured run, sanity request again; errors are counted, never hidden."""
     result = Result(row, workers=target.workers)
     variables = target.variables()
-    fill = lambda text: string.Template(text).substitute(variables)
+
+    def fill(text: str) -> str:
+        return string.Template(text).substitute(variables)
+
     path = fill(row.path)
     headers = [(name, fill(value)) for name, value in row.headers]
     if row.mode != KEEP_ALIVE:
@@ -1635,7 +1640,8 @@ def paired(result: Result, base: Result) -> str:
 
     The best rounds of two rows may come from different minutes of a machine whose speed drifts (a shared
     VM's bare app has measured 32-57 us per request within minutes); a round's own pair shares its minute."""
-    pairs = [(r, b) for r, b in zip(result.rounds, base.rounds) if not r.failure and not b.failure and r.rps and b.rps]
+    rounds = zip(result.rounds, base.rounds, strict=False)  # equal (every row runs each round); not worth a crash
+    pairs = [(r, b) for r, b in rounds if not r.failure and not b.failure and r.rps and b.rps]
     if len(pairs) < 2:
         return ""
     by_rps = sorted(r.rps / b.rps for r, b in pairs)
@@ -1792,8 +1798,9 @@ def progress(result: Result) -> str:
         e = result.extra
         extra += (f" [forwarded {e['forwarded']:,.0f}/{e['ingest']:,.0f} msg/s, max backlog {e['peak']:,.0f}, "
                   f"drained {e['drain_s']:.2f} s after]")
-    return (f"{result.rps:,.0f} req/s{extra}, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, errors {result.errors},"
-            f" server CPU {result.server_util:.0%} ({result.server_us:.0f} us/req), wrk CPU {result.wrk_util:.0%},"
+    return (f"{result.rps:,.0f} req/s{extra}, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms,"
+            f" errors {result.errors}, server CPU {result.server_util:.0%} ({result.server_us:.0f} us/req),"
+            f" wrk CPU {result.wrk_util:.0%},"
             f" other {result.other_load:.2f} cores")
 
 

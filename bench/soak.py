@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -80,7 +79,8 @@ def provision(data_dir: Path, count: int) -> list[dict]:
 def authenticate(client: Client, device: dict) -> str:
     params = {"productKey": device["productKey"], "deviceName": device["deviceName"], "clientId": "soak",
               "timestamp": str(int(time.time() * 1000))}
-    body = json.dumps({**params, "signmethod": "hmacsha256", "sign": aliyun_sign(device["deviceSecret"], params, "hmacsha256")})
+    sign = aliyun_sign(device["deviceSecret"], params, "hmacsha256")
+    body = json.dumps({**params, "signmethod": "hmacsha256", "sign": sign})
     status, reply = client.request("POST", "/auth", {"Content-Type": "application/json"}, body.encode())
     doc = json.loads(reply)
     if status != 200 or doc.get("code") != 0:
@@ -192,7 +192,9 @@ def plot(samples: list[Sample], target: float, slope: float, verdict: str, png: 
 # --- main ------------------------------------------------------------------------------------------------
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Soak the device endpoint; RSS and latency over time (bench/README.md).")
+    parser = argparse.ArgumentParser(
+        description="Soak the device endpoint; RSS and latency over time (bench/README.md)."
+    )
     parser.add_argument("--minutes", type=float, default=30.0, help="soak duration [30]")
     parser.add_argument("--rate", type=float, help="target req/s [half the maximum measured first]")
     parser.add_argument("--devices", type=int, default=100, help="devices reporting [100]")
@@ -238,9 +240,11 @@ def main() -> int:
             measured = wrk(port, devices_file, 10, opts.connections, 0)
             maximum = measured["good"] / (measured["duration_us"] / 1e6)
             target = maximum / 2
-            print(f"soak: measured maximum {maximum:,.0f} req/s (10 s, {opts.connections} connections); target {target:,.0f}")
+            print(f"soak: measured maximum {maximum:,.0f} req/s (10 s, {opts.connections} connections);"
+                  f" target {target:,.0f}")
         delay_ms = max(0.0, opts.connections * 1000 / target - 1.0)
-        print(f"soak: {opts.minutes:g} min at {target:,.0f} req/s, {opts.devices} devices, samples every {opts.sample_s:g} s")
+        print(f"soak: {opts.minutes:g} min at {target:,.0f} req/s, {opts.devices} devices,"
+              f" samples every {opts.sample_s:g} s")
 
         samples: list[Sample] = []
         started = time.monotonic()
@@ -274,9 +278,10 @@ def main() -> int:
         verdict = "PASS" if not problems else "FAIL"
         rss = [s.rss_mb for s in samples]
         p99 = sorted(s.p99_ms for s in samples)
-        print(f"soak: {verdict}: RSS {rss[0]:.1f} -> {rss[-1]:.1f} MB (max {max(rss):.1f}), slope {slope:+.1f} MB/h over "
-              f"the second half; mean {mean_rate:,.0f} req/s; p99 median {p99[len(p99) // 2]:.2f} ms, "
-              f"worst {p99[-1]:.2f} ms; {bad} bad" + (f" ({'; '.join(problems)})" if problems else ""))
+        print(f"soak: {verdict}: RSS {rss[0]:.1f} -> {rss[-1]:.1f} MB (max {max(rss):.1f}),"
+              f" slope {slope:+.1f} MB/h over the second half; mean {mean_rate:,.0f} req/s;"
+              f" p99 median {p99[len(p99) // 2]:.2f} ms, worst {p99[-1]:.2f} ms; {bad} bad"
+              + (f" ({'; '.join(problems)})" if problems else ""))
         plot(samples, target, slope, verdict, opts.png)
         print(f"soak: plot in {opts.png}")
         if opts.json:

@@ -38,11 +38,13 @@ PARAMS = [{"t": 21, "h": 55.5, "b": 1, "e": 0, "x": "abc", "d": "1732200000000",
 SEEDS = {
     "alink_property_post": [j({"id": "1", "version": "1.0", "params": p, "method": "thing.event.property.post"})
                             for p in PARAMS] + [b'{"id":1,"params":{}}', b"{}", b"[]", b'{"params":[]}'],
-    "alink_batch_post": [j({"id": "2", "params": {"properties": {"t": [{"value": 1, "time": 1}, {"value": 99, "time": "2"}],
+    "alink_batch_post": [j({"id": "2", "params": {"properties": {"t": [{"value": 1, "time": 1},
+                                                                      {"value": 99, "time": "2"}],
                                                                 "h": 3.5},
                                                  "events": {"alarm": [{"value": {"level": 2}, "time": 5}]}},
                             "method": "thing.event.property.batch.post"})],
-    "alink_event_post": [j({"id": "3", "params": {"level": 2}}), j({"id": "3", "params": {"value": {"level": 9}, "time": 7}}),
+    "alink_event_post": [j({"id": "3", "params": {"level": 2}}),
+                         j({"id": "3", "params": {"value": {"level": 9}, "time": 7}}),
                          j({"id": "3", "params": {"value": 1}, "method": "thing.event.alarm.post"})],
     "thingmodel_tsl": [j(targets._TSL) + SEP + j(p) for p in PARAMS]
                       + [j({"functionBlockId": "fb", "properties": [{"identifier": "t", "dataType": {"type": "int"}}]})
@@ -66,7 +68,8 @@ SEEDS = {
         f"/{targets._PK}/other-01/user/update")]
                       + [f"/{targets._PK}/{targets._DN}/user/cmd".encode() + SEP + b"user/cmd sub\nuser/up pub"
                          + SEP + b"dev@a.b:c"],
-    "topic_filter": [b"/a1/+/user/#\n/a1/d/user/x\n/a1/d\n", b"#\nx\n/\n", b"/sys/+/+/thing/event/+/post\n/sys/a/b/thing/event/x/post"],
+    "topic_filter": [b"/a1/+/user/#\n/a1/d/user/x\n/a1/d\n", b"#\nx\n/\n",
+                     b"/sys/+/+/thing/event/+/post\n/sys/a/b/thing/event/x/post"],
     "token_verify": [targets.SEED_TOKEN.encode(), targets.SEED_TOKEN[:-1].encode(), b"A" * 56],
     "envelope": [b'{"a":1}', b"\x00\xff", b"[[[]]]", b'"\\u00e9"'],
 }

@@ -60,7 +60,9 @@ class DeviceClient:
 
     def connection(self) -> http.client.HTTPSConnection:
         if self._conn is None:
-            self._conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=client_context(self.cert), timeout=10)
+            self._conn = http.client.HTTPSConnection(
+                "127.0.0.1", self.port, context=client_context(self.cert), timeout=10
+            )
         return self._conn
 
     def close(self) -> None:
@@ -83,7 +85,9 @@ class DeviceClient:
         return reply
 
     def post_json(self, path: str, doc: Any, headers: dict[str, str] | None = None) -> Reply:
-        return self.request("POST", path, json.dumps(doc).encode(), {"Content-Type": "application/json", **(headers or {})})
+        return self.request(
+            "POST", path, json.dumps(doc).encode(), {"Content-Type": "application/json", **(headers or {})}
+        )
 
     def auth(self, product_key: str, device_name: str, secret: str, method: str = "hmacsha256",
              timestamp: int | None = None, client_id: str = "test-client", **extra: Any) -> Reply:

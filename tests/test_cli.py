@@ -31,7 +31,8 @@ def test_device_lifecycle(data_dir: Path) -> None:
     assert given["deviceSecret"] == "s3cret"
     shown = cli(data_dir, "device", "show", "--product-key", pk, "--name", "dev-1")
     assert shown["status"] == "enabled" and "deviceSecret" not in shown
-    assert cli(data_dir, "device", "show", "--product-key", pk, "--name", "dev-1", "--with-secret")["deviceSecret"] == d["deviceSecret"]
+    with_secret = cli(data_dir, "device", "show", "--product-key", pk, "--name", "dev-1", "--with-secret")
+    assert with_secret["deviceSecret"] == d["deviceSecret"]
     assert cli(data_dir, "device", "disable", "--product-key", pk, "--name", "dev-1")["status"] == "disabled"
     assert cli(data_dir, "device", "enable", "--product-key", pk, "--name", "dev-1")["status"] == "enabled"
     reset = cli(data_dir, "device", "reset-secret", "--product-key", pk, "--name", "dev-1")
@@ -106,13 +107,17 @@ def test_db_commands_need_a_postgresql_database(data_dir: Path) -> None:
 
 def test_product_device_report_rate_is_set_checked_and_reset(data_dir: Path) -> None:
     pk = cli(data_dir, "product", "create", "--name", "p")["productKey"]
-    shown = cli(data_dir, "product", "set", "--product-key", pk, "--device-report-rate", "2", "--device-report-burst", "5")
+    shown = cli(
+        data_dir, "product", "set", "--product-key", pk, "--device-report-rate", "2", "--device-report-burst", "5"
+    )
     assert (shown["deviceReportRate"], shown["deviceReportBurst"]) == (2.0, 5.0)
     for bad in (["--device-report-rate", "-1"], ["--device-report-burst", "0.5"]):
         result = invoke(data_dir, "product", "set", "--product-key", pk, *bad)
         assert result.exit_code == 1 and "device report" in result.output
     assert cli(data_dir, "product", "show", "--product-key", pk)["deviceReportRate"] == 2.0  # nothing changed
-    reset = cli(data_dir, "product", "set", "--product-key", pk, "--device-report-rate", "0", "--device-report-burst", "0")
+    reset = cli(
+        data_dir, "product", "set", "--product-key", pk, "--device-report-rate", "0", "--device-report-burst", "0"
+    )
     assert (reset["deviceReportRate"], reset["deviceReportBurst"]) == (None, None)
 
 
@@ -121,7 +126,9 @@ def test_product_create_takes_a_model_in_either_format(data_dir: Path, tmp_path:
 
     iotda = {"services": [{"service_id": "Environment", "properties": [
         {"property_name": "temperature", "data_type": "int", "min": "-10", "max": "50"}]}]}
-    tsl = {"properties": [{"identifier": "temperature", "dataType": {"type": "int", "specs": {"min": "-10", "max": "50"}}}]}
+    tsl = {
+        "properties": [{"identifier": "temperature", "dataType": {"type": "int", "specs": {"min": "-10", "max": "50"}}}]
+    }
     for name, doc, expected in (("hw", iotda, "huawei"), ("ali", tsl, "tsl")):
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(doc))

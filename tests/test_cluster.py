@@ -116,7 +116,9 @@ def test_messages_reported_to_every_instance_are_in_the_one_log_with_unique_ids(
     token = clients[1].token(device["productKey"], device["deviceName"], device["deviceSecret"])
     acked = [publish(clients[i % 3], device, token, str(i).encode())["info"]["messageId"] for i in range(30)]
     assert len(set(acked)) == 30
-    tail = CliRunner().invoke(main, ["messages", "tail", "--limit", "200", "--json", "--data-dir", str(cluster[2].data_dir)])
+    tail = CliRunner().invoke(
+        main, ["messages", "tail", "--limit", "200", "--json", "--data-dir", str(cluster[2].data_dir)]
+    )
     stored = [json.loads(line) for line in tail.output.splitlines()]
     mine = [m["messageId"] for m in stored if m["productKey"] == device["productKey"] and m["kind"] != "status"]
     assert sorted(mine) == sorted(acked)
@@ -171,7 +173,10 @@ def test_postgresql_outage_refuses_reports_acknowledges_nothing_unstored_and_ser
             client.close()
         finally:
             server.stop()
-    tail = CliRunner().invoke(main, ["messages", "tail", "--limit", "50", "--json", "--data-dir", str(tmp_path / "data")],
-                              env={"THINGPORT_DATABASE_URL": database_url})
+    tail = CliRunner().invoke(
+        main,
+        ["messages", "tail", "--limit", "50", "--json", "--data-dir", str(tmp_path / "data")],
+        env={"THINGPORT_DATABASE_URL": database_url},
+    )
     stored = {json.loads(line)["messageId"] for line in tail.output.splitlines()}
     assert set(acked) <= stored

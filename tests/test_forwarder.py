@@ -18,7 +18,6 @@ from thingport.service import Management
 from thingport.settings import load_settings
 from thingport.stores import open_stores
 
-
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 

@@ -127,7 +127,8 @@ def test_the_thingport_command_names_the_server_extra_when_it_is_missing(blocked
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "error: click is not installed: the thingport command needs the server, pip install 'thingport[server]' (or [all])"
+        "error: click is not installed: the thingport command needs the server,"
+        " pip install 'thingport[server]' (or [all])"
     ]
 
 
@@ -140,7 +141,7 @@ def test_a_missing_backend_names_its_extra(extra: str, code: str, blocked_env) -
     done = subprocess.run([sys.executable, "-c", code], env=blocked_env(modules_of(extra)), capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 1
-    assert f"MissingExtra: " in done.stderr and f"pip install 'thingport[{extra}]'" in done.stderr
+    assert "MissingExtra: " in done.stderr and f"pip install 'thingport[{extra}]'" in done.stderr
 
 
 @pytest.mark.parametrize(("sink", "extra"), [("rabbitmq", "rabbitmq"), ("nats", "nats"), ("mqtt", "mqtt")])

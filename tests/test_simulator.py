@@ -29,7 +29,9 @@ def figure(output: str, name: str) -> int:
 def stored_reports(data_dir: Path, dialect: str) -> int:
     stores = open_stores(load_settings(data_dir=data_dir))
     try:
-        return sum(1 for m in asyncio.run(stores.log.newest(100_000)) if m.kind == "property_post" and m.dialect == dialect)
+        return sum(
+            1 for m in asyncio.run(stores.log.newest(100_000)) if m.kind == "property_post" and m.dialect == dialect
+        )
     finally:
         stores.close()
 
@@ -53,7 +55,9 @@ def test_fleet_reports_are_all_acknowledged_and_stored(server: ServerProcess, di
 
 
 def test_unacknowledged_reports_make_the_exit_code_non_zero(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data", {"THINGPORT_DEVICE_REPORT_RATE": "1", "THINGPORT_DEVICE_REPORT_BURST": "1"}).start()
+    server = ServerProcess(
+        tmp_path / "data", {"THINGPORT_DEVICE_REPORT_RATE": "1", "THINGPORT_DEVICE_REPORT_BURST": "1"}
+    ).start()
     try:
         result = simulate(server, "--devices", "2", "--rate", "20", "--duration", "1.5")
         assert result.returncode == 1, result.stdout + result.stderr

@@ -132,8 +132,17 @@ def test_given_certificate_is_used(tmp_path: Path) -> None:
 
 def _auth_code(port: int, forwarded_for: str) -> int:
     """A (badly signed) /auth over plain HTTP, as a TLS proxy forwards it; waits for the server to listen."""
-    body = json.dumps({"productKey": "a1pk", "deviceName": "dev-1", "clientId": "c1", "version": "default",
-                       "timestamp": str(int(time.time() * 1000)), "signmethod": "hmacsha256", "sign": "0" * 64}).encode()
+    body = json.dumps(
+        {
+            "productKey": "a1pk",
+            "deviceName": "dev-1",
+            "clientId": "c1",
+            "version": "default",
+            "timestamp": str(int(time.time() * 1000)),
+            "signmethod": "hmacsha256",
+            "sign": "0" * 64,
+        }
+    ).encode()
     deadline = time.monotonic() + 20
     while True:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)

@@ -56,14 +56,14 @@ class DeviceMetrics(Collector):
         for (dialect, endpoint, code), series in list(self._requests.items()):
             requests.add_metric([dialect, endpoint, code], series.count)
             merged = by_endpoint.setdefault((dialect, endpoint), [[0] * len(series.buckets), 0.0])
-            merged[0] = [a + b for a, b in zip(merged[0], series.buckets)]
+            merged[0] = [a + b for a, b in zip(merged[0], series.buckets, strict=True)]
             merged[1] += series.total
             if endpoint == "auth":
                 result = "success" if code in ("0", "200") else "failure"
                 auth_counts[(dialect, result)] = auth_counts.get((dialect, result), 0) + series.count
         for (dialect, endpoint), (buckets, total) in by_endpoint.items():
             cumulative, running = [], 0
-            for bound, n in zip([*map(str, LATENCY_BUCKETS), "+Inf"], buckets):
+            for bound, n in zip([*map(str, LATENCY_BUCKETS), "+Inf"], buckets, strict=True):
                 running += n
                 cumulative.append((bound, running))
             latency.add_metric([dialect, endpoint], cumulative, total)

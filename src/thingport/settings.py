@@ -29,8 +29,12 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_profile: Literal["modern", "compat"] = "modern"
-    tls_offload: bool = Field(False, description="serve plain HTTP: a TLS-terminating proxy in front speaks to devices")
-    forwarded_allow_ips: str = Field("127.0.0.1", description="proxies whose X-Forwarded-For names the device's address")
+    tls_offload: bool = Field(
+        False, description="serve plain HTTP: a TLS-terminating proxy in front speaks to devices"
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="proxies whose X-Forwarded-For names the device's address"
+    )
 
     aliyun_token_ttl_s: int = Field(7 * 24 * 3600, ge=60)
     aliyun_timestamp_window_s: int = Field(15 * 60, ge=1)
@@ -38,7 +42,10 @@ class Settings(BaseSettings):
     huawei_token_ttl_s: int = Field(24 * 3600, ge=60)
     huawei_max_body_bytes: int = Field(1024 * 1024, ge=1)
     huawei_require_sign_type_1: bool = Field(
-        False, description="IoTDA auth must be sign_type 1 (time-checked): sign_type 0 is refused (products may say otherwise)")
+        False,
+        description="IoTDA auth must be sign_type 1 (time-checked): sign_type 0 is refused"
+        " (products may say otherwise)",
+    )
     auth_max_body_bytes: int = Field(4 * 1024, ge=256)
 
     device_report_rate: float = Field(100.0, gt=0, description="reports per second per device")
@@ -61,12 +68,18 @@ class Settings(BaseSettings):
     registry_poll_s: float = Field(0.2, gt=0, description="how often the server looks for registry changes")
     shutdown_grace_s: int = Field(3, ge=1, description="how long a stopping server lets open connections finish")
     keep_alive_s: int = Field(30, ge=1, description="idle keep-alive connections are closed after this")
-    header_timeout_s: float = Field(10.0, gt=0, description="a request's head must arrive within this (slow clients are cut off)")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="a request's head must arrive within this (slow clients are cut off)"
+    )
     body_timeout_s: float = Field(60.0, gt=0, description="a request's body must arrive within this after its head")
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="request line and headers larger than this get 431")
-    api_max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="management API bodies larger than this get 413")
+    api_max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="management API bodies larger than this get 413"
+    )
     worker_id: int = Field(0, ge=0, le=1023)
-    database_url: str | None = Field(None, description="postgresql://... for production mode; unset: SQLite in the data dir")
+    database_url: str | None = Field(
+        None, description="postgresql://... for production mode; unset: SQLite in the data dir"
+    )
     redis_url: str | None = Field(None, description="redis://... shares rate limits and presence across instances")
     workers: int = Field(1, ge=1, le=64, description="worker processes on this host")
     db_upgrade: bool = Field(False, description="run the schema migrations at start")
@@ -114,8 +127,8 @@ def _toml_file(data_dir: Path | str | None = None) -> Path | None:
     explicit = os.environ.get("THINGPORT_CONFIG")
     if explicit:
         return Path(explicit)
-    data_dir = Path(data_dir or os.environ.get("THINGPORT_DATA_DIR", DEFAULT_DATA_DIR))
-    candidate = data_dir / "thingport.toml"
+    directory = Path(data_dir) if data_dir else Path(os.environ.get("THINGPORT_DATA_DIR", DEFAULT_DATA_DIR))
+    candidate = directory / "thingport.toml"
     return candidate if candidate.exists() else None
 
 

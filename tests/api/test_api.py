@@ -82,7 +82,9 @@ def test_product_and_device_lifecycle(server: ServerProcess, api: httpx.Client) 
     history = api.get(f"/api/devices/{pk}/api-dev-1/history", params={"property": "temperature", "limit": 2}).json()
     assert [p["value"] for p in history] == [23, 22]
     messages = api.get(f"/api/devices/{pk}/api-dev-1/messages").json()["items"]
-    assert messages[0]["payload"] == '{"id":"1","params":{"temperature":23}}' and messages[0]["payloadEncoding"] == "text"
+    assert (
+        messages[0]["payload"] == '{"id":"1","params":{"temperature":23}}' and messages[0]["payloadEncoding"] == "text"
+    )
     assert int(messages[0]["messageIdText"]) == messages[0]["messageId"]
     raw = api.get("/api/messages", params={"productKey": pk, "deviceName": "api-dev-1", "encoding": "base64",
                                            "limit": 1}).json()

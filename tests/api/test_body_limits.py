@@ -49,7 +49,9 @@ def read_reply(sock: socket.socket) -> tuple[int, dict]:
         assert chunk, f"closed before a reply: {data!r}"
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    )
     while len(body) < length:
         body += sock.recv(65536)
     return int(head.split(b" ")[1]), json.loads(body[:length])

@@ -2,8 +2,8 @@
 
 import base64
 import http.server
-import threading
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -30,12 +30,16 @@ def pull(api: httpx.Client, name: str, **params: object) -> dict:
     return reply.json()
 
 
-def test_pull_redelivers_until_acknowledged_in_order_with_valid_envelopes(server: ServerProcess, api: httpx.Client) -> None:
+def test_pull_redelivers_until_acknowledged_in_order_with_valid_envelopes(
+    server: ServerProcess, api: httpx.Client
+) -> None:
     device, sub = setup_device(server, api, "pullme")
     pk, dn = device["productKey"], device["deviceName"]
     client = server.client()
     token = client.token(pk, dn, device["deviceSecret"])
-    ids = [client.publish(f"/{pk}/{dn}/user/data", b"reading-%d" % i, token).json["info"]["messageId"] for i in range(5)]
+    ids = [
+        client.publish(f"/{pk}/{dn}/user/data", b"reading-%d" % i, token).json["info"]["messageId"] for i in range(5)
+    ]
     prop = client.publish(f"/sys/{pk}/{dn}/thing/event/property/post", b'{"id":"1","params":{"t":1}}', token)
     client.close()
 
@@ -312,7 +316,9 @@ def test_creating_a_webhook_subscription_checks_the_receiver(server: ServerProce
     assert "Passw0rd" not in down.text and "T0ken" not in down.text and "127.0.0.1:9" in down.text
 
 
-def test_a_failing_webhook_shows_its_state_and_error_without_credentials(server: ServerProcess, api: httpx.Client) -> None:
+def test_a_failing_webhook_shows_its_state_and_error_without_credentials(
+    server: ServerProcess, api: httpx.Client
+) -> None:
     pk = api.post("/api/products", json={"name": "hookfail"}).json()["productKey"]
     device = api.post("/api/devices", json={"productKey": pk, "deviceName": "hookfail-dev"}).json()
     made = api.post("/api/subscriptions", json={

@@ -74,7 +74,7 @@ def assert_delivered(messages: list, batch: list[Delivery]) -> None:
     assert [m.routing_key for m in messages] == [d.route(".") for d in batch]
     assert [m.body for m in messages] == [d.body for d in batch]
     assert [m.message_id for m in messages] == [str(d.message_id) for d in batch]
-    for m, d in zip(messages, batch):
+    for m, d in zip(messages, batch, strict=True):
         assert m.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
         assert m.content_type == "application/json"
         assert m.type == d.kind
@@ -200,7 +200,7 @@ class Reader(ABC):
         """Assert that every delivery of ``batch`` arrived, in order of first arrival (a batch retried after an
         outage may arrive again in part); a sink that promises more asserts more."""
 
-    async def nothing_more(self) -> None:
+    async def nothing_more(self) -> None:  # noqa: B027 (an optional hook: a sink that promises no more skips it)
         """After ``at_least_once``: assert that nothing else arrives, where the sink promises it."""
 
 
@@ -241,7 +241,7 @@ class SinkUnderTest(ABC):
             options["timeout"] = timeout
         return self.make(options)
 
-    def cleanup(self) -> None:
+    def cleanup(self) -> None:  # noqa: B027 (an optional hook: MQTT leaves nothing on the broker)
         """Remove what the test left on the broker."""
 
 

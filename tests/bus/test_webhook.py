@@ -104,7 +104,7 @@ def test_one_signed_post_per_batch_with_the_envelopes_in_order(receiver: Receive
 
     run(body())
     assert len(receiver.requests) == 2
-    for request, batch in zip(receiver.requests, batches):
+    for request, batch in zip(receiver.requests, batches, strict=True):
         assert request.signature_ok
         assert request.headers["Content-Type"] == "application/json"
         assert request.headers["X-Thingport-Delivery"] == str(batch[0].seq)

@@ -23,7 +23,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 WAIT_MS = 5_000  # every wait in the browser is bounded by this (the console refreshes every 2 s)
-ARTIFACTS = Path(os.environ.get("THINGPORT_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts" / "console")
+ARTIFACTS = Path(
+    os.environ.get("THINGPORT_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
+)
 
 try:
     from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -114,7 +116,8 @@ def error_text(page: "Page") -> Any:
 
 def report(client: Any, device: dict, params: dict, token: str) -> None:
     topic = f"/sys/{device['productKey']}/{device['deviceName']}/thing/event/property/post"
-    doc = {"id": str(random.randrange(10**9)), "version": "1.0", "params": params, "method": "thing.event.property.post"}
+    doc = {"id": str(random.randrange(10**9)), "version": "1.0", "params": params,
+           "method": "thing.event.property.post"}
     reply = client.publish(topic, json.dumps(doc).encode(), token).json
     assert reply["code"] == 0, reply
 
@@ -169,7 +172,8 @@ def test_create_product_and_device_then_live_reports_show_on_the_device_page(
     expect(temperature).to_contain_text("Temperature", **expect_timeout)
     expect(temperature).to_contain_text("int")
     expect(temperature).to_contain_text("-10 .. 50")
-    expect(page.get_by_test_id(f"model-{product_key}").locator('[data-identifier="humidity"]')).to_contain_text("1 .. 100")
+    humidity = page.get_by_test_id(f"model-{product_key}").locator('[data-identifier="humidity"]')
+    expect(humidity).to_contain_text("1 .. 100")
     shot(page, "03-products-with-thing-model")
 
     # the device page: credentials, secret hidden until asked
@@ -227,7 +231,9 @@ def test_create_product_and_device_then_live_reports_show_on_the_device_page(
     # the devices list: search by name prefix and product, presence dot
     page.get_by_test_id("nav-devices").click()
     page.get_by_test_id("devices-prefix").fill("collector")
-    expect(page.get_by_test_id("devices-product").locator(f'option[value="{product_key}"]')).to_have_count(1, **expect_timeout)
+    expect(page.get_by_test_id("devices-product").locator(f'option[value="{product_key}"]')).to_have_count(
+        1, **expect_timeout
+    )
     page.get_by_test_id("devices-product").select_option(product_key)
     page.get_by_test_id("devices-search").click()
     rows = page.get_by_test_id("device-row")
@@ -238,7 +244,9 @@ def test_create_product_and_device_then_live_reports_show_on_the_device_page(
 
     # the message log, filtered by product, device and topic
     page.get_by_test_id("nav-messages").click()
-    expect(page.get_by_test_id("messages-product").locator(f'option[value="{product_key}"]')).to_have_count(1, **expect_timeout)
+    expect(page.get_by_test_id("messages-product").locator(f'option[value="{product_key}"]')).to_have_count(
+        1, **expect_timeout
+    )
     page.get_by_test_id("messages-product").select_option(product_key)
     page.get_by_test_id("messages-device").fill("collector-01")
     page.get_by_test_id("messages-topic").fill(f"/sys/{product_key}/collector-01/thing/event/property/post")
@@ -282,7 +290,8 @@ def test_api_errors_are_shown_in_plain_words_and_api_text_is_escaped(
     page.get_by_test_id("import-model-json").press("Tab")
     page.get_by_test_id("import-model").click()
     expect(error_text(page)).to_contain_text("not valid JSON", **expect_timeout)
-    bad = {"properties": [{"identifier": "t", "name": "T", "accessMode": "r", "dataType": {"type": "int", "specs": {"min": "9", "max": "1"}}}]}
+    bad = {"properties": [{"identifier": "t", "name": "T", "accessMode": "r",
+                           "dataType": {"type": "int", "specs": {"min": "9", "max": "1"}}}]}
     page.get_by_test_id("import-model-json").fill(json.dumps(bad))
     page.get_by_test_id("import-model").click()
     expect(error_text(page)).to_contain_text("Could not import the thing model: ", **expect_timeout)
@@ -311,8 +320,13 @@ def test_subscriptions_page_shows_each_subscription_with_its_backlog(
     page: "Page", server: ServerProcess, admin_key: str
 ) -> None:
     def thingport(*args: str) -> dict:
-        result = subprocess.run([sys.executable, "-m", "thingport", *args, "--json", "--data-dir", str(server.data_dir)],
-                                env=server.env, capture_output=True, text=True, timeout=30)
+        result = subprocess.run(
+            [sys.executable, "-m", "thingport", *args, "--json", "--data-dir", str(server.data_dir)],
+            env=server.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert result.returncode == 0, result.stderr + result.stdout
         return json.loads(result.stdout)
 

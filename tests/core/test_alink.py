@@ -281,7 +281,8 @@ def test_event_post_value_time_form():
 
 
 def test_event_post_errors():
-    assert error_of(parse_event_post, enc({"params": {"level": 1}, "method": "thing.event.fire.post"}), "alarm").code == 6300
+    wrong_method = enc({"params": {"level": 1}, "method": "thing.event.fire.post"})
+    assert error_of(parse_event_post, wrong_method, "alarm").code == 6300
     assert error_of(parse_event_post, enc({"params": {"value": 3}}), "alarm").code == 460
     assert error_of(parse_event_post, enc({"params": [1]}), "alarm").code == 460
     assert error_of(parse_event_post, enc({"params": {f"p{i}": i for i in range(201)}}), "alarm").code == 6106

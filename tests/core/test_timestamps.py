@@ -37,7 +37,7 @@ def test_iotda_event_time_with_short_fields_is_read_as_strptime_reads_it() -> No
 
 
 def test_datetime_ms_is_exact_and_takes_a_naive_time_as_local_time() -> None:
-    utc = datetime.timezone.utc
+    utc = datetime.UTC
     assert datetime_ms(datetime.datetime(1970, 7, 17, 1, 37, 20, 740000, tzinfo=utc)) == 17026640740
     assert datetime_ms(datetime.datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=utc)) == -1
     naive = datetime.datetime(2024, 1, 2, 3, 4, 5, 6000)

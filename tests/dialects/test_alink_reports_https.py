@@ -38,7 +38,9 @@ def write_json(path: Path, doc: dict) -> Path:
 def collector(server: ServerProcess, tmp_path: Path) -> dict:
     """Seed 004: a product with the collector's TSL, one device, and a keep-alive client with a token."""
     tsl = write_json(tmp_path / "tsl.json", SEED_004_TSL)
-    product = cli(server.data_dir, "product", "create", "--name", f"collector{random.randrange(10**9)}", "--tsl", str(tsl))
+    product = cli(
+        server.data_dir, "product", "create", "--name", f"collector{random.randrange(10**9)}", "--tsl", str(tsl)
+    )
     device = cli(server.data_dir, "device", "create", "--product-key", product["productKey"], "--name", "collector-01")
     client = server.client()
     # the tutorial's Node client: hmacsha1, numeric timestamp, random clientId, version "default"
@@ -66,7 +68,9 @@ def history(server: ServerProcess, c: dict, prop: str, *extra: str) -> list:
 
 
 def reply_of(server: ServerProcess, message_id: int) -> dict:
-    result = CliRunner().invoke(main, ["messages", "tail", "--limit", "200", "--json", "--data-dir", str(server.data_dir)])
+    result = CliRunner().invoke(
+        main, ["messages", "tail", "--limit", "200", "--json", "--data-dir", str(server.data_dir)]
+    )
     for line in result.output.splitlines():
         doc = json.loads(line)
         if doc["messageId"] == message_id:
@@ -97,7 +101,9 @@ def test_seed_004_collector_reports_become_running_status_and_history(server: Se
                                "method": "thing.event.property.post", "version": "1.0"}
 
 
-def test_invalid_properties_are_refused_with_the_alink_code_and_valid_ones_kept(server: ServerProcess, collector: dict) -> None:
+def test_invalid_properties_are_refused_with_the_alink_code_and_valid_ones_kept(
+    server: ServerProcess, collector: dict
+) -> None:
     c = collector
     post(c, {"id": "1", "params": {"temperature": 20, "humidity": 50}})
     reply = post(c, {"id": "2", "version": "1.0", "params": {"temperature": 51, "humidity": 70, "pressure": 3}})
@@ -106,10 +112,15 @@ def test_invalid_properties_are_refused_with_the_alink_code_and_valid_ones_kept(
     assert "pressure" not in latest
     stored = reply_of(server, reply["info"]["messageId"])["reply"]
     assert stored["code"] == 6306 and "temperature" in stored["message"] and "50" in stored["message"]
-    assert {(r["identifier"], r["code"]) for r in stored["data"]["refused"]} == {("temperature", 6306), ("pressure", 6304)}
+    assert {(r["identifier"], r["code"]) for r in stored["data"]["refused"]} == {
+        ("temperature", 6306),
+        ("pressure", 6304),
+    }
 
 
-@pytest.mark.parametrize(("temperature", "accepted"), [(-11, False), (-10, True), (50, True), (51, False), (2**31, False)])
+@pytest.mark.parametrize(
+    ("temperature", "accepted"), [(-11, False), (-10, True), (50, True), (51, False), (2**31, False)]
+)
 def test_int_boundaries_over_https(server: ServerProcess, collector: dict, temperature: int, accepted: bool) -> None:
     reply = post(collector, {"id": "b", "params": {"temperature": temperature}})
     stored = reply_of(server, reply["info"]["messageId"])["reply"]
@@ -118,7 +129,9 @@ def test_int_boundaries_over_https(server: ServerProcess, collector: dict, tempe
     assert (temperature in values) is accepted
 
 
-def test_whole_report_setting_refuses_every_property_of_an_invalid_report(server: ServerProcess, collector: dict) -> None:
+def test_whole_report_setting_refuses_every_property_of_an_invalid_report(
+    server: ServerProcess, collector: dict
+) -> None:
     c = collector
     cli(server.data_dir, "product", "set", "--product-key", c["productKey"], "--validation", "whole-report")
     time.sleep(0.6)  # the running server picks the setting up from the change feed
@@ -173,9 +186,17 @@ def test_event_post_checks_output_data(server: ServerProcess, collector: dict) -
 def test_batch_post(server: ServerProcess, collector: dict) -> None:
     c = collector
     now = int(time.time() * 1000)
-    doc = {"id": "10", "version": "1.0", "method": "thing.event.property.batch.post",
-           "params": {"properties": {"temperature": [{"value": 21, "time": now - 2000}, {"value": 22, "time": now - 1000}],
-                                     "humidity": [{"value": 101, "time": now - 1000}]}}}
+    doc = {
+        "id": "10",
+        "version": "1.0",
+        "method": "thing.event.property.batch.post",
+        "params": {
+            "properties": {
+                "temperature": [{"value": 21, "time": now - 2000}, {"value": 22, "time": now - 1000}],
+                "humidity": [{"value": 101, "time": now - 1000}],
+            }
+        },
+    }
     reply = post(c, doc, f"/sys/{c['productKey']}/{c['deviceName']}/thing/event/property/batch/post")
     assert [p["value"] for p in history(server, c, "temperature")] == [22, 21]
     assert status(server, c)["properties"]["temperature"]["value"] == 22

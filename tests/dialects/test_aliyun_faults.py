@@ -108,7 +108,10 @@ def test_session_store_failure_is_20004_and_unexpected_errors_are_10000(
         failing.fail_sessions, failing.crash = fail_sessions, crash
         if fail_sessions:
             doc = client.auth(pk, dn, device["deviceSecret"]).json
-            assert doc == {"code": 20004, "message": "update session error: session could not be stored: disk I/O error"}
+            assert doc == {
+                "code": 20004,
+                "message": "update session error: session could not be stored: disk I/O error",
+            }
         if crash:
             doc = client.publish(f"/{pk}/{dn}/user/t", b"x", token).json
             assert doc == {"code": 10000, "message": "common error: internal error"}
@@ -134,7 +137,9 @@ def test_product_report_rate_limit(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     device = provision(data_dir)
     other = cli(data_dir, "device", "create", "--product-key", device["productKey"], "--name", "dev-2")
-    server = ServerProcess(data_dir, {"THINGPORT_PRODUCT_REPORT_RATE": "0.1", "THINGPORT_PRODUCT_REPORT_BURST": "2"}).start()
+    server = ServerProcess(
+        data_dir, {"THINGPORT_PRODUCT_REPORT_RATE": "0.1", "THINGPORT_PRODUCT_REPORT_BURST": "2"}
+    ).start()
     try:
         client = server.client()
         pk = device["productKey"]

@@ -53,7 +53,8 @@ def test_sign_is_accepted_in_upper_case_and_timestamp_as_number_or_absent(client
     now = int(time.time() * 1000)
     params = {"productKey": pk, "deviceName": dn, "clientId": "c1", "timestamp": str(now)}
     sign = aliyun_sign(secret, params, "hmacsha1").upper()
-    body = {"productKey": pk, "deviceName": dn, "clientId": "c1", "timestamp": now, "signmethod": "hmacsha1", "sign": sign}
+    body = {"productKey": pk, "deviceName": dn, "clientId": "c1", "timestamp": now, "signmethod": "hmacsha1",
+            "sign": sign}
     assert_compact_reply(client.post_json("/auth", body), 0)
     no_ts = {"productKey": pk, "deviceName": dn, "clientId": "c1"}
     body = {**no_ts, "sign": aliyun_sign(secret, no_ts, "hmacmd5")}  # signmethod defaults to hmacmd5
@@ -115,7 +116,8 @@ def test_client_id_length_limit(client: DeviceClient, device: dict) -> None:
          "application/json", "timestamp must be a string or an integer"),
         (b'{"productKey":"pk01","deviceName":"dev-x","clientId":{"a":1},"sign":"00"}',
          "application/json", "clientId must be"),
-        (b'{"productKey":"pk01","deviceName":"x","clientId":"c","sign":"00"}', "application/json", "deviceName must be"),
+        (b'{"productKey":"pk01","deviceName":"x","clientId":"c","sign":"00"}', "application/json",
+         "deviceName must be"),
         (b'{"productKey":"pk01","deviceName":"dev-x","clientId":"c","sign":"00"}', "text/plain", "Content-Type"),
         (b'{"productKey":"pk01","deviceName":"dev-x","clientId":"c","sign":"00"}', "", "Content-Type"),
         (b'{"productKey":"' + b"a" * 5000 + b'"}', "application/json", "larger than"),
@@ -171,7 +173,9 @@ def _tail(data_dir: Path, limit: int) -> list[str]:
 
     from thingport.cli import main
 
-    result = CliRunner().invoke(main, ["messages", "tail", "--limit", str(limit), "--json", "--data-dir", str(data_dir)])
+    result = CliRunner().invoke(
+        main, ["messages", "tail", "--limit", str(limit), "--json", "--data-dir", str(data_dir)]
+    )
     assert result.exit_code == 0, result.output
     return result.output.splitlines()
 
@@ -194,7 +198,9 @@ def test_system_topics(client: DeviceClient, device: dict) -> None:
         assert_compact_reply(client.publish(topic, b'{"id":"1","params":{}}', token), 0)
 
 
-def test_topics_not_allowed_are_refused_with_the_rule(client: DeviceClient, server: ServerProcess, device: dict) -> None:
+def test_topics_not_allowed_are_refused_with_the_rule(
+    client: DeviceClient, server: ServerProcess, device: dict
+) -> None:
     other = cli(server.data_dir, "device", "create", "--product-key", device["productKey"], "--name", "neighbour")
     token = client.token(device["productKey"], device["deviceName"], device["deviceSecret"])
     before = _tail(server.data_dir, 1)
@@ -243,7 +249,9 @@ def test_token_errors(client: DeviceClient, server: ServerProcess, device: dict)
     # an authentic token past its validity: re-issued with the server's key and an expiry in the past
     codec = TokenCodec(KeyRing(server.data_dir).token_key)
     claims = codec.verify(token, time.time())
-    expired = codec.issue(TokenClaims(claims.dialect, claims.device_id, claims.epoch, claims.issued_ms, int(time.time()) - 1))
+    expired = codec.issue(
+        TokenClaims(claims.dialect, claims.device_id, claims.epoch, claims.issued_ms, int(time.time()) - 1)
+    )
     doc = assert_compact_reply(client.publish(topic_of(device), b"x", expired), 20001)
     assert doc["message"].startswith("token is expired")
 

@@ -30,11 +30,13 @@ HUAWEI_MODEL = {
 
 
 def hour(offset_hours: int = 0) -> str:
-    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=offset_hours)
+    at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=offset_hours)
     return at.strftime("%Y%m%d%H")
 
 
-def hw_auth(client: DeviceClient, device_id: str, secret: str, sign_type: int = 0, timestamp: str | None = None) -> Reply:
+def hw_auth(
+    client: DeviceClient, device_id: str, secret: str, sign_type: int = 0, timestamp: str | None = None
+) -> Reply:
     ts = timestamp or hour()
     return client.post_json("/v5/device-auth", {"device_id": device_id, "sign_type": sign_type, "timestamp": ts,
                                                 "password": huawei_password(secret, ts)})
@@ -74,7 +76,8 @@ def modelled(server: ServerProcess, tmp_path: Path) -> dict:
     """A product with an IoTDA product model and one device created by its IoTDA device_id."""
     product = cli(server.data_dir, "product", "create", "--name", "env")
     (tmp_path / "model.json").write_text(json.dumps(HUAWEI_MODEL))
-    cli(server.data_dir, "product", "model", "import", "--product-key", product["productKey"], str(tmp_path / "model.json"))
+    cli(server.data_dir, "product", "model", "import", "--product-key", product["productKey"],
+        str(tmp_path / "model.json"))
     return cli(server.data_dir, "device", "create", "--product-key", product["productKey"],
                "--device-id", f"{product['productKey']}_node-0001")
 
@@ -92,14 +95,19 @@ def test_a_device_is_addressable_in_both_dialects(server: ServerProcess, client:
     pk, dn = device["productKey"], device["deviceName"]
     assert device["deviceId"] == f"{pk}_{dn}"
     ali_token = client.token(pk, dn, device["deviceSecret"])
-    assert client.publish(f"/sys/{pk}/{dn}/thing/event/property/post", b'{"id":"1","params":{"a":1}}', ali_token).json["code"] == 0
+    post = f"/sys/{pk}/{dn}/thing/event/property/post"
+    assert client.publish(post, b'{"id":"1","params":{"a":1}}', ali_token).json["code"] == 0
     hw = hw_token(client, device)
     reply = hw_post(client, device["deviceId"], "properties/report",
                     {"services": [{"service_id": "any", "properties": {"b": 2}}]}, hw)
     assert reply.status == 200 and isinstance(reply.json["message_id"], int)
     status = cli(server.data_dir, "device", "status", "--product-key", pk, "--name", dn)
     assert {k: v["value"] for k, v in status["properties"].items()} == {"a": 1, "b": 2}
-    out = CliRunner().invoke(main, ["messages", "tail", "--limit", "2", "--json", "--data-dir", str(server.data_dir)]).output
+    out = (
+        CliRunner()
+        .invoke(main, ["messages", "tail", "--limit", "2", "--json", "--data-dir", str(server.data_dir)])
+        .output
+    )
     kinds = [(json.loads(line)["dialect"], json.loads(line)["kind"]) for line in out.splitlines()]
     assert kinds == [("aliyun", "property_post"), ("huawei", "property_post")]
     # a token of one dialect is no token in the other
@@ -138,7 +146,10 @@ def test_auth_sign_type_1_accepts_the_current_hour_and_its_neighbours(
         (b'{"device_id":"d_1","sign_type":2,"timestamp":"2019120219","password":"' + b"a" * 64 + b'"}', "sign_type"),
         (b'{"device_id":"d_1","sign_type":0,"timestamp":"201912021","password":"' + b"a" * 64 + b'"}', "timestamp"),
         (b'{"device_id":"d_1","sign_type":0,"timestamp":"2019120219","password":"abc"}', "password"),
-        (b'{"device_id":"bad id!","sign_type":0,"timestamp":"2019120219","password":"' + b"a" * 64 + b'"}', "device_id"),
+        (
+            b'{"device_id":"bad id!","sign_type":0,"timestamp":"2019120219","password":"' + b"a" * 64 + b'"}',
+            "device_id",
+        ),
     ],
 )
 def test_auth_invalid_input_is_400(client: DeviceClient, body: bytes, says: str) -> None:
@@ -155,11 +166,15 @@ def test_auth_failures_are_401(server: ServerProcess, client: DeviceClient, mode
 
 # --- reports ---
 
-def test_property_report_with_both_event_time_formats(server: ServerProcess, client: DeviceClient, modelled: dict) -> None:
+def test_property_report_with_both_event_time_formats(
+    server: ServerProcess, client: DeviceClient, modelled: dict
+) -> None:
     token = hw_token(client, modelled)
     reply = hw_post(client, modelled["deviceId"], "properties/report", report(21, "2021-08-13T10:10:10.555Z"), token)
     assert reply.status == 200 and "refused" not in reply.json
-    assert hw_post(client, modelled["deviceId"], "properties/report", report(22, "20210813T101011Z"), token).status == 200
+    assert (
+        hw_post(client, modelled["deviceId"], "properties/report", report(22, "20210813T101011Z"), token).status == 200
+    )
     assert hw_post(client, modelled["deviceId"], "properties/report", report(23, "garbage"), token).status == 200
     history = cli(server.data_dir, "device", "history", "--product-key", modelled["productKey"],
                   "--name", modelled["deviceName"], "--property", "temperature")
@@ -168,19 +183,24 @@ def test_property_report_with_both_event_time_formats(server: ServerProcess, cli
     assert [(p["value"], p["time"]) for p in history[1:]] == [(22, 1628849411000), (21, 1628849410555)]
 
 
-def test_invalid_properties_are_refused_and_valid_ones_kept(server: ServerProcess, client: DeviceClient, modelled: dict) -> None:
+def test_invalid_properties_are_refused_and_valid_ones_kept(
+    server: ServerProcess, client: DeviceClient, modelled: dict
+) -> None:
     token = hw_token(client, modelled)
     reply = hw_post(client, modelled["deviceId"], "properties/report", report(99), token)
     assert reply.status == 200
     assert [(r["property"], r["service_id"]) for r in reply.json["refused"]] == [("temperature", "Environment")]
-    status = cli(server.data_dir, "device", "status", "--product-key", modelled["productKey"], "--name", modelled["deviceName"])
+    status = cli(
+        server.data_dir, "device", "status", "--product-key", modelled["productKey"], "--name", modelled["deviceName"]
+    )
     assert "temperature" not in status["properties"] and status["properties"]["humidity"]["value"] == 55.5
     all_bad = {"services": [{"service_id": "Environment", "properties": {"temperature": "hot"}}]}
     assert_error(hw_post(client, modelled["deviceId"], "properties/report", all_bad, token), 400, "IOTDA.000006",
                  "temperature")
     unknown_service = report(20, service="Nope")
-    assert_error(hw_post(client, modelled["deviceId"], "properties/report", unknown_service, token), 400, "IOTDA.000006",
-                 "Nope")
+    assert_error(
+        hw_post(client, modelled["deviceId"], "properties/report", unknown_service, token), 400, "IOTDA.000006", "Nope"
+    )
 
 
 @pytest.mark.parametrize(
@@ -188,10 +208,16 @@ def test_invalid_properties_are_refused_and_valid_ones_kept(server: ServerProces
     [b"not json", b"[]", b"{}", b'{"services":[]}', b'{"services":[1]}', b'{"services":[{"properties":{}}]}',
      b'{"services":[{"service_id":"Environment","properties":[]}]}'],
 )
-def test_malformed_reports_are_400_and_store_nothing(server: ServerProcess, client: DeviceClient, modelled: dict, body: bytes) -> None:
+def test_malformed_reports_are_400_and_store_nothing(
+    server: ServerProcess, client: DeviceClient, modelled: dict, body: bytes
+) -> None:
     token = hw_token(client, modelled)
     assert_error(hw_post(client, modelled["deviceId"], "properties/report", body, token), 400, "IOTDA.000006")
-    out = CliRunner().invoke(main, ["messages", "tail", "--limit", "5", "--json", "--data-dir", str(server.data_dir)]).output
+    out = (
+        CliRunner()
+        .invoke(main, ["messages", "tail", "--limit", "5", "--json", "--data-dir", str(server.data_dir)])
+        .output
+    )
     mine = [m for m in map(json.loads, out.splitlines()) if m["productKey"] == modelled["productKey"]]
     assert [m["kind"] for m in mine] == ["status"]  # the auth's "online", and nothing of the report
 
@@ -220,9 +246,12 @@ def test_token_errors_are_403_000004(server: ServerProcess, client: DeviceClient
     assert_error(hw_post(client, device["deviceId"], up, b"x", token), 403, "IOTDA.000004", "another device")
     codec = TokenCodec(KeyRing(server.data_dir).token_key)
     claims = codec.verify(token, time.time())
-    expired = codec.issue(TokenClaims(claims.dialect, claims.device_id, claims.epoch, claims.issued_ms, int(time.time()) - 1))
+    expired = codec.issue(
+        TokenClaims(claims.dialect, claims.device_id, claims.epoch, claims.issued_ms, int(time.time()) - 1)
+    )
     assert_error(hw_post(client, modelled["deviceId"], up, b"x", expired), 403, "IOTDA.000004", "expired")
-    cli(server.data_dir, "device", "reset-secret", "--product-key", modelled["productKey"], "--name", modelled["deviceName"])
+    cli(server.data_dir, "device", "reset-secret", "--product-key", modelled["productKey"],
+        "--name", modelled["deviceName"])
     deadline = time.monotonic() + 1
     while hw_post(client, modelled["deviceId"], up, b"x", token).status == 200:
         assert time.monotonic() < deadline, "token alive 1 s after a secret reset"
@@ -254,7 +283,9 @@ def test_whole_report_validation_refuses_a_report_with_one_bad_property(
         assert time.monotonic() < deadline, "a partly invalid report still stored 2 s after whole-report"
         time.sleep(0.05)
     assert_error(reply, 400, "IOTDA.000006", "temperature")
-    status = cli(server.data_dir, "device", "status", "--product-key", modelled["productKey"], "--name", modelled["deviceName"])
+    status = cli(
+        server.data_dir, "device", "status", "--product-key", modelled["productKey"], "--name", modelled["deviceName"]
+    )
     assert status["properties"] == {}  # nothing of the refused reports was stored
     assert hw_post(client, modelled["deviceId"], "properties/report", report(21), token).json["message_id"] > 0
 
@@ -303,7 +334,9 @@ def gateway_setup(server: ServerProcess) -> dict:
     children = [cli(server.data_dir, "device", "create", "--product-key", child_product["productKey"],
                     "--name", f"child-{i:02d}", "--gateway", f"{gw['productKey']}/{gw['deviceName']}")
                 for i in range(51)]
-    stranger = cli(server.data_dir, "device", "create", "--product-key", child_product["productKey"], "--name", "stranger")
+    stranger = cli(
+        server.data_dir, "device", "create", "--product-key", child_product["productKey"], "--name", "stranger"
+    )
     return {"gw": gw, "children": children, "stranger": stranger}
 
 
@@ -319,7 +352,9 @@ def test_gateway_children_are_listed(server: ServerProcess, gateway_setup: dict)
     assert listed[0]["gateway"] == {"productKey": gw["productKey"], "deviceName": gw["deviceName"]}
 
 
-def test_gateway_batch_of_50_lands_on_each_child(server: ServerProcess, client: DeviceClient, gateway_setup: dict) -> None:
+def test_gateway_batch_of_50_lands_on_each_child(
+    server: ServerProcess, client: DeviceClient, gateway_setup: dict
+) -> None:
     gw, children = gateway_setup["gw"], gateway_setup["children"]
     token = hw_token(client, gw)
     reply = hw_post(client, gw["deviceId"], "gateway/sub-devices/properties/report", batch(children[:50]), token)
@@ -329,7 +364,9 @@ def test_gateway_batch_of_50_lands_on_each_child(server: ServerProcess, client: 
     assert {k: v["value"] for k, v in status["properties"].items()} == {"p1": 49, "p2": "v49"}
 
 
-def test_gateway_batch_limits_refuse_the_whole_request(server: ServerProcess, client: DeviceClient, gateway_setup: dict) -> None:
+def test_gateway_batch_limits_refuse_the_whole_request(
+    server: ServerProcess, client: DeviceClient, gateway_setup: dict
+) -> None:
     gw, children, stranger = gateway_setup["gw"], gateway_setup["children"], gateway_setup["stranger"]
     token = hw_token(client, gw)
     path = "gateway/sub-devices/properties/report"
@@ -339,7 +376,9 @@ def test_gateway_batch_limits_refuse_the_whole_request(server: ServerProcess, cl
     ghost = {"devices": [{"device_id": "ghost_device", "services": []}]}
     assert_error(hw_post(client, gw["deviceId"], path, ghost, token), 400, "IOTDA.021104")
     first = children[0]
-    status = cli(server.data_dir, "device", "status", "--product-key", first["productKey"], "--name", first["deviceName"])
+    status = cli(
+        server.data_dir, "device", "status", "--product-key", first["productKey"], "--name", first["deviceName"]
+    )
     assert status["properties"] == {}  # nothing of the refused requests was stored
 
 
@@ -406,7 +445,9 @@ def test_superseded_token_lives_exactly_30_seconds_and_internal_errors_are_500(t
         client.close()
 
 
-def test_json_bodies_with_a_trailing_nul_are_read_and_stored_as_received(server: ServerProcess, client: DeviceClient) -> None:
+def test_json_bodies_with_a_trailing_nul_are_read_and_stored_as_received(
+    server: ServerProcess, client: DeviceClient
+) -> None:
     """C clients that send strlen(body) + 1 bytes: auth, property and gateway reports read past one trailing NUL
     (and whitespace); the stored payload keeps it."""
     gw_product = cli(server.data_dir, "product", "create", "--name", "nulgw", "--node-type", "gateway")
@@ -437,7 +478,9 @@ def test_json_bodies_with_a_trailing_nul_are_read_and_stored_as_received(server:
         stores.close()
     assert any(m.payload == report_body for m in stored.values())  # as received, NUL included
     # two NULs are not the C SDKs' habit: invalid input, nothing stored
-    assert_error(hw_post(client, gw["deviceId"], "properties/report", report_body + b"\x00", token), 400, "IOTDA.000006")
+    assert_error(
+        hw_post(client, gw["deviceId"], "properties/report", report_body + b"\x00", token), 400, "IOTDA.000006"
+    )
 
 
 def test_three_tokens_back_to_back_each_superseded_one_lives_30_s_on_every_instance(tmp_path: Path) -> None:
@@ -504,7 +547,9 @@ def _wait_for(check, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-d
         time.sleep(0.1)
 
 
-def test_a_product_may_require_sign_type_1_and_refuse_a_replayed_sign_type_0(server: ServerProcess, client: DeviceClient) -> None:
+def test_a_product_may_require_sign_type_1_and_refuse_a_replayed_sign_type_0(
+    server: ServerProcess, client: DeviceClient
+) -> None:
     """sign_type 0 is the platform's "do not check the time": a five-hour-old password still works unless the
     product requires sign_type 1, set when it is created or later, from the CLI."""
     loose = cli(server.data_dir, "product", "create", "--name", "loose")

@@ -122,13 +122,14 @@ def device_row_id(data_dir: Path, product_key: str, device_name: str) -> int:
 
 def status_of(server: ServerProcess, device: dict) -> dict:
     """``device status --json`` through the CLI (what an operator sees)."""
-    return cli(server.data_dir, "device", "status", "--product-key", device["productKey"], "--name", device["deviceName"])
+    return cli(server.data_dir, "device", "status", "--product-key", device["productKey"],
+               "--name", device["deviceName"])
 
 
 # --- requests ---------------------------------------------------------------------------------
 
 def hour(offset_hours: int = 0) -> str:
-    at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=offset_hours)
+    at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=offset_hours)
     return at.strftime("%Y%m%d%H")
 
 
@@ -242,7 +243,7 @@ def raw_exchange(port: int, data: bytes, timeout: float = 5.0, chunk: int = 1 <<
             sock.settimeout(min(remaining, settle) if answered else remaining)
             try:
                 piece = sock.recv(65536)
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 return RawOutcome(out, False, not answered, time.monotonic() - started, send_error)
             except OSError:
                 return RawOutcome(out, True, False, time.monotonic() - started, send_error)
@@ -263,9 +264,12 @@ TSL = {
          "dataType": {"type": "int", "specs": {"min": "-10", "max": "50"}}},
         {"identifier": "humidity", "name": "h", "accessMode": "r",
          "dataType": {"type": "double", "specs": {"min": "0", "max": "100"}}},
-        {"identifier": "mode", "name": "m", "accessMode": "rw", "dataType": {"type": "enum", "specs": {"0": "a", "1": "b"}}},
-        {"identifier": "on", "name": "o", "accessMode": "rw", "dataType": {"type": "bool", "specs": {"0": "off", "1": "on"}}},
-        {"identifier": "label", "name": "l", "accessMode": "rw", "dataType": {"type": "text", "specs": {"length": "8"}}},
+        {"identifier": "mode", "name": "m", "accessMode": "rw",
+         "dataType": {"type": "enum", "specs": {"0": "a", "1": "b"}}},
+        {"identifier": "on", "name": "o", "accessMode": "rw",
+         "dataType": {"type": "bool", "specs": {"0": "off", "1": "on"}}},
+        {"identifier": "label", "name": "l", "accessMode": "rw",
+         "dataType": {"type": "text", "specs": {"length": "8"}}},
         {"identifier": "stamp", "name": "s", "accessMode": "r", "dataType": {"type": "date", "specs": {}}},
         {"identifier": "cfg", "name": "c", "accessMode": "rw", "dataType": {"type": "struct", "specs": [
             {"identifier": "a", "name": "a", "dataType": {"type": "int", "specs": {"min": "0", "max": "9"}}},

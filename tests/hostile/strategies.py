@@ -90,7 +90,11 @@ def broken_json(draw: st.DrawFn, valid: bytes, bad_utf8: bool = False) -> bytes:
         return valid[:i] + b"\x00" + valid[i:]
     if how == "bad-utf8":
         i = draw(st.integers(min_value=1, max_value=len(valid) - 1))
-        return valid[:i] + draw(st.sampled_from([b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"])) + valid[i:]
+        return (
+            valid[:i]
+            + draw(st.sampled_from([b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"]))
+            + valid[i:]
+        )
     if how == "bytes":
         data = draw(st.binary(max_size=200))
         if not bad_utf8:  # random bytes that decode as UTF-8, or one that cannot start any JSON text

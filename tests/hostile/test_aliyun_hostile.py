@@ -11,9 +11,9 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import sqlite3
 import struct
-import os
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -24,10 +24,24 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from tests.hostile.common import (
-    ALIYUN_MESSAGES, aliyun_auth_doc, assert_aliyun_error, db_state, device_row_id, good_aliyun_round_trip,
-    hw_token, status_of,
+    ALIYUN_MESSAGES,
+    aliyun_auth_doc,
+    assert_aliyun_error,
+    db_state,
+    device_row_id,
+    good_aliyun_round_trip,
+    hw_token,
+    status_of,
 )
-from tests.hostile.strategies import broken_json, deep_json, dumps, json_scalars, json_values, not_str_or_int, topic_variants
+from tests.hostile.strategies import (
+    broken_json,
+    deep_json,
+    dumps,
+    json_scalars,
+    json_values,
+    not_str_or_int,
+    topic_variants,
+)
 from tests.support import DeviceClient, Reply, ServerProcess
 from thingport.core.signing import aliyun_sign
 from thingport.core.tokens import DIALECT_ALIYUN, DIALECT_HUAWEI, TokenClaims, TokenCodec
@@ -97,7 +111,8 @@ def send(client: DeviceClient, case: Case) -> Reply:
 
 
 def check(server: ServerProcess, client: DeviceClient, case: Case, before: dict[str, Any]) -> int:
-    note(f"{case.what}: {case.method} {case.path[:200]} {case.headers} body={case.body[:300]!r} ({len(case.body)} bytes)")
+    note(f"{case.what}: {case.method} {case.path[:200]} {case.headers} body={case.body[:300]!r}"
+         f" ({len(case.body)} bytes)")
     reply = send(client, case)
     if case.not_found_ok and reply.status == 404:
         assert reply.json["code"] == 10001 and reply.json["message"].startswith(ALIYUN_MESSAGES[10001]), reply.raw
@@ -146,7 +161,8 @@ def auth_cases(bed: dict) -> st.SearchStrategy[Case]:
         doc = valid()
         sign = draw(st.one_of(st.text(min_size=1, max_size=80), st.integers(min_value=-(2**63), max_value=2**63),
                               st.sampled_from([doc["sign"][:-1], doc["sign"] + "0", doc["sign"][::-1], "0" * 64,
-                                               aliyun_sign(b["deviceSecret"], {k: doc[k] for k in SIGNED_FIELDS}, "hmacsha256")])))
+                                               aliyun_sign(b["deviceSecret"], {k: doc[k] for k in SIGNED_FIELDS},
+                                                           "hmacsha256")])))
         if isinstance(sign, str) and sign.lower() == doc["sign"]:
             sign = sign + "x"
         doc["sign"] = sign
@@ -159,7 +175,8 @@ def auth_cases(bed: dict) -> st.SearchStrategy[Case]:
         kind = draw(st.sampled_from(["stale", "future", "text"]))
         if kind == "text":
             ts: Any = draw(st.one_of(
-                st.sampled_from(["", "soon", "-1", "+1", "1.5", "1e3", "0x10", " 1", "١٢٣", "１２３", "1" * 17, "9" * 40]),
+                st.sampled_from(["", "soon", "-1", "+1", "1.5", "1e3", "0x10", " 1", "١٢٣", "１２３",
+                                 "1" * 17, "9" * 40]),
                 st.integers(min_value=10**16, max_value=10**40), st.integers(max_value=-1)))
             doc = {**{k: v for k, v in valid().items() if k != "timestamp"}, "timestamp": ts}
             params = {k: str(doc[k]) for k in SIGNED_FIELDS}
@@ -185,11 +202,13 @@ def auth_cases(bed: dict) -> st.SearchStrategy[Case]:
             doc["productKey"] = c["productKey"]
             expected = {20000}
         elif kind == "bad-name":
-            doc["deviceName"] = draw(st.sampled_from(["dev", "d" * 33, "dev/a001", "dev a001", "dev\x00a001", "dév-a001",
-                                                      "../dev-a001", "dev-a001\n", "%2e%2e", "dev+a001", "dev#a001"]))
+            doc["deviceName"] = draw(st.sampled_from(["dev", "d" * 33, "dev/a001", "dev a001", "dev\x00a001",
+                                                      "dév-a001", "../dev-a001", "dev-a001\n", "%2e%2e", "dev+a001",
+                                                      "dev#a001"]))
             expected = {10001}
         elif kind == "bad-key":
-            doc["productKey"] = draw(st.sampled_from(["a", "k" * 33, "a1/../x", "a1 x", "a1\x00", "ä1xxxxxxxxx", "a1.x"]))
+            doc["productKey"] = draw(st.sampled_from(["a", "k" * 33, "a1/../x", "a1 x", "a1\x00", "ä1xxxxxxxxx",
+                                                      "a1.x"]))
             expected = {10001}
         else:
             doc["deviceName"] = draw(st.from_regex(r"[A-Za-z0-9_@.:-]{4,32}", fullmatch=True).filter(
@@ -206,10 +225,12 @@ def auth_cases(bed: dict) -> st.SearchStrategy[Case]:
         del doc["timestamp"]
         name = draw(st.text(min_size=1, max_size=12).filter(lambda n: n not in doc and n not in UNSIGNED
                                                              and n != "timestamp"))
-        value = draw(st.one_of(st.just("timestamp"[len(name):] + str(stale) if "timestamp".startswith(name) else str(stale)),
+        value = draw(st.one_of(st.just("timestamp"[len(name):] + str(stale) if "timestamp".startswith(name)
+                                       else str(stale)),
                                st.text(max_size=40), st.integers(min_value=-(2**63), max_value=2**63)))
         doc[name] = value
-        return Case(f"stale body, timestamp moved to {name!r}", dumps(doc, draw(st.booleans())), frozenset({20000, 10001}))
+        return Case(f"stale body, timestamp moved to {name!r}", dumps(doc, draw(st.booleans())),
+                    frozenset({20000, 10001}))
 
     @st.composite
     def sign_method(draw: st.DrawFn) -> Case:
@@ -333,7 +354,8 @@ def test_hostile_tokens_are_refused_and_store_nothing(
             return "", frozenset({20002})
         if kind == "junk":
             # latin-1 text; DEL and C1 controls may be refused by the HTTP layer itself (a 400 is fine)
-            text = draw(st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0xFF), min_size=1, max_size=200))
+            text = draw(st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0xFF),
+                                min_size=1, max_size=200))
             return text, frozenset({20003, 0})
         if kind == "same-length":
             return draw(st.text(alphabet=alphabet, min_size=56, max_size=56)), frozenset({20003})
@@ -451,15 +473,16 @@ IDENTIFIERS = ["temperature", "humidity", "mode", "on", "label", "stamp", "cfg",
 @st.composite
 def alink_payload(draw: st.DrawFn) -> tuple[str, bytes]:
     kind = draw(st.sampled_from(["property", "batch", "event", "raw"]))
-    params = draw(st.dictionaries(st.one_of(st.sampled_from(IDENTIFIERS), st.text(max_size=10)), model_values, max_size=6))
+    params = draw(st.dictionaries(st.one_of(st.sampled_from(IDENTIFIERS), st.text(max_size=10)), model_values,
+                                  max_size=6))
     rid = draw(st.one_of(json_scalars, st.just("1")))
     if kind == "property":
         doc: Any = {"id": rid, "version": "1.0", "params": params,
                     "method": draw(st.sampled_from(["thing.event.property.post", None, "", "thing.service.x", 5]))}
         return "thing/event/property/post", dumps(doc, draw(st.booleans()))
     if kind == "batch":
-        props = {k: draw(st.one_of(st.lists(st.fixed_dictionaries({"value": model_values, "time": st.integers(0, 2**64)}),
-                                            max_size=3), model_values)) for k in params}
+        timed = st.fixed_dictionaries({"value": model_values, "time": st.integers(0, 2**64)})
+        props = {k: draw(st.one_of(st.lists(timed, max_size=3), model_values)) for k in params}
         doc = {"id": rid, "params": {"properties": props, "events": draw(st.one_of(st.none(), json_values))}}
         return "thing/event/property/batch/post", dumps(doc)
     if kind == "event":
@@ -479,7 +502,8 @@ def test_hostile_alink_payloads_are_acknowledged_but_never_store_values_the_mode
         suffix, payload = topic_and_payload
         before = reports_of(server, a_id)
         reply = client.publish(f"/sys/{a['productKey']}/{a['deviceName']}/{suffix}", payload, tokens["a"])
-        assert reply.status == 200 and reply.json["code"] == 0, reply.raw  # stored; the Alink reply says what was refused
+        # stored; the Alink reply says what was refused
+        assert reply.status == 200 and reply.json["code"] == 0, reply.raw
         assert reports_of(server, a_id) == before + 1
         for row in db_state(server.data_dir)["latest"]:
             if row[0] == a_id:

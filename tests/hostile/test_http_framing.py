@@ -15,7 +15,14 @@ import time
 import pytest
 
 from tests.hostile.common import (
-    ALIYUN_INTERNAL, RawOutcome, db_state, responses, good_aliyun_round_trip, good_huawei_round_trip, raw_exchange, tls_context,
+    ALIYUN_INTERNAL,
+    RawOutcome,
+    db_state,
+    good_aliyun_round_trip,
+    good_huawei_round_trip,
+    raw_exchange,
+    responses,
+    tls_context,
 )
 from tests.support import DeviceClient, ServerProcess
 
@@ -58,35 +65,65 @@ N = len(AUTH_BODY)
 
 FRAMING_CASES = {
     # Content-Length lies
-    "cl-shorter-than-body-keepalive": request(f"POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: {N - 10}\n", AUTH_BODY),
-    "cl-shorter-than-body-close": request("POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 2\nConnection: close\n", b"{}" + AUTH_BODY),
-    "cl-zero-with-body": request("POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 0\nConnection: close\n", AUTH_BODY),
+    "cl-shorter-than-body-keepalive": request(
+        f"POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: {N - 10}\n", AUTH_BODY
+    ),
+    "cl-shorter-than-body-close": request(
+        "POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 2\nConnection: close\n",
+        b"{}" + AUTH_BODY,
+    ),
+    "cl-zero-with-body": request(
+        "POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 0\nConnection: close\n",
+        AUTH_BODY,
+    ),
     "cl-negative": request("POST /auth HTTP/1.1\nHost: x\nContent-Length: -1\n", AUTH_BODY),
     "cl-not-a-number": request("POST /auth HTTP/1.1\nHost: x\nContent-Length: ten\n", AUTH_BODY),
     "cl-plus-sign": request(f"POST /auth HTTP/1.1\nHost: x\nContent-Length: +{N}\n", AUTH_BODY),
     "cl-hex": request("POST /auth HTTP/1.1\nHost: x\nContent-Length: 0x10\n", AUTH_BODY),
     "cl-overflow": request("POST /auth HTTP/1.1\nHost: x\nContent-Length: 99999999999999999999999999\n", AUTH_BODY),
-    "cl-huge-declared": request("POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 9999999999\nConnection: close\n", AUTH_BODY),
+    "cl-huge-declared": request(
+        "POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 9999999999\n"
+        "Connection: close\n",
+        AUTH_BODY,
+    ),
     "cl-twice-differing": request(f"POST /auth HTTP/1.1\nHost: x\nContent-Length: {N}\nContent-Length: 3\n", AUTH_BODY),
     "cl-list": request(f"POST /auth HTTP/1.1\nHost: x\nContent-Length: {N}, {N}\n", AUTH_BODY),
     "cl-space-before-colon": request("POST /auth HTTP/1.1\nHost: x\nContent-Length : 3\n", AUTH_BODY),
     # Transfer-Encoding
     "te-and-cl": request("POST /auth HTTP/1.1\nHost: x\nContent-Length: 4\nTransfer-Encoding: chunked\n", b"0\r\n\r\n"),
-    "te-bad-chunk-size": request("POST /auth HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n", b"zz\r\nabc\r\n0\r\n\r\n"),
-    "te-chunk-size-overflow": request("POST /auth HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n", b"ffffffffffffffffffff\r\nabc\r\n0\r\n\r\n"),
-    "te-chunks-over-limit": request("POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nTransfer-Encoding: chunked\nConnection: close\n",
-                                    b"".join(b"1000\r\n" + b"a" * 0x1000 + b"\r\n" for _ in range(4)) + b"0\r\n\r\n"),
-    "te-gzip-chunked": request("POST /auth HTTP/1.1\nHost: x\nTransfer-Encoding: gzip, chunked\nConnection: close\n", b"0\r\n\r\n"),
-    "te-chunked-identity": request("POST /auth HTTP/1.1\nHost: x\nTransfer-Encoding: chunked, identity\nConnection: close\n", b"0\r\n\r\n"),
-    "te-obs-fold": request("POST /auth HTTP/1.1\nHost: x\nTransfer-Encoding:\n chunked\nConnection: close\n", b"0\r\n\r\n"),
-    "te-chunk-extension": request("POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nTransfer-Encoding: chunked\nConnection: close\n",
-                                  b"2;" + b"x" * 5000 + b"\r\n{}\r\n0\r\n\r\n"),
+    "te-bad-chunk-size": request(
+        "POST /auth HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n", b"zz\r\nabc\r\n0\r\n\r\n"
+    ),
+    "te-chunk-size-overflow": request(
+        "POST /auth HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n", b"ffffffffffffffffffff\r\nabc\r\n0\r\n\r\n"
+    ),
+    "te-chunks-over-limit": request(
+        "POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nTransfer-Encoding: chunked\nConnection: close\n",
+        b"".join(b"1000\r\n" + b"a" * 0x1000 + b"\r\n" for _ in range(4)) + b"0\r\n\r\n",
+    ),
+    "te-gzip-chunked": request(
+        "POST /auth HTTP/1.1\nHost: x\nTransfer-Encoding: gzip, chunked\nConnection: close\n", b"0\r\n\r\n"
+    ),
+    "te-chunked-identity": request(
+        "POST /auth HTTP/1.1\nHost: x\nTransfer-Encoding: chunked, identity\nConnection: close\n", b"0\r\n\r\n"
+    ),
+    "te-obs-fold": request(
+        "POST /auth HTTP/1.1\nHost: x\nTransfer-Encoding:\n chunked\nConnection: close\n", b"0\r\n\r\n"
+    ),
+    "te-chunk-extension": request(
+        "POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nTransfer-Encoding: chunked\nConnection: close\n",
+        b"2;" + b"x" * 5000 + b"\r\n{}\r\n0\r\n\r\n",
+    ),
     # request line
     "nul-in-path": b"POST /topic/a\x00b HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
     "raw-utf8-path": "POST /topic/é/ü HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode(),
     "invalid-utf8-path": b"POST /v5/devices/\xff\xfe/sys/messages/up HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
-    "pct-invalid-utf8-path": b"POST /v5/devices/%ff%fe/sys/messages/up HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    "one-mb-url": b"POST /topic/" + b"a" * 1_000_000 + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    "pct-invalid-utf8-path": (
+        b"POST /v5/devices/%ff%fe/sys/messages/up HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    ),
+    "one-mb-url": (
+        b"POST /topic/" + b"a" * 1_000_000 + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    ),
     "http2-preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
     "http09": b"POST /auth\r\n\r\n",
     "http-1.2": request("POST /auth HTTP/1.2\nHost: x\nContent-Length: 0\nConnection: close\n"),
@@ -94,28 +131,57 @@ FRAMING_CASES = {
     "lower-case-method": request("post /auth HTTP/1.1\nHost: x\nContent-Length: 0\n"),
     "connect": request("CONNECT 127.0.0.1:22 HTTP/1.1\nHost: 127.0.0.1:22\n"),
     "options-asterisk": request("OPTIONS * HTTP/1.1\nHost: x\nConnection: close\n"),
-    "absolute-form-other-host": request("POST https://evil.example/auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 2\nConnection: close\n", b"{}"),
+    "absolute-form-other-host": request(
+        "POST https://evil.example/auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 2\n"
+        "Connection: close\n",
+        b"{}",
+    ),
     "garbage": b"\x16\x03\x01\x00\x05hello\r\n\r\n",
     # (empty lines before a request are skipped as RFC 9112 allows: the server then waits for the request
     # like for any slow client: see test_slow_clients.py)
     # headers
     "header-without-colon": request("POST /auth HTTP/1.1\nHost: x\nthis is not a header\nContent-Length: 0\n"),
-    "header-name-with-space": request("POST /auth HTTP/1.1\nHost: x\nContent Type: application/json\nContent-Length: 0\n"),
-    "nul-in-header-value": b"POST /auth HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\x00\r\nContent-Length: 0\r\n\r\n",
+    "header-name-with-space": request(
+        "POST /auth HTTP/1.1\nHost: x\nContent Type: application/json\nContent-Length: 0\n"
+    ),
+    "nul-in-header-value": (
+        b"POST /auth HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\x00\r\nContent-Length: 0\r\n\r\n"
+    ),
     "bare-lf-line-endings": b"POST /auth HTTP/1.1\nHost: x\nContent-Length: 0\nConnection: close\n\n",
     "bare-cr": b"POST /auth HTTP/1.1\rHost: x\rContent-Length: 0\r\r",
-    "obs-fold-header": request("POST /auth HTTP/1.1\nHost: x\nContent-Type: application/\n json\nContent-Length: 2\nConnection: close\n", b"{}"),
-    "non-latin-header-value": b"POST /topic/a HTTP/1.1\r\nHost: x\r\npassword: \xff\xfe\r\nContent-Type: application/octet-stream\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-    "access-token-twice": request("POST /v5/devices/x/sys/messages/up HTTP/1.1\nHost: x\naccess_token: a\naccess_token: b\nContent-Length: 0\nConnection: close\n"),
-    "one-mb-header": request("POST /auth HTTP/1.1\nHost: x\nX-Big: " + "a" * 1_000_000 + "\nContent-Length: 0\nConnection: close\n"),
+    "obs-fold-header": request(
+        "POST /auth HTTP/1.1\nHost: x\nContent-Type: application/\n json\nContent-Length: 2\nConnection: close\n",
+        b"{}",
+    ),
+    "non-latin-header-value": (
+        b"POST /topic/a HTTP/1.1\r\nHost: x\r\npassword: \xff\xfe\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+    ),
+    "access-token-twice": request(
+        "POST /v5/devices/x/sys/messages/up HTTP/1.1\nHost: x\naccess_token: a\naccess_token: b\nContent-Length: 0\n"
+        "Connection: close\n"
+    ),
+    "one-mb-header": request(
+        "POST /auth HTTP/1.1\nHost: x\nX-Big: " + "a" * 1_000_000 + "\nContent-Length: 0\nConnection: close\n"
+    ),
     "twenty-thousand-headers": request("POST /auth HTTP/1.1\nHost: x\n" + "".join(f"X-H{i}: v\n" for i in range(20_000))
                                        + "Content-Length: 0\nConnection: close\n"),
-    "expect-100-continue-huge": request("POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nExpect: 100-continue\nContent-Length: 999999999\nConnection: close\n"),
-    "upgrade-websocket": request("POST /auth HTTP/1.1\nHost: x\nConnection: Upgrade\nUpgrade: websocket\nContent-Length: 0\n"),
-    "upgrade-h2c": request("POST /auth HTTP/1.1\nHost: x\nConnection: Upgrade, HTTP2-Settings\nUpgrade: h2c\nHTTP2-Settings: AAMAAABkAAQAAP__\nContent-Length: 0\n"),
+    "expect-100-continue-huge": request(
+        "POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nExpect: 100-continue\n"
+        "Content-Length: 999999999\nConnection: close\n"
+    ),
+    "upgrade-websocket": request(
+        "POST /auth HTTP/1.1\nHost: x\nConnection: Upgrade\nUpgrade: websocket\nContent-Length: 0\n"
+    ),
+    "upgrade-h2c": request(
+        "POST /auth HTTP/1.1\nHost: x\nConnection: Upgrade, HTTP2-Settings\nUpgrade: h2c\n"
+        "HTTP2-Settings: AAMAAABkAAQAAP__\nContent-Length: 0\n"
+    ),
     # pipelining: many bad requests in one write
-    "pipelined-100": b"".join(request("POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 2\n", b"{}")
-                              for _ in range(100)) + request("POST /auth HTTP/1.1\nHost: x\nContent-Length: 0\nConnection: close\n"),
+    "pipelined-100": b"".join(
+        request("POST /auth HTTP/1.1\nHost: x\nContent-Type: application/json\nContent-Length: 2\n", b"{}")
+        for _ in range(100)
+    ) + request("POST /auth HTTP/1.1\nHost: x\nContent-Length: 0\nConnection: close\n"),
 }
 
 
@@ -210,7 +276,9 @@ def test_a_head_just_under_the_cap_is_served(server: ServerProcess, shape: str) 
     room = MAX_HEADER_BYTES - 1024
     head = {
         "one-header": "POST /auth HTTP/1.1\nHost: x\nX-Big: " + "a" * room + "\n",
-        "many-headers": "POST /auth HTTP/1.1\nHost: x\n" + "".join(f"X-H{i:04d}: {'v' * 90}\n" for i in range(room // 100)),
+        "many-headers": (
+            "POST /auth HTTP/1.1\nHost: x\n" + "".join(f"X-H{i:04d}: {'v' * 90}\n" for i in range(room // 100))
+        ),
         "url": "POST /auth?" + "q" * room + " HTTP/1.1\nHost: x\n",
     }[shape]
     raw = request(head + "Content-Type: application/json\nContent-Length: 2\nConnection: close\n", b"{}")

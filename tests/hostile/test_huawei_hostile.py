@@ -16,7 +16,14 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from tests.hostile.common import (
-    assert_iotda_error, db_state, device_row_id, good_huawei_round_trip, hour, hw_auth_doc, hw_token, status_of,
+    assert_iotda_error,
+    db_state,
+    device_row_id,
+    good_huawei_round_trip,
+    hour,
+    hw_auth_doc,
+    hw_token,
+    status_of,
 )
 from tests.hostile.strategies import broken_json, dumps, json_scalars, json_values, not_str_or_int
 from tests.support import DeviceClient, ServerProcess
@@ -82,7 +89,8 @@ def tokens(server: ServerProcess, bed: dict, client: DeviceClient) -> dict[str, 
 
 
 def check(server: ServerProcess, client: DeviceClient, case: Case, before: dict[str, Any]) -> None:
-    note(f"{case.what}: {case.method} {case.path[:200]} {case.headers} body={case.body[:300]!r} ({len(case.body)} bytes)")
+    note(f"{case.what}: {case.method} {case.path[:200]} {case.headers} body={case.body[:300]!r}"
+         f" ({len(case.body)} bytes)")
     reply = client.request(case.method, case.path, case.body, case.headers)
     assert_iotda_error(reply, set(case.expected), case.http_layer_ok)
     assert db_state(server.data_dir) == before, f"state changed by {case.what}"
@@ -139,7 +147,8 @@ def auth_cases(bed: dict) -> st.SearchStrategy[Case]:
 
     @st.composite
     def stale_hour(draw: st.DrawFn) -> Case:
-        offset = draw(st.one_of(st.integers(min_value=2, max_value=24 * 365 * 30), st.integers(max_value=-2, min_value=-24 * 365 * 30)))
+        offset = draw(st.one_of(st.integers(min_value=2, max_value=24 * 365 * 30),
+                                st.integers(max_value=-2, min_value=-24 * 365 * 30)))
         ts = hour(offset)
         doc = hw_auth_doc(h, sign_type=draw(st.sampled_from([1, "1"])), timestamp=ts)
         return case(f"sign_type 1, {offset:+d} hours (replay outside the window)", doc, AUTH_FAILED)
@@ -230,15 +239,18 @@ def test_hostile_tokens_and_paths_are_refused_and_store_nothing(
             http_layer_ok = True  # DEL and C1 controls may be refused by the HTTP layer
         elif kind == "named":
             headers["access_token"] = tokens[draw(st.sampled_from(
-                ["a", "gw", "child", "h_aliyun", "expired", "future_epoch", "no_device", "aliyun_minted", "superseded"]))]
+                ["a", "gw", "child", "h_aliyun", "expired", "future_epoch", "no_device", "aliyun_minted",
+                 "superseded"]))]
         elif kind == "tampered":
             token = tokens["h"]
             i = draw(st.integers(min_value=0, max_value=len(token) - 1))
             alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-            headers["access_token"] = token[:i] + draw(st.sampled_from(alphabet).filter(lambda c: c != token[i])) + token[i + 1:]
+            other = draw(st.sampled_from(alphabet).filter(lambda c: c != token[i]))
+            headers["access_token"] = token[:i] + other + token[i + 1:]
         elif kind == "wrong-device":  # h's own token on another device's path
             headers["access_token"] = tokens["h"]
-            path = f"/v5/devices/{draw(st.sampled_from([a['deviceId'], bed['gw']['deviceId'], bed['child']['deviceId'], 'nobody']))}/sys/{api}"
+            victim = draw(st.sampled_from([a["deviceId"], bed["gw"]["deviceId"], bed["child"]["deviceId"], "nobody"]))
+            path = f"/v5/devices/{victim}/sys/{api}"
         return Case(f"token {kind}", path, body, frozenset({BAD_TOKEN}), headers=headers, http_layer_ok=http_layer_ok)
 
     @st.composite
@@ -248,7 +260,8 @@ def test_hostile_tokens_and_paths_are_refused_and_store_nothing(
             f"/v5/devices/{did}/sys/properties/report/", f"/v5/devices/{did}/sys/properties", f"/v5/devices/{did}/sys/",
             f"/v5/devices/{did}/sys/properties/report/../../messages/up", f"/v5/devices/{did}/sys/commands/response",
             f"/v5/devices/{did}/sys/properties%2F%2Freport", f"/v5/devices/{did}%2F/sys/messages/up",
-            f"/v5/devices//{did}/sys/messages/up", f"/v5/devices/{did}/SYS/messages/up", f"/v5/device/{did}/sys/messages/up",
+            f"/v5/devices//{did}/sys/messages/up", f"/v5/devices/{did}/SYS/messages/up",
+            f"/v5/device/{did}/sys/messages/up",
             f"/v5/devices/{did}/sys/messages/up%00", f"/v5/devices/../devices/{did}/sys/messages/up",
             f"/v5/devices/{a['deviceId']}/../{did}/sys/messages/up", "/v5/", "/v5", "/v5/device-auth/", "/v5/devices",
             f"/v5/devices/{did}/sys/gateway/sub-devices/properties", f"/v5/devices/{did}/sys/messages/up/x",
@@ -330,7 +343,8 @@ def test_hostile_property_reports_are_refused_and_change_no_running_status(
         if kind == "broken":
             return Case("not a JSON object", path, draw(broken_json(valid)), frozenset({BAD_INPUT}), headers=headers)
         n = draw(st.sampled_from([BODY_LIMIT + 1, BODY_LIMIT + 10_000, 2 * BODY_LIMIT]))
-        return Case(f"body of {n} bytes", path, b" " * (n - len(valid)) + valid, frozenset({TOO_LARGE}), headers=headers)
+        return Case(f"body of {n} bytes", path, b" " * (n - len(valid)) + valid, frozenset({TOO_LARGE}),
+                    headers=headers)
 
     @HOSTILE
     @given(report_case())
@@ -355,7 +369,8 @@ def test_hostile_gateway_reports_are_refused_and_store_nothing(
         entry = {"device_id": child["deviceId"], "services": [{"service_id": "s", "properties": {"x": 1}}]}
         sender, token, expected = gw, gw_token, {NOT_A_CHILD}
         if kind == "not-my-child":  # another tenant's device, the gateway itself, an unknown id, mixed with a child
-            others = [a["deviceId"], h["deviceId"], gw["deviceId"], "nobody", "", "x" * 300, "\x00", "../" + child["deviceId"]]
+            others = [a["deviceId"], h["deviceId"], gw["deviceId"], "nobody", "", "x" * 300, "\x00",
+                      "../" + child["deviceId"]]
             stranger = {"device_id": draw(st.sampled_from(others)), "services": entry["services"]}
             devices = draw(st.permutations([entry, stranger]))
             body: Any = {"devices": devices}
@@ -366,7 +381,8 @@ def test_hostile_gateway_reports_are_refused_and_store_nothing(
             body = {"devices": [entry] * draw(st.integers(min_value=51, max_value=300))}
             expected = {TOO_MANY_CHILDREN}
         elif kind == "child-refused":  # the child's report is itself malformed
-            body = {"devices": [{"device_id": child["deviceId"], "services": draw(st.sampled_from([[], None, "x", [1], [{}]]))}]}
+            services = draw(st.sampled_from([[], None, "x", [1], [{}]]))
+            body = {"devices": [{"device_id": child["deviceId"], "services": services}]}
             expected = {BAD_INPUT}
         else:
             body = draw(st.sampled_from([{}, {"devices": []}, {"devices": {}}, {"devices": [1]}, {"devices": [{}]},

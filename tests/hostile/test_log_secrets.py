@@ -41,8 +41,14 @@ def _api(server: ServerProcess, method: str, path: str, key: str, body: object |
 def test_no_secret_or_token_appears_in_a_debug_log(tmp_path: Path, level: str) -> None:
     data = tmp_path / "data"
     server = ServerProcess(data, {"THINGPORT_LOG_LEVEL": level}).start()
-    seen: dict[str, str] = {"device secret": DEVICE_SECRET, "iotda secret": HW_SECRET, "webhook secret": WEBHOOK_SECRET,
-                            "sink url password": URL_PASSWORD, "mqtt password": MQTT_PASSWORD, "bad api key": BAD_API_KEY}
+    seen: dict[str, str] = {
+        "device secret": DEVICE_SECRET,
+        "iotda secret": HW_SECRET,
+        "webhook secret": WEBHOOK_SECRET,
+        "sink url password": URL_PASSWORD,
+        "mqtt password": MQTT_PASSWORD,
+        "bad api key": BAD_API_KEY,
+    }
     try:
         product = cli(data, "product", "create", "--name", "logs")
         pk = product["productKey"]
@@ -111,7 +117,9 @@ def test_no_secret_or_token_appears_in_a_debug_log(tmp_path: Path, level: str) -
     assert level.upper() in output, f"the server did not log at {level} level"
     if level == "trace":
         assert "ASGI [" in output, "uvicorn's ASGI message log is missing: the test proves less than it says"
-    assert "hook" in output or "webhook" in output, "the failing sinks were not logged: the test proves less than it says"
+    assert "hook" in output or "webhook" in output, (
+        "the failing sinks were not logged: the test proves less than it says"
+    )
     tokens = {k: v for k, v in seen.items() if "token" in k}
     for name, value in list(tokens.items()):  # the same token, base64-decoded, as hex and standard base64
         raw = base64.urlsafe_b64decode(value + "==")

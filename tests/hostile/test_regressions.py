@@ -14,7 +14,11 @@ from contextlib import closing
 import pytest
 
 from tests.hostile.common import (
-    assert_aliyun_error, assert_iotda_error, db_state, hw_post, hw_token,
+    assert_aliyun_error,
+    assert_iotda_error,
+    db_state,
+    hw_post,
+    hw_token,
 )
 from tests.support import DeviceClient, ServerProcess, cli
 from thingport.core.model import StoredMessage
@@ -81,7 +85,9 @@ def test_the_same_documents_one_level_shallower_are_param_errors(server: ServerP
 # --- a stored payload that poisons forwarding --------------------------------------------------------
 
 def _message(payload: bytes) -> StoredMessage:
-    return StoredMessage(1, 1, "a1pk", "dev-0001", "aliyun", "/a1pk/dev-0001/user/x", payload, 1, iot_id="a1pk_dev-0001")
+    return StoredMessage(
+        1, 1, "a1pk", "dev-0001", "aliyun", "/a1pk/dev-0001/user/x", payload, 1, iot_id="a1pk_dev-0001"
+    )
 
 
 def test_envelope_of_a_deeply_nested_payload_falls_back_to_base64() -> None:
@@ -187,7 +193,8 @@ def test_the_fragment_finding_does_not_reach_another_devices_topic(server: Serve
     assert db_state(server.data_dir) == before
     uri = f"file:{server.data_dir / 'thingport.db'}?mode=ro"
     with closing(sqlite3.connect(uri, uri=True)) as conn:
-        assert conn.execute("SELECT count(*) FROM messages WHERE topic LIKE ?", (f"%{b['deviceName']}%",)).fetchone()[0] == 0
+        found = conn.execute("SELECT count(*) FROM messages WHERE topic LIKE ?", (f"%{b['deviceName']}%",))
+        assert found.fetchone()[0] == 0
 
 
 # --- fuzz findings, at the unit level ------------------------------------------------------------------
@@ -235,7 +242,9 @@ def test_an_accepted_huawei_model_exports_as_tsl() -> None:
     assert model.to_tsl()["properties"][0]["dataType"]["specs"]["length"] == "5"  # observed: ValueError
 
 
-def test_management_api_exports_an_accepted_huawei_model(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_management_api_exports_an_accepted_huawei_model(
+    server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     data = server.data_dir
     product = cli(data, "product", "create", "--name", "hostile-export")
     path = tmp_path_factory.mktemp("model") / "hw.json"

@@ -59,17 +59,27 @@ class SlowWorld:
         self.clients: list[SlowClient] = []
         self.threads: list[threading.Thread] = []
 
-    def start(self) -> "SlowWorld":
+    def start(self) -> SlowWorld:
         kinds: dict[str, Callable[[], tuple[socket.socket, bytes | None, float]]] = {
             # (socket, what to trickle one byte at a time or None, seconds between bytes)
             "tcp-only": lambda: (self._tcp(), None, 0),
             "partial-client-hello": lambda: (self._partial_hello(), None, 0),
             "tls-idle": lambda: (self._tls(), None, 0),
             "slow-headers": lambda: (self._tls(), b"POST /auth HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 10_000, 0.25),
-            "slow-body": lambda: (self._tls_with(b"POST /auth HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                                 b"Content-Length: 4000\r\n\r\n{"), b" " * 4000, 0.5),
-            "stalled-body": lambda: (self._tls_with(b"POST /auth HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                                                    b"Content-Length: 100\r\n\r\n{"), None, 0),
+            "slow-body": lambda: (
+                self._tls_with(
+                    b"POST /auth HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{"
+                ),
+                b" " * 4000,
+                0.5,
+            ),
+            "stalled-body": lambda: (
+                self._tls_with(
+                    b"POST /auth HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+                ),
+                None,
+                0,
+            ),
             "idle-after-response": lambda: (self._after_response(), None, 0),
         }
         for kind, connect in kinds.items():

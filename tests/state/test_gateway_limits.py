@@ -113,7 +113,7 @@ def _attempts(clients_and_dialects: list[tuple[object, str]], d: dict) -> list[s
             code = client.auth(d["productKey"], d["deviceName"], d["deviceSecret"]).json["code"]  # type: ignore[attr-defined]
             results.append("ok" if code == 0 else str(code))
         else:
-            ts = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d%H")
+            ts = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H")
             reply = client.post_json("/v5/device-auth", {  # type: ignore[attr-defined]
                 "device_id": d["deviceId"], "sign_type": 1, "timestamp": ts,
                 "password": huawei_password(d["deviceSecret"], ts)})
@@ -125,7 +125,9 @@ def test_one_auth_bucket_per_device_whichever_dialect(tmp_path: Path) -> None:
     """Alibaba and IoTDA attempts on one device spend one allowance (they used to have one each)."""
     data_dir = tmp_path / "data"
     _, (d,) = provision(data_dir)
-    server = ServerProcess(data_dir, {"THINGPORT_DEVICE_AUTH_RATE": "0.001", "THINGPORT_DEVICE_AUTH_BURST": "4"}).start()
+    server = ServerProcess(
+        data_dir, {"THINGPORT_DEVICE_AUTH_RATE": "0.001", "THINGPORT_DEVICE_AUTH_BURST": "4"}
+    ).start()
     try:
         client = server.client()
         sequence = [(client, "huawei"), (client, "aliyun")] * 3  # IoTDA first: the device is not in memory yet

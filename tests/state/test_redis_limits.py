@@ -94,7 +94,7 @@ def test_product_buckets_are_shared_and_a_refusal_spends_no_other_bucket() -> No
 
     async def main() -> None:
         async with instance(settings) as a, instance(settings) as b:
-            got = [await report(x, d) for x, d in zip((a, b, a, b), (*devices, devices[0]))]
+            got = [await report(x, d) for x, d in zip((a, b, a, b), (*devices, devices[0]), strict=True)]
             assert got == ["ok", "ok", "ok", "product"]
             assert await report(b, device(unique("pk"))) == "ok"  # another product
             async with Redis.from_url(URL) as r:

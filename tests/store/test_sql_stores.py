@@ -1,6 +1,6 @@
 import asyncio
-import json
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +9,7 @@ from thingport.core.errors import Conflict, NotFound, StoreUnavailable
 from thingport.core.model import StoredMessage
 from thingport.service import Management
 from thingport.settings import load_settings
+from thingport.store.keys import UnknownKey
 from thingport.stores import open_stores
 
 
@@ -59,7 +60,7 @@ def test_a_different_master_key_cannot_read_secrets(data_dir: Path, engine: dict
     async def read(m: Management, _):  # type: ignore[no-untyped-def]
         return await m.device("pk01", "dev-1")
 
-    with pytest.raises(Exception):
+    with pytest.raises(UnknownKey, match="sealed with a key this server does not have"):
         run(data_dir, read, engine)
 
 
@@ -81,7 +82,9 @@ def test_changes_feed_names_every_changed_device(data_dir: Path, engine: dict) -
     run(data_dir, act, engine)
 
 
-def test_disable_and_reset_secret_bump_the_token_epoch_and_delete_frees_nothing_for_reuse(data_dir: Path, engine: dict) -> None:
+def test_disable_and_reset_secret_bump_the_token_epoch_and_delete_frees_nothing_for_reuse(
+    data_dir: Path, engine: dict
+) -> None:
     async def act(m: Management, _):  # type: ignore[no-untyped-def]
         await m.create_product("p", "pk01")
         d = await m.create_device("pk01", "dev-a")
@@ -293,7 +296,12 @@ def test_history_keeps_each_value_with_its_own_time_and_json_type(data_dir: Path
     run(data_dir, act, engine)
 
 
-_OLD_HISTORY = [(7, "t", 1000, "21", 1), (7, "h", 1000, "55.5", 1), (7, "t", 2000, '{"v":1}', 2), (8, "t", 1000, "3", 3)]
+_OLD_HISTORY = [
+    (7, "t", 1000, "21", 1),
+    (7, "h", 1000, "55.5", 1),
+    (7, "t", 2000, '{"v":1}', 2),
+    (8, "t", 1000, "3", 3),
+]
 _CONVERTED = {7: [(2000, {"v": 1}, 2), (1000, 21, 1)], 8: [(1000, 3, 3)]}
 
 
@@ -360,13 +368,17 @@ def test_sqlite_writers_queue_on_the_write_lock_instead_of_polling_sqlite(data_d
         try:
             with second.transaction():
                 entered.set()
-                second.execute("INSERT INTO products (product_key, name, node_type, created_ms) VALUES ('b', 'b', 'device', 2)")
+                second.execute(
+                    "INSERT INTO products (product_key, name, node_type, created_ms) VALUES ('b', 'b', 'device', 2)"
+                )
         except BaseException as exc:  # noqa: BLE001 - reported below
             failure.append(exc)
 
     try:
         with first.transaction():
-            first.execute("INSERT INTO products (product_key, name, node_type, created_ms) VALUES ('a', 'a', 'device', 1)")
+            first.execute(
+                "INSERT INTO products (product_key, name, node_type, created_ms) VALUES ('a', 'a', 'device', 1)"
+            )
             thread = threading.Thread(target=write_second)
             thread.start()
             assert not entered.wait(0.3), "the second writer went in while the first held the write lock"

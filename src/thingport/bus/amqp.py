@@ -27,7 +27,7 @@ from thingport.extras import missing_extra
 
 try:
     import pamqp.frame
-    from pamqp import commands
+    from pamqp import commands, common
     from pamqp.header import ProtocolHeader
 except ImportError as exc:  # an optional backend
     raise missing_extra("rabbitmq", exc) from None
@@ -43,10 +43,8 @@ _FRAME_HEAD = struct.Struct(">BHI")
 _ACK_TAIL = struct.Struct(">QB")
 _METHOD_ID = struct.Struct(">HH")
 _HEADER_HEAD = struct.Struct(">HHQ")
-# basic.ack, basic.nack, basic.return: (class id, method id)
-_BASIC_ACK, _BASIC_NACK, _BASIC_RETURN = (60, 80), (60, 120), (60, 50)
-_CHANNEL_CLOSE, _CONNECTION_CLOSE = (20, 40), (10, 50)
-_CONNECTION_BLOCKED, _CONNECTION_UNBLOCKED = (10, 60), (10, 61)
+# basic.ack, basic.nack: (class id, method id), matched without pamqp on the hot path
+_BASIC_ACK, _BASIC_NACK = (60, 80), (60, 120)
 # basic properties flags (AMQP 0-9-1, 4.2.6.1): the subset thingport sends
 _CONTENT_TYPE, _DELIVERY_MODE, _MESSAGE_ID, _TYPE, _APP_ID = 1 << 15, 1 << 12, 1 << 7, 1 << 5, 1 << 3
 
@@ -194,8 +192,10 @@ class AmqpPublisher(asyncio.Protocol):
             mechanisms = start.mechanisms.decode() if isinstance(start.mechanisms, bytes) else start.mechanisms
             if "PLAIN" not in mechanisms.split():
                 raise AmqpError(f"the broker offers no PLAIN authentication ({start.mechanisms})")
-            capabilities = {"publisher_confirms": True, "basic.nack": True, "connection.blocked": True,
-                            "authentication_failure_close": True}
+            capabilities: common.FieldTable = {
+                "publisher_confirms": True, "basic.nack": True, "connection.blocked": True,
+                "authentication_failure_close": True,
+            }
             tune = await self._call(
                 commands.Connection.StartOk(
                     client_properties={"product": "thingport", "capabilities": capabilities},
@@ -371,21 +371,21 @@ class AmqpPublisher(asyncio.Protocol):
                 batch.settle(tag, bool(bits & 1))
             return
         method = pamqp.frame.unmarshal(bytes(buffer[start - 7 : end + 1]))[2]
-        if ids == _BASIC_RETURN:  # a mandatory message no queue took; its content frames follow (ignored)
+        if isinstance(method, commands.Basic.Return):  # a mandatory message no queue took; content follows, ignored
             self._fail_batch(AmqpError(
                 f"the broker returned a message: {method.reply_code} {method.reply_text},"
                 f" routing key {method.routing_key!r}"
             ))
-        elif ids == _CHANNEL_CLOSE:
+        elif isinstance(method, commands.Channel.Close):
             self._send(commands.Channel.CloseOk(), _CHANNEL)
             raise AmqpError(f"the broker closed the channel: {method.reply_code} {method.reply_text}")
-        elif ids == _CONNECTION_CLOSE:
+        elif isinstance(method, commands.Connection.Close):
             self._send(commands.Connection.CloseOk())
             raise AmqpError(f"the broker closed the connection: {method.reply_code} {method.reply_text}")
-        elif ids == _CONNECTION_BLOCKED:
+        elif isinstance(method, commands.Connection.Blocked):
             log.warning("amqp %s:%d: the broker blocked publishing (%s)", self.endpoint.host, self.endpoint.port,
-                        getattr(method, "reason", ""))
-        elif ids == _CONNECTION_UNBLOCKED:
+                        method.reason)
+        elif isinstance(method, commands.Connection.Unblocked):
             log.info("amqp %s:%d: the broker unblocked publishing", self.endpoint.host, self.endpoint.port)
         else:
             self._replies.append(method)

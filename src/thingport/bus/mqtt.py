@@ -321,7 +321,11 @@ class MqttSink(ConnectedSink):
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return SinkError(f"{where}: {detail}")
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self) -> None:
+        await self._connection()
+
+    async def _connection(self) -> _Connection:
+        """The live connection, made first when there is none (or the last one was lost)."""
         conn = self._conn
         if conn is not None and not conn.lost.done():
             return conn
@@ -347,7 +351,7 @@ class MqttSink(ConnectedSink):
         async with self._lock:
             try:
                 async with asyncio.timeout(self.timeout):
-                    conn = await self._connect()
+                    conn = await self._connection()
                     prefix, window = self.topic_prefix, self.max_in_flight
                     acks: list[asyncio.Future[None]] = []
                     for i, d in enumerate(batch):

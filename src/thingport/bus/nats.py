@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
+
 from thingport.extras import missing_extra
 
 try:
@@ -188,8 +189,8 @@ class NatsSink(ConnectedSink):
             # nats-py's first connect walks the server list until every server is discarded: with 1, each is
             # tried twice, 0.1 s apart (0 would mean "forever")
             max_reconnect_attempts=1,
-            reconnect_time_wait=0.1,
-            connect_timeout=self.timeout,
+            reconnect_time_wait=0.1,  # type: ignore[arg-type]  # nats-py annotates int; it sleeps any float
+            connect_timeout=self.timeout,  # type: ignore[arg-type]  # likewise: a float for asyncio.wait_for
             error_cb=on_error,
             disconnected_cb=on_gone,
             closed_cb=on_gone,
@@ -287,11 +288,11 @@ class NatsSink(ConnectedSink):
                 self._drop()
                 raise
             finally:
-                acks, self._acks = self._acks, None
-                if acks is not None and not acks.done.done():
-                    acks.done.cancel()
-                elif acks is not None and not acks.done.cancelled():
-                    acks.done.exception()  # retrieved, whichever way this ended
+                in_flight, self._acks = self._acks, None  # None when the connect failed before the batch began
+                if in_flight is not None and not in_flight.done.done():
+                    in_flight.done.cancel()
+                elif in_flight is not None and not in_flight.done.cancelled():
+                    in_flight.done.exception()  # retrieved, whichever way this ended
 
     def _check(self, acks: _Acks, lost: asyncio.Future[None], size: int) -> None:
         """Raise if the batch failed (an error ack) or, not yet all acked, the connection went away."""

@@ -56,6 +56,8 @@ MAX_REASONS_IN_MESSAGE = 10
 _INT64_MAX = 2**63 - 1
 
 _decode = msgspec.json.Decoder().decode
+# what decoding a payload may raise (a tuple built once, not per refused payload)
+_LOAD_ERRORS: tuple[type[Exception], ...] = (*DECODE_ERRORS, msgspec.MsgspecError, TypeError)
 
 
 class PropertyValue(msgspec.Struct, frozen=True):
@@ -82,7 +84,7 @@ class AlinkRequest(msgspec.Struct, frozen=True):
     method: str
     properties: list[PropertyValue] = msgspec.field(default_factory=list)
     event: str | None = None
-    event_params: dict | None = None
+    event_params: dict[str, Any] | None = None
     event_time_ms: int | None = None
     events: list[EventValue] = msgspec.field(default_factory=list)
     values: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -100,10 +102,10 @@ class AlinkError(Exception):
         self.method = method
 
 
-def _load(payload: bytes | bytearray | memoryview | str) -> dict:
+def _load(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
     try:
         doc = _decode(without_trailing_nul(payload))  # the C SDK's trailing NUL
-    except (*DECODE_ERRORS, msgspec.MsgspecError, TypeError):
+    except _LOAD_ERRORS:
         raise AlinkError(CODE_NOT_JSON, "payload is not JSON") from None
     if doc.__class__ is not dict:
         raise AlinkError(CODE_NOT_JSON, "payload is not a JSON object")
@@ -113,7 +115,8 @@ def _load(payload: bytes | bytearray | memoryview | str) -> dict:
 def _id_text(v: Any) -> str:
     c = v.__class__
     if c is str:
-        return v
+        text: str = v
+        return text
     if c is int:
         try:
             return str(v)
@@ -132,7 +135,7 @@ def _version_text(v: Any) -> str:
     return "1.0"
 
 
-def _envelope(doc: dict, expected_method: str) -> tuple[str, str, str, dict]:
+def _envelope(doc: dict[str, Any], expected_method: str) -> tuple[str, str, str, dict[str, Any]]:
     """(id, version, method, params) or AlinkError."""
     rid = _id_text(doc.get("id"))
     version = _version_text(doc.get("version"))
@@ -157,7 +160,8 @@ def _time_ms(t: Any, where: str, rid: str, method: str) -> int | None:
     if t is None:
         return None
     if c is int and 0 <= t <= _INT64_MAX:
-        return t
+        ms: int = t
+        return ms
     if c is float and t.is_integer() and 0 <= t <= _INT64_MAX:
         return int(t)
     if c is str and 0 < len(t) <= 19 and t.isascii() and t.isdigit():
@@ -208,7 +212,7 @@ def _entries(v: Any, where: str, rid: str, method: str) -> list[tuple[Any, int |
     return [(v, None)]
 
 
-def _map_field(params: dict, key: str, rid: str, method: str) -> dict:
+def _map_field(params: dict[str, Any], key: str, rid: str, method: str) -> dict[str, Any]:
     v = params.get(key)
     if v is None:
         return {}
@@ -271,9 +275,9 @@ def reply_document(
     method: str,
     code: int = 200,
     message: str = "success",
-    data: dict | None = None,
+    data: dict[str, Any] | None = None,
     version: str = "1.0",
-) -> dict:
+) -> dict[str, Any]:
     """The Alink reply, keys in Alibaba's order: code, data, id, message, method, version."""
     return {
         "code": code,
@@ -285,7 +289,7 @@ def reply_document(
     }
 
 
-def reply_for(request: AlinkRequest, refused: Sequence[PropertyError]) -> dict:
+def reply_for(request: AlinkRequest, refused: Sequence[PropertyError]) -> dict[str, Any]:
     """Reply to a parsed request: 200 when nothing was refused, else the first refusal's code."""
     if not refused:
         return reply_document(request.id, request.method, version=request.version)
@@ -296,7 +300,7 @@ def reply_for(request: AlinkRequest, refused: Sequence[PropertyError]) -> dict:
     return reply_document(request.id, request.method, refused[0].code, "; ".join(reasons), data, request.version)
 
 
-def reply_for_error(err: AlinkError, method: str = "", request_id: str = "") -> dict:
+def reply_for_error(err: AlinkError, method: str = "", request_id: str = "") -> dict[str, Any]:
     """Reply to a refused document; the error's own id/method win when it could read them."""
     return reply_document(err.request_id or request_id, err.method or method, err.code, err.message)
 

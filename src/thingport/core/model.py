@@ -22,7 +22,7 @@ class Product:
     device_report_burst: float | None = None
     require_sign_type_1: bool | None = None  # IoTDA auth must be time-checked (sign_type 1); None: the server's
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "productKey": self.product_key,
             "name": self.name,
@@ -56,7 +56,7 @@ class Device:
     token_ms: int | None = None  # when the newest IoTDA token was issued
     superseded_tokens: tuple[tuple[int, int], ...] = ()  # (issued, superseded) of older ones in their 30 s grace
 
-    def to_json(self, with_secret: bool = False) -> dict:
+    def to_json(self, with_secret: bool = False) -> dict[str, Any]:
         doc = {
             "productKey": self.product_key,
             "deviceName": self.device_name,
@@ -108,7 +108,7 @@ class StoredMessage:
     seq: int = 0  # position in the log, in commit order (0 until committed)
     properties: tuple[ValuesAt, ...] = ()
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         doc = {
             "messageId": self.message_id,
             "seq": self.seq,
@@ -149,7 +149,7 @@ class DeviceStatus:
     last_seen_ms: int | None
     latest: dict[str, tuple[Any, int]]  # identifier -> (value, time_ms)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "productKey": self.device.product_key,
             "deviceName": self.device.device_name,
@@ -174,8 +174,10 @@ class ApiKey:
     prefix: str
     created_ms: int
 
-    def to_json(self) -> dict:
-        return {"id": self.id, "name": self.name, "role": self.role, "prefix": self.prefix, "createdAt": self.created_ms}
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "role": self.role, "prefix": self.prefix, "createdAt": self.created_ms,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +190,7 @@ class Subscription:
     kinds: tuple[str, ...]
     topic_filter: str | None
     sink: str
-    options: dict = field(repr=False)  # may hold credentials (webhook secret, broker password)
+    options: dict[str, Any] = field(repr=False)  # may hold credentials (webhook secret, broker password)
     cursor: int
     enabled: bool
     created_ms: int
@@ -197,7 +199,7 @@ class Subscription:
     state_since_ms: int | None = None  # when it entered that state (None: it has been so since created)
     last_error: str | None = None  # why it is retrying or failing, credentials removed
 
-    def to_json(self, backlog: int | None = None) -> dict:
+    def to_json(self, backlog: int | None = None) -> dict[str, Any]:
         hidden = {"secret", "password", "url"}
         return {
             "name": self.name,

@@ -29,7 +29,7 @@ class RegistryReader(Protocol):
         """(device id, last seen) of devices seen since ``since_ms`` (of ``device_ids`` only, when given)."""
         ...
 
-    async def thing_model(self, product_key: str, version: str) -> dict | None:
+    async def thing_model(self, product_key: str, version: str) -> dict[str, Any] | None:
         """A product's model document at ``version`` (``{"format", "model"}``)."""
         ...
 
@@ -75,7 +75,7 @@ class Registry(RegistryReader, Protocol):
 
     async def create_subscription(
         self, name: str, product_key: str, kinds: tuple[str, ...], topic_filter: str | None, sink: str,
-        options: dict, from_start: bool, created_ms: int,
+        options: dict[str, Any], from_start: bool, created_ms: int,
     ) -> Subscription: ...
 
     async def get_subscription(self, name: str) -> Subscription | None: ...
@@ -96,7 +96,9 @@ class Registry(RegistryReader, Protocol):
 
     async def delete_device(self, device_id: int) -> None: ...
 
-    async def set_thing_model(self, product_key: str, version: str, document: dict, created_ms: int) -> None: ...
+    async def set_thing_model(
+        self, product_key: str, version: str, document: dict[str, Any], created_ms: int,
+    ) -> None: ...
 
     async def set_product_validation(self, product_key: str, validation: str) -> None: ...
 

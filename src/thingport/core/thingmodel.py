@@ -372,7 +372,7 @@ def _parse_float(raw: Any, where: str) -> float | None:
     return f
 
 
-def _specs_dict(specs: Any, where: str) -> dict:
+def _specs_dict(specs: Any, where: str) -> dict[str, Any]:
     if specs is None or specs == [] or specs == {}:
         return {}
     if not isinstance(specs, dict):
@@ -380,7 +380,7 @@ def _specs_dict(specs: Any, where: str) -> dict:
     return specs
 
 
-def _int_bounds(specs: dict, where: str, tmin: int, tmax: int, tname: str, code: int) -> Checker:
+def _int_bounds(specs: dict[str, Any], where: str, tmin: int, tmax: int, tname: str, code: int) -> Checker:
     lo = _parse_int(specs.get("min"), f"{where}.specs.min", tmin, tmax)
     hi = _parse_int(specs.get("max"), f"{where}.specs.max", tmin, tmax)
     if lo is not None and hi is not None and lo > hi:
@@ -394,7 +394,7 @@ def _int_bounds(specs: dict, where: str, tmin: int, tmax: int, tname: str, code:
     )
 
 
-def _float_bounds(specs: dict, where: str, tmax: float, tname: str, code: int) -> Checker:
+def _float_bounds(specs: dict[str, Any], where: str, tmax: float, tname: str, code: int) -> Checker:
     lo = _parse_float(specs.get("min"), f"{where}.specs.min")
     hi = _parse_float(specs.get("max"), f"{where}.specs.max")
     if lo is not None and hi is not None and lo > hi:
@@ -478,7 +478,7 @@ def _compile_tsl_type(dt: Any, where: str, context: str = "") -> Checker:
     raise _fail(where, f"unknown data type {_show(t)}")
 
 
-def _list_field(doc: dict, key: str) -> list:
+def _list_field(doc: dict[str, Any], key: str) -> list[Any]:
     v = doc.get(key)
     if v is None:
         return []
@@ -508,7 +508,7 @@ TSL_SECTIONS = ("properties", "events", "services")
 HUAWEI_SECTIONS = ("services", "service_capabilities")
 
 
-def require_sections(doc: dict, model_format: str) -> None:
+def require_sections(doc: dict[str, Any], model_format: str) -> None:
     """Refuse a document to import that has none of its format's sections: ``{"foo": 1}`` would compile to
     an empty model (every report refused as unknown), so it is a mistake, not a model. A section present
     but empty stays valid, as the spec allows. Stored models are not checked again: one imported before
@@ -591,7 +591,7 @@ def _huawei_name(v: Any, where: str, what: str) -> str:
     return v
 
 
-def _compile_huawei_property(p: dict, where: str) -> Checker:
+def _compile_huawei_property(p: dict[str, Any], where: str) -> Checker:
     raw_type = p.get("data_type")
     t = raw_type.lower() if isinstance(raw_type, str) else None
     method = p.get("method")
@@ -650,7 +650,7 @@ def _compile_huawei(doc: Any) -> dict[str, dict[str, Checker]]:
     return services
 
 
-def _huawei_to_tsl(doc: dict) -> dict:
+def _huawei_to_tsl(doc: dict[str, Any]) -> dict[str, Any]:
     """Best-effort TSL view of a Huawei model (TSL lacks long, string enums, DateTime, free objects)."""
     key = "services" if "services" in doc or "service_capabilities" not in doc else "service_capabilities"
     services = doc.get(key) or []
@@ -774,13 +774,14 @@ class ThingModel:
     # -- construction ---------------------------------------------------------------------------
 
     @classmethod
-    def from_tsl(cls, doc: dict) -> ThingModel:
-        """Compile an Alibaba TSL document; raises ThingModelError naming the offending place."""
+    def from_tsl(cls, doc: object) -> ThingModel:
+        """Compile an Alibaba TSL document (any parsed JSON value: a non-object is refused); raises
+        ThingModelError naming the offending place."""
         props, events = _compile_tsl(doc)
         return cls("tsl", doc, props, events, None)
 
     @classmethod
-    def from_huawei(cls, doc: dict) -> ThingModel:
+    def from_huawei(cls, doc: object) -> ThingModel:
         """Compile a Huawei product model (services[] with properties[]); raises ThingModelError."""
         services = _compile_huawei(doc)
         flat: dict[str, Checker] = {}
@@ -795,7 +796,7 @@ class ThingModel:
         return cls("schemaless", None, {}, {}, None, schemaless=True)
 
     @classmethod
-    def from_document(cls, doc: dict) -> ThingModel:
+    def from_document(cls, doc: object) -> ThingModel:
         """Reload what ``to_document()`` returned."""
         if not isinstance(doc, dict) or doc.get("format") not in ("tsl", "huawei", "schemaless"):
             raise ThingModelError('a stored model is {"format": "tsl"|"huawei"|"schemaless", "model": {...}}')
@@ -810,13 +811,14 @@ class ThingModel:
     def is_schemaless(self) -> bool:
         return self._schemaless
 
-    def to_document(self) -> dict:
+    def to_document(self) -> dict[str, Any]:
         """``{"format": "tsl"|"huawei"|"schemaless", "model": <the document as imported>}`` (a copy)."""
-        return json.loads(self._doc_json)
+        doc: dict[str, Any] = json.loads(self._doc_json)
+        return doc
 
-    def to_tsl(self) -> dict:
+    def to_tsl(self) -> dict[str, Any]:
         """TSL: the imported document itself for TSL models; a best-effort mapping for Huawei ones."""
-        doc = self.to_document()["model"]
+        doc: dict[str, Any] = self.to_document()["model"]
         if self.format == "tsl":
             return doc
         if self.format == "huawei":

@@ -9,7 +9,7 @@ _IOTDA_EXACT = (
     re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{3})Z").fullmatch,
     re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})()Z").fullmatch,
 )
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _MS = datetime.timedelta(milliseconds=1)
 
 
@@ -41,13 +41,13 @@ def parse_iotda_time(text: object) -> int | None:
         if exact is not None:
             year, month, day, hour, minute, second, ms = (int(f or 0) for f in exact.groups())
             try:
-                at = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.timezone.utc)
+                at = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.UTC)
             except ValueError:
                 return None
             return datetime_ms(at) + ms
     for fmt in _IOTDA_FORMATS:
         try:
-            at = datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.timezone.utc)
+            at = datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.UTC)
         except ValueError:
             continue
         return datetime_ms(at)

@@ -10,8 +10,8 @@ an "offline" said during the outage can hide the device's next "online" (until i
 """
 
 from thingport.core.model import Device
-from thingport.state.redis_link import FAILURES, RedisLink
 from thingport.state.redis_limits import PREFIX
+from thingport.state.redis_link import FAILURES, RedisLink
 
 _CHUNK = 1000  # commands per pipeline: one round trip each, well within the link's short timeout
 

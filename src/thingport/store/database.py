@@ -31,16 +31,16 @@ class DriverErrors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, self._integrity):
             raise IntegrityError(str(exc)) from None
         if isinstance(exc, self._error):
             raise DatabaseError(str(exc)) from None
-        return False
 
 
 class Cursor(Protocol):
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def fetchone(self) -> Any: ...
 

@@ -11,8 +11,12 @@ import fcntl
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from thingport.private_files import private_dir
+
+if TYPE_CHECKING:  # an optional backend, imported when a PostgreSQL lease is used
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ class PostgresLease(Lease):
 
         self._url = url
         self._key = lock_id(name) & 0x7FFF_FFFF  # the two-key form takes two int4s: (name, number)
-        self._conn = None
+        self._conn: psycopg.Connection | None = None
 
     def try_acquire(self, number: int = 0) -> bool:
         import psycopg
@@ -75,12 +79,14 @@ class PostgresLease(Lease):
         from thingport.store.postgres_db import connect
 
         for _ in range(2):  # a session the server ended is only found out by using it: then once more, anew
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = connect(self._url)
+            conn = self._conn
+            if conn is None or conn.closed or conn.broken:
+                conn = self._conn = connect(self._url)
             try:
-                return bool(self._conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (self._key, number)).fetchone()[0])
+                row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (self._key, number)).fetchone()
+                return row is not None and bool(row[0])
             except psycopg.Error:
-                self._conn.close()
+                conn.close()
         return False
 
     def held(self) -> bool:

@@ -42,16 +42,18 @@ def translate(sql: str) -> str:
 
 # A dead peer is noticed within ~15 s (TCP keep-alives), and a session stuck inside a transaction (a paused
 # or cut-off process holding the log's lock) is ended by the server, so nobody waits on it for hours.
-_SESSION = {
-    "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
-    "options": "-c idle_in_transaction_session_timeout=15000 -c tcp_keepalives_idle=5"
-               " -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3",
-}
+_SESSION_OPTIONS = (
+    "-c idle_in_transaction_session_timeout=15000 -c tcp_keepalives_idle=5"
+    " -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
+)
 
 
 def connect(url: str) -> psycopg.Connection:
     try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, **_SESSION)
+        return psycopg.connect(
+            url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+            keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3, options=_SESSION_OPTIONS,
+        )
     except psycopg.Error as exc:
         raise DatabaseError(f"PostgreSQL is unreachable: {exc}") from None
 
@@ -76,7 +78,7 @@ class PostgresDatabase(Database):
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         with _ERRORS:
-            return self._conn().execute(translate(sql), params or None)  # type: ignore[arg-type]
+            return self._conn().execute(translate(sql), params or None)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with _ERRORS, self._conn().cursor() as cursor:

@@ -9,9 +9,9 @@ import msgspec
 from thingport.core.errors import Conflict, NotFound
 from thingport.core.model import ApiKey, AuthSession, Device, Product, Subscription
 from thingport.core.tokens import Superseded, supersede
-from thingport.store.keys import KeyRing
 from thingport.store.database import Database, IntegrityError
 from thingport.store.executor import DbExecutor
+from thingport.store.keys import KeyRing
 
 _IDS_PER_QUERY = 500  # under SQLite's 999 bound variables of old builds, with room for the rest
 _DEVICE_SELECT = (
@@ -202,12 +202,15 @@ class SqlRegistry:
                         raise Conflict(f"{what} already exists")
                 try:  # the checks above tell which rule; this catches a concurrent twin (PostgreSQL)
                     cur = conn.execute(
-                        "INSERT INTO devices (product_key, device_name, secret_sealed, created_ms, device_id, gateway_id)"
+                        "INSERT INTO devices"
+                        " (product_key, device_name, secret_sealed, created_ms, device_id, gateway_id)"
                         " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                         (product_key, device_name, sealed, created_ms, device_id, gateway_id),
                     )
                 except IntegrityError:
-                    raise Conflict(f"device {product_key}/{device_name} or device_id {device_id} already exists") from None
+                    raise Conflict(
+                        f"device {product_key}/{device_name} or device_id {device_id} already exists"
+                    ) from None
                 new_id = cur.fetchone()[0]
                 self._changed(conn, new_id)
                 return new_id
@@ -221,7 +224,8 @@ class SqlRegistry:
         after_id: int = 0, limit: int = 1_000_000,
     ) -> list[Device]:
         """Devices in id order, filtered, a page at a time (``after_id``: the last id of the previous page)."""
-        where, params = ["d.id > ?"], [after_id]
+        where: list[str] = ["d.id > ?"]
+        params: list[str | int] = [after_id]
         if product_key is not None:
             where.append("d.product_key = ?")
             params.append(product_key)
@@ -270,13 +274,14 @@ class SqlRegistry:
                 start = 0 if from_start else conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
                 try:
                     cur = conn.execute(
-                        "INSERT INTO subscriptions (name, product_key, kinds, topic_filter, sink, options_sealed, cursor,"
-                        " created_ms, delivered) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        "INSERT INTO subscriptions"
+                        " (name, product_key, kinds, topic_filter, sink, options_sealed, cursor, created_ms, delivered)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                         (name, product_key, ",".join(kinds), topic_filter, sink, sealed, start, created_ms, start),
                     )
                 except IntegrityError:  # a concurrent twin (PostgreSQL's READ COMMITTED lets both check first)
                     raise Conflict(f"subscription {name} already exists") from None
-                return cur.fetchone()[0]  # type: ignore[no-any-return]
+                return cur.fetchone()[0]
 
         await self._db.run(q)
         created = await self.get_subscription(name)
@@ -372,7 +377,9 @@ class SqlRegistry:
 
         def q(conn: Database) -> list[tuple[int, int]]:
             if device_ids is None:
-                return conn.execute("SELECT id, last_seen_ms FROM devices WHERE last_seen_ms >= ?", (since_ms,)).fetchall()
+                return conn.execute(
+                    "SELECT id, last_seen_ms FROM devices WHERE last_seen_ms >= ?", (since_ms,)
+                ).fetchall()
             rows: list[tuple[int, int]] = []
             ids = list(device_ids)
             for start in range(0, len(ids), _IDS_PER_QUERY):
@@ -393,7 +400,7 @@ class SqlRegistry:
                 "INSERT INTO api_keys (name, role, key_hash, prefix, created_ms) VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (name, role, key_hash, prefix, created_ms),
             )
-            return cur.fetchone()[0]  # type: ignore[no-any-return]
+            return cur.fetchone()[0]
 
         return ApiKey(await self._db.run(q), name, role, prefix, created_ms)
 
@@ -501,10 +508,14 @@ class SqlRegistry:
         return [(at, msgspec.json.decode(samples)[identifier], mid) for at, samples, mid in await self._db.run(q)]
 
 
-def _product(row: tuple) -> Product:
-    *columns, topics, presence_timeout_s, rate, burst, sign_type_1 = row
-    return Product(*columns, tuple((t, op) for t, op in msgspec.json.decode(topics)), presence_timeout_s, rate, burst,
-                   None if sign_type_1 is None else bool(sign_type_1))
+def _product(row: tuple[Any, ...]) -> Product:
+    """A row of ``_PRODUCT_COLUMNS``."""
+    key, name, node_type, created_ms, model_version, validation, topics, presence_timeout_s, rate, burst, sign_1 = row
+    return Product(
+        key, name, node_type, created_ms, model_version, validation,
+        tuple((t, op) for t, op in msgspec.json.decode(topics)), presence_timeout_s, rate, burst,
+        None if sign_1 is None else bool(sign_1),
+    )
 
 
 def _superseded(column: str | None) -> Superseded:

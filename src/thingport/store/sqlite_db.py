@@ -137,8 +137,10 @@ ALTER TABLE history_v3 RENAME TO history;
 """
 
 _SCHEMA_V4 = """
-ALTER TABLE devices ADD COLUMN superseded_tokens TEXT;  -- JSON [[issued_ms, superseded_ms], ...]: IoTDA tokens in their 30 s grace
-ALTER TABLE products ADD COLUMN require_sign_type_1 INTEGER;  -- IoTDA auth must be sign_type 1 (0/1); NULL: the server's
+-- JSON [[issued_ms, superseded_ms], ...]: IoTDA tokens in their 30 s grace
+ALTER TABLE devices ADD COLUMN superseded_tokens TEXT;
+-- IoTDA auth must be sign_type 1 (0/1); NULL: the server's
+ALTER TABLE products ADD COLUMN require_sign_type_1 INTEGER;
 """
 
 _SCHEMA_V5 = """

@@ -72,9 +72,11 @@ class WriteHealth(Collector):
         return store in self._failing
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily("thingport_store_write_failures",
-                                     "Writes the database refused (full or read-only disk, ...), by store and operation",
-                                     labels=["store", "operation"])
+        family = CounterMetricFamily(
+            "thingport_store_write_failures",
+            "Writes the database refused (full or read-only disk, ...), by store and operation",
+            labels=["store", "operation"],
+        )
         with self._lock:
             counts = list(self._failures.items())
         for (store, operation), count in counts:
