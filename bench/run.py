@@ -53,10 +53,10 @@ from typing import Any
 import uvicorn
 
 from thingport.core.signing import aliyun_sign, huawei_password
-from thingport.server import certificate_for
+from thingport.runtime.server import certificate_for
+from thingport.runtime.tls import CERT_FILE, KEY_FILE
 from thingport.settings import load_settings
 from thingport.store.sqlite_db import db_path
-from thingport.tls import CERT_FILE, KEY_FILE
 
 HOST = "127.0.0.1"  # the only address ever targeted
 BENCH_DIR = Path(__file__).resolve().parent

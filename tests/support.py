@@ -188,7 +188,7 @@ class ThreadServer:
     def __init__(self, app: Any, settings: Any) -> None:
         import uvicorn
 
-        from thingport.server import build_config, certificate_for
+        from thingport.runtime.server import build_config, certificate_for
 
         self.port = settings.port
         self.files = certificate_for(settings)

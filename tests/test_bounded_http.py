@@ -2,7 +2,7 @@
 
 import asyncio
 
-from thingport.bounded_http import _Coalescing
+from thingport.runtime.bounded_http import _Coalescing
 
 
 class RecordingTransport:

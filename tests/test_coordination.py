@@ -8,11 +8,11 @@ import psycopg
 from prometheus_client import CollectorRegistry
 
 from tests.postgres import ADMIN_URL, fresh_database
-from thingport.coordination import LeasedService
 from thingport.forwarder import CommitSignal, Forwarder
+from thingport.runtime.coordination import LeasedService
+from thingport.runtime.stores import open_stores
 from thingport.settings import load_settings
 from thingport.store.leases import FileLease, PostgresLease, claim_worker_id
-from thingport.stores import open_stores
 
 
 def test_a_forwarder_that_lost_its_lease_with_its_session_runs_again_when_it_wins_it_back(data_dir: Path) -> None:

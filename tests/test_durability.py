@@ -8,8 +8,8 @@ import urllib.request
 from pathlib import Path
 
 from tests.support import ServerProcess, cli
+from thingport.runtime.stores import open_stores
 from thingport.settings import load_settings
-from thingport.stores import open_stores
 
 
 def stored_ids(data_dir: Path) -> set[int]:

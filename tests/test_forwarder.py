@@ -14,10 +14,9 @@ from tests.bus.services import RABBITMQ, require_service
 from tests.bus.tcp_proxy import TcpProxy
 from thingport.core.model import StoredMessage, Subscription
 from thingport.forwarder import BATCH, CommitSignal, Forwarder, SubscriptionFilter
+from thingport.runtime.stores import open_stores
 from thingport.service import Management
 from thingport.settings import load_settings
-from thingport.stores import open_stores
-
 
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.support import ServerProcess, cli
+from thingport.runtime.stores import open_stores
 from thingport.settings import load_settings
-from thingport.stores import open_stores
 
 
 def simulate(server: ServerProcess, *args: str) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import httpx
 
 from thingport.device import AsyncAliyunDevice, AsyncHuaweiDevice, DeviceError
-from thingport.tasks import cancel_and_wait
+from thingport.runtime.tasks import cancel_and_wait
 
 SEED_004_TSL: dict = {
     "schema": "https://iotx-tsl.oss-ap-southeast-1.aliyuncs.com/schema.json",
@@ -161,9 +161,9 @@ class Registrar:
     async def _via_data_dir(self, product_key: str | None, model: dict | None, model_format: str, count: int,
                             prefix: str) -> list[SimDevice]:
         from thingport.core.errors import NotFound
+        from thingport.runtime.stores import open_stores
         from thingport.service import Management
         from thingport.settings import load_settings
-        from thingport.stores import open_stores
 
         stores = open_stores(load_settings(data_dir=self._data_dir))
         try:

@@ -13,7 +13,7 @@ import asyncio, sys, tempfile
 from pathlib import Path
 from thingport.core.model import StoredMessage
 from thingport.settings import load_settings
-from thingport.stores import open_stores
+from thingport.runtime.stores import open_stores
 
 async def main():
     data_dir = Path(tempfile.mkdtemp())

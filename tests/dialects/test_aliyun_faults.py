@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import ServerProcess, ThreadServer, cli, free_port
-from thingport.app import DeviceApp
 from thingport.core.errors import SessionStoreFailed
+from thingport.runtime.device_app import DeviceApp
+from thingport.runtime.stores import open_stores
 from thingport.settings import load_settings
-from thingport.stores import open_stores
 
 
 def provision(data_dir: Path) -> dict:

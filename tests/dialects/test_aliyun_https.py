@@ -361,7 +361,7 @@ def test_messages_tail_follow_prints_new_messages_as_they_arrive(
 def _stored(server: ServerProcess, message_id: int):  # type: ignore[no-untyped-def]
     import asyncio
 
-    from thingport.stores import open_stores
+    from thingport.runtime.stores import open_stores
 
     stores = open_stores(server.settings())
     try:

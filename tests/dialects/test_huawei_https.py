@@ -9,13 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from tests.support import DeviceClient, Reply, ServerProcess, ThreadServer, cli, free_port
-from thingport.app import DeviceApp
 from thingport.cli import main
 from thingport.core.signing import huawei_password
 from thingport.core.tokens import TokenClaims, TokenCodec
+from thingport.runtime.device_app import DeviceApp
+from thingport.runtime.stores import open_stores
 from thingport.settings import load_settings
 from thingport.store.keys import KeyRing
-from thingport.stores import open_stores
 
 HUAWEI_MODEL = {
     "services": [

@@ -10,8 +10,8 @@ import httpx
 
 from tests.state.redis_support import URL, require_redis
 from tests.support import ServerProcess, cli, free_port
+from thingport.runtime.stores import open_stores
 from thingport.settings import load_settings
-from thingport.stores import open_stores
 
 
 def provision(data_dir: Path, devices: int = 1) -> tuple[str, list[dict]]:

@@ -1,15 +1,15 @@
 import asyncio
-import json
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 
 from thingport.core.errors import Conflict, NotFound, StoreUnavailable
 from thingport.core.model import StoredMessage
+from thingport.runtime.stores import open_stores
 from thingport.service import Management
 from thingport.settings import load_settings
-from thingport.stores import open_stores
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -18,7 +18,7 @@ from typing import Protocol
 import msgspec
 
 from thingport.core.model import Device
-from thingport.tasks import cancel_and_wait
+from thingport.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

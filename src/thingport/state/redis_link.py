@@ -19,7 +19,7 @@ try:
 except ImportError as exc:  # an optional backend
     raise missing_extra("redis", exc) from None
 
-from thingport.tasks import cancel_and_wait
+from thingport.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from thingport.core.model import Device, Product
 from thingport.core.ports import RegistryReader
 from thingport.core.thingmodel import ThingModel
 from thingport.core.topics import Topic, classify_topic
-from thingport.tasks import cancel_and_wait
+from thingport.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ import uvloop
 
 from thingport import logs
 from thingport.api.app import create_api
-from thingport.app import DeviceApp
-from thingport.bounded_http import HttpLimits, bounded_protocol
+from thingport.runtime.bounded_http import HttpLimits, bounded_protocol
+from thingport.runtime.device_app import DeviceApp
+from thingport.runtime.tls import CertificateFiles, apply_profile, ensure_self_signed
 from thingport.settings import Settings
 from thingport.urls import redact
-from thingport.tls import CertificateFiles, apply_profile, ensure_self_signed
 
 
 def certificate_for(settings: Settings) -> CertificateFiles:
@@ -140,7 +140,7 @@ def serve(settings: Settings) -> None:
         click.echo(f"thingport: device endpoint https://{settings.host}:{settings.port} (TLS profile {settings.tls_profile})")
     click.echo(f"thingport: management API and console http://{settings.api_host}:{settings.api_port}/console/")
     if settings.workers > 1:
-        from thingport.workers import supervise
+        from thingport.runtime.workers import supervise
 
         supervise(settings, files, serve_worker)
     else:

@@ -5,21 +5,21 @@ import logging
 import time
 from collections.abc import Callable
 
-from thingport.coordination import LeasedService, LogWatcher, WorkerNumber
 from thingport.core.errors import StoreUnavailable
 from thingport.core.tokens import TokenCodec
 from thingport.dialects.aliyun import AliyunDialect
-from thingport.dialects.huawei import HuaweiDialect
 from thingport.dialects.http import Receive, Scope, Send, send_json
+from thingport.dialects.huawei import HuaweiDialect
 from thingport.forwarder import CommitSignal, Forwarder
 from thingport.gateway import Gateway
+from thingport.runtime.coordination import LeasedService, LogWatcher, WorkerNumber
+from thingport.runtime.stores import Stores, open_stores
+from thingport.runtime.tasks import cancel_and_wait
 from thingport.service import Management
 from thingport.settings import Settings
 from thingport.state.registry_cache import RegistryCache
 from thingport.store.leases import lease_for
 from thingport.store.write_health import LOG_INTERVAL_S
-from thingport.stores import Stores, open_stores
-from thingport.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
