@@ -130,6 +130,7 @@ class LogWatcher:
         async def loop() -> None:
             seen: int | None = None
             while True:
+                last: int | None
                 try:
                     last = await self._last_seq()
                 except Exception:  # noqa: BLE001 - the store is down: the forwarder reports it
