@@ -1,6 +1,6 @@
 """Baseline for the benchmark: a raw ASGI app answering what a successful /topic answers, on the same stack.
 
-It reuses ``thingport.server.build_config`` (so TLS profile, httptools, uvloop and access-log settings are
+It reuses ``thingport.runtime.server.build_config`` (so TLS profile, httptools, uvloop and access-log settings are
 the server's own) and the same certificate, so that the only difference from the real server is the work
 thingport does per request. Run: ``python bench/bare_app.py --port P --data-dir D``.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from thingport.server import build_config, certificate_for
+from thingport.runtime.server import build_config, certificate_for
 from thingport.settings import load_settings
 
 BODY = b'{"code":0,"message":"success","info":{"messageId":912080266061676544}}'

@@ -55,10 +55,10 @@ from typing import Any
 import uvicorn
 
 from thingport.core.signing import aliyun_sign, huawei_password
-from thingport.server import certificate_for
+from thingport.runtime.server import certificate_for
+from thingport.runtime.tls import CERT_FILE, KEY_FILE
 from thingport.settings import load_settings
 from thingport.store.sqlite_db import db_path
-from thingport.tls import CERT_FILE, KEY_FILE
 
 HOST = "127.0.0.1"  # the only address ever targeted
 BENCH_DIR = Path(__file__).resolve().parent
@@ -179,7 +179,7 @@ ROWS: list[Row] = [
       for mode in MODES],
     *in_modes((KEEP_ALIVE, CLOSE), name="auth", target="thingport", path="/auth", headers=JSON, body="$auth_body",
               what="(c) POST /auth: signature check, session record, token issue"),
-    # diagnostics, not ways to serve (bench/diag/sitecustomize.py): the same server with the log's fsync or the
+    # diagnostics, not ways to serve (bench/diag/diagnostic.py): the same server with the log's fsync or the
     # whole log write switched off, or the log swapped for a flat file; against `topic` and `bare` they split a
     # report's cost into its parts
     Row(name="topic-nofsync", target="diag-nofsync", mode=KEEP_ALIVE, path=TOPIC_PATH,
@@ -941,18 +941,25 @@ UNTHROTTLED = {
 DIAG_DIR = BENCH_DIR / "diag"
 
 
-def diagnostic(mode: str) -> dict[str, str]:
-    """A server environment that loads bench/diag/sitecustomize.py in ``mode`` (ahead of the caller's path)."""
-    path = os.pathsep.join(filter(None, [str(DIAG_DIR), os.environ.get("PYTHONPATH", "")]))
-    return {**UNTHROTTLED, "PYTHONPATH": path, "THINGPORT_BENCH_DIAG": mode}
+class DiagnosticTarget(ThingportTarget):
+    """``topic``'s server with part of the durable write switched off: bench/diag/diagnostic.py ``mode``
+    serves in place of ``thingport serve``, with the same options."""
+
+    def __init__(self, name: str, mode: str) -> None:
+        super().__init__(name, UNTHROTTLED)
+        self.mode = mode
+
+    def command(self, port: int, data_dir: Path) -> list[str]:
+        serve = super().command(port, data_dir)
+        return [sys.executable, str(DIAG_DIR / "diagnostic.py"), self.mode, *serve[serve.index("serve") + 1:]]
 
 
 TARGETS: dict[str, Target] = {
     "bare": BareTarget("bare"),
     "thingport": ThingportTarget("thingport", UNTHROTTLED),
-    "diag-nofsync": ThingportTarget("diag-nofsync", diagnostic("nofsync")),
-    "diag-nostore": ThingportTarget("diag-nostore", diagnostic("nostore")),
-    "diag-filelog": ThingportTarget("diag-filelog", diagnostic("filelog")),
+    "diag-nofsync": DiagnosticTarget("diag-nofsync", "nofsync"),
+    "diag-nostore": DiagnosticTarget("diag-nostore", "nostore"),
+    "diag-filelog": DiagnosticTarget("diag-filelog", "filelog"),
     "alink": AlinkTarget("alink", UNTHROTTLED, tsl=TSL20),
     "iotda": IotdaTarget("iotda", UNTHROTTLED),
     "forwarding": ForwardingTarget("forwarding", UNTHROTTLED),

@@ -39,7 +39,7 @@ sys.path.insert(0, str(BENCH_DIR))
 from run import HOST, UNTHROTTLED, BenchError, Client, clean_env, free_port, wait_for_tls  # noqa: E402
 
 from thingport.core.signing import aliyun_sign  # noqa: E402
-from thingport.server import certificate_for  # noqa: E402
+from thingport.runtime.server import certificate_for  # noqa: E402
 from thingport.settings import load_settings  # noqa: E402
 
 LUA = BENCH_DIR / "soak_request.lua"

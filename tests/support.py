@@ -1,5 +1,6 @@
 """Test helpers: a real thingport server (subprocess or in-process thread) and an HTTPS device client."""
 
+import contextlib
 import http.client
 import json
 import os
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,18 @@ def cli(data_dir: Path, *args: str) -> Any:
     result = CliRunner().invoke(cli_main, [*args, "--data-dir", str(data_dir), "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
+
+
+@contextlib.contextmanager
+def stores_of(settings: Any) -> Iterator[Any]:
+    """The stores ``settings`` name, opened as the process opens them (``runtime.bootstrap.build``), then closed."""
+    from thingport.runtime.bootstrap import build
+
+    app = build(settings)
+    try:
+        yield app.stores
+    finally:
+        app.close()
 
 
 def client_context(cert: Path) -> ssl.SSLContext:
@@ -187,16 +201,19 @@ class ServerProcess:
 
 
 class ThreadServer:
-    """The device app in this process (uvicorn in a thread), for tests that swap an adapter."""
+    """The device endpoint of ``app`` (``runtime.bootstrap.build(settings, overrides)``, an adapter swapped
+    through its overrides) in this process: uvicorn in a thread, whose lifespan starts and stops the app."""
 
-    def __init__(self, app: Any, settings: Any) -> None:
+    def __init__(self, app: Any) -> None:
         import uvicorn
 
-        from thingport.server import build_config, certificate_for
+        from thingport.runtime.server import build_config, certificate_for
 
+        settings = app.settings
+        self.app = app
         self.port = settings.port
         self.files = certificate_for(settings)
-        config = build_config(settings, app, self.files)
+        config = build_config(settings, app.device_app, self.files)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -1,5 +1,5 @@
 """The package's layering, read from its source: ``core/`` imports nothing of thingport outside ``core/``,
-and no two modules import each other, directly or round a longer loop (imports inside functions count: a
+nothing but the entry points imports ``runtime/`` (the layer that assembles the process), and no two modules import each other, directly or round a longer loop (imports inside functions count: a
 lazy import still ties the two modules together)."""
 
 import ast
@@ -38,6 +38,18 @@ def test_core_imports_nothing_of_thingport_outside_core() -> None:
     outside = {(m, t) for m, ts in graph.items() if m.startswith("thingport.core") for t in ts
                if not t.startswith("thingport.core")}
     assert outside == set()
+
+
+# the outer layer assembles the process: only the entry points (CLI, simulator) may import it
+OUTERMOST = "thingport.runtime"
+ENTRY_POINTS = {"thingport.cli", "thingport.simulator", "thingport.__main__"}
+
+
+def test_only_the_entry_points_import_the_runtime_layer() -> None:
+    graph = import_graph()
+    upward = {(m, t) for m, ts in graph.items() if not m.startswith(OUTERMOST) and m not in ENTRY_POINTS
+              for t in ts if t.startswith(OUTERMOST)}
+    assert upward == set()
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

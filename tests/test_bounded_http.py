@@ -2,7 +2,7 @@
 
 import asyncio
 
-from thingport.bounded_http import _Coalescing, canonical_head
+from thingport.runtime.bounded_http import _Coalescing, canonical_head
 
 
 class RecordingTransport:

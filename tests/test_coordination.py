@@ -8,16 +8,17 @@ import psycopg
 from prometheus_client import CollectorRegistry
 
 from tests.postgres import ADMIN_URL, fresh_database
-from thingport.coordination import LeasedService
 from thingport.forwarder import CommitSignal, Forwarder
+from thingport.runtime.bootstrap import build
+from thingport.runtime.coordination import LeasedService
 from thingport.settings import load_settings
 from thingport.store.leases import FileLease, PostgresLease, claim_worker_id
-from thingport.stores import open_stores
 
 
 def test_a_forwarder_that_lost_its_lease_with_its_session_runs_again_when_it_wins_it_back(data_dir: Path) -> None:
     url = fresh_database()
-    stores = open_stores(load_settings(data_dir=data_dir, database_url=url))
+    app = build(load_settings(data_dir=data_dir, database_url=url))
+    stores = app.stores
     rival = PostgresLease(url, "forwarder")
 
     async def main() -> list[bool]:
@@ -48,7 +49,7 @@ def test_a_forwarder_that_lost_its_lease_with_its_session_runs_again_when_it_win
         assert asyncio.run(main()) == [True, False, True, True, True]
     finally:
         rival.release()
-        stores.close()
+        app.close()
 
 
 def test_worker_numbers_are_leased_one_process_each(tmp_path: Path) -> None:

@@ -7,17 +7,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.support import ServerProcess, cli
+from tests.support import ServerProcess, cli, stores_of
 from thingport.settings import load_settings
-from thingport.stores import open_stores
 
 
 def stored_ids(data_dir: Path) -> set[int]:
-    stores = open_stores(load_settings(data_dir=data_dir))
-    try:
+    with stores_of(load_settings(data_dir=data_dir)) as stores:
         return {m.message_id for m in asyncio.run(stores.log.newest(1_000_000))}
-    finally:
-        stores.close()
 
 
 def _load_then_kill(data_dir: Path, devices: list[dict], seconds: float) -> list[int]:

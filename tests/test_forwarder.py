@@ -14,9 +14,9 @@ from tests.bus.services import RABBITMQ, require_service
 from tests.bus.tcp_proxy import TcpProxy
 from thingport.core.model import StoredMessage, Subscription
 from thingport.forwarder import BATCH, CommitSignal, Forwarder, SubscriptionFilter
+from thingport.runtime.bootstrap import build
 from thingport.service import Management
 from thingport.settings import load_settings
-from thingport.stores import open_stores
 
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -26,16 +26,17 @@ def message(i: int, received_ms: int, kind: str = "custom", topic: str = "/pk01/
 
 
 def run(data_dir: Path, action):  # type: ignore[no-untyped-def]
-    stores = open_stores(load_settings(data_dir=data_dir))
+    app = build(load_settings(data_dir=data_dir))
+    stores = app.stores
 
     async def main():  # type: ignore[no-untyped-def]
         stores.log.start(asyncio.get_running_loop())
-        return await action(stores, Management(stores.registry, stores.log))
+        return await action(stores, app.management())
 
     try:
         return asyncio.run(main())
     finally:
-        stores.close()
+        app.close()
 
 
 def test_retention_never_deletes_what_a_subscription_has_not_confirmed(data_dir: Path) -> None:

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ServerProcess, cli
+from tests.support import ServerProcess, cli, stores_of
 from thingport.settings import load_settings
-from thingport.stores import open_stores
 
 
 def simulate(server: ServerProcess, *args: str) -> subprocess.CompletedProcess:
@@ -27,13 +26,10 @@ def figure(output: str, name: str) -> int:
 
 
 def stored_reports(data_dir: Path, dialect: str) -> int:
-    stores = open_stores(load_settings(data_dir=data_dir))
-    try:
+    with stores_of(load_settings(data_dir=data_dir)) as stores:
         return sum(
             1 for m in asyncio.run(stores.log.newest(100_000)) if m.kind == "property_post" and m.dialect == dialect
         )
-    finally:
-        stores.close()
 
 
 @pytest.mark.parametrize("dialect", ["aliyun", "huawei"])
@@ -133,11 +129,8 @@ def test_an_iotda_model_played_in_the_alibaba_dialect_is_stored_without_refusals
                       "--prefix", "hw-on-ali-")
     assert result.returncode == 0, result.stdout + result.stderr
     product = re.search(r"\| product\s+\| (\S+)", result.stdout).group(1)  # type: ignore[union-attr]
-    stores = open_stores(load_settings(data_dir=server.data_dir))
-    try:
+    with stores_of(load_settings(data_dir=server.data_dir)) as stores:
         posts = [m for m in asyncio.run(stores.log.query(product_key=product, limit=1000)) if m.kind == "property_post"]
-    finally:
-        stores.close()
     assert len(posts) == figure(result.stdout, "acknowledged") > 0
     assert {json.loads(m.reply)["code"] for m in posts} == {200}  # the model refused nothing  # type: ignore[arg-type]
 

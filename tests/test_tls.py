@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.support import ServerProcess
-from thingport.tls import ensure_self_signed
+from thingport.runtime.tls import ensure_self_signed
 
 
 def client_context(*, max_version: ssl.TLSVersion | None = None, ciphers: str | None = None) -> ssl.SSLContext:

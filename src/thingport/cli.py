@@ -51,14 +51,13 @@ def run(data_dir: Path | None, action: Callable[[Management], Awaitable[T]], cre
     """Run ``action`` against the data dir's stores (failures become one ``error:`` line: cli_errors).
     ``creates``: the command may make the data dir, its database and master key (a first product or API
     key); every other command needs them to exist, and a mistyped --data-dir changes nothing."""
-    from thingport.stores import open_stores  # deferred: `thingport --help` stays fast
+    from thingport.runtime.bootstrap import build  # deferred: `thingport --help` stays fast
 
-    settings = load_settings(data_dir=data_dir)
-    stores = open_stores(settings, create=creates)
+    app = build(load_settings(data_dir=data_dir), create=creates)
     try:
-        return asyncio.run(action(Management(stores.registry, stores.log, settings.presence_timeout_s)))
+        return asyncio.run(action(app.management()))
     finally:
-        stores.close()
+        app.close()
 
 
 def emit(doc: Any, as_json: bool) -> None:
@@ -104,11 +103,16 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, tls_cert: P
           tls_key: Path | None, tls_profile: str | None, api_host: str | None, api_port: int | None,
           database_url: str | None, redis_url: str | None, workers: int | None, db_upgrade: bool | None) -> None:
     """Run the HTTPS device endpoint and the management API (with the web console)."""
-    from thingport.server import serve as run_server
+    from thingport.runtime.server import ServeOptionError
+    from thingport.runtime.server import serve as run_server
 
-    run_server(load_settings(host=host, port=port, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
-                             tls_profile=tls_profile, api_host=api_host, api_port=api_port, database_url=database_url,
-                             redis_url=redis_url, workers=workers, db_upgrade=db_upgrade))
+    try:
+        run_server(load_settings(host=host, port=port, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
+                                 tls_profile=tls_profile, api_host=api_host, api_port=api_port,
+                                 database_url=database_url, redis_url=redis_url, workers=workers,
+                                 db_upgrade=db_upgrade))
+    except ServeOptionError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 # --- database ---
@@ -629,10 +633,10 @@ def keys() -> None:
 def keys_rotate(data_dir: Path | None, as_json: bool) -> None:
     """Add a new master key and seal every stored secret with it. Old keys still verify tokens they signed
     until `keys prune`. A running server picks the new key up within a second."""
-    from thingport.stores import open_stores
+    from thingport.runtime.bootstrap import build
 
-    settings = load_settings(data_dir=data_dir)
-    stores = open_stores(settings, create=False)
+    app = build(load_settings(data_dir=data_dir), create=False)
+    stores = app.stores
     try:
         try:
             stores.keys.rotate()
@@ -641,7 +645,7 @@ def keys_rotate(data_dir: Path | None, as_json: bool) -> None:
         resealed = asyncio.run(stores.registry.reseal_all())
         emit({"keys": len(stores.keys.masters), "current": stores.keys.current_kid, "resealed": resealed}, as_json)
     finally:
-        stores.close()
+        app.close()
 
 
 @keys.command("prune")
@@ -650,10 +654,10 @@ def keys_rotate(data_dir: Path | None, as_json: bool) -> None:
 def keys_prune(data_dir: Path | None, as_json: bool) -> None:
     """Drop every master key but the newest (after sealing everything with it). Tokens signed with the
     dropped keys stop working: devices authenticate again."""
-    from thingport.stores import open_stores
+    from thingport.runtime.bootstrap import build
 
-    settings = load_settings(data_dir=data_dir)
-    stores = open_stores(settings, create=False)
+    app = build(load_settings(data_dir=data_dir), create=False)
+    stores = app.stores
     try:
         resealed = asyncio.run(stores.registry.reseal_all())
         try:
@@ -663,7 +667,7 @@ def keys_prune(data_dir: Path | None, as_json: bool) -> None:
         emit({"keys": len(stores.keys.masters), "current": stores.keys.current_kid, "dropped": dropped,
               "resealed": resealed}, as_json)
     finally:
-        stores.close()
+        app.close()
 
 
 # --- API keys ---

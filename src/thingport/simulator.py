@@ -161,13 +161,12 @@ class Registrar:
     async def _via_data_dir(self, product_key: str | None, model: dict | None, model_format: str, count: int,
                             prefix: str) -> list[SimDevice]:
         from thingport.core.errors import NotFound
-        from thingport.service import Management
+        from thingport.runtime.bootstrap import build
         from thingport.settings import load_settings
-        from thingport.stores import open_stores
 
-        stores = open_stores(load_settings(data_dir=self._data_dir))
+        app = build(load_settings(data_dir=self._data_dir))
         try:
-            m = Management(stores.registry, stores.log)
+            m = app.management()
             if product_key is None:
                 product_key = (await m.create_product("simulator", None, "device", model, model_format=model_format)).product_key
             devices = []
@@ -180,7 +179,7 @@ class Registrar:
                 devices.append(SimDevice(d.product_key, d.device_name, d.device_id, d.secret))
             return devices
         finally:
-            stores.close()
+            app.close()
 
     async def _via_api(self, product_key: str | None, model: dict | None, count: int, prefix: str) -> list[SimDevice]:
         headers = {"Authorization": f"Bearer {self._key}"}

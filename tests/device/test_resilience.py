@@ -10,7 +10,7 @@ import pytest
 from tests.device.conftest import FlakyProxy, Flavour, endpoint, new_device, stored
 from tests.support import ServerProcess, cli, free_port
 from thingport.device import Retry, TransportError
-from thingport.tls import ensure_self_signed
+from thingport.runtime.tls import ensure_self_signed
 
 FAST = Retry(attempts=4, backoff_s=0.05, max_backoff_s=0.2, jitter=0)
 

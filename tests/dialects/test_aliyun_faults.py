@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import ServerProcess, ThreadServer, cli, free_port
-from thingport.app import DeviceApp
 from thingport.core.errors import SessionStoreFailed
+from thingport.runtime.bootstrap import Overrides, build
 from thingport.settings import load_settings
-from thingport.stores import open_stores
+from thingport.store.sql_log import SqlMessageLog
 
 
 def provision(data_dir: Path) -> dict:
@@ -62,11 +62,11 @@ def test_storage_full_answers_30001_and_acknowledges_nothing(tmp_path: Path) -> 
         client.close()
     finally:
         server.stop()
-    stores = open_stores(load_settings(data_dir=data_dir))
+    app = build(load_settings(data_dir=data_dir))
     try:
-        stored = asyncio.run(stores.log.newest(100))
+        stored = asyncio.run(app.stores.log.newest(100))
     finally:
-        stores.close()
+        app.close()
     reports = {m.message_id for m in stored if m.kind != "status"}  # the device's "online" is stored too
     assert reports == set(acked)  # every acknowledged one, and no refused one
 
@@ -98,14 +98,17 @@ def test_session_store_failure_is_20004_and_unexpected_errors_are_10000(
     data_dir = tmp_path / "data"
     device = provision(data_dir)
     settings = load_settings(data_dir=data_dir, host="127.0.0.1", port=free_port(), log_level="critical")
-    stores = open_stores(settings)
-    failing = _FailingLog(stores.log)
-    stores.log = failing  # type: ignore[assignment]
-    with ThreadServer(DeviceApp(settings, stores), settings) as srv:
+    failing: list[_FailingLog] = []
+
+    def failing_log(*parts):  # type: ignore[no-untyped-def]
+        failing.append(_FailingLog(SqlMessageLog(*parts)))
+        return failing[-1]
+
+    with ThreadServer(build(settings, Overrides(message_log=failing_log))) as srv:
         client = srv.client()
         pk, dn = device["productKey"], device["deviceName"]
         token = client.token(pk, dn, device["deviceSecret"])
-        failing.fail_sessions, failing.crash = fail_sessions, crash
+        failing[0].fail_sessions, failing[0].crash = fail_sessions, crash
         if fail_sessions:
             doc = client.auth(pk, dn, device["deviceSecret"]).json
             assert doc == {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import DeviceClient, ServerProcess, cli, client_context
+from tests.support import DeviceClient, ServerProcess, cli, client_context, stores_of
 from thingport.core.tokens import TokenClaims, TokenCodec
 from thingport.store.keys import KeyRing
 
@@ -369,13 +369,8 @@ def test_messages_tail_follow_prints_new_messages_as_they_arrive(
 def _stored(server: ServerProcess, message_id: int):  # type: ignore[no-untyped-def]
     import asyncio
 
-    from thingport.stores import open_stores
-
-    stores = open_stores(server.settings())
-    try:
+    with stores_of(server.settings()) as stores:
         return {m.message_id: m for m in asyncio.run(stores.log.newest(100))}[message_id]
-    finally:
-        stores.close()
 
 
 @pytest.mark.parametrize("query", ["?_v=sdk-c-4.1.0&", "?", "?_v=sdk-c-4.1.0&a=1&b=&c", "?%00=%ff"])

@@ -9,13 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from tests.support import DeviceClient, Reply, ServerProcess, ThreadServer, cli, free_port
-from thingport.app import DeviceApp
 from thingport.cli import main
 from thingport.core.signing import huawei_password
 from thingport.core.tokens import TokenClaims, TokenCodec
+from thingport.runtime.bootstrap import Overrides, build
 from thingport.settings import load_settings
 from thingport.store.keys import KeyRing
-from thingport.stores import open_stores
 
 HUAWEI_MODEL = {
     "services": [
@@ -227,13 +226,13 @@ def test_message_up_stores_any_body_unchanged(server: ServerProcess, client: Dev
     body = bytes(range(256))
     reply = hw_post(client, modelled["deviceId"], "messages/up", body, token)
     assert reply.status == 200
-    stores = open_stores(server.settings())
+    app = build(server.settings())
     try:
         import asyncio
 
-        stored = {m.message_id: m for m in asyncio.run(stores.log.newest(50))}
+        stored = {m.message_id: m for m in asyncio.run(app.stores.log.newest(50))}
     finally:
-        stores.close()
+        app.close()
     message = stored[reply.json["message_id"]]
     assert message.payload == body and message.dialect == "huawei" and message.kind == "custom"
 
@@ -418,8 +417,9 @@ def test_superseded_token_lives_exactly_30_seconds_and_internal_errors_are_500(t
     d = cli(data_dir, "device", "create", "--product-key", product["productKey"], "--name", "dev-c")
     now = [1_900_000_000.0]
     settings = load_settings(data_dir=data_dir, host="127.0.0.1", port=free_port(), log_level="critical")
-    stores = open_stores(settings)
-    with ThreadServer(DeviceApp(settings, stores, clock=lambda: now[0]), settings) as srv:
+    app = build(settings, Overrides(clock=lambda: now[0]))
+    stores = app.stores
+    with ThreadServer(app) as srv:
         client = srv.client()
         first = hw_token(client, d)
         now[0] += 10
@@ -469,13 +469,13 @@ def test_json_bodies_with_a_trailing_nul_are_read_and_stored_as_received(
     for d, values in ((gw, {"nul": 1}), (child, {"sub": 2})):
         status = cli(server.data_dir, "device", "status", "--product-key", d["productKey"], "--name", d["deviceName"])
         assert {k: v["value"] for k, v in status["properties"].items()} == values
-    stores = open_stores(server.settings())
+    app = build(server.settings())
     try:
         import asyncio
 
-        stored = {m.message_id: m for m in asyncio.run(stores.log.newest(50))}
+        stored = {m.message_id: m for m in asyncio.run(app.stores.log.newest(50))}
     finally:
-        stores.close()
+        app.close()
     assert any(m.payload == report_body for m in stored.values())  # as received, NUL included
     # two NULs are not the C SDKs' habit: invalid input, nothing stored
     assert_error(
@@ -498,7 +498,7 @@ def test_three_tokens_back_to_back_each_superseded_one_lives_30_s_on_every_insta
     def instance(worker: int) -> ThreadServer:
         settings = load_settings(data_dir=data_dir, host="127.0.0.1", port=free_port(), log_level="critical",
                                  worker_id=worker, registry_poll_s=0.05)
-        return ThreadServer(DeviceApp(settings, open_stores(settings), clock=lambda: now[0]), settings)
+        return ThreadServer(build(settings, Overrides(clock=lambda: now[0])))
 
     def alive(client: DeviceClient, token: str) -> bool:
         reply = hw_post(client, d["deviceId"], "messages/up", b"x", token)

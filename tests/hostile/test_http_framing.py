@@ -260,7 +260,7 @@ MAX_HEADER_BYTES = 64 * 1024  # settings.max_header_bytes, the default
 
 
 def test_oversized_request_headers_are_refused_by_the_http_layer(server: ServerProcess) -> None:
-    """httptools has no header-size limit (it concatenates header pieces, quadratically): thingport.bounded_http
+    """httptools has no header-size limit (it concatenates header pieces, quadratically): runtime/bounded_http.py
     counts the head's bytes and answers 431 once they pass the cap, without reading the rest."""
     raw = request("POST /auth HTTP/1.1\nHost: x\nX-Big: " + "a" * (OVERSIZED_HEADER_MB << 20)
                   + "\nContent-Type: application/json\nContent-Length: 2\nConnection: close\n", b"{}")

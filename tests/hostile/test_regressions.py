@@ -120,7 +120,7 @@ def test_one_device_payload_cannot_stall_a_subscription(server: ServerProcess, c
 
 
 # --- a URL fragment must not silently change the topic --------------------------------------------------
-# uvicorn parses a '#fragment' off the path; thingport.bounded_http puts it back, so the dialects see the
+# uvicorn parses a '#fragment' off the path; runtime/bounded_http.py puts it back, so the dialects see the
 # request target the device sent (RFC 9112 allows no fragment in it, and '#' is an MQTT wildcard, never a
 # character of a topic name) and refuse it like any other bad topic character.
 

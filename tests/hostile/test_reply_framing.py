@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -307,17 +308,21 @@ def test_device_throttle_reply_of_iotda_reads_the_naive_way(tmp_path: Path) -> N
 def test_store_failures_are_framed_too(tmp_path: Path) -> None:
     """20004, 10000 and IoTDA's 500: a store that fails, in the server's own process."""
     from tests.dialects.test_aliyun_faults import _FailingLog, provision
-    from thingport.app import DeviceApp
+    from thingport.runtime.bootstrap import Overrides, build
     from thingport.settings import load_settings
-    from thingport.stores import open_stores
+    from thingport.store.sql_log import SqlMessageLog
 
     data_dir = tmp_path / "data"
     device = provision(data_dir)
     settings = load_settings(data_dir=data_dir, host="127.0.0.1", port=free_port(), log_level="critical")
-    stores = open_stores(settings)
-    failing = _FailingLog(stores.log)
-    stores.log = failing  # type: ignore[assignment]
-    with ThreadServer(DeviceApp(settings, stores), settings) as srv:
+    logs: list[_FailingLog] = []
+
+    def failing_log(*parts):  # type: ignore[no-untyped-def]
+        logs.append(_FailingLog(SqlMessageLog(*parts)))
+        return logs[-1]
+
+    with ThreadServer(build(settings, Overrides(message_log=failing_log))) as srv:
+        failing = logs[0]
         pk, dn = device["productKey"], device["deviceName"]
         token = assert_aliyun(naive_exchange(srv.port, json_post("/auth", aliyun_auth_doc(device))), 0)["info"]["token"]
         failing.fail_sessions = True
@@ -339,6 +344,6 @@ def test_uvicorns_own_500_is_framed_too(tmp_path: Path) -> None:
         await send({"type": "lifespan.shutdown.complete"})
 
     settings = load_settings(data_dir=tmp_path / "data", host="127.0.0.1", port=free_port(), log_level="critical")
-    with ThreadServer(broken, settings) as srv:
+    with ThreadServer(SimpleNamespace(settings=settings, device_app=broken)) as srv:
         reply = naive_exchange(srv.port, http("POST", "/auth", b"{}"))
     assert reply.status == 500 and reply.body == b"Internal Server Error" and reply.closed

@@ -7,7 +7,7 @@ What the server has:
 * request-head deadline (``HEADER_TIMEOUT_S``): from the TLS connection (or a later request's first byte)
   to the end of the request head, so a connection that never sends a request is cut off too;
 * body deadline (``BODY_TIMEOUT_S``): from the end of the head to the end of the body
-  (both in ``thingport.bounded_http``, checked every 0.5 s);
+  (both in ``thingport.runtime.bounded_http``, checked every 0.5 s);
 * TLS handshake timeout: uvloop's built-in 60 s (not configurable through uvicorn or thingport);
 * no cap on concurrent connections (uvicorn ``limit_concurrency`` is unset): each is bounded in time.
 

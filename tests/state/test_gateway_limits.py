@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 
 from tests.state.redis_support import URL, require_redis
-from tests.support import ServerProcess, cli, free_port
+from tests.support import ServerProcess, cli, free_port, stores_of
+from thingport.runtime.bootstrap import build
 from thingport.settings import load_settings
-from thingport.stores import open_stores
 
 
 def provision(data_dir: Path, devices: int = 1) -> tuple[str, list[dict]]:
@@ -70,11 +70,8 @@ def test_two_instances_share_a_devices_limit_and_say_online_once(tmp_path: Path)
     finally:
         a.stop()
         b.stop()
-    stores = open_stores(load_settings(data_dir=data_dir))
-    try:
+    with stores_of(load_settings(data_dir=data_dir)) as stores:
         stored = asyncio.run(stores.log.newest(100))
-    finally:
-        stores.close()
     assert [m.payload.count(b'"online"') for m in stored if m.kind == "status"] == [1]
     assert sum(m.kind != "status" for m in stored) == 3
 
@@ -164,11 +161,11 @@ def test_a_throttled_brute_force_on_a_known_device_reaches_no_database(tmp_path:
     from thingport.core.errors import AuthFailed, Throttled
     from thingport.core.tokens import TokenCodec
     from thingport.gateway import Gateway
-    from thingport.service import Management
     from thingport.state.registry_cache import RegistryCache
 
     settings = load_settings(data_dir=tmp_path / "data", device_auth_rate=0.001, device_auth_burst=3)
-    stores = open_stores(settings)
+    app = build(settings)
+    stores = app.stores
 
     class Counted:
         """The real registry, counting the device look-ups auth makes."""
@@ -189,7 +186,7 @@ def test_a_throttled_brute_force_on_a_known_device_reaches_no_database(tmp_path:
 
     async def main() -> None:
         stores.log.start(asyncio.get_running_loop())
-        m = Management(stores.registry, stores.log)
+        m = app.management()
         await m.create_product("p", "pk01")
         d = await m.create_device("pk01", "dev-a")
         registry = Counted()
@@ -214,4 +211,4 @@ def test_a_throttled_brute_force_on_a_known_device_reaches_no_database(tmp_path:
     try:
         asyncio.run(main())
     finally:
-        stores.close()
+        app.close()

@@ -7,10 +7,11 @@ import pytest
 
 from thingport.core.errors import Conflict, NotFound, StoreUnavailable
 from thingport.core.model import StoredMessage
+from thingport.runtime.bootstrap import build
+from thingport.runtime.stores import open_stores
 from thingport.service import Management
 from thingport.settings import load_settings
 from thingport.store.keys import UnknownKey
-from thingport.stores import open_stores
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -24,16 +25,17 @@ def engine(request: pytest.FixtureRequest) -> dict:
 
 
 def run(data_dir: Path, action, engine: dict | None = None, **settings):  # type: ignore[no-untyped-def]
-    stores = open_stores(load_settings(data_dir=data_dir, **(engine or {}), **settings))
+    app = build(load_settings(data_dir=data_dir, **(engine or {}), **settings))
+    stores = app.stores
 
     async def main():  # type: ignore[no-untyped-def]
         stores.log.start(asyncio.get_running_loop())
-        return await action(Management(stores.registry, stores.log), stores)
+        return await action(app.management(), stores)
 
     try:
         return asyncio.run(main())
     finally:
-        stores.close()
+        app.close()
 
 
 def test_device_secret_is_not_stored_in_the_clear(data_dir: Path) -> None:

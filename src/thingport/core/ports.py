@@ -4,7 +4,8 @@ They are async so that an adapter may be a thread around a blocking driver (SQLi
 asyncio driver (PostgreSQL) without the callers knowing.
 """
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from thingport.core.model import ApiKey, AuthSession, Device, Product, StoredMessage, Subscription
@@ -144,3 +145,49 @@ class MessageLog(Protocol):
         self, product_key: str | None = None, device_id: int | None = None, topic: str | None = None,
         from_ms: int | None = None, to_ms: int | None = None, before_seq: int | None = None, limit: int = 100,
     ) -> list[StoredMessage]: ...
+
+
+# --- what start-up, readiness and key rotation call on the stores (runtime/bootstrap.py, the CLI) ---
+
+
+class ChangeFeed(Protocol):
+    """Where the registry's change feed ends now: a cache that starts from it hears of every later change."""
+
+    async def change_cursor(self) -> int: ...
+
+
+class Pingable(Protocol):
+    """Readiness: does the database answer?"""
+
+    async def ping(self) -> None:
+        """Raises when it does not."""
+        ...
+
+
+class KeyResealer(Protocol):
+    """Key rotation: every stored credential sealed again with the newest master key."""
+
+    async def reseal_all(self) -> int:
+        """How many were sealed with an older key."""
+        ...
+
+
+class LogWriter(Protocol):
+    """The log's writer, run by the process that serves: started on its event loop, closed at the end
+    (what is queued is written first)."""
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None: ...
+
+    def close(self) -> None: ...
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on the event loop after every committed batch (wakes forwarders and pulls)."""
+        ...
+
+
+class WriteProbe(Protocol):
+    """Readiness of a store that refused writes: can it write again?"""
+
+    async def probe_write(self, at_ms: int) -> None:
+        """One real write with no meaning; raises what the database says if it fails."""
+        ...

@@ -61,7 +61,7 @@ def ensure_self_signed(data_dir: Path) -> CertificateFiles:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     host = socket.gethostname()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "thingport self-signed")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     alt_names: list[x509.GeneralName] = [
         x509.DNSName("localhost"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),

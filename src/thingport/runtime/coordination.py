@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from thingport.core.message_ids import MessageIdGenerator
-from thingport.store.leases import Lease, claim_worker_id
 from thingport.tasks import cancel_and_wait
+from thingport.store.leases import Lease, claim_worker_id
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ class LogWatcher:
         async def loop() -> None:
             seen: int | None = None
             while True:
+                last: int | None
                 try:
                     last = await self._last_seq()
                 except Exception:  # noqa: BLE001 - the store is down: the forwarder reports it

@@ -3,21 +3,41 @@ PostgreSQL when ``database_url`` is set. Both engines serve the same registry an
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from thingport.core.errors import ThingportError
+from thingport.core.ports import ChangeFeed, KeyResealer, LogWriter, MessageLog, Pingable, Registry, WriteProbe
 from thingport.settings import Settings
 from thingport.store.database import Database
 from thingport.store.executor import DbExecutor
 from thingport.store.keys import KeyRing
 from thingport.store.sql_log import SqlMessageLog
 from thingport.store.sql_registry import SqlRegistry
+from thingport.store.write_health import WriteHealth
+
+
+class RegistryStore(Registry, ChangeFeed, Pingable, KeyResealer, Protocol):
+    """Every port the registry adapter serves: what the process (start-up, readiness, key rotation) and the
+    code it runs need of it."""
+
+
+class LogStore(MessageLog, LogWriter, WriteProbe, Protocol):
+    """Every port the message log adapter serves."""
+
+
+class LogFactory(Protocol):
+    """Makes the message log over its own writer connection (SqlMessageLog's signature: the class is the
+    default factory, a subclass or a wrapper another one)."""
+
+    def __call__(self, writer: Database, reader: DbExecutor, max_batch: int, health: WriteHealth) -> LogStore: ...
 
 
 @dataclass
 class Stores:
     keys: KeyRing
-    registry: SqlRegistry
-    log: SqlMessageLog
+    registry: RegistryStore
+    log: LogStore
+    health: WriteHealth  # the log's failing writes: for /metrics and /readyz
     engine: str
     _executors: tuple[DbExecutor, ...]
 
@@ -63,8 +83,9 @@ def require_data(settings: Settings) -> None:
     raise NoData(f"{where} {state}: no thingport data there (give --data-dir, or create a product first)")
 
 
-def open_stores(settings: Settings, create: bool = True) -> Stores:
-    """The stores; ``create`` False: only existing ones (no data dir, database or master key is made)."""
+def open_stores(settings: Settings, create: bool = True, message_log: LogFactory = SqlMessageLog) -> Stores:
+    """The stores; ``create`` False: only existing ones (no data dir, database or master key is made).
+    ``message_log``: makes the log (a benchmark's diagnostic or a test's faulty one; see bootstrap.Overrides)."""
     if not create:
         require_data(settings)
     connect = _connector(settings)
@@ -73,6 +94,7 @@ def open_stores(settings: Settings, create: bool = True) -> Stores:
     keys = KeyRing(settings.data_dir, create=create and not _has_sqlite_data(settings))
     registry_db = DbExecutor(connect(False), "registry")
     reader_db = DbExecutor(connect(False), "log-reader")
-    log = SqlMessageLog(connect(True), reader_db, settings.group_commit_max_batch)
+    health = WriteHealth()
+    log = message_log(connect(True), reader_db, settings.group_commit_max_batch, health)
     engine = "postgresql" if settings.database_url else "sqlite"
-    return Stores(keys, SqlRegistry(registry_db, keys), log, engine, (registry_db, reader_db))
+    return Stores(keys, SqlRegistry(registry_db, keys), log, health, engine, (registry_db, reader_db))

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
+from thingport.runtime.tls import CertificateFiles
 from thingport.settings import Settings
-from thingport.tls import CertificateFiles
 
 log = logging.getLogger(__name__)
 

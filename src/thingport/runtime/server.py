@@ -2,30 +2,36 @@
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-import click
 import uvicorn
 import uvloop
 
 from thingport import logs
 from thingport.api.app import create_api
-from thingport.app import DeviceApp
-from thingport.bounded_http import HttpLimits, bounded_protocol
+from thingport.core.errors import ThingportError
+from thingport.runtime.bootstrap import Overrides, build
+from thingport.runtime.bounded_http import HttpLimits, bounded_protocol
+from thingport.runtime.tls import CertificateFiles, apply_profile, ensure_self_signed
 from thingport.settings import Settings
 from thingport.urls import redact
-from thingport.tls import CertificateFiles, apply_profile, ensure_self_signed
+
+
+class ServeOptionError(ThingportError):
+    """Options that cannot serve as given (the CLI shows it as a usage error, exit status 2)."""
 
 
 def certificate_for(settings: Settings) -> CertificateFiles:
     if settings.tls_cert and settings.tls_key:
         return CertificateFiles(settings.tls_cert, settings.tls_key, created=False)
     if settings.tls_cert or settings.tls_key:
-        raise click.UsageError("--tls-cert and --tls-key go together")
+        raise ServeOptionError("--tls-cert and --tls-key go together")
     return ensure_self_signed(settings.data_dir)
 
 
@@ -47,12 +53,12 @@ def _log_level(name: str) -> int:
     knows no TRACE level until uvicorn registers it, which it does only after logging is configured)."""
     level = uvicorn.config.LOG_LEVELS.get(name.lower())
     if level is None:
-        raise click.UsageError(f"log level must be one of {', '.join(uvicorn.config.LOG_LEVELS)}, not {name!r}")
+        raise ServeOptionError(f"log level must be one of {', '.join(uvicorn.config.LOG_LEVELS)}, not {name!r}")
     logging.addLevelName(level, name.upper())
     return level
 
 
-def build_config(settings: Settings, app: object, files: CertificateFiles) -> uvicorn.Config:
+def build_config(settings: Settings, app: Callable[..., Any], files: CertificateFiles) -> uvicorn.Config:
     offloaded = settings.tls_offload  # a TLS proxy in front speaks HTTPS to devices, plain HTTP to us
     config = uvicorn.Config(
         app,
@@ -81,7 +87,7 @@ def build_config(settings: Settings, app: object, files: CertificateFiles) -> uv
     return config
 
 
-def api_config(settings: Settings, app: object) -> uvicorn.Config:
+def api_config(settings: Settings, app: Callable[..., Any]) -> uvicorn.Config:
     return uvicorn.Config(
         app, host=settings.api_host, port=settings.api_port, http=_protocol(settings), loop="uvloop", lifespan="off",
         access_log=False, log_config=None, log_level=_log_level(settings.log_level),
@@ -99,15 +105,16 @@ def shared_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _serve(settings: Settings, files: CertificateFiles, worker_index: int | None = None) -> None:
+async def _serve(settings: Settings, files: CertificateFiles, worker_index: int | None = None,
+                 overrides: Overrides | None = None) -> None:
     """One process's listeners. ``worker_index``: this is one of several workers; the device port is
     shared, and worker 0 alone serves the management API (one set of metrics, one console)."""
-    device_app = DeviceApp(settings)
-    await device_app.startup()
+    app = build(settings, overrides)
+    await app.start()
     try:
-        api = create_api(device_app.management(), device_app.gateway.metrics.registry, device_app.readiness,  # type: ignore[union-attr]
-                         settings.api_max_body_bytes)
-        device, management = _Listener(build_config(settings, device_app, files)), _Listener(api_config(settings, api))
+        api = create_api(app.management(), app.metrics, app.readiness.check, settings.api_max_body_bytes)
+        device = _Listener(build_config(settings, app.device_app, files))
+        management = _Listener(api_config(settings, api))
         listeners = [device, management] if not worker_index else [device]
         sockets = {device: [shared_socket(settings.host, settings.port)]} if worker_index is not None else {}
         loop = asyncio.get_running_loop()
@@ -120,35 +127,42 @@ async def _serve(settings: Settings, files: CertificateFiles, worker_index: int 
             loop.add_signal_handler(sig, stop)
         await asyncio.gather(*(listener.serve(sockets=sockets.get(listener)) for listener in listeners))
     finally:
-        await device_app.shutdown()
+        await app.stop()
 
 
-def serve(settings: Settings) -> None:
+def _echo(line: str) -> None:
+    print(line, flush=True)
+
+
+def serve(settings: Settings, overrides: Overrides | None = None) -> None:
+    """Serve until SIGTERM/SIGINT. ``overrides``: see bootstrap.Overrides (the benchmark's diagnostics)."""
     files = certificate_for(settings)
     state = "created" if files.created else "using"
-    click.echo(f"thingport: {state} TLS certificate {files.cert}")
-    click.echo(f"thingport: certificate SHA-256 fingerprint {files.fingerprint()}")
+    _echo(f"thingport: {state} TLS certificate {files.cert}")
+    _echo(f"thingport: certificate SHA-256 fingerprint {files.fingerprint()}")
     if settings.database_url:
-        click.echo(f"thingport: data in PostgreSQL {redact(settings.database_url)}; master key from "
-                   f"{'THINGPORT_MASTER_KEY' if os.environ.get('THINGPORT_MASTER_KEY') else settings.data_dir.resolve()}")
+        _echo(f"thingport: data in PostgreSQL {redact(settings.database_url)}; master key from "
+              f"{'THINGPORT_MASTER_KEY' if os.environ.get('THINGPORT_MASTER_KEY') else settings.data_dir.resolve()}")
     else:
-        click.echo(f"thingport: data in {settings.data_dir.resolve()}")
+        _echo(f"thingport: data in {settings.data_dir.resolve()}")
     logs.configure(_log_level(settings.log_level), "%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.tls_offload:
-        click.echo(f"thingport: device endpoint http://{settings.host}:{settings.port} (TLS terminated by the proxy in front)")
+        _echo(f"thingport: device endpoint http://{settings.host}:{settings.port} "
+              "(TLS terminated by the proxy in front)")
     else:
-        click.echo(f"thingport: device endpoint https://{settings.host}:{settings.port} (TLS profile {settings.tls_profile})")
-    click.echo(f"thingport: management API and console http://{settings.api_host}:{settings.api_port}/console/")
+        _echo(f"thingport: device endpoint https://{settings.host}:{settings.port} "
+              f"(TLS profile {settings.tls_profile})")
+    _echo(f"thingport: management API and console http://{settings.api_host}:{settings.api_port}/console/")
     if settings.workers > 1:
-        from thingport.workers import supervise
+        from thingport.runtime.workers import supervise
 
-        supervise(settings, files, serve_worker)
+        supervise(settings, files, functools.partial(serve_worker, overrides=overrides))
     else:
-        uvloop.run(_serve(settings, files))
+        uvloop.run(_serve(settings, files, overrides=overrides))
 
 
-def serve_worker(settings: Settings, files: CertificateFiles, index: int) -> None:
+def serve_worker(settings: Settings, files: CertificateFiles, index: int, overrides: Overrides | None = None) -> None:
     """The body of one worker process (see workers.py)."""
     logs.configure(_log_level(settings.log_level), f"%(asctime)s %(levelname)s w{index} %(name)s: %(message)s")
-    uvloop.run(_serve(settings, files, index))
+    uvloop.run(_serve(settings, files, index, overrides))
 
