@@ -8,8 +8,8 @@ import psycopg
 from prometheus_client import CollectorRegistry
 
 from tests.postgres import ADMIN_URL, fresh_database
+from thingport.bus.forwarder import CommitSignal, Forwarder
 from thingport.coordination import LeasedService
-from thingport.forwarder import CommitSignal, Forwarder
 from thingport.settings import load_settings
 from thingport.store.leases import FileLease, PostgresLease, claim_worker_id
 from thingport.stores import open_stores

@@ -11,9 +11,9 @@ from thingport.core.tokens import TokenCodec
 from thingport.dialects.aliyun import AliyunDialect
 from thingport.dialects.huawei import HuaweiDialect
 from thingport.dialects.http import Receive, Scope, Send, send_json
-from thingport.forwarder import CommitSignal, Forwarder
+from thingport.bus.forwarder import CommitSignal, Forwarder
 from thingport.gateway import Gateway
-from thingport.service import Management
+from thingport.manage.service import Management
 from thingport.settings import Settings
 from thingport.state.registry_cache import RegistryCache
 from thingport.store.leases import lease_for

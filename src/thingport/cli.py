@@ -18,7 +18,7 @@ from thingport.cli_errors import DEBUG_ENV, CliError, GuardedGroup
 from thingport.core.errors import ThingportError
 from thingport.core.model import VALIDATION_MODES
 from thingport.core.timestamps import datetime_ms
-from thingport.service import MODEL_FORMATS, NODE_TYPES, Management
+from thingport.manage.service import MODEL_FORMATS, NODE_TYPES, Management
 from thingport.settings import load_settings
 
 T = TypeVar("T")
@@ -421,7 +421,7 @@ def parse_time(value: str | None) -> int | None:
     except ValueError:
         raise click.BadParameter(f"{value!r} is neither milliseconds since the epoch nor an ISO 8601 time") from None
     if at.tzinfo is None:
-        at = at.replace(tzinfo=datetime.timezone.utc)
+        at = at.replace(tzinfo=datetime.UTC)
     return datetime_ms(at)
 
 
@@ -586,7 +586,7 @@ def simulate(endpoint: str, count: int, rate: float, duration: float, dialect: s
         model = simulator.SEED_004_TSL
         model_format = "tsl"
     else:
-        from thingport.service import model_format_of
+        from thingport.manage.service import model_format_of
 
         model_format = model_format_of(model)
     try:
@@ -709,7 +709,7 @@ def messages() -> None:
 
 
 def _iso(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(timespec="milliseconds")
 
 
 def _message_line(doc: dict) -> str:

@@ -161,7 +161,7 @@ class Registrar:
     async def _via_data_dir(self, product_key: str | None, model: dict | None, model_format: str, count: int,
                             prefix: str) -> list[SimDevice]:
         from thingport.core.errors import NotFound
-        from thingport.service import Management
+        from thingport.manage.service import Management
         from thingport.settings import load_settings
         from thingport.stores import open_stores
 

@@ -162,7 +162,7 @@ def test_a_throttled_brute_force_on_a_known_device_reaches_no_database(tmp_path:
     from thingport.core.errors import AuthFailed, Throttled
     from thingport.core.tokens import TokenCodec
     from thingport.gateway import Gateway
-    from thingport.service import Management
+    from thingport.manage.service import Management
     from thingport.state.registry_cache import RegistryCache
 
     settings = load_settings(data_dir=tmp_path / "data", device_auth_rate=0.001, device_auth_burst=3)

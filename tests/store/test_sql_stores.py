@@ -7,7 +7,7 @@ import pytest
 
 from thingport.core.errors import Conflict, NotFound, StoreUnavailable
 from thingport.core.model import StoredMessage
-from thingport.service import Management
+from thingport.manage.service import Management
 from thingport.settings import load_settings
 from thingport.stores import open_stores
 

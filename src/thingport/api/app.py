@@ -11,8 +11,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Path as PathParam, Query, Request
+import msgspec
 import swagger_ui_bundle
+from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -22,15 +24,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from thingport import __version__
-import msgspec
-
 from thingport.api import schemas as s
 from thingport.api.console import ConsoleFiles
 from thingport.api.guard import SCOPE_KEY, ApiGuard
 from thingport.bus.envelope import envelope
 from thingport.core import errors
 from thingport.core.model import ApiKey, Device, StoredMessage
-from thingport.service import Management
+from thingport.manage.service import Management
 
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # a thing model import is the largest body the API takes

@@ -23,7 +23,7 @@ from thingport.core.model import (
 from thingport.core.topics import MAX_CATEGORIES, check_category, compile_topic_filter
 
 if TYPE_CHECKING:
-    from thingport.forwarder import CommitSignal
+    from thingport.bus.forwarder import CommitSignal
 from thingport.core.ports import MessageLog, Registry
 from thingport.core.thingmodel import ThingModel, ThingModelError, require_sections
 
@@ -274,7 +274,7 @@ class Management:
         A ``consumer`` pull (a key that may acknowledge) records how far it handed messages out, durably,
         before they go: an acknowledgement can never pass that. A read key's pull is a peek and records nothing."""
         from thingport.bus.factory import PULL
-        from thingport.forwarder import SubscriptionFilter
+        from thingport.bus.forwarder import SubscriptionFilter
 
         if not 1 <= max_messages <= PAGE_MAX_LIMIT:
             raise ParamError(f"max must be 1-{PAGE_MAX_LIMIT}")
@@ -330,7 +330,7 @@ class Management:
         what its Server-Sent Events stream sends. Does not move the cursor; a ``consumer`` stream records
         (durably, before they go) how far it handed messages out, as a consumer pull does."""
         from thingport.bus.factory import PULL
-        from thingport.forwarder import SubscriptionFilter
+        from thingport.bus.forwarder import SubscriptionFilter
 
         subscription = await self.subscription(name)
         wanted = SubscriptionFilter(subscription)
