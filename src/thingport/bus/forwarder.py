@@ -142,10 +142,6 @@ class Forwarder:
         self._tasks.clear()
         self._supervisor = None
 
-    async def backlogs(self) -> dict[str, int]:
-        last = await self._log.last_seq()
-        return {s.name: max(0, last - s.cursor) for s in await self._registry.list_subscriptions()}
-
     async def _supervise(self) -> None:
         """Keep one task per enabled push subscription; restart one whose options changed."""
         next_retention = time.monotonic() + RETENTION_EVERY_S
