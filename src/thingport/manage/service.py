@@ -1,13 +1,15 @@
 """Management operations on products, devices and the message log: the one implementation of each
-rule, shared by the CLI and (later) the REST API."""
+rule, shared by the CLI and the REST API."""
 
 import asyncio
 import hashlib
 import re
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from thingport.bus.reader import SubscriptionReader
 from thingport.core import identity
 from thingport.core.errors import Conflict, NotFound, ParamError, SinkUnreachable
 from thingport.core.model import (
@@ -20,12 +22,14 @@ from thingport.core.model import (
     StoredMessage,
     Subscription,
 )
+from thingport.core.ports import MessageLog, Registry
+from thingport.core.thingmodel import ThingModel, ThingModelError, require_sections
 from thingport.core.topics import MAX_CATEGORIES, check_category, compile_topic_filter
 
 if TYPE_CHECKING:
     from thingport.bus.forwarder import CommitSignal
-from thingport.core.ports import MessageLog, Registry
-from thingport.core.thingmodel import ThingModel, ThingModelError, require_sections
+
+T = TypeVar("T")
 
 DEFAULT_PRESENCE_TIMEOUT_S = 300
 HISTORY_MAX_LIMIT = 10_000
@@ -45,7 +49,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _checked(check, value: str) -> str:  # type: ignore[no-untyped-def]
+def _checked(check: Callable[[str], T], value: str) -> T:
     try:
         return check(value)
     except ValueError as exc:
@@ -274,33 +278,23 @@ class Management:
         A ``consumer`` pull (a key that may acknowledge) records how far it handed messages out, durably,
         before they go: an acknowledgement can never pass that. A read key's pull is a peek and records nothing."""
         from thingport.bus.factory import PULL
-        from thingport.bus.forwarder import SubscriptionFilter
 
         if not 1 <= max_messages <= PAGE_MAX_LIMIT:
             raise ParamError(f"max must be 1-{PAGE_MAX_LIMIT}")
         subscription = await self.subscription(name)
         if subscription.sink != PULL:
             raise ParamError(f"subscription {name} pushes to {subscription.sink}; only http subscriptions are pulled")
-        wanted = SubscriptionFilter(subscription)
+        reader = SubscriptionReader(self._log, subscription)
         deadline = time.monotonic() + min(max(wait_s, 0.0), 30.0)
         cursor = subscription.cursor
         while True:
-            found: list[StoredMessage] = []
-            while len(found) < max_messages:
-                chunk = await self._log.read_after(cursor, 500)
-                if not chunk:
-                    break
-                for message in chunk:
-                    cursor = message.seq
-                    if wanted(message):
-                        found.append(message)
-                        if len(found) == max_messages:
-                            break
+            read = await reader.collect(cursor, max_messages)
+            cursor = read.cursor
             remaining = deadline - time.monotonic()
-            if found or remaining <= 0 or self._commits is None:
+            if read.messages or remaining <= 0 or self._commits is None:
                 if consumer and cursor > subscription.delivered:
                     await self._log.save_delivered(subscription.id, cursor)
-                return found, cursor
+                return read.messages, cursor
             await self._commits.wait(remaining)
 
     async def ack(self, name: str, cursor: int) -> Subscription:
@@ -325,30 +319,30 @@ class Management:
         await self._log.save_cursor(subscription.id, cursor)
         return await self.subscription(name)
 
-    async def stream(self, name: str, after_seq: int | None, consumer: bool = False):  # type: ignore[no-untyped-def]
+    async def stream(
+        self, name: str, after_seq: int | None, consumer: bool = False,
+    ) -> AsyncIterator[StoredMessage | None]:
         """Envelope-ready messages of a subscription after ``after_seq`` (default: its cursor), forever:
         what its Server-Sent Events stream sends. Does not move the cursor; a ``consumer`` stream records
         (durably, before they go) how far it handed messages out, as a consumer pull does."""
         from thingport.bus.factory import PULL
-        from thingport.bus.forwarder import SubscriptionFilter
 
         subscription = await self.subscription(name)
-        wanted = SubscriptionFilter(subscription)
+        reader = SubscriptionReader(self._log, subscription)
         cursor = subscription.cursor if after_seq is None else after_seq
         delivered = subscription.delivered
         # only a stream that starts within what was delivered extends it: one resumed further on (a made-up
         # Last-Event-ID) skipped messages nobody was handed, and an ack may never cover those
         recording = consumer and subscription.sink == PULL and cursor <= delivered
         while True:
-            chunk = await self._log.read_after(cursor, 500)
-            if recording and chunk and chunk[-1].seq > delivered:
-                delivered = chunk[-1].seq
+            read = await reader.read(cursor)
+            if recording and read.scanned and read.cursor > delivered:
+                delivered = read.cursor
                 await self._log.save_delivered(subscription.id, delivered)
-            for message in chunk:
-                cursor = message.seq
-                if wanted(message):
-                    yield message
-            if not chunk:
+            for message in read.messages:
+                yield message
+            cursor = read.cursor
+            if not read.scanned:
                 yield None  # idle: lets the caller send a heartbeat
                 if self._commits is not None:
                     await self._commits.wait(15.0)
