@@ -19,7 +19,7 @@ from thingport.bus.envelope import delivery
 from thingport.bus.factory import PULL, create_sink
 from thingport.bus.reader import Read, SubscriptionReader
 from thingport.core.model import Subscription
-from thingport.core.ports import MessageLog, Registry
+from thingport.core.ports import MessageLog, SubscriptionStates
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class DeliveryState:
     the console show it whichever process asks. A sink that refuses every publish (RabbitMQ's
     ACCESS_REFUSED) would otherwise look like a healthy one with a growing backlog."""
 
-    def __init__(self, registry: Registry, subscription: Subscription) -> None:
+    def __init__(self, registry: SubscriptionStates, subscription: Subscription) -> None:
         self._registry = registry
         self._subscription = subscription
         self.failures = 0  # in a row
@@ -95,7 +95,7 @@ class Forwarder:
     def __init__(
         self,
         log: MessageLog,
-        registry: Registry,
+        registry: SubscriptionStates,
         metrics_registry: CollectorRegistry,
         signal: CommitSignal,
         retention_days: float | None = None,
