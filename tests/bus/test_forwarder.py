@@ -12,13 +12,12 @@ from prometheus_client import CollectorRegistry
 
 from tests.bus.services import RABBITMQ, require_service
 from tests.bus.tcp_proxy import TcpProxy
-from thingport.core.model import StoredMessage, Subscription
 from thingport.bus.forwarder import BATCH, CommitSignal, Forwarder
 from thingport.bus.reader import SubscriptionFilter
+from thingport.core.model import StoredMessage, Subscription
 from thingport.manage.service import Management
 from thingport.settings import load_settings
 from thingport.stores import open_stores
-
 
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 

@@ -2,6 +2,7 @@
 rule, shared by the CLI and the REST API."""
 
 import asyncio
+import enum
 import hashlib
 import re
 import secrets
@@ -30,6 +31,15 @@ if TYPE_CHECKING:
     from thingport.bus.forwarder import CommitSignal
 
 T = TypeVar("T")
+
+
+class Keep(enum.Enum):
+    """A setting left as it is (where None has a meaning of its own: the server's default)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 
 DEFAULT_PRESENCE_TIMEOUT_S = 300
 HISTORY_MAX_LIMIT = 10_000
@@ -75,9 +85,10 @@ class Management:
         validation: str = "per-property",
         model_format: str = "auto",
         topics: list[tuple[str, str]] | None = None,
+        require_sign_type_1: bool | None = None,
     ) -> Product:
         """A product; its model, validation mode and topic categories are all checked before anything is
-        created, so a bad one creates nothing."""
+        created, so a bad one creates nothing. ``require_sign_type_1`` None: the server's setting."""
         _checked(identity.check_product_name, name)
         if node_type not in NODE_TYPES:
             raise ParamError(f"node type must be one of {', '.join(NODE_TYPES)}")
@@ -92,6 +103,8 @@ class Management:
             await self._registry.set_thing_model(key, compiled.version, compiled.to_document(), _now_ms())
         if categories:
             await self._registry.set_product_topics(key, categories)
+        if require_sign_type_1 is not None:
+            await self._registry.set_product_sign_type_1(key, require_sign_type_1)
         return await self.product(key)
 
     async def import_thing_model(self, product_key: str, document: dict, model_format: str = "auto") -> Product:
@@ -122,6 +135,23 @@ class Management:
         if (await self.product(product_key)).model_version is None:
             return {"format": "schemaless", "model": {}}
         return (await self._current_model(product_key)).to_document()
+
+    async def update_product(
+        self, product_key: str, *, validation: str | None = None, presence_timeout_s: float | None = None,
+        report_rate: float | None = None, report_burst: float | None = None,
+        require_sign_type_1: "bool | None | Keep" = KEEP,
+    ) -> Product:
+        """Change the settings given and leave the rest (``product set`` and the API's PATCH). A presence
+        timeout, rate or burst of 0 goes back to the server's default, as does ``require_sign_type_1=None``."""
+        if validation is not None:
+            await self.set_validation(product_key, validation)
+        if presence_timeout_s is not None:
+            await self.set_presence_timeout(product_key, presence_timeout_s or None)
+        if report_rate is not None or report_burst is not None:
+            await self.set_device_report_rate(product_key, report_rate, report_burst)
+        if not isinstance(require_sign_type_1, Keep):
+            await self.set_sign_type_1(product_key, require_sign_type_1)
+        return await self.product(product_key)
 
     async def set_validation(self, product_key: str, validation: str) -> Product:
         _check_validation(validation)
