@@ -21,7 +21,8 @@ from thingport.cli_errors import DEBUG_ENV, CliError, GuardedGroup
 from thingport.core.errors import ThingportError
 from thingport.core.model import VALIDATION_MODES
 from thingport.core.timestamps import datetime_ms
-from thingport.manage.service import KEEP, MODEL_FORMATS, NODE_TYPES, Management
+from thingport.manage.service import KEEP, NODE_TYPES, Management
+from thingport.manage.thing_models import MODEL_FORMATS
 from thingport.settings import load_settings
 
 T = TypeVar("T")
@@ -578,7 +579,7 @@ def simulate(endpoint: str, count: int, rate: float, duration: float, dialect: s
         model = simulator.SEED_004_TSL
         model_format = "tsl"
     else:
-        from thingport.manage.service import model_format_of
+        from thingport.manage.thing_models import model_format_of
 
         model_format = model_format_of(model)
     try:

@@ -24,8 +24,9 @@ from thingport.core.model import (
     Subscription,
 )
 from thingport.core.ports import MessageLog, Registry
-from thingport.core.thingmodel import ThingModel, ThingModelError, require_sections
+from thingport.core.thingmodel import ThingModel
 from thingport.core.topics import MAX_CATEGORIES, check_category, compile_topic_filter
+from thingport.manage.thing_models import compile_model
 
 if TYPE_CHECKING:
     from thingport.bus.forwarder import CommitSignal
@@ -93,7 +94,7 @@ class Management:
         if node_type not in NODE_TYPES:
             raise ParamError(f"node type must be one of {', '.join(NODE_TYPES)}")
         _check_validation(validation)
-        compiled = _compile(model, model_format) if model is not None else None
+        compiled = compile_model(model, model_format) if model is not None else None
         categories = _check_categories(topics or [])
         key = _checked(identity.check_product_key, product_key) if product_key else identity.generate_product_key()
         await self._registry.create_product(Product(key, name, node_type, _now_ms()))
@@ -110,7 +111,7 @@ class Management:
     async def import_thing_model(self, product_key: str, document: dict, model_format: str = "auto") -> Product:
         """Make ``document`` the product's model; running servers use it within a second."""
         await self.product(product_key)
-        model = _compile(document, model_format)
+        model = compile_model(document, model_format)
         await self._registry.set_thing_model(product_key, model.version, model.to_document(), _now_ms())
         return await self.product(product_key)
 
@@ -502,30 +503,3 @@ def _check_categories(categories: list[tuple[str, str]]) -> tuple[tuple[str, str
 def _check_validation(validation: str) -> None:
     if validation not in VALIDATION_MODES:
         raise ParamError(f"validation must be one of {', '.join(VALIDATION_MODES)}")
-
-
-MODEL_FORMATS = ("auto", "tsl", "huawei")
-
-
-def model_format_of(document: dict) -> str:
-    """``huawei`` for an IoTDA product model (services with service_id), else ``tsl``."""
-    services = document.get("services")
-    if "properties" not in document and isinstance(services, list) and services and all(
-        isinstance(s, dict) and "service_id" in s for s in services
-    ):
-        return "huawei"
-    return "tsl"
-
-
-def _compile(document: Any, model_format: str) -> ThingModel:
-    if not isinstance(document, dict):
-        raise ParamError("a thing model is a JSON object")
-    if model_format not in MODEL_FORMATS:
-        raise ParamError(f"model format must be one of {', '.join(MODEL_FORMATS)}")
-    if model_format == "auto":
-        model_format = model_format_of(document)
-    try:
-        require_sections(document, model_format)
-        return ThingModel.from_tsl(document) if model_format == "tsl" else ThingModel.from_huawei(document)
-    except ThingModelError as exc:
-        raise ParamError(f"invalid thing model: {exc}") from None
