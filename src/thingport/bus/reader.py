@@ -49,6 +49,8 @@ class SubscriptionReader:
         """One read of up to ``chunk`` log messages after ``after``. With ``limit``, it stops at the
         ``limit``-th wanted message: the cursor is that message's seq, and what follows is read next time."""
         chunk = await self._log.read_after(after, self.chunk)
+        if limit is None:  # the forwarder's case, per message on its hot path: one comprehension
+            return Read([m for m in chunk if self._wanted(m)], chunk[-1].seq if chunk else after, len(chunk))
         found: list[StoredMessage] = []
         cursor = after
         for message in chunk:
