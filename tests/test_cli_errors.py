@@ -102,7 +102,7 @@ def test_broken_json_a_missing_file_and_broken_settings(tmp_path: Path, populate
 
 
 def test_an_unexpected_failure_is_one_line_too_and_debug_shows_the_traceback(tmp_path: Path) -> None:
-    bug = ("import sys; from thingport import cli, service\n"
+    bug = ("import sys; from thingport import cli; from thingport.manage import service\n"
            "async def boom(self): raise RuntimeError('a bug')\n"
            "service.Management.products = boom\n"
            "sys.argv[0] = 'thingport'; cli.main()")

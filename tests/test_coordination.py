@@ -8,7 +8,7 @@ import psycopg
 from prometheus_client import CollectorRegistry
 
 from tests.postgres import ADMIN_URL, fresh_database
-from thingport.forwarder import CommitSignal, Forwarder
+from thingport.bus.forwarder import CommitSignal, Forwarder
 from thingport.runtime.bootstrap import build
 from thingport.runtime.coordination import LeasedService
 from thingport.settings import load_settings

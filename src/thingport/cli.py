@@ -8,17 +8,21 @@ import asyncio
 import datetime
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from thingport.api import views
+from thingport.bus.factory import SINK_TYPES, options_type
+from thingport.bus.options import text_options
 from thingport.cli_errors import DEBUG_ENV, CliError, GuardedGroup
 from thingport.core.errors import ThingportError
 from thingport.core.model import VALIDATION_MODES
 from thingport.core.timestamps import datetime_ms
-from thingport.service import MODEL_FORMATS, NODE_TYPES, Management
+from thingport.manage.service import KEEP, NODE_TYPES, Management
+from thingport.manage.thing_models import MODEL_FORMATS
 from thingport.settings import load_settings
 
 T = TypeVar("T")
@@ -47,7 +51,7 @@ def with_device(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def run(data_dir: Path | None, action: Callable[[Management], Awaitable[T]], creates: bool = False) -> T:
+def run(data_dir: Path | None, action: Callable[[Management], Coroutine[Any, Any, T]], creates: bool = False) -> T:
     """Run ``action`` against the data dir's stores (failures become one ``error:`` line: cli_errors).
     ``creates``: the command may make the data dir, its database and master key (a first product or API
     key); every other command needs them to exist, and a mistyped --data-dir changes nothing."""
@@ -199,18 +203,15 @@ def product_create(name: str, product_key: str | None, node_type: str, tsl_file:
     """Create a product (with a thing model when --tsl or --model is given)."""
     if tsl_file and model_file:
         raise click.UsageError("give the thing model with --tsl or with --model, not both")
-    model = read_json_file(tsl_file or model_file) if (tsl_file or model_file) else None
+    model_file = tsl_file or model_file
+    model = read_json_file(model_file) if model_file else None
     model_format = "tsl" if tsl_file else "auto"
 
-    async def create(m: Management):  # type: ignore[no-untyped-def]
-        created = await m.create_product(name, product_key, node_type, model, validation or "per-property",
-                                         model_format=model_format)
-        required = _SIGN_TYPE_1[sign_type_1] if sign_type_1 else None
-        if required is not None:
-            created = await m.set_sign_type_1(created.product_key, required)
-        return created
-
-    emit(run(data_dir, create, creates=True).to_json(), as_json)
+    required = _SIGN_TYPE_1[sign_type_1] if sign_type_1 else None
+    created = run(data_dir, lambda m: m.create_product(
+        name, product_key, node_type, model, validation or "per-property", model_format=model_format,
+        require_sign_type_1=required), creates=True)
+    emit(views.product_json(created), as_json)
 
 
 @product.command("set")
@@ -229,19 +230,11 @@ def product_set(product_key: str, validation: str | None, presence_timeout: floa
                 device_report_rate: float | None, device_report_burst: float | None, sign_type_1: str | None,
                 data_dir: Path | None, as_json: bool) -> None:
     """Change a product's settings."""
-
-    async def change(m: Management):  # type: ignore[no-untyped-def]
-        if validation is not None:
-            await m.set_validation(product_key, validation)
-        if presence_timeout is not None:
-            await m.set_presence_timeout(product_key, presence_timeout or None)
-        if device_report_rate is not None or device_report_burst is not None:
-            await m.set_device_report_rate(product_key, device_report_rate, device_report_burst)
-        if sign_type_1 is not None:
-            await m.set_sign_type_1(product_key, _SIGN_TYPE_1[sign_type_1])
-        return await m.product(product_key)
-
-    emit(run(data_dir, change).to_json(), as_json)
+    required = _SIGN_TYPE_1[sign_type_1] if sign_type_1 else KEEP
+    changed = run(data_dir, lambda m: m.update_product(
+        product_key, validation=validation, presence_timeout_s=presence_timeout, report_rate=device_report_rate,
+        report_burst=device_report_burst, require_sign_type_1=required))
+    emit(views.product_json(changed), as_json)
 
 
 @product.group("tsl")
@@ -257,7 +250,7 @@ def product_tsl() -> None:
 def product_tsl_import(product_key: str, tsl_file: Path, data_dir: Path | None, as_json: bool) -> None:
     """Load a TSL JSON file as the product's model; a running server uses it within a second."""
     document = read_json_file(tsl_file)
-    emit(run(data_dir, lambda m: m.import_thing_model(product_key, document, "tsl")).to_json(), as_json)
+    emit(views.product_json(run(data_dir, lambda m: m.import_thing_model(product_key, document, "tsl"))), as_json)
 
 
 @product_tsl.command("export")
@@ -273,7 +266,7 @@ def product_tsl_export(product_key: str, data_dir: Path | None) -> None:
 @json_option
 def product_list(data_dir: Path | None, as_json: bool) -> None:
     """List products."""
-    emit([p.to_json() for p in run(data_dir, lambda m: m.products())], as_json)
+    emit([views.product_json(p) for p in run(data_dir, lambda m: m.products())], as_json)
 
 
 @product.command("show")
@@ -282,7 +275,7 @@ def product_list(data_dir: Path | None, as_json: bool) -> None:
 @json_option
 def product_show(product_key: str, data_dir: Path | None, as_json: bool) -> None:
     """Show one product."""
-    emit(run(data_dir, lambda m: m.product(product_key)).to_json(), as_json)
+    emit(views.product_json(run(data_dir, lambda m: m.product(product_key))), as_json)
 
 
 @product.group("model")
@@ -301,7 +294,8 @@ def product_model_import(product_key: str, model_format: str, model_file: Path, 
                          as_json: bool) -> None:
     """Load a model file as the product's model; a running server uses it within a second."""
     document = read_json_file(model_file)
-    emit(run(data_dir, lambda m: m.import_thing_model(product_key, document, model_format)).to_json(), as_json)
+    imported = run(data_dir, lambda m: m.import_thing_model(product_key, document, model_format))
+    emit(views.product_json(imported), as_json)
 
 
 @product_model.command("export")
@@ -344,7 +338,7 @@ def device_create(product_key: str, device_name: str | None, device_id: str | No
     if device_name is None and device_id is None:
         raise click.UsageError("give --name or --device-id")
     created = run(data_dir, lambda m: m.create_device(product_key, device_name, secret, device_id, parent))
-    emit(created.to_json(with_secret=True), as_json)
+    emit(views.device_json(created, with_secret=True), as_json)
 
 
 @device.command("children")
@@ -353,7 +347,7 @@ def device_create(product_key: str, device_name: str | None, device_id: str | No
 @json_option
 def device_children(product_key: str, device_name: str, data_dir: Path | None, as_json: bool) -> None:
     """List a gateway's sub-devices."""
-    emit([d.to_json() for d in run(data_dir, lambda m: m.children(product_key, device_name))], as_json)
+    emit([views.device_json(d) for d in run(data_dir, lambda m: m.children(product_key, device_name))], as_json)
 
 
 @device.command("list")
@@ -362,7 +356,7 @@ def device_children(product_key: str, device_name: str, data_dir: Path | None, a
 @json_option
 def device_list(product_key: str | None, data_dir: Path | None, as_json: bool) -> None:
     """List devices."""
-    emit([d.to_json() for d in run(data_dir, lambda m: m.devices(product_key))], as_json)
+    emit([views.device_json(d) for d in run(data_dir, lambda m: m.devices(product_key))], as_json)
 
 
 @device.command("show")
@@ -372,7 +366,7 @@ def device_list(product_key: str | None, data_dir: Path | None, as_json: bool) -
 @json_option
 def device_show(product_key: str, device_name: str, with_secret: bool, data_dir: Path | None, as_json: bool) -> None:
     """Show one device."""
-    emit(run(data_dir, lambda m: m.device(product_key, device_name)).to_json(with_secret), as_json)
+    emit(views.device_json(run(data_dir, lambda m: m.device(product_key, device_name)), with_secret), as_json)
 
 
 @device.command("disable")
@@ -381,7 +375,7 @@ def device_show(product_key: str, device_name: str, with_secret: bool, data_dir:
 @json_option
 def device_disable(product_key: str, device_name: str, data_dir: Path | None, as_json: bool) -> None:
     """Disable a device: its tokens stop working at once, and it cannot authenticate."""
-    emit(run(data_dir, lambda m: m.set_enabled(product_key, device_name, False)).to_json(), as_json)
+    emit(views.device_json(run(data_dir, lambda m: m.set_enabled(product_key, device_name, False))), as_json)
 
 
 @device.command("enable")
@@ -390,7 +384,7 @@ def device_disable(product_key: str, device_name: str, data_dir: Path | None, as
 @json_option
 def device_enable(product_key: str, device_name: str, data_dir: Path | None, as_json: bool) -> None:
     """Enable a device again (it must authenticate anew)."""
-    emit(run(data_dir, lambda m: m.set_enabled(product_key, device_name, True)).to_json(), as_json)
+    emit(views.device_json(run(data_dir, lambda m: m.set_enabled(product_key, device_name, True))), as_json)
 
 
 @device.command("delete")
@@ -400,7 +394,7 @@ def device_enable(product_key: str, device_name: str, data_dir: Path | None, as_
 def device_delete(product_key: str, device_name: str, data_dir: Path | None, as_json: bool) -> None:
     """Delete a device; its tokens stop working. Its stored messages stay."""
     deleted = run(data_dir, lambda m: m.delete_device(product_key, device_name))
-    emit({**deleted.to_json(), "deleted": True}, as_json)
+    emit({**views.device_json(deleted), "deleted": True}, as_json)
 
 
 @device.command("reset-secret")
@@ -411,7 +405,8 @@ def device_delete(product_key: str, device_name: str, data_dir: Path | None, as_
 def device_reset_secret(product_key: str, device_name: str, secret: str | None, data_dir: Path | None,
                         as_json: bool) -> None:
     """Give a device a new secret; its tokens stop working. Prints the new deviceSecret."""
-    emit(run(data_dir, lambda m: m.reset_secret(product_key, device_name, secret)).to_json(with_secret=True), as_json)
+    reset = run(data_dir, lambda m: m.reset_secret(product_key, device_name, secret))
+    emit(views.device_json(reset, with_secret=True), as_json)
 
 
 def parse_time(value: str | None) -> int | None:
@@ -425,7 +420,7 @@ def parse_time(value: str | None) -> int | None:
     except ValueError:
         raise click.BadParameter(f"{value!r} is neither milliseconds since the epoch nor an ISO 8601 time") from None
     if at.tzinfo is None:
-        at = at.replace(tzinfo=datetime.timezone.utc)
+        at = at.replace(tzinfo=datetime.UTC)
     return datetime_ms(at)
 
 
@@ -435,7 +430,7 @@ def parse_time(value: str | None) -> int | None:
 @json_option
 def device_status(product_key: str, device_name: str, data_dir: Path | None, as_json: bool) -> None:
     """Online/offline, last seen, and the latest value and time of every property."""
-    status = run(data_dir, lambda m: m.device_status(product_key, device_name)).to_json()
+    status = views.status_json(run(data_dir, lambda m: m.device_status(product_key, device_name)))
     if as_json:
         click.echo(json.dumps(status))
         return
@@ -467,19 +462,17 @@ def device_history(product_key: str, device_name: str, identifier: str, from_: s
 
 # --- subscriptions ---
 
-TEXT_OPTIONS = frozenset({"url", "secret", "password", "username", "exchange", "stream", "subject_prefix",
-                          "topic_prefix", "client_id", "host"})
-
-
-def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``key=value`` pairs; numbers and booleans become those, but never in options that are text
-    (a secret of ``1.50`` stays ``"1.50"``)."""
+def parse_options(sink: str, pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs; numbers and booleans become those, but never in options the sink's options
+    struct types as text (a secret of ``1.50`` stays ``"1.50"``)."""
+    struct = options_type(sink)
+    text = text_options(struct) if struct is not None else frozenset()
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{pair!r}: options are key=value")
-        if key in TEXT_OPTIONS:
+        if key in text:
             options[key] = value
             continue
         try:
@@ -498,7 +491,7 @@ def subscription() -> None:
 @subscription.command("create")
 @click.option("--name", required=True)
 @click.option("--product-key", required=True)
-@click.option("--sink", type=click.Choice(["http", "rabbitmq", "nats", "mqtt", "webhook"]), required=True,
+@click.option("--sink", type=click.Choice(SINK_TYPES), required=True,
               help="http: applications pull from the API (or its SSE stream); the others push.")
 @click.option("--kinds", default="raw,properties,event,status", show_default=True,
               help="Comma-separated: raw, properties, event, status.")
@@ -515,11 +508,11 @@ def subscription_create(name: str, product_key: str, sink: str, kinds: str, topi
                         options: tuple[str, ...], from_start: bool, no_check: bool, data_dir: Path | None,
                         as_json: bool) -> None:
     """Create a subscription; a running server starts forwarding within a second."""
-    parsed = parse_options(options)
+    parsed = parse_options(sink, options)
     kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
     created = run(data_dir, lambda m: m.create_subscription(name, product_key, sink, kind_list, topic_filter, parsed,
                                                            from_start, check=not no_check))
-    emit(created.to_json(backlog=0), as_json)
+    emit(views.subscription_json(created, backlog=0), as_json)
 
 
 @subscription.command("list")
@@ -528,7 +521,7 @@ def subscription_create(name: str, product_key: str, sink: str, kinds: str, topi
 def subscription_list(data_dir: Path | None, as_json: bool) -> None:
     """Subscriptions with their backlog (messages not yet confirmed by the sink) and delivery state:
     running, retrying or failing (with the last error and since when), or disabled."""
-    emit([s.to_json(backlog) for s, backlog in run(data_dir, lambda m: m.subscriptions())], as_json)
+    emit([views.subscription_json(s, backlog) for s, backlog in run(data_dir, lambda m: m.subscriptions())], as_json)
 
 
 @subscription.command("delete")
@@ -544,7 +537,7 @@ def subscription_delete(name: str, data_dir: Path | None) -> None:
 @data_dir_option
 @json_option
 def subscription_enable(name: str, data_dir: Path | None, as_json: bool) -> None:
-    emit(run(data_dir, lambda m: m.set_subscription_enabled(name, True)).to_json(), as_json)
+    emit(views.subscription_json(run(data_dir, lambda m: m.set_subscription_enabled(name, True))), as_json)
 
 
 @subscription.command("disable")
@@ -553,7 +546,7 @@ def subscription_enable(name: str, data_dir: Path | None, as_json: bool) -> None
 @json_option
 def subscription_disable(name: str, data_dir: Path | None, as_json: bool) -> None:
     """Pause forwarding; messages keep waiting for it (and are kept from retention)."""
-    emit(run(data_dir, lambda m: m.set_subscription_enabled(name, False)).to_json(), as_json)
+    emit(views.subscription_json(run(data_dir, lambda m: m.set_subscription_enabled(name, False))), as_json)
 
 
 # --- the fleet simulator ---
@@ -590,7 +583,7 @@ def simulate(endpoint: str, count: int, rate: float, duration: float, dialect: s
         model = simulator.SEED_004_TSL
         model_format = "tsl"
     else:
-        from thingport.service import model_format_of
+        from thingport.manage.thing_models import model_format_of
 
         model_format = model_format_of(model)
     try:
@@ -686,7 +679,7 @@ def apikey() -> None:
 def apikey_create(name: str, role: str, data_dir: Path | None, as_json: bool) -> None:
     """Create a key and print it, this once (only its hash is stored)."""
     record, key = run(data_dir, lambda m: m.create_api_key(name, role), creates=True)
-    emit({"key": key, **record.to_json()}, as_json)
+    emit({"key": key, **views.api_key_json(record)}, as_json)
 
 
 @apikey.command("list")
@@ -694,7 +687,7 @@ def apikey_create(name: str, role: str, data_dir: Path | None, as_json: bool) ->
 @json_option
 def apikey_list(data_dir: Path | None, as_json: bool) -> None:
     """List keys (never the keys themselves)."""
-    emit([k.to_json() for k in run(data_dir, lambda m: m.api_keys())], as_json)
+    emit([views.api_key_json(k) for k in run(data_dir, lambda m: m.api_keys())], as_json)
 
 
 @apikey.command("delete")
@@ -713,7 +706,7 @@ def messages() -> None:
 
 
 def _iso(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(timespec="milliseconds")
 
 
 def _message_line(doc: dict) -> str:
@@ -737,7 +730,7 @@ def messages_tail(limit: int, follow: bool, interval: float, data_dir: Path | No
 
     def show(batch: list) -> None:
         for message in batch:
-            doc = message.summary()
+            doc = views.message_summary(message)
             click.echo(json.dumps(doc) if as_json else _message_line(doc))
 
     async def tail(m: Management) -> None:

@@ -10,9 +10,8 @@ import time
 from collections.abc import Callable, Mapping
 
 from thingport.core import signing
-from thingport.core.errors import AuthFailed, ParamError, TokenInvalid
+from thingport.core.errors import AuthFailed, ParamError, StoreUnavailable, TokenInvalid
 from thingport.core.message_ids import MessageIdGenerator
-from thingport.core.errors import StoreUnavailable
 from thingport.core.model import AuthSession, Device, Product, StoredMessage, ValuesAt
 from thingport.core.ports import MessageLog, RegistryReader
 from thingport.core.throttle import Rate

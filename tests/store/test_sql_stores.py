@@ -7,9 +7,9 @@ import pytest
 
 from thingport.core.errors import Conflict, NotFound, StoreUnavailable
 from thingport.core.model import StoredMessage
+from thingport.manage.service import Management
 from thingport.runtime.bootstrap import build
 from thingport.runtime.stores import open_stores
-from thingport.service import Management
 from thingport.settings import load_settings
 from thingport.store.keys import UnknownKey
 

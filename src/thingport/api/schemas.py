@@ -1,8 +1,12 @@
 """Request and response bodies of the management API; they are also its OpenAPI schema."""
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from thingport.bus.factory import SINK_TYPES
+
+EnvelopeKind = Literal["raw", "properties", "event", "status"]
 
 
 class Model(BaseModel):
@@ -31,7 +35,8 @@ class ProductCreate(Model):
     validation: Literal["per-property", "whole-report"] = "per-property"
     thingModel: dict[str, Any] | None = Field(None, description="Alibaba TSL or IoTDA product model")
     topics: list[TopicCategory] = Field(default_factory=list, max_length=50)
-    requireSignType1: bool | None = Field(None, description="IoTDA auth must be sign_type 1 (time-checked); null: the server's setting")
+    requireSignType1: bool | None = Field(
+        None, description="IoTDA auth must be sign_type 1 (time-checked); null: the server's setting")
 
 
 class ProductUpdate(Model):
@@ -42,7 +47,8 @@ class ProductUpdate(Model):
                                            description="reports per second per device; 0: the server's default")
     deviceReportBurst: float | None = Field(None, ge=0, le=1_000_000,
                                             description="reports a device may send at once; 0: the server's default")
-    requireSignType1: bool | None = Field(None, description="IoTDA auth must be sign_type 1 (time-checked); null leaves it as it is")
+    requireSignType1: bool | None = Field(
+        None, description="IoTDA auth must be sign_type 1 (time-checked); null leaves it as it is")
     followServerSignType1: bool = Field(False, description="true: requireSignType1 goes back to the server's setting")
 
 
@@ -57,7 +63,8 @@ class ProductOut(Model):
     presenceTimeout: float | None = Field(description="seconds of silence before offline; null: the server's")
     deviceReportRate: float | None = Field(None, description="reports per second per device; null: the server's")
     deviceReportBurst: float | None = Field(None, description="burst of the device report bucket; null: the server's")
-    requireSignType1: bool | None = Field(None, description="IoTDA auth must be sign_type 1 (time-checked); null: the server's setting")
+    requireSignType1: bool | None = Field(
+        None, description="IoTDA auth must be sign_type 1 (time-checked); null: the server's setting")
 
 
 class ThingModelOut(Model):
@@ -164,9 +171,8 @@ class ApiKeyCreated(ApiKeyOut):
 class SubscriptionCreate(Model):
     name: str = Field(pattern="^[A-Za-z0-9_-]{1,64}$")
     productKey: str
-    sink: Literal["http", "rabbitmq", "nats", "mqtt", "webhook"]
-    kinds: list[Literal["raw", "properties", "event", "status"]] = Field(
-        default_factory=lambda: ["raw", "properties", "event", "status"], min_length=1, max_length=4)
+    sink: Literal[SINK_TYPES]  # type: ignore[valid-type]  # the names bus/factory.py knows
+    kinds: list[EnvelopeKind] = Field(default_factory=lambda: list(get_args(EnvelopeKind)), min_length=1, max_length=4)
     topicFilter: str | None = Field(None, max_length=512)
     options: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=32)
     fromStart: bool = False

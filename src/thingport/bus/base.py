@@ -12,10 +12,11 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
+from thingport.bus.options import option_names
 from thingport.urls import redact
 
 DEFAULT_TIMEOUT = 10.0
@@ -64,18 +65,25 @@ class Sink(ABC):
 
     #: the sink's type name in subscriptions: rabbitmq, nats, mqtt, webhook, http
     kind: str = ""
+    #: the dataclass declaring its options, secret ones marked (bus/options.py)
+    options_type: ClassVar[type]
 
     def __init__(self, options: Mapping[str, Any]) -> None:
+        """Keeps ``options``; one the options struct does not declare is refused."""
         self.options = dict(options)
+        known = option_names(self.options_type)
+        for name in self.options:
+            if name not in known:
+                raise option_error(self.kind, name, f"is unknown (known options: {', '.join(known)})")
 
-    async def open(self) -> None:
+    async def open(self) -> None:  # noqa: B027 - a hook: a sink without a connection has nothing to open
         """Connect. Raising SinkError here is fine: the forwarder retries with backoff."""
 
     @abstractmethod
     async def publish(self, batch: Sequence[Delivery]) -> None:
         """Deliver the batch, in order; return only when the destination confirmed all of it."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - a hook, as open
         """Release connections; never raises."""
 
     async def check(self) -> None:

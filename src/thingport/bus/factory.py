@@ -1,5 +1,7 @@
-"""Sink types by name. Broker clients are imported only when a subscription uses them."""
+"""Sink types by name: the one list of them (the CLI's choices, the API's schema and subscription checks
+read it). Broker clients are imported only when a subscription uses them."""
 
+import functools
 import importlib
 from collections.abc import Mapping
 from typing import Any
@@ -17,8 +19,9 @@ PUSH_MODULES = {
 SINK_TYPES = (PULL, *PUSH_MODULES)
 
 
-def create_sink(kind: str, options: Mapping[str, Any]) -> Sink:
-    """The push sink ``kind`` with ``options``; SinkConfigError when either is unusable."""
+@functools.cache
+def sink_class(kind: str) -> type[Sink]:
+    """The push sink class ``kind``; SinkConfigError when there is none or its client is not installed."""
     module_name = PUSH_MODULES.get(kind)
     if module_name is None:
         raise SinkConfigError(f"sink must be one of {', '.join(PUSH_MODULES)} (or {PULL}, which is pulled)")
@@ -28,5 +31,19 @@ def create_sink(kind: str, options: Mapping[str, Any]) -> Sink:
         raise SinkConfigError(str(exc)) from None
     for value in vars(module).values():
         if isinstance(value, type) and issubclass(value, Sink) and value.kind == kind:
-            return value(options)
+            return value
     raise SinkConfigError(f"no {kind} sink in {module_name}")  # pragma: no cover - a packaging error
+
+
+def create_sink(kind: str, options: Mapping[str, Any]) -> Sink:
+    """The push sink ``kind`` with ``options``; SinkConfigError when either is unusable."""
+    return sink_class(kind)(options)
+
+
+def options_type(kind: str) -> type | None:
+    """The dataclass declaring the options of sink ``kind``; None for the pull sink (it takes none) and for
+    a sink whose client library is not installed here."""
+    try:
+        return sink_class(kind).options_type if kind in PUSH_MODULES else None
+    except SinkConfigError:
+        return None

@@ -42,6 +42,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from thingport.extras import missing_extra
@@ -53,6 +54,7 @@ except ImportError as exc:  # an optional backend
     raise missing_extra("mqtt", exc) from None
 
 from thingport.bus.base import (
+    DEFAULT_TIMEOUT,
     ConnectedSink,
     Delivery,
     SinkConfigError,
@@ -61,6 +63,7 @@ from thingport.bus.base import (
     text_option,
     timeout_option,
 )
+from thingport.bus.options import secret
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,6 @@ DEFAULT_PORT = 1883
 DEFAULT_TOPIC_PREFIX = "thingport"
 DEFAULT_MAX_IN_FLIGHT = 1000
 KEEPALIVE = 30  # seconds between PINGREQs on an idle connection
-_OPTIONS = ("host", "port", "username", "password", "topic_prefix", "client_id", "max_in_flight", "timeout")
 _CLOSE_GRACE = 1.0
 
 
@@ -269,14 +271,24 @@ class _Connection:
         self.abort()
 
 
+@dataclass(frozen=True)
+class MqttOptions:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    username: str | None = None
+    password: str | None = secret(None)
+    topic_prefix: str = DEFAULT_TOPIC_PREFIX
+    client_id: str | None = None  # default: thingport-<12 random hex digits>, once per sink
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    timeout: float = DEFAULT_TIMEOUT
+
+
 class MqttSink(ConnectedSink):
     kind = "mqtt"
+    options_type = MqttOptions
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
-        for name in self.options:
-            if name not in _OPTIONS:
-                raise _fail(name, f"is unknown (known options: {', '.join(_OPTIONS)})")
         host = self.options.get("host", DEFAULT_HOST)
         if not isinstance(host, str) or not host or any(c.isspace() for c in host) or "/" in host:
             raise _fail("host", f"must be a host name or address, got {host!r}")

@@ -37,6 +37,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,6 +55,7 @@ except ImportError as exc:  # an optional backend
     raise missing_extra("nats", exc) from None
 
 from thingport.bus.base import (
+    DEFAULT_TIMEOUT,
     ConnectedSink,
     Delivery,
     SinkConfigError,
@@ -62,6 +64,7 @@ from thingport.bus.base import (
     text_option,
     timeout_option,
 )
+from thingport.bus.options import secret
 from thingport.urls import redact
 
 log = logging.getLogger(__name__)
@@ -70,7 +73,6 @@ DEFAULT_URL = "nats://127.0.0.1:4222"
 DEFAULT_STREAM = "THINGPORT"
 DEFAULT_SUBJECT_PREFIX = "thingport"
 DEFAULT_MAX_IN_FLIGHT = 1000
-_OPTIONS = ("url", "stream", "subject_prefix", "max_in_flight", "timeout")
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
 _SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_\-]+$")
 _CLOSE_GRACE = 1.0
@@ -111,14 +113,21 @@ def _fail(option: str, message: str) -> SinkConfigError:
     return option_error("nats", option, message)
 
 
+@dataclass(frozen=True)
+class NatsOptions:
+    url: str = secret(DEFAULT_URL)  # may carry credentials
+    stream: str = DEFAULT_STREAM
+    subject_prefix: str = DEFAULT_SUBJECT_PREFIX
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    timeout: float = DEFAULT_TIMEOUT
+
+
 class NatsSink(ConnectedSink):
     kind = "nats"
+    options_type = NatsOptions
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
-        for name in self.options:
-            if name not in _OPTIONS:
-                raise _fail(name, f"is unknown (known options: {', '.join(_OPTIONS)})")
         url = self.options.get("url", DEFAULT_URL)
         if not isinstance(url, str) or not url.strip():
             raise _fail("url", f"must be a non-empty string, got {url!r}")

@@ -34,11 +34,13 @@ import asyncio
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from thingport.bus.amqp import AmqpPublisher, Endpoint, properties_around_id
 from thingport.bus.base import (
+    DEFAULT_TIMEOUT,
     ConnectedSink,
     Delivery,
     SinkConfigError,
@@ -47,13 +49,13 @@ from thingport.bus.base import (
     text_option,
     timeout_option,
 )
+from thingport.bus.options import secret
 from thingport.urls import redact
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_EXCHANGE = "thingport"
-_OPTIONS = ("url", "exchange", "mandatory", "timeout")
 _EXCHANGE_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,255}$")
 _CLOSE_GRACE = 1.0  # seconds a dropped connection gets to close politely
 
@@ -62,18 +64,20 @@ def _fail(option: str, message: str) -> SinkConfigError:
     return option_error("rabbitmq", option, message)
 
 
-def _check_known(options: Mapping[str, Any]) -> None:
-    for name in options:
-        if name not in _OPTIONS:
-            raise _fail(name, f"is unknown (known options: {', '.join(_OPTIONS)})")
+@dataclass(frozen=True)
+class RabbitMQOptions:
+    url: str = secret(DEFAULT_URL)  # holds the password
+    exchange: str = DEFAULT_EXCHANGE
+    mandatory: bool = False
+    timeout: float = DEFAULT_TIMEOUT
 
 
 class RabbitMQSink(ConnectedSink):
     kind = "rabbitmq"
+    options_type = RabbitMQOptions
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
-        _check_known(self.options)
         url = self.options.get("url", DEFAULT_URL)
         if not isinstance(url, str):
             raise _fail("url", f"must be a string, got {url!r}")

@@ -34,11 +34,13 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from thingport.bus.base import (
+    DEFAULT_TIMEOUT,
     Delivery,
     Sink,
     SinkConfigError,
@@ -47,10 +49,10 @@ from thingport.bus.base import (
     text_option,
     timeout_option,
 )
+from thingport.bus.options import secret
 
 log = logging.getLogger(__name__)
 
-_OPTIONS = ("url", "secret", "timeout")
 _MAX_REPLY = 64 * 1024  # reply body bytes read (kept for error messages); the rest is not read
 _CLOSE_GRACE = 1.0
 
@@ -70,14 +72,19 @@ def envelope_batch(batch: Sequence[Delivery]) -> bytes:
     return b'{"messages":[' + b",".join(d.body for d in batch) + b"]}"
 
 
+@dataclass(frozen=True)
+class WebhookOptions:
+    url: str = secret()  # may carry credentials or a token in its query
+    secret: str = secret()
+    timeout: float = DEFAULT_TIMEOUT
+
+
 class WebhookSink(Sink):
     kind = "webhook"
+    options_type = WebhookOptions
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
-        for name in self.options:
-            if name not in _OPTIONS:
-                raise _fail(name, f"is unknown (known options: {', '.join(_OPTIONS)})")
         if "url" not in self.options:
             raise _fail("url", "is required")
         url = self.options["url"]

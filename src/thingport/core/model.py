@@ -3,8 +3,6 @@
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import msgspec
-
 VALIDATION_MODES = ("per-property", "whole-report")
 
 
@@ -21,21 +19,6 @@ class Product:
     device_report_rate: float | None = None  # reports per second per device (None: the server's)
     device_report_burst: float | None = None
     require_sign_type_1: bool | None = None  # IoTDA auth must be time-checked (sign_type 1); None: the server's
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "productKey": self.product_key,
-            "name": self.name,
-            "nodeType": self.node_type,
-            "createdAt": self.created_ms,
-            "modelVersion": self.model_version,
-            "validation": self.validation,
-            "topics": [{"topic": topic, "operation": operation} for topic, operation in self.topics],
-            "presenceTimeout": self.presence_timeout_s,
-            "deviceReportRate": self.device_report_rate,
-            "deviceReportBurst": self.device_report_burst,
-            "requireSignType1": self.require_sign_type_1,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,20 +38,6 @@ class Device:
     gateway: tuple[str, str] | None = None  # the parent's (productKey, deviceName)
     token_ms: int | None = None  # when the newest IoTDA token was issued
     superseded_tokens: tuple[tuple[int, int], ...] = ()  # (issued, superseded) of older ones in their 30 s grace
-
-    def to_json(self, with_secret: bool = False) -> dict[str, Any]:
-        doc = {
-            "productKey": self.product_key,
-            "deviceName": self.device_name,
-            "deviceId": self.device_id,
-            "status": "enabled" if self.enabled else "disabled",
-            "createdAt": self.created_ms,
-            "lastAuthAt": self.last_auth_ms,
-            "gateway": None if self.gateway is None else {"productKey": self.gateway[0], "deviceName": self.gateway[1]},
-        }
-        if with_secret:
-            doc["deviceSecret"] = self.secret
-        return doc
 
 
 class ValuesAt(NamedTuple):
@@ -108,22 +77,6 @@ class StoredMessage:
     seq: int = 0  # position in the log, in commit order (0 until committed)
     properties: tuple[ValuesAt, ...] = ()
 
-    def summary(self) -> dict[str, Any]:
-        doc = {
-            "messageId": self.message_id,
-            "seq": self.seq,
-            "productKey": self.product_key,
-            "deviceName": self.device_name,
-            "dialect": self.dialect,
-            "topic": self.topic,
-            "kind": self.kind,
-            "size": len(self.payload),
-            "receivedAt": self.received_ms,
-        }
-        if self.reply is not None:
-            doc["reply"] = msgspec.json.decode(self.reply)
-        return doc
-
 
 @dataclass(frozen=True, slots=True)
 class AuthSession:
@@ -149,17 +102,6 @@ class DeviceStatus:
     last_seen_ms: int | None
     latest: dict[str, tuple[Any, int]]  # identifier -> (value, time_ms)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "productKey": self.device.product_key,
-            "deviceName": self.device.device_name,
-            "enabled": self.device.enabled,
-            "state": "online" if self.online else "offline",
-            "online": self.online,
-            "lastSeenAt": self.last_seen_ms,
-            "properties": {name: {"value": value, "time": at} for name, (value, at) in sorted(self.latest.items())},
-        }
-
 
 API_ROLES = ("admin", "consumer", "read")
 
@@ -173,11 +115,6 @@ class ApiKey:
     role: str
     prefix: str
     created_ms: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "name": self.name, "role": self.role, "prefix": self.prefix, "createdAt": self.created_ms,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,22 +135,3 @@ class Subscription:
     state: str = "running"  # push subscriptions: running, retrying (the sink failed), failing (it keeps failing)
     state_since_ms: int | None = None  # when it entered that state (None: it has been so since created)
     last_error: str | None = None  # why it is retrying or failing, credentials removed
-
-    def to_json(self, backlog: int | None = None) -> dict[str, Any]:
-        hidden = {"secret", "password", "url"}
-        return {
-            "name": self.name,
-            "productKey": self.product_key,
-            "kinds": list(self.kinds),
-            "topicFilter": self.topic_filter,
-            "sink": self.sink,
-            "options": {k: ("***" if k in hidden else v) for k, v in self.options.items()},
-            "cursor": self.cursor,
-            "delivered": self.delivered,
-            "enabled": self.enabled,
-            "state": self.state if self.enabled else "disabled",
-            "stateSince": self.state_since_ms if self.state_since_ms is not None else self.created_ms,
-            "lastError": self.last_error,
-            "createdAt": self.created_ms,
-            "backlog": backlog,
-        }

@@ -39,8 +39,30 @@ class RegistryReader(Protocol):
         ...
 
 
-class Registry(RegistryReader, Protocol):
-    """Products and devices, for the management side. Every change is also a change-feed entry."""
+class SubscriptionStates(Protocol):
+    """The subscriptions, as the forwarder needs them: which to feed, and where to show how delivery goes."""
+
+    async def list_subscriptions(self) -> list[Subscription]: ...
+
+    async def set_subscription_state(self, subscription_id: int, state: str, since_ms: int, error: str | None) -> None:
+        """A push subscription's delivery state (running, retrying, failing), since when, and why."""
+        ...
+
+
+class StatusReader(Protocol):
+    """Running status and history: tables the log writes (with each message, in its transaction), read
+    for the management side."""
+
+    async def device_status(self, device_id: int) -> tuple[int | None, dict[str, tuple[Any, int]]]: ...
+
+    async def history(
+        self, device_id: int, identifier: str, from_ms: int | None, to_ms: int | None, limit: int
+    ) -> list[tuple[int, Any, int]]: ...
+
+
+class RegistryAdmin(RegistryReader, SubscriptionStates, Protocol):
+    """Products, devices, thing models, subscriptions and API keys, for the management side. Every change
+    to a product or device is also a change-feed entry."""
 
     async def create_product(self, product: Product) -> None: ...
 
@@ -81,13 +103,7 @@ class Registry(RegistryReader, Protocol):
 
     async def get_subscription(self, name: str) -> Subscription | None: ...
 
-    async def list_subscriptions(self) -> list[Subscription]: ...
-
     async def set_subscription_enabled(self, name: str, enabled: bool) -> None: ...
-
-    async def set_subscription_state(self, subscription_id: int, state: str, since_ms: int, error: str | None) -> None:
-        """A push subscription's delivery state (running, retrying, failing), since when, and why."""
-        ...
 
     async def delete_subscription(self, name: str) -> None: ...
 
@@ -103,11 +119,10 @@ class Registry(RegistryReader, Protocol):
 
     async def set_product_validation(self, product_key: str, validation: str) -> None: ...
 
-    async def device_status(self, device_id: int) -> tuple[int | None, dict[str, tuple[Any, int]]]: ...
 
-    async def history(
-        self, device_id: int, identifier: str, from_ms: int | None, to_ms: int | None, limit: int
-    ) -> list[tuple[int, Any, int]]: ...
+class Registry(RegistryAdmin, StatusReader, Protocol):
+    """Everything the registry adapter provides (one SQL database holds it all): what the management use
+    cases take, as they administer and show running status alike."""
 
 
 class MessageLog(Protocol):

@@ -10,8 +10,8 @@ from time import perf_counter
 import msgspec
 
 from thingport.core import errors, identity, jsondoc, signing
-from thingport.dialects.alink_reports import VALIDATED_KINDS, judge
 from thingport.core.tokens import DIALECT_ALIYUN
+from thingport.dialects.alink_reports import VALIDATED_KINDS, judge
 from thingport.dialects.http import (
     ClientDisconnected,
     Receive,

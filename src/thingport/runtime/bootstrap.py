@@ -13,18 +13,18 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from thingport.bus.forwarder import CommitSignal, Forwarder
 from thingport.core.tokens import TokenCodec
 from thingport.dialects.aliyun import AliyunDialect
 from thingport.dialects.huawei import HuaweiDialect
-from thingport.forwarder import CommitSignal, Forwarder
 from thingport.gateway import Gateway
+from thingport.manage.service import Management
 from thingport.metrics import DeviceMetrics
 from thingport.runtime.coordination import LeasedService, LogWatcher, WorkerNumber
 from thingport.runtime.device_app import DeviceApp
 from thingport.runtime.key_watch import KeyWatch
 from thingport.runtime.readiness import Readiness
 from thingport.runtime.stores import LogFactory, Stores, open_stores
-from thingport.service import Management
 from thingport.settings import Settings
 from thingport.state.registry_cache import RegistryCache
 from thingport.state.shared import SharedState, open_shared_state

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from thingport.core.message_ids import MessageIdGenerator
-from thingport.tasks import cancel_and_wait
 from thingport.store.leases import Lease, claim_worker_id
+from thingport.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from thingport.tasks import cancel_and_wait
 from thingport.store.keys import KeyRing
+from thingport.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -65,11 +65,6 @@ def _write_ring(path: Path, keys: list[bytes]) -> None:
     os.replace(tmp, path)
 
 
-def load_master_key(data_dir: Path) -> bytes:
-    """The current (newest) master key, creating the key file on first use."""
-    return KeyRing(data_dir).masters[0]
-
-
 class KeyRing:
     """The master keys of a deployment, newest first, and what is derived from them."""
 
@@ -83,10 +78,6 @@ class KeyRing:
         if not self.masters:
             self._load(create=create)
         self._derive()
-
-    @classmethod
-    def from_master(cls, master: bytes) -> "KeyRing":
-        return cls(masters=[master])
 
     @property
     def from_env(self) -> bool:

@@ -1,13 +1,16 @@
 """Management operations on products, devices and the message log: the one implementation of each
-rule, shared by the CLI and (later) the REST API."""
+rule, shared by the CLI and the REST API."""
 
 import asyncio
+import enum
 import hashlib
 import re
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from thingport.bus.reader import SubscriptionReader
 from thingport.core import identity
 from thingport.core.errors import Conflict, NotFound, ParamError, SinkUnreachable
 from thingport.core.model import (
@@ -20,12 +23,24 @@ from thingport.core.model import (
     StoredMessage,
     Subscription,
 )
+from thingport.core.ports import MessageLog, Registry
+from thingport.core.thingmodel import ThingModel
 from thingport.core.topics import MAX_CATEGORIES, check_category, compile_topic_filter
+from thingport.manage.thing_models import compile_model
 
 if TYPE_CHECKING:
-    from thingport.forwarder import CommitSignal
-from thingport.core.ports import MessageLog, Registry
-from thingport.core.thingmodel import ThingModel, ThingModelError, require_sections
+    from thingport.bus.forwarder import CommitSignal
+
+T = TypeVar("T")
+
+
+class Keep(enum.Enum):
+    """A setting left as it is (where None has a meaning of its own: the server's default)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 
 DEFAULT_PRESENCE_TIMEOUT_S = 300
 HISTORY_MAX_LIMIT = 10_000
@@ -45,7 +60,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _checked(check, value: str) -> str:  # type: ignore[no-untyped-def]
+def _checked(check: Callable[[str], T], value: str) -> T:
     try:
         return check(value)
     except ValueError as exc:
@@ -71,14 +86,15 @@ class Management:
         validation: str = "per-property",
         model_format: str = "auto",
         topics: list[tuple[str, str]] | None = None,
+        require_sign_type_1: bool | None = None,
     ) -> Product:
         """A product; its model, validation mode and topic categories are all checked before anything is
-        created, so a bad one creates nothing."""
+        created, so a bad one creates nothing. ``require_sign_type_1`` None: the server's setting."""
         _checked(identity.check_product_name, name)
         if node_type not in NODE_TYPES:
             raise ParamError(f"node type must be one of {', '.join(NODE_TYPES)}")
         _check_validation(validation)
-        compiled = _compile(model, model_format) if model is not None else None
+        compiled = compile_model(model, model_format) if model is not None else None
         categories = _check_categories(topics or [])
         key = _checked(identity.check_product_key, product_key) if product_key else identity.generate_product_key()
         await self._registry.create_product(Product(key, name, node_type, _now_ms()))
@@ -88,12 +104,14 @@ class Management:
             await self._registry.set_thing_model(key, compiled.version, compiled.to_document(), _now_ms())
         if categories:
             await self._registry.set_product_topics(key, categories)
+        if require_sign_type_1 is not None:
+            await self._registry.set_product_sign_type_1(key, require_sign_type_1)
         return await self.product(key)
 
     async def import_thing_model(self, product_key: str, document: dict, model_format: str = "auto") -> Product:
         """Make ``document`` the product's model; running servers use it within a second."""
         await self.product(product_key)
-        model = _compile(document, model_format)
+        model = compile_model(document, model_format)
         await self._registry.set_thing_model(product_key, model.version, model.to_document(), _now_ms())
         return await self.product(product_key)
 
@@ -118,6 +136,23 @@ class Management:
         if (await self.product(product_key)).model_version is None:
             return {"format": "schemaless", "model": {}}
         return (await self._current_model(product_key)).to_document()
+
+    async def update_product(
+        self, product_key: str, *, validation: str | None = None, presence_timeout_s: float | None = None,
+        report_rate: float | None = None, report_burst: float | None = None,
+        require_sign_type_1: "bool | None | Keep" = KEEP,
+    ) -> Product:
+        """Change the settings given and leave the rest (``product set`` and the API's PATCH). A presence
+        timeout, rate or burst of 0 goes back to the server's default, as does ``require_sign_type_1=None``."""
+        if validation is not None:
+            await self.set_validation(product_key, validation)
+        if presence_timeout_s is not None:
+            await self.set_presence_timeout(product_key, presence_timeout_s or None)
+        if report_rate is not None or report_burst is not None:
+            await self.set_device_report_rate(product_key, report_rate, report_burst)
+        if not isinstance(require_sign_type_1, Keep):
+            await self.set_sign_type_1(product_key, require_sign_type_1)
+        return await self.product(product_key)
 
     async def set_validation(self, product_key: str, validation: str) -> Product:
         _check_validation(validation)
@@ -274,33 +309,23 @@ class Management:
         A ``consumer`` pull (a key that may acknowledge) records how far it handed messages out, durably,
         before they go: an acknowledgement can never pass that. A read key's pull is a peek and records nothing."""
         from thingport.bus.factory import PULL
-        from thingport.forwarder import SubscriptionFilter
 
         if not 1 <= max_messages <= PAGE_MAX_LIMIT:
             raise ParamError(f"max must be 1-{PAGE_MAX_LIMIT}")
         subscription = await self.subscription(name)
         if subscription.sink != PULL:
             raise ParamError(f"subscription {name} pushes to {subscription.sink}; only http subscriptions are pulled")
-        wanted = SubscriptionFilter(subscription)
+        reader = SubscriptionReader(self._log, subscription)
         deadline = time.monotonic() + min(max(wait_s, 0.0), 30.0)
         cursor = subscription.cursor
         while True:
-            found: list[StoredMessage] = []
-            while len(found) < max_messages:
-                chunk = await self._log.read_after(cursor, 500)
-                if not chunk:
-                    break
-                for message in chunk:
-                    cursor = message.seq
-                    if wanted(message):
-                        found.append(message)
-                        if len(found) == max_messages:
-                            break
+            read = await reader.collect(cursor, max_messages)
+            cursor = read.cursor
             remaining = deadline - time.monotonic()
-            if found or remaining <= 0 or self._commits is None:
+            if read.messages or remaining <= 0 or self._commits is None:
                 if consumer and cursor > subscription.delivered:
                     await self._log.save_delivered(subscription.id, cursor)
-                return found, cursor
+                return read.messages, cursor
             await self._commits.wait(remaining)
 
     async def ack(self, name: str, cursor: int) -> Subscription:
@@ -325,30 +350,30 @@ class Management:
         await self._log.save_cursor(subscription.id, cursor)
         return await self.subscription(name)
 
-    async def stream(self, name: str, after_seq: int | None, consumer: bool = False):  # type: ignore[no-untyped-def]
+    async def stream(
+        self, name: str, after_seq: int | None, consumer: bool = False,
+    ) -> AsyncIterator[StoredMessage | None]:
         """Envelope-ready messages of a subscription after ``after_seq`` (default: its cursor), forever:
         what its Server-Sent Events stream sends. Does not move the cursor; a ``consumer`` stream records
         (durably, before they go) how far it handed messages out, as a consumer pull does."""
         from thingport.bus.factory import PULL
-        from thingport.forwarder import SubscriptionFilter
 
         subscription = await self.subscription(name)
-        wanted = SubscriptionFilter(subscription)
+        reader = SubscriptionReader(self._log, subscription)
         cursor = subscription.cursor if after_seq is None else after_seq
         delivered = subscription.delivered
         # only a stream that starts within what was delivered extends it: one resumed further on (a made-up
         # Last-Event-ID) skipped messages nobody was handed, and an ack may never cover those
         recording = consumer and subscription.sink == PULL and cursor <= delivered
         while True:
-            chunk = await self._log.read_after(cursor, 500)
-            if recording and chunk and chunk[-1].seq > delivered:
-                delivered = chunk[-1].seq
+            read = await reader.read(cursor)
+            if recording and read.scanned and read.cursor > delivered:
+                delivered = read.cursor
                 await self._log.save_delivered(subscription.id, delivered)
-            for message in chunk:
-                cursor = message.seq
-                if wanted(message):
-                    yield message
-            if not chunk:
+            for message in read.messages:
+                yield message
+            cursor = read.cursor
+            if not read.scanned:
                 yield None  # idle: lets the caller send a heartbeat
                 if self._commits is not None:
                     await self._commits.wait(15.0)
@@ -478,30 +503,3 @@ def _check_categories(categories: list[tuple[str, str]]) -> tuple[tuple[str, str
 def _check_validation(validation: str) -> None:
     if validation not in VALIDATION_MODES:
         raise ParamError(f"validation must be one of {', '.join(VALIDATION_MODES)}")
-
-
-MODEL_FORMATS = ("auto", "tsl", "huawei")
-
-
-def model_format_of(document: dict) -> str:
-    """``huawei`` for an IoTDA product model (services with service_id), else ``tsl``."""
-    services = document.get("services")
-    if "properties" not in document and isinstance(services, list) and services and all(
-        isinstance(s, dict) and "service_id" in s for s in services
-    ):
-        return "huawei"
-    return "tsl"
-
-
-def _compile(document: Any, model_format: str) -> ThingModel:
-    if not isinstance(document, dict):
-        raise ParamError("a thing model is a JSON object")
-    if model_format not in MODEL_FORMATS:
-        raise ParamError(f"model format must be one of {', '.join(MODEL_FORMATS)}")
-    if model_format == "auto":
-        model_format = model_format_of(document)
-    try:
-        require_sections(document, model_format)
-        return ThingModel.from_tsl(document) if model_format == "tsl" else ThingModel.from_huawei(document)
-    except ThingModelError as exc:
-        raise ParamError(f"invalid thing model: {exc}") from None

@@ -12,10 +12,11 @@ from prometheus_client import CollectorRegistry
 
 from tests.bus.services import RABBITMQ, require_service
 from tests.bus.tcp_proxy import TcpProxy
+from thingport.bus.forwarder import BATCH, CommitSignal, Forwarder
+from thingport.bus.reader import SubscriptionFilter
 from thingport.core.model import StoredMessage, Subscription
-from thingport.forwarder import BATCH, CommitSignal, Forwarder, SubscriptionFilter
+from thingport.manage.service import Management
 from thingport.runtime.bootstrap import build
-from thingport.service import Management
 from thingport.settings import load_settings
 
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672/"

@@ -15,11 +15,11 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from thingport.bus.base import Sink, SinkError, shown_error
-from thingport.bus.envelope import delivery, envelope_kind
+from thingport.bus.envelope import delivery
 from thingport.bus.factory import PULL, create_sink
-from thingport.core.model import StoredMessage, Subscription
-from thingport.core.ports import MessageLog, Registry
-from thingport.core.topics import compile_topic_filter
+from thingport.bus.reader import Read, SubscriptionReader
+from thingport.core.model import Subscription
+from thingport.core.ports import MessageLog, SubscriptionStates
 
 log = logging.getLogger(__name__)
 
@@ -27,22 +27,6 @@ BATCH = 2000  # the most log messages one batch reads (and one publish carries)
 FAILING_AFTER = 3  # failed attempts in a row after which a subscription is "failing", not "retrying"
 LINGER_S = 0.01  # a caught-up forwarder starts at most one batch per this many seconds
 RETENTION_EVERY_S = 60.0
-
-
-class SubscriptionFilter:
-    """Which log messages a subscription wants (compiled once)."""
-
-    def __init__(self, subscription: Subscription) -> None:
-        self._product_key = subscription.product_key
-        self._kinds = frozenset(subscription.kinds)
-        self._topic = compile_topic_filter(subscription.topic_filter) if subscription.topic_filter else None
-
-    def __call__(self, message: StoredMessage) -> bool:
-        return (
-            message.product_key == self._product_key
-            and envelope_kind(message) in self._kinds
-            and (self._topic is None or bool(self._topic(message.topic)))
-        )
 
 
 class CommitSignal:
@@ -67,7 +51,7 @@ class DeliveryState:
     the console show it whichever process asks. A sink that refuses every publish (RabbitMQ's
     ACCESS_REFUSED) would otherwise look like a healthy one with a growing backlog."""
 
-    def __init__(self, registry: Registry, subscription: Subscription) -> None:
+    def __init__(self, registry: SubscriptionStates, subscription: Subscription) -> None:
         self._registry = registry
         self._subscription = subscription
         self.failures = 0  # in a row
@@ -111,7 +95,7 @@ class Forwarder:
     def __init__(
         self,
         log: MessageLog,
-        registry: Registry,
+        registry: SubscriptionStates,
         metrics_registry: CollectorRegistry,
         signal: CommitSignal,
         retention_days: float | None = None,
@@ -141,10 +125,6 @@ class Forwarder:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         self._supervisor = None
-
-    async def backlogs(self) -> dict[str, int]:
-        last = await self._log.last_seq()
-        return {s.name: max(0, last - s.cursor) for s in await self._registry.list_subscriptions()}
 
     async def _supervise(self) -> None:
         """Keep one task per enabled push subscription; restart one whose options changed."""
@@ -184,7 +164,7 @@ class Forwarder:
         while the sink waits for the confirms of the last. The cursor write commits while the next batch is
         published (at most one in flight; a cursor only ever moves forward).
         """
-        wanted = SubscriptionFilter(subscription)
+        reader = SubscriptionReader(self._log, subscription, BATCH)
         cursor = subscription.cursor
         name = subscription.name
         sink: Sink | None = None
@@ -193,25 +173,25 @@ class Forwarder:
         loop = asyncio.get_running_loop()
         started = -LINGER_S  # when the last batch started
         full = False  # the last read filled a whole batch: more is waiting, no lingering
-        ahead: asyncio.Future[list[StoredMessage]] | None = None  # the read after a full batch in the sink
+        ahead: asyncio.Future[Read] | None = None  # the read after a full batch in the sink
         saving: asyncio.Future[None] | None = None  # the last cursor write
         try:
             while True:
                 if ahead is not None:
-                    messages, ahead = await ahead, None
+                    read, ahead = await ahead, None
                 else:
                     if not full and (pause := started + LINGER_S - loop.time()) > 0:
                         await asyncio.sleep(pause)
-                    messages = await self._log.read_after(cursor, BATCH)
-                if not messages:
+                    read = await reader.read(cursor)
+                if not read.scanned:
                     full = False
                     await self._signal.wait(1.0)
                     continue
-                started, full = loop.time(), len(messages) == BATCH
-                batch = [delivery(m) for m in messages if wanted(m)]
+                started, full = loop.time(), read.scanned == BATCH
+                batch = [delivery(m) for m in read.messages]
                 if batch:
                     if full:
-                        ahead = asyncio.ensure_future(self._log.read_after(messages[-1].seq, BATCH))
+                        ahead = asyncio.ensure_future(reader.read(read.cursor))
                     try:
                         if sink is None:
                             sink = create_sink(subscription.sink, subscription.options)
@@ -221,7 +201,8 @@ class Forwarder:
                         _discard(ahead)
                         ahead = None
                         self.metrics.failures.labels(name).inc()
-                        log.warning("subscription %s: sink did not confirm (%s); retrying in %.1f s", name, exc, backoff)
+                        log.warning("subscription %s: sink did not confirm (%s); retrying in %.1f s",
+                                    name, exc, backoff)
                         await state.failed(exc)
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, 30.0)
@@ -229,7 +210,7 @@ class Forwarder:
                     self.metrics.delivered.labels(name).inc(len(batch))
                     await state.confirmed()
                 backoff = 0.5
-                cursor = messages[-1].seq
+                cursor = read.cursor
                 if saving is not None:
                     await saving
                 saving = asyncio.ensure_future(self._log.save_cursor(subscription.id, cursor))
