@@ -1004,7 +1004,8 @@ def before_twins(rows: list[Row], src: Path, patterns: str | None) -> list[Row]:
     twins = []
     for row in rows:
         target = TARGETS[row.target]
-        if not isinstance(target, ServeTarget) or (wanted is not None and not any(p in (row.name, row.key) for p in wanted)):
+        chosen = wanted is None or any(p in (row.name, row.key) for p in wanted)
+        if not isinstance(target, ServeTarget) or not chosen:
             continue
         twin_name = row.target + BEFORE
         if twin_name not in TARGETS:

@@ -1,6 +1,7 @@
 """The package's layering, read from its source: ``core/`` imports nothing of thingport outside ``core/``,
-nothing but the entry points imports ``runtime/`` (the layer that assembles the process), and no two modules import each other, directly or round a longer loop (imports inside functions count: a
-lazy import still ties the two modules together)."""
+nothing but the entry points imports ``runtime/`` (the layer that assembles the process), and no two modules
+import each other, directly or round a longer loop (imports inside functions count: a lazy import still ties
+the two modules together)."""
 
 import ast
 from pathlib import Path

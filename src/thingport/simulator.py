@@ -109,7 +109,9 @@ def _huawei_generator(prop: dict) -> Callable[[], Any]:
 def huawei_values(model: dict) -> Callable[[], dict[str, dict[str, Any]]]:
     """Random in-range values for every property of an IoTDA product model, by service."""
     services = {
-        service["service_id"]: {prop["property_name"]: _huawei_generator(prop) for prop in service.get("properties", [])}
+        service["service_id"]: {
+            prop["property_name"]: _huawei_generator(prop) for prop in service.get("properties", [])
+        }
         for service in model.get("services", [])
     }
     return lambda: {sid: {n: make() for n, make in props.items()} for sid, props in services.items() if props}
@@ -168,7 +170,8 @@ class Registrar:
         try:
             m = app.management()
             if product_key is None:
-                product_key = (await m.create_product("simulator", None, "device", model, model_format=model_format)).product_key
+                created = await m.create_product("simulator", None, "device", model, model_format=model_format)
+                product_key = created.product_key
             devices = []
             for i in range(count):
                 name = f"{prefix}{i:05d}"

@@ -45,8 +45,9 @@ def assert_never_stored(data_dir: Path, body: bytes) -> None:
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("cap") / "data",
-                         {**HOSTILE_ENV, "THINGPORT_MAX_HEADER_BYTES": str(CAP)}).start()
+    proc = ServerProcess(
+        tmp_path_factory.mktemp("cap") / "data", {**HOSTILE_ENV, "THINGPORT_MAX_HEADER_BYTES": str(CAP)}
+    ).start()
     try:
         yield proc
     finally:
@@ -65,9 +66,11 @@ def small_device(small: ServerProcess, tmp_path_factory: pytest.TempPathFactory)
 
 def report(device: dict, token: str, head_bytes: int, body: bytes = b"stored?", close: bool = False) -> bytes:
     """A valid report whose head (up to and including its blank line) is exactly ``head_bytes`` long."""
-    head = (f"POST /topic/{device['productKey']}/{device['deviceName']}/user/update HTTP/1.1\r\nHost: x\r\n"
-            f"password: {token}\r\nContent-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n"
-            + ("Connection: close\r\n" if close else ""))
+    head = (
+        f"POST /topic/{device['productKey']}/{device['deviceName']}/user/update HTTP/1.1\r\nHost: x\r\n"
+        f"password: {token}\r\nContent-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n"
+        + ("Connection: close\r\n" if close else "")
+    )
     pad_line = "X-Pad: \r\n"
     missing = head_bytes - len(head) - len(pad_line) - 2
     assert missing >= 0
@@ -84,7 +87,7 @@ def byte_by_byte(port: int, data: bytes) -> bytes:
     try:
         try:
             for i in range(len(data)):
-                sock.sendall(data[i:i + 1])
+                sock.sendall(data[i : i + 1])
         except OSError:
             pass  # closed on us mid-head: the answer is what it sent before
         deadline = time.monotonic() + TIMEOUT
@@ -107,8 +110,9 @@ def status_and_code(data: bytes) -> tuple[int, int | None]:
 
 
 @pytest.mark.parametrize("over", [1, 2, 100, CAP])
-def test_a_head_over_the_cap_in_one_write_with_its_body_is_refused(small: ServerProcess, small_device: tuple[dict, str],
-                                                                   over: int) -> None:
+def test_a_head_over_the_cap_in_one_write_with_its_body_is_refused(
+    small: ServerProcess, small_device: tuple[dict, str], over: int
+) -> None:
     device, token = small_device
     body = payload()
     outcome = raw_exchange(small.port, report(device, token, CAP + over, body), timeout=TIMEOUT)
@@ -128,11 +132,15 @@ def test_a_head_of_exactly_the_cap_is_served(small: ServerProcess, small_device:
     device, token = small_device
     body = payload()
     data = report(device, token, CAP, body)
-    replied = raw_exchange(small.port, data, timeout=TIMEOUT).data if send == "one-write" else byte_by_byte(small.port, data)
+    replied = (
+        raw_exchange(small.port, data, timeout=TIMEOUT).data if send == "one-write" else byte_by_byte(small.port, data)
+    )
     assert status_and_code(replied) == (200, 0) and stored(small.data_dir, body) == 1
 
 
-def test_blank_lines_before_a_request_count_toward_its_head(small: ServerProcess, small_device: tuple[dict, str]) -> None:
+def test_blank_lines_before_a_request_count_toward_its_head(
+    small: ServerProcess, small_device: tuple[dict, str]
+) -> None:
     """llhttp skips them; they are still bytes the server had to read for this head."""
     device, token = small_device
     body = payload()
@@ -142,19 +150,26 @@ def test_blank_lines_before_a_request_count_toward_its_head(small: ServerProcess
     assert status_and_code(raw_exchange(small.port, b"\r\n" * 4 + report(device, token, CAP - 8)).data) == (200, 0)
 
 
-def test_a_pipelined_head_over_the_cap_is_refused_after_a_good_request(small: ServerProcess,
-                                                                      small_device: tuple[dict, str]) -> None:
+def test_a_pipelined_head_over_the_cap_is_refused_after_a_good_request(
+    small: ServerProcess, small_device: tuple[dict, str]
+) -> None:
     """The second request's head starts mid-read, after the first one's body: counted from there."""
     device, token = small_device
     second = payload()
-    outcome = raw_exchange(small.port, report(device, token, 300, payload()) + report(device, token, CAP + 1, second),
-                           timeout=TIMEOUT)
-    assert outcome.closed and all(status != 200 or json.loads(body)["code"] == 0 for status, body in responses(outcome.data))
+    outcome = raw_exchange(
+        small.port, report(device, token, 300, payload()) + report(device, token, CAP + 1, second), timeout=TIMEOUT
+    )
+    assert outcome.closed and all(
+        status != 200 or json.loads(body)["code"] == 0 for status, body in responses(outcome.data)
+    )
     assert_never_stored(small.data_dir, second)
     # and a pipelined head of exactly the cap is served after it
     second = payload()
-    outcome = raw_exchange(small.port, report(device, token, 300, payload()) + report(device, token, CAP, second, close=True),
-                           timeout=TIMEOUT)
+    outcome = raw_exchange(
+        small.port,
+        report(device, token, 300, payload()) + report(device, token, CAP, second, close=True),
+        timeout=TIMEOUT,
+    )
     assert outcome.closed  # (after the second reply: both read whatever the time between them)
     assert stored(small.data_dir, second) == 1
     assert [status_and_code(b"HTTP/1." + r) for r in outcome.data.split(b"HTTP/1.")[1:]] == [(200, 0), (200, 0)]
@@ -188,7 +203,8 @@ def in_two_reads(port: int, first: bytes, second: bytes) -> bytes:
 
 @pytest.mark.parametrize("second_head", [CAP, CAP + 1])
 def test_a_pipelined_head_after_a_body_spread_over_reads_is_counted_exactly(
-        small: ServerProcess, small_device: tuple[dict, str], second_head: int) -> None:
+    small: ServerProcess, small_device: tuple[dict, str], second_head: int
+) -> None:
     """The first body ends in a later read than its head; the next head starts in that read, after it."""
     device, token = small_device
     body = payload()
@@ -202,22 +218,26 @@ def test_a_pipelined_head_after_a_body_spread_over_reads_is_counted_exactly(
         assert_never_stored(small.data_dir, body)
 
 
-def test_a_pipelined_head_after_a_chunked_body_is_held_to_the_cap(small: ServerProcess,
-                                                                  small_device: tuple[dict, str]) -> None:
+def test_a_pipelined_head_after_a_chunked_body_is_held_to_the_cap(
+    small: ServerProcess, small_device: tuple[dict, str]
+) -> None:
     """Where a chunked body ends only the parser knows: a head after one in the same read is counted from the
     start of the read (more than it is, never less), so an over-cap head never gets through."""
     device, token = small_device
-    chunked = (f"POST /topic/{device['productKey']}/{device['deviceName']}/user/update HTTP/1.1\r\nHost: x\r\n"
-               f"password: {token}\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-               "5\r\nfirst\r\n0\r\n\r\n").encode()
+    chunked = (
+        f"POST /topic/{device['productKey']}/{device['deviceName']}/user/update HTTP/1.1\r\nHost: x\r\n"
+        f"password: {token}\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nfirst\r\n0\r\n\r\n"
+    ).encode()
     second = payload()
     outcome = raw_exchange(small.port, chunked + report(device, token, CAP + 1, second), timeout=TIMEOUT)
     assert outcome.closed
     assert_never_stored(small.data_dir, second)
 
 
-def test_the_default_64_kb_cap_holds_for_a_head_sent_in_one_write(server: ServerProcess, bed: dict,
-                                                                  client: DeviceClient) -> None:
+def test_the_default_64_kb_cap_holds_for_a_head_sent_in_one_write(
+    server: ServerProcess, bed: dict, client: DeviceClient
+) -> None:
     """The report that got through before: a 66 KB head and its body in one write, answered 200, stored."""
     a = bed["a"]
     token = client.token(a["productKey"], a["deviceName"], a["deviceSecret"])

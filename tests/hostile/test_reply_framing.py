@@ -49,7 +49,7 @@ def naive_read(sock: socket.socket) -> NaiveReply:
         assert piece, f"closed before the end of the head: {data!r}"
         data += piece
     end = data.index(b"\r\n\r\n")
-    head, data = data[:end], data[end + 4:]
+    head, data = data[:end], data[end + 4 :]
     lines = head.split(b"\r\n")
     status = STATUS_LINE.fullmatch(lines[0])
     assert status, f"status line {lines[0]!r}"
@@ -60,7 +60,7 @@ def naive_read(sock: socket.socket) -> NaiveReply:
         assert value == value.strip(), line
     at = head.find(b"\r\nContent-Length: ")
     assert at >= 0, f"no 'Content-Length: ' in {head!r}"
-    length = int(head[at + 18:].split(b"\r\n", 1)[0])
+    length = int(head[at + 18 :].split(b"\r\n", 1)[0])
     while len(data) < length:
         piece = sock.recv(4096)
         assert piece, "closed before Content-Length bytes of body"
@@ -90,8 +90,14 @@ def naive_exchange(port: int, request: bytes) -> NaiveReply:
         sock.close()
 
 
-def http(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
-         version: str = "HTTP/1.1", length: int | None = None) -> bytes:
+def http(
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    version: str = "HTTP/1.1",
+    length: int | None = None,
+) -> bytes:
     """A request as a device writes it (keep-alive unless it says otherwise)."""
     lines = [f"{method} {path} {version}", "Host: iot.example"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
@@ -100,7 +106,9 @@ def http(method: str, path: str, body: bytes = b"", headers: dict[str, str] | No
 
 
 def json_post(path: str, doc: Any, headers: dict[str, str] | None = None, version: str = "HTTP/1.1") -> bytes:
-    return http("POST", path, json.dumps(doc).encode(), {"Content-Type": "application/json", **(headers or {})}, version)
+    return http(
+        "POST", path, json.dumps(doc).encode(), {"Content-Type": "application/json", **(headers or {})}, version
+    )
 
 
 def assert_aliyun(reply: NaiveReply, code: int) -> dict:
@@ -123,15 +131,20 @@ def tokens(server: ServerProcess, bed: dict) -> dict[str, str]:
     aliyun = naive_exchange(server.port, json_post("/auth", aliyun_auth_doc(a)))
     huawei = naive_exchange(server.port, json_post("/v5/device-auth", hw_auth_doc(h)))
     gateway = naive_exchange(server.port, json_post("/v5/device-auth", hw_auth_doc(gw)))
-    return {"a": assert_aliyun(aliyun, 0)["info"]["token"], "h": huawei.json["access_token"],
-            "gw": gateway.json["access_token"]}
+    return {
+        "a": assert_aliyun(aliyun, 0)["info"]["token"],
+        "h": huawei.json["access_token"],
+        "gw": gateway.json["access_token"],
+    }
 
 
 def expired(server: ServerProcess, token: str) -> str:
     """An authentic token past its validity: re-issued with the server's key and an expiry in the past."""
     codec = TokenCodec(KeyRing(server.data_dir).token_key)
     claims = codec.verify(token, time.time())
-    return codec.issue(TokenClaims(claims.dialect, claims.device_id, claims.epoch, claims.issued_ms, int(time.time()) - 1))
+    return codec.issue(
+        TokenClaims(claims.dialect, claims.device_id, claims.epoch, claims.issued_ms, int(time.time()) - 1)
+    )
 
 
 def aliyun_cases(server: ServerProcess, bed: dict, tokens: dict[str, str]) -> dict[str, tuple[bytes, int]]:
@@ -149,7 +162,10 @@ def aliyun_cases(server: ServerProcess, bed: dict, tokens: dict[str, str]) -> di
         "auth-connection-close": (json_post("/auth", aliyun_auth_doc(a), {"Connection": "close"}), 0),
         "raw-report-success": (http("POST", raw, b"\x00\x01 payload", octets), 0),
         "raw-report-http10": (http("POST", raw, b"hello", octets, version="HTTP/1.0"), 0),
-        "alink-property-post-success": (http("POST", f"/topic/sys/{pk}/{dn}/thing/event/property/post", alink, octets), 0),
+        "alink-property-post-success": (
+            http("POST", f"/topic/sys/{pk}/{dn}/thing/event/property/post", alink, octets),
+            0,
+        ),
         "10001-bad-json": (http("POST", "/auth", b"{not json", {"Content-Type": "application/json"}), 10001),
         "10001-not-post": (http("GET", "/auth"), 10001),
         "10001-query-on-topic": (http("POST", raw + "?a=1", b"x", octets), 10001),
@@ -159,8 +175,10 @@ def aliyun_cases(server: ServerProcess, bed: dict, tokens: dict[str, str]) -> di
         "20001-token-expired": (http("POST", raw, b"x", {**octets, "password": expired(server, token)}), 20001),
         "20002-token-null": (http("POST", raw, b"x", {"Content-Type": "application/octet-stream"}), 20002),
         "20003-token-forged": (http("POST", raw, b"x", {**octets, "password": token[:-4] + "AAAA"}), 20003),
-        "30001-topic-not-allowed": (http("POST", f"/topic/{c['productKey']}/{c['deviceName']}/user/update", b"x", octets),
-                                    30001),
+        "30001-topic-not-allowed": (
+            http("POST", f"/topic/{c['productKey']}/{c['deviceName']}/user/update", b"x", octets),
+            30001,
+        ),
     }
 
 
@@ -179,30 +197,76 @@ def iotda_cases(server: ServerProcess, bed: dict, tokens: dict[str, str]) -> dic
         "auth-success": (json_post("/v5/device-auth", hw_auth_doc(h)), 200, ""),
         "messages-up-success": (http("POST", f"{sys}/messages/up", b'{"content":"hi"}', with_token), 200, ""),
         "properties-report-success": (http("POST", f"{sys}/properties/report", report, with_token), 200, ""),
-        "messages-up-http10": (http("POST", f"{sys}/messages/up", b'{"content":"hi"}', with_token, "HTTP/1.0"), 200, ""),
+        "messages-up-http10": (
+            http("POST", f"{sys}/messages/up", b'{"content":"hi"}', with_token, "HTTP/1.0"),
+            200,
+            "",
+        ),
         "000006-bad-json": (http("POST", f"{sys}/properties/report", b"{not json", with_token), 400, "IOTDA.000006"),
-        "000002-bad-password": (json_post("/v5/device-auth", {**hw_auth_doc(h), "password": "0" * 64}), 401, "IOTDA.000002"),
-        "000004-no-token": (http("POST", f"{sys}/messages/up", b"{}", {"Content-Type": "application/json"}), 403, "IOTDA.000004"),
-        "000004-token-expired": (http("POST", f"{sys}/messages/up", b"{}", {**with_token, "access_token": expired(server, token)}),
-                                 403, "IOTDA.000004"),
-        "021105-body-too-large": (http("POST", f"{sys}/messages/up", b"", with_token, length=1024 * 1024 + 1), 403, "IOTDA.021105"),
+        "000002-bad-password": (
+            json_post("/v5/device-auth", {**hw_auth_doc(h), "password": "0" * 64}),
+            401,
+            "IOTDA.000002",
+        ),
+        "000004-no-token": (
+            http("POST", f"{sys}/messages/up", b"{}", {"Content-Type": "application/json"}),
+            403,
+            "IOTDA.000004",
+        ),
+        "000004-token-expired": (
+            http("POST", f"{sys}/messages/up", b"{}", {**with_token, "access_token": expired(server, token)}),
+            403,
+            "IOTDA.000004",
+        ),
+        "021105-body-too-large": (
+            http("POST", f"{sys}/messages/up", b"", with_token, length=1024 * 1024 + 1),
+            403,
+            "IOTDA.021105",
+        ),
         "021104-not-a-child": (http("POST", sub, ghost, gw_token), 400, "IOTDA.021104"),
         "021103-too-many-children": (http("POST", sub, many, gw_token), 403, "IOTDA.021103"),
         "000006-no-such-api": (http("POST", f"{sys}/nothing/here", b"{}", with_token), 404, "IOTDA.000006"),
     }
 
 
-ALIYUN_NAMES = ["auth-success", "auth-http10", "auth-connection-close", "raw-report-success", "raw-report-http10",
-                "alink-property-post-success", "10001-bad-json", "10001-not-post", "10001-query-on-topic",
-                "10001-wrong-content-type", "10001-body-too-large", "20000-bad-sign", "20001-token-expired",
-                "20002-token-null", "20003-token-forged", "30001-topic-not-allowed"]
-IOTDA_NAMES = ["auth-success", "messages-up-success", "properties-report-success", "messages-up-http10",
-               "000006-bad-json", "000002-bad-password", "000004-no-token", "000004-token-expired",
-               "021105-body-too-large", "021104-not-a-child", "021103-too-many-children", "000006-no-such-api"]
+ALIYUN_NAMES = [
+    "auth-success",
+    "auth-http10",
+    "auth-connection-close",
+    "raw-report-success",
+    "raw-report-http10",
+    "alink-property-post-success",
+    "10001-bad-json",
+    "10001-not-post",
+    "10001-query-on-topic",
+    "10001-wrong-content-type",
+    "10001-body-too-large",
+    "20000-bad-sign",
+    "20001-token-expired",
+    "20002-token-null",
+    "20003-token-forged",
+    "30001-topic-not-allowed",
+]
+IOTDA_NAMES = [
+    "auth-success",
+    "messages-up-success",
+    "properties-report-success",
+    "messages-up-http10",
+    "000006-bad-json",
+    "000002-bad-password",
+    "000004-no-token",
+    "000004-token-expired",
+    "021105-body-too-large",
+    "021104-not-a-child",
+    "021103-too-many-children",
+    "000006-no-such-api",
+]
 
 
 @pytest.mark.parametrize("name", ALIYUN_NAMES)
-def test_alibaba_replies_read_the_naive_way(server: ServerProcess, bed: dict, tokens: dict[str, str], name: str) -> None:
+def test_alibaba_replies_read_the_naive_way(
+    server: ServerProcess, bed: dict, tokens: dict[str, str], name: str
+) -> None:
     request, code = aliyun_cases(server, bed, tokens)[name]
     reply = naive_exchange(server.port, request)
     assert_aliyun(reply, code)
@@ -223,8 +287,9 @@ def test_iotda_replies_read_the_naive_way(server: ServerProcess, bed: dict, toke
         assert b"\r\nConnection: close" in reply.head and reply.closed
 
 
-def test_keep_alive_replies_follow_one_another_on_one_connection(server: ServerProcess, bed: dict,
-                                                                 tokens: dict[str, str]) -> None:
+def test_keep_alive_replies_follow_one_another_on_one_connection(
+    server: ServerProcess, bed: dict, tokens: dict[str, str]
+) -> None:
     """A device that keeps its connection reads each reply by its length, the next one right after it."""
     a = bed["a"]
     octets = {"Content-Type": "application/octet-stream", "password": tokens["a"]}
@@ -238,13 +303,17 @@ def test_keep_alive_replies_follow_one_another_on_one_connection(server: ServerP
         sock.close()
 
 
-@pytest.mark.parametrize(("request_bytes", "status"), [
-    (http("POST", "/no/such/endpoint", b"{}", {"Content-Type": "application/json"}), 404),
-    (http("POST", "/no/such/endpoint", b"{}", {"Content-Type": "application/json"}, "HTTP/1.0"), 404),
-    (b"POST /auth HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (64 * 1024) + b"\r\nContent-Length: 0\r\n\r\n", 431),
-    (b"POST /auth HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    (b"\x16\x03\x01 not http\r\n\r\n", 400),
-], ids=["404", "404-http10", "431", "400-parser-smuggling", "400-parser-garbage"])
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (http("POST", "/no/such/endpoint", b"{}", {"Content-Type": "application/json"}), 404),
+        (http("POST", "/no/such/endpoint", b"{}", {"Content-Type": "application/json"}, "HTTP/1.0"), 404),
+        (b"POST /auth HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (64 * 1024) + b"\r\nContent-Length: 0\r\n\r\n", 431),
+        (b"POST /auth HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        (b"\x16\x03\x01 not http\r\n\r\n", 400),
+    ],
+    ids=["404", "404-http10", "431", "400-parser-smuggling", "400-parser-garbage"],
+)
 def test_http_layer_replies_read_the_naive_way(server: ServerProcess, request_bytes: bytes, status: int) -> None:
     reply = naive_exchange(server.port, request_bytes)
     assert reply.status == status, reply
@@ -258,6 +327,7 @@ def test_http_layer_replies_read_the_naive_way(server: ServerProcess, request_by
 
 # --- replies only a server set up for them gives --------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def throttled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, dict, dict]]:
     """Two reports per device, three for the instance: the rate-limit replies of both dialects."""
@@ -265,8 +335,12 @@ def throttled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server
     product = cli(data_dir, "product", "create", "--name", "p")
     a = cli(data_dir, "device", "create", "--product-key", product["productKey"], "--name", "dev-a")
     b = cli(data_dir, "device", "create", "--product-key", product["productKey"], "--name", "dev-b")
-    env = {"THINGPORT_DEVICE_REPORT_RATE": "0.01", "THINGPORT_DEVICE_REPORT_BURST": "2",
-           "THINGPORT_INSTANCE_REPORT_RATE": "0.01", "THINGPORT_INSTANCE_REPORT_BURST": "3"}
+    env = {
+        "THINGPORT_DEVICE_REPORT_RATE": "0.01",
+        "THINGPORT_DEVICE_REPORT_BURST": "2",
+        "THINGPORT_INSTANCE_REPORT_RATE": "0.01",
+        "THINGPORT_INSTANCE_REPORT_BURST": "3",
+    }
     srv = ServerProcess(data_dir, env).start()
     try:
         yield srv, a, b
@@ -280,7 +354,9 @@ def test_rate_limit_replies_read_the_naive_way(throttled: tuple[ServerProcess, d
     tb = naive_exchange(srv.port, json_post("/v5/device-auth", hw_auth_doc(b))).json["access_token"]
     topic = f"/topic/{a['productKey']}/{a['deviceName']}/user/update"
     octets = {"Content-Type": "application/octet-stream", "password": ta}
-    assert [assert_aliyun(naive_exchange(srv.port, http("POST", topic, b"x", octets)), 0)["code"] for _ in range(2)] == [0, 0]
+    assert [
+        assert_aliyun(naive_exchange(srv.port, http("POST", topic, b"x", octets)), 0)["code"] for _ in range(2)
+    ] == [0, 0]
     assert_aliyun(naive_exchange(srv.port, http("POST", topic, b"x", octets)), 40000)  # the device's budget
     up = f"/v5/devices/{b['deviceId']}/sys/messages/up"
     hw = {"Content-Type": "application/json", "access_token": tb}
@@ -294,11 +370,17 @@ def test_device_throttle_reply_of_iotda_reads_the_naive_way(tmp_path: Path) -> N
     data_dir = tmp_path / "data"
     product = cli(data_dir, "product", "create", "--name", "p")
     d = cli(data_dir, "device", "create", "--product-key", product["productKey"], "--name", "dev-d")
-    srv = ServerProcess(data_dir, {"THINGPORT_DEVICE_REPORT_RATE": "0.01", "THINGPORT_DEVICE_REPORT_BURST": "1"}).start()
+    srv = ServerProcess(
+        data_dir, {"THINGPORT_DEVICE_REPORT_RATE": "0.01", "THINGPORT_DEVICE_REPORT_BURST": "1"}
+    ).start()
     try:
         token = naive_exchange(srv.port, json_post("/v5/device-auth", hw_auth_doc(d))).json["access_token"]
-        up = http("POST", f"/v5/devices/{d['deviceId']}/sys/messages/up", b"{}",
-                  {"Content-Type": "application/json", "access_token": token})
+        up = http(
+            "POST",
+            f"/v5/devices/{d['deviceId']}/sys/messages/up",
+            b"{}",
+            {"Content-Type": "application/json", "access_token": token},
+        )
         assert naive_exchange(srv.port, up).status == 200
         assert_iotda(naive_exchange(srv.port, up), 403, "IOTDA.021101")
     finally:
@@ -339,7 +421,7 @@ def test_uvicorns_own_500_is_framed_too(tmp_path: Path) -> None:
     async def broken(scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             raise RuntimeError("broken on purpose")
-        while (message := await receive())["type"] != "lifespan.shutdown":
+        while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
 

@@ -62,8 +62,8 @@ def _canonical_head_memo(head: bytes) -> bytes:
 
 def _plain_reply(status: bytes, text: bytes) -> bytes:
     """The whole of a short text reply that ends the connection, in the framing devices read."""
-    return (b"HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-            % (status, len(text), text))
+    return (b"HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (status, len(text), text))
 
 
 _TOO_LARGE = _plain_reply(b"431 Request Header Fields Too Large", b"request header fields too large")
