@@ -8,11 +8,11 @@ from collections.abc import Callable
 from thingport.coordination import LeasedService, LogWatcher, WorkerNumber
 from thingport.core.errors import StoreUnavailable
 from thingport.core.tokens import TokenCodec
-from thingport.dialects.aliyun import AliyunDialect
-from thingport.dialects.huawei import HuaweiDialect
+from thingport.dialects.dialect import DialectTable
 from thingport.dialects.http import Receive, Scope, Send, send_json
+from thingport.dialects.table import DIALECTS
 from thingport.forwarder import CommitSignal, Forwarder
-from thingport.gateway import Gateway
+from thingport.ingest.use_case import DeviceIngest
 from thingport.service import Management
 from thingport.settings import Settings
 from thingport.state.registry_cache import RegistryCache
@@ -27,15 +27,14 @@ _NOT_FOUND = b'{"code":10001,"message":"param error: no such endpoint"}'
 
 
 class DeviceApp:
-    """Raw ASGI. Dialects are chosen by path prefix, the cheapest dispatch there is."""
+    """Raw ASGI. Dialects are chosen by path (dialects/table.py), the cheapest dispatch there is."""
 
     def __init__(self, settings: Settings, stores: Stores | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self._stores = stores
         self._clock = clock
-        self.gateway: Gateway | None = None
-        self._aliyun: AliyunDialect | None = None
-        self._huawei: HuaweiDialect | None = None
+        self.gateway: DeviceIngest | None = None
+        self._dialects: DialectTable | None = None
         self._forwarding: LeasedService | None = None
         self._worker: WorkerNumber | None = None
         self._log_watch: LogWatcher | None = None
@@ -47,11 +46,9 @@ class DeviceApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            path = scope["path"]
-            if path.startswith("/topic/") or path == "/auth":
-                await self._aliyun(scope, receive, send)  # type: ignore[misc]
-            elif path.startswith("/v5/"):
-                await self._huawei(scope, receive, send)  # type: ignore[misc]
+            dialect = self._dialects.find(scope["path"])  # type: ignore[union-attr]
+            if dialect is not None:
+                await dialect(scope, receive, send)
             else:
                 await send_json(send, _NOT_FOUND, status=404)
         elif kind == "lifespan":
@@ -70,11 +67,10 @@ class DeviceApp:
         stores.log.start(asyncio.get_running_loop())
         self._cache = RegistryCache(stores.registry)
         await self._cache.start(await stores.registry.change_cursor(), self.settings.registry_poll_s)
-        self.gateway = Gateway(
+        self.gateway = DeviceIngest(
             self.settings, stores.registry, stores.log, self._cache, TokenCodec(lambda: stores.keys.token_keys), self._clock
         )
-        self._aliyun = AliyunDialect(self.gateway)
-        self._huawei = HuaweiDialect(self.gateway)
+        self._dialects = DialectTable(self.gateway, DIALECTS)
         self._signal = CommitSignal()
         stores.log.on_commit(self._signal.notify)
         gateway = self.gateway
