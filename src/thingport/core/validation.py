@@ -8,17 +8,16 @@ is kept is this module's.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from thingport.core.model import ValuesAt, values_by_time
 
 Refusal = TypeVar("Refusal")
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict(Generic[Refusal]):
-    """The values of one report to store, and what was refused (in the form its dialect reports it)."""
+class Verdict(NamedTuple, Generic[Refusal]):
+    """The values of one report to store, and what was refused (in the form its dialect reports it). A
+    tuple: one is built per validated report."""
 
     values: tuple[ValuesAt, ...]
     refused: Sequence[Refusal]

@@ -5,7 +5,7 @@ with the platform's text for the code and says what was wrong.
 """
 
 import logging
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
@@ -173,16 +173,15 @@ class AlinkReports:
             raise errors.TopicDenied("topic must be ASCII") from None
         return product.classify(device.device_name, topic_name)
 
-    def decode(self, topic: Topic, payload: bytes) -> Iterator[Part]:
+    def decode(self, topic: Topic, payload: bytes) -> tuple[Part]:
         if topic.kind not in alink.VALIDATED_KINDS:
-            yield Part(topic.name, topic.kind.value, payload)
-            return
+            return (Part(topic.name, topic.kind.value, payload),)
         document: alink.AlinkRequest | alink.AlinkError
         try:
             document = alink.parse_report(topic, payload)
         except alink.AlinkError as err:  # stored with the Alink reply that says why: the device is answered 0
             document = err
-        yield Part(topic.name, topic.kind.value, payload, True, document)
+        return (Part(topic.name, topic.kind.value, payload, True, document),)
 
     def judge(self, part: Part, model: ThingModel, received_ms: int) -> tuple[dict[int, dict[str, Any]], Sequence[Any]]:
         if isinstance(part.document, alink.AlinkError):

@@ -7,10 +7,10 @@ kinds; only the ``dialect`` field tells them apart.
 
 import datetime
 import logging
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -146,8 +146,7 @@ class HuaweiCredential:
         return settings.huawei_token_ttl_s
 
 
-@dataclass(frozen=True, slots=True)
-class _Address:
+class _Address(NamedTuple):
     device_id: str  # the path's
     api: str  # _REPORT, _MESSAGE_UP or _GATEWAY_REPORT
     path: str
@@ -165,16 +164,17 @@ class IotdaReports:
             raise errors.TokenInvalid("the access token belongs to another device")
         return address
 
-    def decode(self, address: _Address, payload: bytes) -> Iterator[Part]:
+    def decode(self, address: _Address, payload: bytes) -> Iterable[Part]:
         topic = address.path
         if address.api == _MESSAGE_UP:  # any body, stored and forwarded unchanged
-            yield Part(topic, "custom", payload)
-            return
+            return (Part(topic, "custom", payload),)
         doc = _json_object(payload)
         if address.api == _REPORT:
             iotda.cap_properties(iotda.property_count(doc.get("services")))
-            yield Part(topic, "property_post", payload, True, doc)
-            return
+            return (Part(topic, "property_post", payload, True, doc),)
+        return self._sub_device_parts(topic, doc)
+
+    def _sub_device_parts(self, topic: str, doc: dict[str, Any]) -> Iterator[Part]:
         children = doc.get("devices")
         if not isinstance(children, list) or not children:
             raise errors.ParamError("devices must be a non-empty list")

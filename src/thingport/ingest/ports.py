@@ -119,7 +119,8 @@ class ReportRules(Protocol[Address, Route]):
         ...
 
     def decode(self, route: Route, payload: bytes) -> Iterable[Part]:
-        """The messages the body carries, in order (lazily: a malformed part is refused when reached)."""
+        """The messages the body carries, in order (a generator may refuse a malformed part only when the
+        use case reaches it, after the parts before it were looked up and judged)."""
         ...
 
     def judge(self, part: Part, model: ThingModel, received_ms: int) -> tuple[dict[int, dict[str, Any]], Sequence[Any]]:
@@ -150,6 +151,6 @@ class Ingest(Protocol):
 
     async def report(
         self, token: str, rules: ReportRules[Address, Route], address: Address, read_body: BodyReader
-    ) -> tuple[Stored, ...]:
+    ) -> list[Stored]:
         """Token -> ACL -> throttle -> body (read only then) -> validate -> store (once, every part together)."""
         ...

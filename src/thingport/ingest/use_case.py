@@ -142,7 +142,7 @@ class DeviceIngest:
 
     async def report(
         self, token: str, rules: ReportRules[Address, Route], address: Address, read_body: BodyReader
-    ) -> tuple[Stored, ...]:
+    ) -> list[Stored]:
         """Run one report: the stored messages (every part, in one transaction) with their verdicts."""
         device = await self.device_for_token(token, rules.tokens)
         runtime = await self.product(device)
@@ -151,7 +151,7 @@ class DeviceIngest:
         payload = await read_body()
         received_ms = self.now_ms()
         pairs: list[tuple[Device, StoredMessage]] = []
-        verdicts: list[Verdict[Any] | None] = []
+        stored: list[Stored] = []
         for part in rules.decode(route, payload):
             target, target_runtime = device, runtime
             if part.device_id is not None:
@@ -165,13 +165,13 @@ class DeviceIngest:
                 judged = verdict(groups, refused, target_runtime.whole_report)
                 reply = rules.reply(part, judged)
                 values = judged.values
-            pairs.append((target, self.message(
+            message = self.message(
                 target, rules.dialect, part.topic, part.kind, part.payload, received_ms, reply, values
-            )))
-            verdicts.append(judged)
-        stored = tuple(pairs)
-        await self.store_many(stored)
-        return tuple((message, judged) for (_, message), judged in zip(stored, verdicts, strict=True))
+            )
+            pairs.append((target, message))
+            stored.append((message, judged))
+        await self.store_many(tuple(pairs))
+        return stored
 
     async def _sub_device(self, gateway: Device, device_id: str) -> Device:
         """A gateway's enabled sub-device, by its IoTDA ``device_id``; NotAChild otherwise."""
