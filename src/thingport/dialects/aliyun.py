@@ -29,8 +29,7 @@ from thingport.dialects.http import (
     read_capped,
     send_json,
 )
-from thingport.ingest.ports import DeviceLookup, Ingest, KnownDevices, Part, TokenScheme
-from thingport.ingest.use_case import auth_bucket
+from thingport.ingest.ports import DeviceLookup, Ingest, KnownDevices, Part, TokenScheme, auth_bucket
 from thingport.settings import Settings
 
 log = logging.getLogger(__name__)

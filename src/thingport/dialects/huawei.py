@@ -21,8 +21,7 @@ from thingport.core.thingmodel import ThingModel
 from thingport.core.tokens import DIALECT_HUAWEI
 from thingport.core.validation import Verdict
 from thingport.dialects.http import ClientDisconnected, Receive, Scope, Send, headers_of, read_capped, send_json
-from thingport.ingest.ports import DeviceLookup, Ingest, KnownDevices, Part, TokenScheme
-from thingport.ingest.use_case import auth_bucket
+from thingport.ingest.ports import DeviceLookup, Ingest, KnownDevices, Part, TokenScheme, auth_bucket
 from thingport.settings import Settings
 
 log = logging.getLogger(__name__)

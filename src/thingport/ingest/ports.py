@@ -21,6 +21,11 @@ Route = TypeVar("Route")
 BodyReader = Callable[[], Awaitable[bytes]]
 
 
+def auth_bucket(product_key: str, device_name: str) -> str:
+    """A device's one authentication bucket, whichever dialect names it (two would double its allowance)."""
+    return f"{product_key}/{device_name}"
+
+
 @dataclass(frozen=True, slots=True)
 class TokenScheme:
     """One dialect's tokens: the number stamped in them (unique per dialect, ``core/tokens.py``) and whether a

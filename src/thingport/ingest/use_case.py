@@ -18,7 +18,17 @@ from thingport.core.product_runtime import ProductRuntime
 from thingport.core.throttle import Rate
 from thingport.core.tokens import TokenClaims, TokenCodec, supersede, superseded_token_alive
 from thingport.core.validation import Verdict, verdict
-from thingport.ingest.ports import Address, BodyReader, Credential, ReportRules, Route, Session, Stored, TokenScheme
+from thingport.ingest.ports import (
+    Address,
+    BodyReader,
+    Credential,
+    ReportRules,
+    Route,
+    Session,
+    Stored,
+    TokenScheme,
+    auth_bucket,
+)
 from thingport.metrics import DeviceMetrics
 from thingport.settings import Settings
 from thingport.state.presence import DIALECT as PRESENCE_DIALECT
@@ -27,11 +37,6 @@ from thingport.state.registry_cache import RegistryCache
 from thingport.state.shared import SharedState, open_shared_state
 
 _TOKEN_MEMO_MAX = 100_000
-
-
-def auth_bucket(product_key: str, device_name: str) -> str:
-    """A device's one authentication bucket, whichever dialect names it (two would double its allowance)."""
-    return f"{product_key}/{device_name}"
 
 
 class DeviceIngest:
