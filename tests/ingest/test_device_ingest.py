@@ -24,7 +24,7 @@ from thingport.core.errors import (
 from thingport.core.model import Device, Product
 from thingport.core.tokens import TokenCodec
 from thingport.dialects.aliyun import AlinkReports, AliyunCredential
-from thingport.dialects.huawei import HuaweiCredential, IotdaReports, _Address
+from thingport.dialects.huawei import HuaweiCredential, IotdaAddress, IotdaReports
 from thingport.ingest.ports import Stored
 from thingport.ingest.use_case import DeviceIngest
 from thingport.settings import load_settings
@@ -83,7 +83,7 @@ class World:
 
     async def iotda(self, token: str, doc: dict[str, Any], api: str = "properties/report",
                     device_id: str = "pk01_dev-a") -> tuple[Stored, ...]:
-        address = _Address(device_id, api, f"/v5/devices/{device_id}/sys/{api}")
+        address = IotdaAddress(device_id, api, f"/v5/devices/{device_id}/sys/{api}")
         return await self.ingest.report(token, IOTDA, address, self.body(json.dumps(doc).encode()))
 
 

@@ -145,7 +145,9 @@ class HuaweiCredential:
         return settings.huawei_token_ttl_s
 
 
-class _Address(NamedTuple):
+class IotdaAddress(NamedTuple):
+    """Where an IoTDA report goes, from its path."""
+
     device_id: str  # the path's
     api: str  # _REPORT, _MESSAGE_UP or _GATEWAY_REPORT
     path: str
@@ -158,12 +160,12 @@ class IotdaReports:
     dialect = DIALECT
     tokens = TOKENS
 
-    def route(self, device: Device, product: ProductRuntime, address: _Address) -> _Address:
+    def route(self, device: Device, product: ProductRuntime, address: IotdaAddress) -> IotdaAddress:
         if device.device_id != address.device_id:
             raise errors.TokenInvalid("the access token belongs to another device")
         return address
 
-    def decode(self, address: _Address, payload: bytes) -> Iterable[Part]:
+    def decode(self, address: IotdaAddress, payload: bytes) -> Iterable[Part]:
         topic = address.path
         if address.api == _MESSAGE_UP:  # any body, stored and forwarded unchanged
             return (Part(topic, "custom", payload),)
@@ -258,7 +260,7 @@ class HuaweiDialect:
         def read_body() -> Awaitable[bytes]:
             return read_capped(headers, receive, limit)
 
-        address = _Address(path_device_id, kind, scope["path"])
+        address = IotdaAddress(path_device_id, kind, scope["path"])
         stored = await self._ingest.report(token.decode("latin-1"), _REPORTS, address, read_body)
         ids = [message.message_id for message, _ in stored]
         doc: dict[str, Any] = {"message_id": ids[0]} if len(ids) == 1 else {"message_ids": ids}
