@@ -36,3 +36,8 @@ def test_one_dialect_instance_answers_all_its_paths() -> None:
 def test_two_dialects_may_not_claim_one_path() -> None:
     with pytest.raises(ValueError, match="two dialects answer /v5/"):
         DialectTable(_Ingest(), {AliyunDialect: ("/v5/",), HuaweiDialect: ("/v5/",)})  # type: ignore[arg-type]
+
+
+def test_an_exact_path_may_not_hide_under_a_prefix() -> None:
+    with pytest.raises(ValueError, match="/v5/device-auth lies under the prefix /v5/"):
+        DialectTable(_Ingest(), {AliyunDialect: ("/v5/device-auth",), HuaweiDialect: ("/v5/",)})  # type: ignore[arg-type]

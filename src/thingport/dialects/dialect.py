@@ -22,28 +22,31 @@ DialectFactory = Callable[[Ingest], Dialect]
 
 class DialectTable:
     """Path -> dialect. A path ending in "/" is a prefix, any other an exact path: ``"/auth"`` is not
-    ``"/authx"``. Built once; ``find`` is a dict look-up and a few ``startswith``."""
+    ``"/authx"``. Built once; ``find`` tries the prefixes first (the reports' paths: a ``startswith`` or two)
+    and then one dict look-up, so no exact path may lie under a prefix."""
 
     __slots__ = ("_exact", "_prefixes")
 
     def __init__(self, ingest: Ingest, table: Mapping[DialectFactory, Iterable[str]]) -> None:
         self._exact: dict[str, Dialect] = {}
-        prefixes: list[tuple[str, Dialect]] = []
+        prefixes: dict[str, Dialect] = {}
         for factory, paths in table.items():
             dialect = factory(ingest)
             for path in paths:
-                if path in self._exact or any(path == p for p, _ in prefixes):
+                if path in self._exact or path in prefixes:
                     raise ValueError(f"two dialects answer {path}")
                 if path.endswith("/"):
-                    prefixes.append((path, dialect))
+                    prefixes[path] = dialect
                 else:
                     self._exact[path] = dialect
-        self._prefixes = tuple(prefixes)
+        for path in self._exact:
+            for prefix in prefixes:
+                if path.startswith(prefix):
+                    raise ValueError(f"{path} lies under the prefix {prefix}")
+        self._prefixes = tuple(prefixes.items())
 
     def find(self, path: str) -> Dialect | None:
-        dialect = self._exact.get(path)
-        if dialect is None:
-            for prefix, candidate in self._prefixes:
-                if path.startswith(prefix):
-                    return candidate
-        return dialect
+        for prefix, dialect in self._prefixes:
+            if path.startswith(prefix):
+                return dialect
+        return self._exact.get(path)
