@@ -5,8 +5,9 @@ with the platform's text for the code and says what was wrong.
 """
 
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from time import perf_counter
 from typing import Any
 
@@ -245,10 +246,6 @@ class AliyunDialect:
         if media_type(headers) != _OCTET_STREAM:
             raise errors.ParamError("Content-Type must be application/octet-stream")
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        limit = self._topic_limit
-
-        def read_body() -> Awaitable[bytes]:
-            return read_capped(headers, receive, limit)
-
+        read_body = partial(read_capped, headers, receive, self._topic_limit)  # read by the use case after the throttle
         stored = await self._ingest.report(token.decode("latin-1"), _REPORTS, raw_path, read_body)
         return b'{"code":0,"message":"success","info":{"messageId":%d}}' % stored[0][0].message_id

@@ -7,8 +7,9 @@ kinds; only the ``dialect`` field tells them apart.
 
 import datetime
 import logging
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from time import perf_counter
 from typing import Any, NamedTuple
 
@@ -255,22 +256,20 @@ class HuaweiDialect:
         token = headers.get(b"access_token")
         if not token:
             raise errors.TokenMissing("access_token header is required")
-        limit = self._limit
-
-        def read_body() -> Awaitable[bytes]:
-            return read_capped(headers, receive, limit)
-
+        read_body = partial(read_capped, headers, receive, self._limit)  # read by the use case after the throttle
         address = IotdaAddress(path_device_id, kind, scope["path"])
         stored = await self._ingest.report(token.decode("latin-1"), _REPORTS, address, read_body)
+        if kind != _GATEWAY_REPORT:
+            message, verdict = stored[0]
+            doc: dict[str, Any] = {"message_id": message.message_id}
+            if verdict is not None and verdict.refused:
+                doc["refused"] = verdict.refused
+            return _encode(doc)
         ids = [message.message_id for message, _ in stored]
-        doc: dict[str, Any] = {"message_id": ids[0]} if len(ids) == 1 else {"message_ids": ids}
-        if kind == _GATEWAY_REPORT:  # the refusals name their sub-device
-            refused = [
-                {"device_id": message.iot_id, **r} for message, verdict in stored if verdict for r in verdict.refused
-            ]
-        else:
-            verdict = stored[0][1]
-            refused = list(verdict.refused) if verdict else []
+        doc = {"message_id": ids[0]} if len(ids) == 1 else {"message_ids": ids}
+        refused = [  # the refusals name their sub-device
+            {"device_id": message.iot_id, **r} for message, verdict in stored if verdict for r in verdict.refused
+        ]
         if refused:
             doc["refused"] = refused
         return _encode(doc)
