@@ -94,7 +94,8 @@ _RECEIVED_MS = 1_800_000_000_000  # "now" for the device times a request gives
 
 
 def _judge(request: alink.AlinkRequest) -> None:
-    """What alink_reports.judge does after parsing: validate, build the reply, encode it."""
+    """What the ingest use case does with a parsed Alink report (AlinkReports.judge, then .reply): validate,
+    build the reply, encode it."""
     for model in _MODELS:
         groups, _events, refused = alink.validate_request(model, request, _RECEIVED_MS)
         msgspec.json.encode(alink.reply_for(request, refused))

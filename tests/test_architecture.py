@@ -99,3 +99,13 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 @pytest.mark.parametrize("layer", ["thingport.core"])
 def test_the_layer_exists(layer: str) -> None:
     assert any(m.startswith(layer) for m in import_graph())
+
+
+def test_dialects_reach_the_use_case_only_through_its_port() -> None:
+    """A dialect is an adapter on ``ingest/ports.py``: it never imports the use case's module (or the app)."""
+    graph = import_graph()
+    dialects = {m for m in graph if m.startswith("thingport.dialects")}
+    assert dialects
+    reached = {(m, t) for m in dialects for t in graph[m]
+               if t.startswith("thingport.ingest") and t != "thingport.ingest.ports" or t == "thingport.app"}
+    assert reached == set()

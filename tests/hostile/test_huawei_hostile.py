@@ -415,7 +415,7 @@ def test_hostile_message_up_bodies_over_the_limit_store_nothing(
     good_huawei_round_trip(client, h)
 
 
-# --- the property cap: at most 1000 properties per request (dialects/huawei.MAX_PROPERTIES) ----------------
+# --- the property cap: at most 1000 properties per request (core/iotda.MAX_PROPERTIES) ----------------
 
 MAX_PROPERTIES = 1000
 

@@ -28,7 +28,7 @@ def test_the_worker_number_is_claimed_at_start_and_carried_by_the_message_ids(tm
         await app.start()
         await app.start()  # the server's lifespan starts it again: nothing happens twice
         try:
-            return app.settings.worker_id, (app.gateway.message_ids.next_id() >> SEQUENCE_BITS) & MAX_WORKER
+            return app.settings.worker_id, (app.ingest.message_ids.next_id() >> SEQUENCE_BITS) & MAX_WORKER
         finally:
             await app.stop()
             await app.stop()
@@ -60,7 +60,7 @@ def test_a_started_app_wakes_its_pulls_when_the_log_commits(tmp_path: Path) -> N
             await asyncio.sleep(0.3)
             started = time.monotonic()
             await app.stores.log.append(StoredMessage(
-                app.gateway.message_ids.next_id(), device.id, "pk01", "dev-1", "aliyun", "/pk01/dev-1/user/t",
+                app.ingest.message_ids.next_id(), device.id, "pk01", "dev-1", "aliyun", "/pk01/dev-1/user/t",
                 b"x", int(time.time() * 1000), "custom", iot_id=device.device_id))
             found, _ = await pull
             return unstarted, time.monotonic() - started, len(found)
@@ -76,8 +76,8 @@ def test_overrides_replace_what_the_settings_would_make(tmp_path: Path) -> None:
     shared = SharedState(LocalLimits(settings))
     app = build(settings, Overrides(clock=lambda: 1_900_000_000.0, shared=shared))
     try:
-        assert app.gateway.shared is shared and app.shared is shared
-        assert app.gateway.now_ms() == 1_900_000_000_000
+        assert app.ingest.shared is shared and app.shared is shared
+        assert app.ingest.now_ms() == 1_900_000_000_000
     finally:
         app.close()
 

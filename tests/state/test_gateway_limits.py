@@ -160,7 +160,9 @@ def test_a_throttled_brute_force_on_a_known_device_reaches_no_database(tmp_path:
 
     from thingport.core.errors import AuthFailed, Throttled
     from thingport.core.tokens import TokenCodec
-    from thingport.gateway import Gateway
+    from thingport.dialects.aliyun import AliyunCredential
+    from thingport.dialects.huawei import HuaweiCredential
+    from thingport.ingest.use_case import DeviceIngest
     from thingport.state.registry_cache import RegistryCache
 
     settings = load_settings(data_dir=tmp_path / "data", device_auth_rate=0.001, device_auth_burst=3)
@@ -190,14 +192,14 @@ def test_a_throttled_brute_force_on_a_known_device_reaches_no_database(tmp_path:
         await m.create_product("p", "pk01")
         d = await m.create_device("pk01", "dev-a")
         registry = Counted()
-        gateway = Gateway(settings, registry, stores.log, RegistryCache(registry), TokenCodec(b"k" * 32))  # type: ignore[arg-type]
+        ingest = DeviceIngest(settings, registry, stores.log, RegistryCache(registry), TokenCodec(b"k" * 32))  # type: ignore[arg-type]
         aliyun = {"productKey": "pk01", "deviceName": "dev-a", "clientId": "c"}
 
         async def huawei() -> None:
-            await gateway.authenticate_huawei(d.device_id, 0, "2019120219", "0" * 64, "203.0.113.9")
+            await ingest.authenticate(HuaweiCredential(d.device_id, 0, "2019120219", "0" * 64), "203.0.113.9")
 
         async def alibaba() -> None:
-            await gateway.authenticate_aliyun(aliyun, "hmacmd5", "0" * 32, "203.0.113.9")
+            await ingest.authenticate(AliyunCredential(aliyun, "hmacmd5", "0" * 32), "203.0.113.9")
 
         for attempt in (huawei, alibaba, alibaba):  # the device's burst of 3, together
             with pytest.raises(AuthFailed):

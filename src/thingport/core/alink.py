@@ -40,6 +40,7 @@ import msgspec
 from thingport.core.jsondoc import DECODE_ERRORS, without_trailing_nul
 from thingport.core.thingmodel import PropertyError, ThingModel
 from thingport.core.timestamps import sample_time
+from thingport.core.topics import Topic, TopicKind
 
 ALINK_METHOD_PROPERTY_POST = "thing.event.property.post"
 ALINK_METHOD_PROPERTY_BATCH_POST = "thing.event.property.batch.post"
@@ -340,3 +341,31 @@ def validate_request(
         if ok or not bad:
             events.append(EventValue(e.identifier, ok, e.time_ms))
     return groups, events, refused
+
+
+# The system topics whose payload is Alink JSON judged against the product's model.
+VALIDATED_KINDS = frozenset({TopicKind.PROPERTY_POST, TopicKind.PROPERTY_BATCH_POST, TopicKind.EVENT_POST})
+
+
+def parse_report(topic: Topic, payload: bytes) -> AlinkRequest:
+    """The request on a topic of ``VALIDATED_KINDS``; AlinkError, whose method is the topic's when the
+    document did not say, when the document is refused."""
+    try:
+        if topic.kind is TopicKind.PROPERTY_POST:
+            return parse_property_post(payload)
+        if topic.kind is TopicKind.PROPERTY_BATCH_POST:
+            return parse_batch_post(payload)
+        assert topic.kind is TopicKind.EVENT_POST and topic.event is not None
+        return parse_event_post(payload, topic.event)
+    except AlinkError as err:
+        if not err.method:
+            err.method = _method_of(topic)
+        raise
+
+
+def _method_of(topic: Topic) -> str:
+    if topic.kind is TopicKind.PROPERTY_POST:
+        return ALINK_METHOD_PROPERTY_POST
+    if topic.kind is TopicKind.PROPERTY_BATCH_POST:
+        return ALINK_METHOD_PROPERTY_BATCH_POST
+    return ALINK_METHOD_EVENT_POST.format(id=topic.event)

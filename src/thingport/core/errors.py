@@ -1,4 +1,4 @@
-"""Domain errors raised by the core and the gateway; each dialect maps them to its own wire format.
+"""Domain errors raised by the core and the ingest use case; each dialect maps them to its own wire format.
 
 Keeping one vocabulary of failures lets every dialect answer the same situation consistently while
 speaking its own codes (Alibaba's numeric ``code``, IoTDA's ``IOTDA.xxxxxx``).

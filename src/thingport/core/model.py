@@ -23,7 +23,7 @@ class Product:
 
 @dataclass(frozen=True, slots=True)
 class Device:
-    """A device as the gateway sees it. ``secret`` is the plain secret, never shown in repr or logs."""
+    """A device as the device side (ingest/) sees it. ``secret`` is the plain secret, never shown in repr or logs."""
 
     id: int
     product_key: str

@@ -5,13 +5,21 @@ with the platform's text for the code and says what was wrong.
 """
 
 import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from time import perf_counter
+from typing import Any
 
 import msgspec
 
-from thingport.core import errors, identity, jsondoc, signing
+from thingport.core import alink, errors, identity, jsondoc, signing
+from thingport.core.model import Device, Product
+from thingport.core.product_runtime import ProductRuntime
+from thingport.core.thingmodel import ThingModel
 from thingport.core.tokens import DIALECT_ALIYUN
-from thingport.dialects.alink_reports import VALIDATED_KINDS, judge
+from thingport.core.topics import Topic
+from thingport.core.validation import Verdict
 from thingport.dialects.http import (
     ClientDisconnected,
     Receive,
@@ -22,7 +30,8 @@ from thingport.dialects.http import (
     read_capped,
     send_json,
 )
-from thingport.gateway import Gateway
+from thingport.ingest.ports import DeviceLookup, Ingest, KnownDevices, Part, TokenScheme, auth_bucket
+from thingport.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +71,9 @@ _CODES: list[tuple[type[errors.ThingportError], int]] = [
     (errors.StoreUnavailable, PUBLISH_ERROR),
     (errors.Throttled, TOO_MANY_REQUESTS),
 ]
+
+TOKENS = TokenScheme(DIALECT_ALIYUN)
+_encode = msgspec.json.encode
 
 _SIGNED_VALUE_TYPES = (str, int)
 _JSON = b"application/json"
@@ -112,12 +124,85 @@ def _auth_params(body: bytes) -> tuple[dict[str, str], str, str]:
     return params, method, params["sign"]
 
 
-class AliyunDialect:
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
-        self._topic_limit = gateway.settings.aliyun_max_body_bytes
-        self._auth_limit = gateway.settings.auth_max_body_bytes
+@dataclass(frozen=True, slots=True)
+class AliyunCredential:
+    """An /auth body: the signed parameters, signed with the device secret (HMAC-MD5/SHA1/SHA256)."""
 
+    params: Mapping[str, str]
+    sign_method: str
+    sign: str
+
+    tokens = TOKENS
+
+    @property
+    def client_id(self) -> str:
+        return self.params["clientId"]
+
+    def bucket(self, known: KnownDevices) -> str:
+        return auth_bucket(self.params["productKey"], self.params["deviceName"])
+
+    def check_time(self, now_s: float, settings: Settings) -> None:
+        timestamp = self.params.get("timestamp")
+        if timestamp is not None and abs(int(timestamp) - now_s * 1000) > settings.aliyun_timestamp_window_s * 1000:
+            raise errors.AuthFailed("timestamp is not within 15 minutes of server time")
+
+    async def find(self, devices: DeviceLookup) -> Device | None:
+        return await devices.device_by_name(self.params["productKey"], self.params["deviceName"])
+
+    def check_secret(self, secret: str) -> None:
+        if not signing.aliyun_sign_matches(secret, self.params, self.sign_method, self.sign):
+            raise errors.AuthFailed("signature does not match")
+
+    def admit(self, product: Product, settings: Settings) -> None:
+        pass
+
+    def ttl_s(self, settings: Settings) -> int:
+        return settings.aliyun_token_ttl_s
+
+
+class AlinkReports:
+    """``/topic/${topic}``: the device's own topics; Alink JSON on the system topics judged against the model."""
+
+    dialect = DIALECT
+    tokens = TOKENS
+
+    def route(self, device: Device, product: ProductRuntime, raw_path: bytes) -> Topic:
+        try:
+            topic_name = raw_path[6:].decode("ascii")  # after "/topic"
+        except UnicodeDecodeError:
+            raise errors.TopicDenied("topic must be ASCII") from None
+        return product.classify(device.device_name, topic_name)
+
+    def decode(self, topic: Topic, payload: bytes) -> tuple[Part]:
+        if topic.kind not in alink.VALIDATED_KINDS:
+            return (Part(topic.name, topic.kind.value, payload),)
+        document: alink.AlinkRequest | alink.AlinkError
+        try:
+            document = alink.parse_report(topic, payload)
+        except alink.AlinkError as err:  # stored with the Alink reply that says why: the device is answered 0
+            document = err
+        return (Part(topic.name, topic.kind.value, payload, True, document),)
+
+    def judge(self, part: Part, model: ThingModel, received_ms: int) -> tuple[dict[int, dict[str, Any]], Sequence[Any]]:
+        if isinstance(part.document, alink.AlinkError):
+            return {}, ()
+        groups, _events, refused = alink.validate_request(model, part.document, received_ms)
+        return groups, refused
+
+    def reply(self, part: Part, verdict: Verdict[Any]) -> bytes:
+        if isinstance(part.document, alink.AlinkError):
+            return _encode(alink.reply_for_error(part.document))
+        return _encode(alink.reply_for(part.document, verdict.refused))
+
+
+_REPORTS = AlinkReports()
+
+
+class AliyunDialect:
+    def __init__(self, ingest: Ingest) -> None:
+        self._ingest = ingest
+        self._topic_limit = ingest.settings.aliyun_max_body_bytes
+        self._auth_limit = ingest.settings.auth_max_body_bytes
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = perf_counter()
         endpoint = "auth" if scope["path"] == "/auth" else "topic"
@@ -141,7 +226,7 @@ class AliyunDialect:
             code = COMMON_ERROR
             body = error_body(code, "internal error")
         await send_json(send, body)
-        self._gateway.metrics.request(DIALECT, endpoint, str(code), perf_counter() - started)
+        self._ingest.metrics.request(DIALECT, endpoint, str(code), perf_counter() - started)
 
     async def _auth(self, scope: Scope, receive: Receive) -> bytes:
         headers = headers_of(scope)
@@ -150,8 +235,8 @@ class AliyunDialect:
         params, method, sign = _auth_params(await read_capped(headers, receive, self._auth_limit))
         client = scope.get("client")
         source = client[0] if client else ""
-        token = await self._gateway.authenticate_aliyun(params, method, sign, source)
-        return b'{"code":0,"message":"success","info":{"token":"%s"}}' % token.encode()
+        session = await self._ingest.authenticate(AliyunCredential(params, method, sign), source)
+        return b'{"code":0,"message":"success","info":{"token":"%s"}}' % session.token.encode()
 
     async def _publish(self, scope: Scope, receive: Receive) -> bytes:
         headers = headers_of(scope)
@@ -160,24 +245,7 @@ class AliyunDialect:
             raise errors.TokenMissing("password header with the token is required")
         if media_type(headers) != _OCTET_STREAM:
             raise errors.ParamError("Content-Type must be application/octet-stream")
-        gateway = self._gateway
-        device = await gateway.device_for_token(token.decode("latin-1"), DIALECT_ALIYUN)
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        try:
-            topic_name = raw_path[6:].decode("ascii")  # after "/topic"
-        except UnicodeDecodeError:
-            raise errors.TopicDenied("topic must be ASCII") from None
-        runtime = await gateway.product(device)
-        topic = runtime.classify(device.device_name, topic_name)
-        await gateway.throttle_report(device, runtime)
-        payload = await read_capped(headers, receive, self._topic_limit)
-        received_ms = gateway.now_ms()
-        if topic.kind in VALIDATED_KINDS:
-            judgement = judge(runtime, topic, payload, received_ms)
-            message_id = await gateway.store(
-                device, DIALECT, topic.name, topic.kind.value, payload, received_ms,
-                judgement.reply, judgement.properties,
-            )
-        else:
-            message_id = await gateway.store(device, DIALECT, topic.name, topic.kind.value, payload, received_ms)
-        return b'{"code":0,"message":"success","info":{"messageId":%d}}' % message_id
+        read_body = partial(read_capped, headers, receive, self._topic_limit)  # read by the use case after the throttle
+        stored = await self._ingest.report(token.decode("latin-1"), _REPORTS, raw_path, read_body)
+        return b'{"code":0,"message":"success","info":{"messageId":%d}}' % stored[0][0].message_id

@@ -86,7 +86,9 @@ async def read_capped(headers: dict[bytes, bytes], receive: Receive, limit: int)
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-async def send_json(send: Send, body: bytes, status: int = 200, extra_headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def send_json(
+    send: Send, body: bytes, status: int = 200, extra_headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
     if extra_headers:
         headers.extend(extra_headers)

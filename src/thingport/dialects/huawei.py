@@ -5,29 +5,30 @@ Reports land in the same log, latest values and history as the Alibaba dialect's
 kinds; only the ``dialect`` field tells them apart.
 """
 
+import datetime
 import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
 from time import perf_counter
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
-from thingport.core import errors, identity, jsondoc
-from thingport.core.model import Device, StoredMessage, values_by_time
-from thingport.core.thingmodel import PropertyError
-from thingport.core.timestamps import parse_iotda_time, sample_time
+from thingport.core import errors, identity, iotda, jsondoc, signing
+from thingport.core.model import Device, Product
+from thingport.core.product_runtime import ProductRuntime
+from thingport.core.thingmodel import ThingModel
 from thingport.core.tokens import DIALECT_HUAWEI
+from thingport.core.validation import Verdict
 from thingport.dialects.http import ClientDisconnected, Receive, Scope, Send, headers_of, read_capped, send_json
-from thingport.gateway import Gateway
+from thingport.ingest.ports import DeviceLookup, Ingest, KnownDevices, Part, TokenScheme, auth_bucket
+from thingport.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DIALECT = "huawei"
-MAX_CHILDREN = 50
-MAX_SERVICES = 100
-# Properties in one request (every service; every sub-device of a gateway report). IoTDA documents no such
-# cap (its MQTT messages stop at 64 KB, its models bound the rest); thingport stores schemaless properties,
-# so without one a 1 MB report could carry ~65,000 history rows and hold the single writer for ~1 s.
-MAX_PROPERTIES = 1000
+TOKENS = TokenScheme(DIALECT_HUAWEI, supersedes=True)  # a new token retires the previous one after 30 s
 
 _encode = msgspec.json.encode
 
@@ -78,7 +79,9 @@ def _json_object(body: bytes) -> dict:
 
 def _auth_fields(body: bytes) -> tuple[str, int, str, str]:
     doc = _json_object(body)
-    device_id, sign_type, timestamp, password = (doc.get(k) for k in ("device_id", "sign_type", "timestamp", "password"))
+    device_id, sign_type, timestamp, password = (
+        doc.get(k) for k in ("device_id", "sign_type", "timestamp", "password")
+    )
     if not isinstance(device_id, str) or not identity.DEVICE_ID_RE.fullmatch(device_id):
         raise errors.ParamError("device_id must be 1-128 characters of letters, digits, '_' and '-'")
     if isinstance(sign_type, str) and sign_type in ("0", "1"):
@@ -92,27 +95,119 @@ def _auth_fields(body: bytes) -> tuple[str, int, str, str]:
     return device_id, sign_type, timestamp, password
 
 
-def _property_count(services: object) -> int:
-    """The properties a ``services`` list carries (malformed entries count none: ``_judged`` refuses them)."""
-    if not isinstance(services, list):
-        return 0
-    return sum(len(s["properties"]) for s in services if isinstance(s, dict) and isinstance(s.get("properties"), dict))
+def _hour_stamp(at: datetime.datetime) -> str:
+    return at.strftime("%Y%m%d%H")
 
 
-def _cap_properties(count: int) -> None:
-    if count > MAX_PROPERTIES:
-        raise errors.ParamError(f"at most {MAX_PROPERTIES} properties in one request, got {count}")
+@dataclass(frozen=True, slots=True)
+class HuaweiCredential:
+    """A /v5/device-auth body: ``password`` is HMAC-SHA256 of the device secret keyed by the UTC hour
+    ``timestamp``. sign_type 0 is the platform's "do not check the time": its password never expires, so a
+    captured one authenticates forever; products (or the server) may require sign_type 1, whose hour must be
+    the current one (or a neighbour)."""
+
+    device_id: str
+    sign_type: int
+    timestamp: str
+    password: str
+
+    tokens = TOKENS
+
+    @property
+    def client_id(self) -> str:
+        return self.device_id
+
+    def bucket(self, known: KnownDevices) -> str:
+        device = known.known_by_device_id(self.device_id)
+        if device is not None:  # the device's own bucket, before any database round trip
+            return auth_bucket(device.product_key, device.device_name)
+        return f"iotda:{self.device_id}"  # a guard on the name as given, until the registry says which device
+
+    def check_time(self, now_s: float, settings: Settings) -> None:
+        if self.sign_type == 1:
+            utc = datetime.datetime.fromtimestamp(now_s, datetime.UTC)
+            hour = datetime.timedelta(hours=1)
+            if self.timestamp not in {_hour_stamp(utc - hour), _hour_stamp(utc), _hour_stamp(utc + hour)}:
+                raise errors.AuthFailed("timestamp is not the current UTC hour")
+
+    async def find(self, devices: DeviceLookup) -> Device | None:
+        return await devices.device_by_device_id(self.device_id)
+
+    def check_secret(self, secret: str) -> None:
+        if not signing.huawei_password_matches(secret, self.timestamp, self.password):
+            raise errors.AuthFailed("password does not match")
+
+    def admit(self, product: Product, settings: Settings) -> None:
+        required = product.require_sign_type_1
+        if self.sign_type == 0 and (settings.huawei_require_sign_type_1 if required is None else required):
+            raise errors.AuthFailed("sign_type 0 is not allowed for this product: use sign_type 1 (time-checked)")
+
+    def ttl_s(self, settings: Settings) -> int:
+        return settings.huawei_token_ttl_s
 
 
-def _refusal(service_id: str, error: PropertyError) -> dict:
-    return {"service_id": service_id, "property": error.identifier, "reason": error.reason}
+class IotdaAddress(NamedTuple):
+    """Where an IoTDA report goes, from its path."""
+
+    device_id: str  # the path's
+    api: str  # _REPORT, _MESSAGE_UP or _GATEWAY_REPORT
+    path: str
+
+
+class IotdaReports:
+    """``/v5/devices/{device_id}/sys/...``: a device reports for itself (the path's device_id must be the
+    token's), a gateway for its sub-devices; property reports are judged against the model."""
+
+    dialect = DIALECT
+    tokens = TOKENS
+
+    def route(self, device: Device, product: ProductRuntime, address: IotdaAddress) -> IotdaAddress:
+        if device.device_id != address.device_id:
+            raise errors.TokenInvalid("the access token belongs to another device")
+        return address
+
+    def decode(self, address: IotdaAddress, payload: bytes) -> Iterable[Part]:
+        topic = address.path
+        if address.api == _MESSAGE_UP:  # any body, stored and forwarded unchanged
+            return (Part(topic, "custom", payload),)
+        doc = _json_object(payload)
+        if address.api == _REPORT:
+            iotda.cap_properties(iotda.property_count(doc.get("services")))
+            return (Part(topic, "property_post", payload, True, doc),)
+        return self._sub_device_parts(topic, doc)
+
+    def _sub_device_parts(self, topic: str, doc: dict[str, Any]) -> Iterator[Part]:
+        children = doc.get("devices")
+        if not isinstance(children, list) or not children:
+            raise errors.ParamError("devices must be a non-empty list")
+        if len(children) > iotda.MAX_CHILDREN:
+            raise errors.TooManyChildren(
+                f"at most {iotda.MAX_CHILDREN} sub-devices in one request, got {len(children)}"
+            )
+        iotda.cap_properties(sum(iotda.property_count(e.get("services")) for e in children if isinstance(e, dict)))
+        for entry in children:
+            if not isinstance(entry, dict) or not isinstance(entry.get("device_id"), str):
+                raise errors.ParamError("each entry of devices needs a device_id")
+            yield Part(topic, "property_post", _encode(entry), True, entry, entry["device_id"])
+
+    def judge(self, part: Part, model: ThingModel, received_ms: int) -> tuple[dict[int, dict[str, Any]], Sequence[Any]]:
+        return iotda.judge_services(model, part.document.get("services"), received_ms)
+
+    def reply(self, part: Part, verdict: Verdict[Any]) -> bytes | None:
+        if verdict.rejected:  # IoTDA refuses the request: nothing of it is stored
+            reasons = "; ".join(r["reason"] for r in verdict.refused[:10])
+            raise errors.ParamError(f"product model refused the report: {reasons}")
+        return _encode({"refused": verdict.refused}) if verdict.refused else None
+
+
+_REPORTS = IotdaReports()
 
 
 class HuaweiDialect:
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
-        self._limit = gateway.settings.huawei_max_body_bytes
-        self._auth_limit = gateway.settings.auth_max_body_bytes
+    def __init__(self, ingest: Ingest) -> None:
+        self._ingest = ingest
+        self._limit = ingest.settings.huawei_max_body_bytes
+        self._auth_limit = ingest.settings.auth_max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = perf_counter()
@@ -144,7 +239,7 @@ class HuaweiDialect:
             status, code = INTERNAL
             body = error_body(code, "internal error")
         await send_json(send, body, status=status)
-        self._gateway.metrics.request(DIALECT, endpoint, code, perf_counter() - started)
+        self._ingest.metrics.request(DIALECT, endpoint, code, perf_counter() - started)
 
     async def _auth(self, scope: Scope, receive: Receive) -> bytes:
         headers = headers_of(scope)
@@ -152,98 +247,29 @@ class HuaweiDialect:
             raw = await read_capped(headers, receive, self._auth_limit)
         except errors.BodyTooLarge as exc:
             raise errors.ParamError(str(exc)) from None
-        device_id, sign_type, timestamp, password = _auth_fields(raw)
         client = scope.get("client")
-        token, expires_in = await self._gateway.authenticate_huawei(
-            device_id, sign_type, timestamp, password, client[0] if client else ""
-        )
-        return _encode({"access_token": token, "expires_in": expires_in})
+        session = await self._ingest.authenticate(HuaweiCredential(*_auth_fields(raw)), client[0] if client else "")
+        return _encode({"access_token": session.token, "expires_in": session.expires_in})
 
     async def _report(self, scope: Scope, receive: Receive, path_device_id: str, kind: str) -> bytes:
         headers = headers_of(scope)
         token = headers.get(b"access_token")
         if not token:
             raise errors.TokenMissing("access_token header is required")
-        gateway = self._gateway
-        device = await gateway.device_for_token(token.decode("latin-1"), DIALECT_HUAWEI)
-        if device.device_id != path_device_id:
-            raise errors.TokenInvalid("the access token belongs to another device")
-        await gateway.throttle_report(device)
-        payload = await read_capped(headers, receive, self._limit)
-        received_ms = gateway.now_ms()
-        topic = scope["path"]
-        if kind == _MESSAGE_UP:  # any body, stored and forwarded unchanged
-            message_id = await gateway.store(device, DIALECT, topic, "custom", payload, received_ms)
-            return _encode({"message_id": message_id})
-        if kind == _REPORT:
-            doc = _json_object(payload)
-            _cap_properties(_property_count(doc.get("services")))
-            message, refused = await self._judged(device, topic, payload, doc, received_ms)
-            await gateway.store_many(((device, message),))
-            return _reply([message.message_id], refused)
-        return await self._gateway_report(device, topic, _json_object(payload), received_ms)
-
-    async def _judged(
-        self, device: Device, topic: str, payload: bytes, doc: dict, received_ms: int
-    ) -> tuple[StoredMessage, list[dict]]:
-        """The message for one device's ``{"services": [...]}``, with its accepted values; ParamError when
-        the model refuses the report (every property, or any one under the whole-report setting)."""
-        services = doc.get("services")
-        if not isinstance(services, list) or not services:
-            raise errors.ParamError("services must be a non-empty list")
-        if len(services) > MAX_SERVICES:
-            raise errors.ParamError(f"at most {MAX_SERVICES} services in one report")
-        runtime = await self._gateway.product(device)
-        groups: dict[int, dict[str, Any]] = {}  # time -> the values given for it
-        refused: list[dict] = []
-        for service in services:
-            if not isinstance(service, dict):
-                raise errors.ParamError("each service must be a JSON object")
-            service_id, properties = service.get("service_id"), service.get("properties")
-            if not isinstance(service_id, str) or not service_id:
-                raise errors.ParamError("service_id must be a non-empty string")
-            if not isinstance(properties, dict):
-                raise errors.ParamError(f"properties of service {service_id} must be a JSON object")
-            at = sample_time(parse_iotda_time(service.get("event_time")), received_ms)
-            accepted, bad = runtime.model.validate_service_properties(service_id, properties)
-            if accepted:
-                groups.setdefault(at, {}).update(accepted)
-            refused.extend(_refusal(service_id, error) for error in bad)
-        if refused and (runtime.whole_report or not groups):
-            reasons = "; ".join(r["reason"] for r in refused[:10])
-            raise errors.ParamError(f"product model refused the report: {reasons}")
-        reply = _encode({"refused": refused}) if refused else None
-        message = self._gateway.message(
-            device, DIALECT, topic, "property_post", payload, received_ms, reply, values_by_time(groups)
-        )
-        return message, refused
-
-    async def _gateway_report(self, gateway_device: Device, topic: str, doc: dict, received_ms: int) -> bytes:
-        children = doc.get("devices")
-        if not isinstance(children, list) or not children:
-            raise errors.ParamError("devices must be a non-empty list")
-        if len(children) > MAX_CHILDREN:
-            raise errors.TooManyChildren(f"at most {MAX_CHILDREN} sub-devices in one request, got {len(children)}")
-        _cap_properties(sum(_property_count(e.get("services")) for e in children if isinstance(e, dict)))
-        messages: list[tuple[Device, StoredMessage]] = []
-        refused: list[dict] = []
-        for entry in children:
-            if not isinstance(entry, dict) or not isinstance(entry.get("device_id"), str):
-                raise errors.ParamError("each entry of devices needs a device_id")
-            child = await self._gateway.device_by_device_id(entry["device_id"])
-            if child is None or child.gateway_id != gateway_device.id:
-                raise errors.NotAChild(f"device {entry['device_id']} is not a sub-device of this gateway")
-            if not child.enabled:
-                raise errors.NotAChild(f"sub-device {entry['device_id']} is disabled")
-            message, bad = await self._judged(child, topic, _encode(entry), entry, received_ms)
-            messages.append((child, message))
-            refused.extend({"device_id": child.device_id, **r} for r in bad)
-        await self._gateway.store_many(tuple(messages))
-        return _reply([m.message_id for _, m in messages], refused)
-
-
-def _reply(message_ids: list[int], refused: list[dict[str, Any]]) -> bytes:
-    doc: dict[str, Any] = {"message_id": message_ids[0]} if len(message_ids) == 1 else {"message_ids": message_ids}
-    if refused:
-        doc["refused"] = refused
-    return _encode(doc)
+        read_body = partial(read_capped, headers, receive, self._limit)  # read by the use case after the throttle
+        address = IotdaAddress(path_device_id, kind, scope["path"])
+        stored = await self._ingest.report(token.decode("latin-1"), _REPORTS, address, read_body)
+        if kind != _GATEWAY_REPORT:
+            message, verdict = stored[0]
+            doc: dict[str, Any] = {"message_id": message.message_id}
+            if verdict is not None and verdict.refused:
+                doc["refused"] = verdict.refused
+            return _encode(doc)
+        ids = [message.message_id for message, _ in stored]
+        doc = {"message_id": ids[0]} if len(ids) == 1 else {"message_ids": ids}
+        refused = [  # the refusals name their sub-device
+            {"device_id": message.iot_id, **r} for message, verdict in stored if verdict for r in verdict.refused
+        ]
+        if refused:
+            doc["refused"] = refused
+        return _encode(doc)

@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from thingport.bus.forwarder import CommitSignal, Forwarder
 from thingport.core.tokens import TokenCodec
-from thingport.dialects.aliyun import AliyunDialect
-from thingport.dialects.huawei import HuaweiDialect
-from thingport.gateway import Gateway
+from thingport.dialects.dialect import DialectTable
+from thingport.dialects.table import DIALECTS
+from thingport.ingest.use_case import DeviceIngest
 from thingport.manage.service import Management
 from thingport.metrics import DeviceMetrics
 from thingport.runtime.coordination import LeasedService, LogWatcher, WorkerNumber
@@ -48,16 +48,16 @@ class App:
     command) is never started, and ``close()`` closes its stores."""
 
     def __init__(self, settings: Settings, stores: Stores, cache: RegistryCache, shared: SharedState,
-                 gateway: Gateway, aliyun: AliyunDialect, huawei: HuaweiDialect, commits: CommitSignal,
+                 ingest: DeviceIngest, dialects: DialectTable, commits: CommitSignal,
                  forwarding: LeasedService, log_watch: LogWatcher | None, worker: WorkerNumber, key_watch: KeyWatch,
                  readiness: Readiness) -> None:
         self.settings = settings
         self.stores = stores
         self.cache = cache
         self.shared = shared
-        self.gateway = gateway
-        self.device_app = DeviceApp(aliyun, huawei, self)
-        self.metrics: CollectorRegistry = gateway.metrics.registry  # served at /metrics
+        self.ingest = ingest
+        self.device_app = DeviceApp(dialects, self)
+        self.metrics: CollectorRegistry = ingest.metrics.registry  # served at /metrics
         self.commits = commits
         self.forwarding = forwarding
         self.log_watch = log_watch
@@ -71,20 +71,20 @@ class App:
         if self._started:
             return
         self._started = True
-        stores, gateway = self.stores, self.gateway
+        stores, ingest = self.stores, self.ingest
         # the messageIds this process hands out carry its leased number: unique across the cluster
         number = await self.worker.claim()
         self.settings = self.settings.model_copy(update={"worker_id": number})
-        gateway.message_ids.use_worker(number)
+        ingest.message_ids.use_worker(number)
         stores.log.start(asyncio.get_running_loop())
         await self.cache.start(await stores.registry.change_cursor(), self.settings.registry_poll_s)
-        self.worker.keep(gateway.message_ids)
+        self.worker.keep(ingest.message_ids)
         if self.log_watch is not None:
             self.log_watch.start()
         await self.forwarding.start()
         await self.shared.start()  # Redis, when clustered: a degraded start still serves
-        await gateway.resume_presence()
-        await gateway.presence.start(gateway.now_ms)
+        await ingest.resume_presence()
+        await ingest.presence.start(ingest.now_ms)
         self.key_watch.start()
 
     def management(self) -> Management:
@@ -98,7 +98,7 @@ class App:
             return
         if self._started:
             await self.key_watch.stop()  # finished before the stores close under a reload
-            await self.gateway.presence.stop()
+            await self.ingest.presence.stop()
             await self.shared.stop()
             await self.forwarding.stop()
             if self.log_watch is not None:
@@ -126,7 +126,7 @@ def build(settings: Settings, overrides: Overrides | None = None, *, create: boo
     shared = overrides.shared or open_shared_state(settings, clock)
     metrics = DeviceMetrics()
     metrics.registry.register(stores.health)  # thingport_store_write_failures_total
-    gateway = Gateway(settings, registry, log, cache, TokenCodec(lambda: stores.keys.token_keys), clock,
+    ingest = DeviceIngest(settings, registry, log, cache, TokenCodec(lambda: stores.keys.token_keys), clock,
                       metrics=metrics, shared=shared)
     commits = CommitSignal()
     log.on_commit(commits.notify)
@@ -138,7 +138,7 @@ def build(settings: Settings, overrides: Overrides | None = None, *, create: boo
     log_watch = LogWatcher(log.last_seq, commits.notify) if settings.database_url or settings.workers > 1 else None
     worker = WorkerNumber(lease_for(settings.database_url, settings.data_dir, "worker"), settings.worker_id)
     return App(
-        settings, stores, cache, shared, gateway, AliyunDialect(gateway), HuaweiDialect(gateway), commits,
-        forwarding, log_watch, worker, KeyWatch(stores.keys, gateway.keys_changed),
+        settings, stores, cache, shared, ingest, DialectTable(ingest, DIALECTS), commits,
+        forwarding, log_watch, worker, KeyWatch(stores.keys, ingest.keys_changed),
         Readiness(registry, log, stores.health, shared, clock),
     )

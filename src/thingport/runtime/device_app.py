@@ -3,9 +3,8 @@ process (runtime/bootstrap.py's App)."""
 
 import logging
 
-from thingport.dialects.aliyun import AliyunDialect
+from thingport.dialects.dialect import DialectTable
 from thingport.dialects.http import Receive, Scope, Send, send_json
-from thingport.dialects.huawei import HuaweiDialect
 from thingport.runtime.coordination import Startable
 
 log = logging.getLogger(__name__)
@@ -14,22 +13,19 @@ _NOT_FOUND = b'{"code":10001,"message":"param error: no such endpoint"}'
 
 
 class DeviceApp:
-    """Raw ASGI. Dialects are chosen by path prefix, the cheapest dispatch there is."""
+    """Raw ASGI. Dialects are chosen by path (dialects/table.py), the cheapest dispatch there is."""
 
-    def __init__(self, aliyun: AliyunDialect, huawei: HuaweiDialect, process: Startable) -> None:
+    def __init__(self, dialects: DialectTable, process: Startable) -> None:
         """``process``: started by the server's lifespan (at once if it was started already), stopped with it."""
-        self._aliyun = aliyun
-        self._huawei = huawei
+        self._dialects = dialects
         self._process = process
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            path = scope["path"]
-            if path.startswith("/topic/") or path == "/auth":
-                await self._aliyun(scope, receive, send)
-            elif path.startswith("/v5/"):
-                await self._huawei(scope, receive, send)
+            dialect = self._dialects.find(scope["path"])
+            if dialect is not None:
+                await dialect(scope, receive, send)
             else:
                 await send_json(send, _NOT_FOUND, status=404)
         elif kind == "lifespan":

@@ -8,7 +8,7 @@ Authentication is limited per source address (every attempt, whatever device it 
 force over many devices) and per device *and* source address (every attempt, before the signature check:
 against brute force on one device). A device's bucket is keyed by its address too, so a stranger who
 knows a device's identity spends only their own allowance and cannot lock the device out. A device has one
-bucket whichever dialect it speaks (the gateway names it by ``productKey/deviceName`` in both).
+bucket whichever dialect it speaks (the ingest use case names it by ``productKey/deviceName`` in both).
 """
 
 import time

@@ -1,4 +1,4 @@
-"""The devices and product models the gateway uses, in memory, kept current by the registry's change feed.
+"""The devices and product models the device side (ingest/) uses, in memory, kept current by the registry's change feed.
 
 Token checks and validation read only this cache: the hot path makes no database round trip. A device
 or product is loaded on first use; a poller reloads (or drops) everything the change feed names, so a
@@ -8,44 +8,16 @@ interval. A product's model is compiled once per version and shared by all its d
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 
-from thingport.core.model import Device, Product
+from thingport.core.model import Device
 from thingport.core.ports import RegistryReader
+from thingport.core.product_runtime import ProductRuntime
 from thingport.core.thingmodel import ThingModel
-from thingport.core.topics import Topic, classify_topic
 from thingport.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 _SCHEMALESS = ThingModel.schemaless()
-_TOPIC_MEMO_MAX = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class ProductRuntime:
-    """What the hot path needs of a product: its compiled model and its validation mode."""
-
-    product: Product
-    model: ThingModel
-    categories: dict[str, str]  # declared custom topics: suffix -> pub|sub|all
-    topics: dict[tuple[str, str], Topic] = field(default_factory=dict)  # (deviceName, topic) -> allowed
-
-    @property
-    def whole_report(self) -> bool:
-        return self.product.validation == "whole-report"
-
-    def classify(self, device_name: str, topic: str) -> Topic:
-        """The kind of a topic this product's device may publish to (TopicDenied if not), memoized: devices
-        post to the same few topics again and again. The memo lives as long as this product version."""
-        key = (device_name, topic)
-        found = self.topics.get(key)
-        if found is None:
-            found = classify_topic(topic, self.product.product_key, device_name, self.categories)
-            if len(self.topics) >= _TOPIC_MEMO_MAX:
-                self.topics.clear()
-            self.topics[key] = found
-        return found
 
 
 class RegistryCache:

@@ -1,48 +1,48 @@
-"""Device traffic, dialect-neutral: authenticate, check tokens, authorize topics, store durably.
+"""The device side's use case: authenticate a device, and run a report, once for every dialect.
 
-Dialects parse their wire format and map the core's errors to their own codes; everything they share
-(registry, tokens, throttling, the durable log) is here, once.
+A report is token -> ACL -> throttle -> body -> validate -> store, in that order: a device refused before the
+body never has it read. Dialects decode their wire format into the terms of ``ingest/ports.py`` and encode
+the outcome; what differs between them (credential schemes, routes, payload rules) they pass in.
 """
 
 import dataclasses
-import datetime
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from typing import Any
 
-from thingport.core import signing
-from thingport.core.errors import AuthFailed, ParamError, StoreUnavailable, TokenInvalid
+from thingport.core.errors import AuthFailed, NotAChild, ParamError, StoreUnavailable, TokenInvalid
 from thingport.core.message_ids import MessageIdGenerator
 from thingport.core.model import AuthSession, Device, Product, StoredMessage, ValuesAt
 from thingport.core.ports import MessageLog, RegistryReader
+from thingport.core.product_runtime import ProductRuntime
 from thingport.core.throttle import Rate
-from thingport.core.tokens import (
-    DIALECT_ALIYUN,
-    DIALECT_HUAWEI,
-    TokenClaims,
-    TokenCodec,
-    supersede,
-    superseded_token_alive,
+from thingport.core.tokens import TokenClaims, TokenCodec, supersede, superseded_token_alive
+from thingport.core.validation import Verdict, verdict
+from thingport.ingest.ports import (
+    Address,
+    BodyReader,
+    Credential,
+    ReportRules,
+    Route,
+    Session,
+    Stored,
+    TokenScheme,
+    auth_bucket,
 )
 from thingport.metrics import DeviceMetrics
 from thingport.settings import Settings
 from thingport.state.presence import DIALECT as PRESENCE_DIALECT
 from thingport.state.presence import PRESENCE_TOPIC, PresenceTracker, status_payload
-from thingport.state.registry_cache import ProductRuntime, RegistryCache
+from thingport.state.registry_cache import RegistryCache
 from thingport.state.shared import SharedState, open_shared_state
 
 _TOKEN_MEMO_MAX = 100_000
 
 
-def _hour_stamp(at: datetime.datetime) -> str:
-    return at.strftime("%Y%m%d%H")
+class DeviceIngest:
+    """Device traffic, dialect-neutral: authentication, token checks, the report sequence, presence, the
+    durable store. Implements ``ingest.ports.Ingest``."""
 
-
-def auth_bucket(product_key: str, device_name: str) -> str:
-    """A device's one authentication bucket, whichever dialect names it (two would double its allowance)."""
-    return f"{product_key}/{device_name}"
-
-
-class Gateway:
     def __init__(
         self,
         settings: Settings,
@@ -77,82 +77,45 @@ class Gateway:
 
     # --- authentication ---
 
-    async def authenticate_aliyun(self, params: Mapping[str, str], sign_method: str, sign: str, source: str) -> str:
-        """A token for the device that signed ``params``; AuthFailed (and nothing else) if it did not."""
+    async def authenticate(self, credential: Credential, source: str) -> Session:
+        """A token for the device that made ``credential`` (a superseding scheme's previous token gets 30 s
+        more); AuthFailed (and nothing else but Throttled) if it did not."""
         now = self._clock()
-        product_key, device_name = params["productKey"], params["deviceName"]
-        await self.limits.check_auth(auth_bucket(product_key, device_name), source)
-        timestamp = params.get("timestamp")
-        if timestamp is not None:
-            skew_ms = abs(int(timestamp) - now * 1000)
-            if skew_ms > self.settings.aliyun_timestamp_window_s * 1000:
-                raise AuthFailed("timestamp is not within 15 minutes of server time")
-        device = await self._directory.device_by_name(product_key, device_name)
+        bucket = credential.bucket(self._cache)
+        await self.limits.check_auth(bucket, source)  # before any database round trip
+        credential.check_time(now, self.settings)
+        device = await credential.find(self._directory)  # fresh: auth is not the hot path
         if device is None:
             raise AuthFailed("device does not exist")
-        # the signature is checked before the state, so a disabled device does not tell probers it exists
-        if not signing.aliyun_sign_matches(device.secret, params, sign_method, sign):
-            raise AuthFailed("signature does not match")
-        if not device.enabled:
-            raise AuthFailed("device is disabled")
-        self._cache.remember(device)
-        await self._log.record_session(AuthSession(device.id, params["clientId"], source, int(now * 1000)))
-        await self._came_online(device, int(now * 1000), "authenticated")
-        claims = TokenClaims(
-            DIALECT_ALIYUN, device.id, device.token_epoch, int(now * 1000), int(now) + self.settings.aliyun_token_ttl_s
-        )
-        return self._codec.issue(claims)
-
-    async def authenticate_huawei(
-        self, device_id: str, sign_type: int, timestamp: str, password: str, source: str
-    ) -> tuple[str, int]:
-        """(token, seconds it has left) for an IoTDA device; the device's previous token gets 30 s more.
-
-        sign_type 0 is the platform's "do not check the time": its password, an HMAC keyed by the hour it
-        names, never expires, so a captured one authenticates forever. Products (or the server) may
-        require sign_type 1, whose hour must be the current one (or a neighbour)."""
-        now = self._clock()
-        known = self._cache.known_by_device_id(device_id)
-        if known is not None:  # the device's own bucket, before any database round trip
-            await self.limits.check_auth(auth_bucket(known.product_key, known.device_name), source)
-        else:  # a guard on the name as given, until the registry says which device it is
-            await self.limits.check_auth(f"iotda:{device_id}", source)
-        if sign_type == 1:
-            utc = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
-            hour = datetime.timedelta(hours=1)
-            if timestamp not in {_hour_stamp(utc - hour), _hour_stamp(utc), _hour_stamp(utc + hour)}:
-                raise AuthFailed("timestamp is not the current UTC hour")
-        device = await self._directory.device_by_device_id(device_id)  # fresh: auth is not the hot path
-        if device is None:
-            raise AuthFailed("device does not exist")
-        if known is None:
+        own_bucket = auth_bucket(device.product_key, device.device_name)
+        if bucket != own_bucket:  # charged a guard on the name as given: now the device's own bucket
             self._cache.remember(device)  # its next attempt finds its bucket from memory
-            await self.limits.check_device_auth(auth_bucket(device.product_key, device.device_name), source)
-        if not signing.huawei_password_matches(device.secret, timestamp, password):
-            raise AuthFailed("password does not match")
+            await self.limits.check_device_auth(own_bucket, source)
+        # the signature is checked before the state, so a disabled device does not tell probers it exists
+        credential.check_secret(device.secret)
         if not device.enabled:
             raise AuthFailed("device is disabled")
-        if sign_type == 0 and await self._requires_sign_type_1(device):  # after the password: no probing
-            raise AuthFailed("sign_type 0 is not allowed for this product: use sign_type 1 (time-checked)")
+        credential.admit((await self.product(device)).product, self.settings)
         now_ms = int(now * 1000)
-        await self._log.record_session(AuthSession(device.id, device_id, source, now_ms, supersedes=True))
-        newest, superseded = supersede(device.token_ms, device.superseded_tokens, now_ms)
-        self._cache.remember(dataclasses.replace(device, token_ms=newest, superseded_tokens=superseded))
+        tokens = credential.tokens
+        await self._log.record_session(
+            AuthSession(device.id, credential.client_id, source, now_ms, supersedes=tokens.supersedes)
+        )
+        if tokens.supersedes:
+            newest, superseded = supersede(device.token_ms, device.superseded_tokens, now_ms)
+            self._cache.remember(dataclasses.replace(device, token_ms=newest, superseded_tokens=superseded))
+        else:
+            self._cache.remember(device)
         await self._came_online(device, now_ms, "authenticated")
-        expires_s = int(now) + self.settings.huawei_token_ttl_s
-        token = self._codec.issue(TokenClaims(DIALECT_HUAWEI, device.id, device.token_epoch, now_ms, expires_s))
-        return token, int(expires_s - now)
-
-    async def _requires_sign_type_1(self, device: Device) -> bool:
-        runtime = await self._cache.product(device.product_key)  # from memory after the first use
-        required = runtime.product.require_sign_type_1 if runtime is not None else None
-        return self.settings.huawei_require_sign_type_1 if required is None else required
+        expires_s = int(now) + credential.ttl_s(self.settings)
+        token = self._codec.issue(TokenClaims(tokens.kind, device.id, device.token_epoch, now_ms, expires_s))
+        return Session(token, int(expires_s - now))
 
     def keys_changed(self) -> None:
         """The signing keys changed (rotation, prune): tokens must be verified anew."""
         self._token_memo.clear()
 
-    async def device_for_token(self, token: str, dialect: int) -> Device:
+    async def device_for_token(self, token: str, tokens: TokenScheme) -> Device:
         """The live device a token speaks for; TokenExpired or TokenInvalid otherwise."""
         now = self._clock()
         claims = self._token_memo.get(token)
@@ -163,7 +126,7 @@ class Gateway:
             self._token_memo[token] = claims
         elif now >= claims.expires_s:
             self._codec.verify(token, now)  # raises TokenExpired
-        if claims.dialect != dialect:
+        if claims.dialect != tokens.kind:
             raise TokenInvalid("token was issued for another protocol")
         device = self._cache.get(claims.device_id)
         if device is None:
@@ -174,16 +137,55 @@ class Gateway:
             raise TokenInvalid("device is disabled")
         if device.token_epoch != claims.epoch:
             raise TokenInvalid("token was revoked")
-        if device.token_ms is not None and claims.dialect == DIALECT_HUAWEI and claims.issued_ms < device.token_ms:
+        if tokens.supersedes and device.token_ms is not None and claims.issued_ms < device.token_ms:
             # superseded: it lives 30 s from the moment the next token was issued
             if not superseded_token_alive(device.superseded_tokens, claims.issued_ms, now * 1000):
                 raise TokenInvalid("token was superseded by a newer one")
         return device
 
-    async def device_by_device_id(self, device_id: str) -> Device | None:
-        return await self._cache.by_device_id(device_id)
-
     # --- reporting ---
+
+    async def report(
+        self, token: str, rules: ReportRules[Address, Route], address: Address, read_body: BodyReader
+    ) -> list[Stored]:
+        """Run one report: the stored messages (every part, in one transaction) with their verdicts."""
+        device = await self.device_for_token(token, rules.tokens)
+        runtime = await self.product(device)
+        route = rules.route(device, runtime, address)
+        await self.throttle_report(device, runtime)
+        payload = await read_body()
+        received_ms = self.now_ms()
+        pairs: list[tuple[Device, StoredMessage]] = []
+        stored: list[Stored] = []
+        for part in rules.decode(route, payload):
+            target, target_runtime = device, runtime
+            if part.device_id is not None:
+                target = await self._sub_device(device, part.device_id)
+                target_runtime = await self.product(target)
+            judged: Verdict[Any] | None = None
+            reply: bytes | None = None
+            values: tuple[ValuesAt, ...] = ()
+            if part.validated:
+                groups, refused = rules.judge(part, target_runtime.model, received_ms)
+                judged = verdict(groups, refused, target_runtime.whole_report)
+                reply = rules.reply(part, judged)
+                values = judged.values
+            message = self.message(
+                target, rules.dialect, part.topic, part.kind, part.payload, received_ms, reply, values
+            )
+            pairs.append((target, message))
+            stored.append((message, judged))
+        await self.store_many(tuple(pairs))
+        return stored
+
+    async def _sub_device(self, gateway: Device, device_id: str) -> Device:
+        """A gateway's enabled sub-device, by its IoTDA ``device_id``; NotAChild otherwise."""
+        child = await self._cache.by_device_id(device_id)
+        if child is None or child.gateway_id != gateway.id:
+            raise NotAChild(f"device {device_id} is not a sub-device of this gateway")
+        if not child.enabled:
+            raise NotAChild(f"sub-device {device_id} is disabled")
+        return child
 
     async def throttle_report(self, device: Device, runtime: ProductRuntime | None = None) -> None:
         """Spend one report of ``device`` (Throttled, InstanceThrottled); ``runtime``: its product, if at hand."""
@@ -209,22 +211,6 @@ class Gateway:
         if runtime is None:  # a device cannot outlive its product; the registry would be corrupt
             raise StoreUnavailable(f"product {device.product_key} is missing")
         return runtime
-
-    async def store(
-        self,
-        device: Device,
-        dialect: str,
-        topic: str,
-        kind: str,
-        payload: bytes,
-        received_ms: int,
-        reply: bytes | None = None,
-        properties: tuple[ValuesAt, ...] = (),
-    ) -> int:
-        """Append a message (and the property values it carried) durably; returns its id once committed."""
-        message = self.message(device, dialect, topic, kind, payload, received_ms, reply, properties)
-        await self.store_many(((device, message),))
-        return message.message_id
 
     def message(
         self, device: Device, dialect: str, topic: str, kind: str, payload: bytes, received_ms: int,

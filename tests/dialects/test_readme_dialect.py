@@ -1,0 +1,102 @@
+"""The README's "A new dialect" walk-through runs as written: its file, registered with its one table line next
+to the real dialects, authenticates and stores a judged report through the ingest use case (on the in-memory
+ports), and the real dialects keep their paths."""
+
+import asyncio
+import hashlib
+import hmac
+import json
+import re
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+from tests.fakes import InMemoryLog, InMemoryRegistry
+from thingport.core.model import Device, Product
+from thingport.core.tokens import TokenCodec
+from thingport.dialects.aliyun import AliyunDialect
+from thingport.dialects.dialect import DialectTable
+from thingport.dialects.table import DIALECTS
+from thingport.ingest.use_case import DeviceIngest
+from thingport.settings import load_settings
+from thingport.state.registry_cache import RegistryCache
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+SECRET = "plain-secret-plain-secret-000001"
+TSL = {"properties": [{"identifier": "temperature", "dataType": {"type": "int", "specs": {"min": "0", "max": "50"}}}]}
+
+
+def _section_code() -> list[str]:
+    section = README.read_text().split("### A new dialect", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def _plain_module() -> types.ModuleType:
+    module = types.ModuleType("thingport_readme_plain")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(_section_code()[0], "README.md#a-new-dialect", "exec"), module.__dict__)
+    return module
+
+
+def _table_line(plain: types.ModuleType) -> dict[Any, Any]:
+    """The README's table, evaluated with the README's dialect in scope."""
+    code = _section_code()[1]
+    namespace: dict[str, Any] = {"PlainDialect": plain.PlainDialect, **vars(sys.modules["thingport.dialects.table"])}
+    exec(code, namespace)
+    return namespace["DIALECTS"]
+
+
+async def _call(table: DialectTable, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, Any]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    dialect = table.find(path)
+    assert dialect is not None, path
+    await dialect({"type": "http", "method": "POST", "path": path, "headers": headers, "query_string": b"",
+                   "client": ("203.0.113.9", 1)}, receive, send)
+    assert dict(sent[0]["headers"])[b"content-length"] == str(len(sent[1]["body"])).encode()
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+def test_the_readme_dialect_authenticates_and_stores_a_judged_report() -> None:
+    plain = _plain_module()
+    table_lines = _table_line(plain)
+    assert table_lines == {**DIALECTS, plain.PlainDialect: ("/plain/",)}
+
+    async def main() -> None:
+        registry = InMemoryRegistry()
+        registry.add_product(Product("pk01", "p", "device", 0), TSL)
+        registry.add_device(Device(1, "pk01", "dev-a", True, 0, 0, SECRET, device_id="pk01_dev-a"))
+        log = InMemoryLog(registry)
+        ingest = DeviceIngest(load_settings(), registry, log, RegistryCache(registry), TokenCodec(b"k" * 32))
+        table = DialectTable(ingest, table_lines)
+        assert isinstance(table.find("/auth"), AliyunDialect)
+
+        sign = hmac.new(SECRET.encode(), b"pk01/dev-a", hashlib.sha256).hexdigest()
+        auth = {"productKey": "pk01", "deviceName": "dev-a", "sign": sign}
+        status, reply = await _call(table, "/plain/auth", json.dumps({**auth, "sign": "0" * 64}).encode(), [])
+        assert (status, reply) == (400, {"error": "signature does not match"})
+        status, reply = await _call(table, "/plain/auth", json.dumps(auth).encode(), [])
+        assert status == 200
+        token = reply["token"].encode()
+
+        status, reply = await _call(table, "/plain/report", b'{"temperature": 21}', [(b"token", token)])
+        assert status == 200
+        [message] = [m for m in log.messages if m.kind == "property_post"]
+        assert (reply["id"], message.dialect, message.topic) == (message.message_id, "plain", "/plain/pk01/dev-a")
+        assert [group.values for group in message.properties] == [{"temperature": 21}]
+
+        status, reply = await _call(table, "/plain/report", b'{"temperature": 99}', [(b"token", token)])
+        assert (status, reply) == (400, {"error": "the thing model refused the report"})
+        octets = (b"content-type", b"application/octet-stream")  # its token reports in no other dialect
+        status, reply = await _call(table, "/topic/pk01/dev-a/user/x", b"{}", [(b"password", token), octets])
+        assert (status, reply["code"]) == (200, 20003)
+        assert len([m for m in log.messages if m.kind == "property_post"]) == 1
+
+    asyncio.run(main())
