@@ -1,4 +1,5 @@
-"""The ports the core and the gateway depend on; store/ and state/ provide the adapters.
+"""The ports the application layers (ingest/, manage/, bus/forwarder) depend on; store/ and state/ provide
+the adapters.
 
 They are async so that an adapter may be a thread around a blocking driver (SQLite) or a native
 asyncio driver (PostgreSQL) without the callers knowing.
@@ -9,10 +10,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from thingport.core.model import ApiKey, AuthSession, Device, Product, StoredMessage, Subscription
+from thingport.core.throttle import Rate
 
 
 class RegistryReader(Protocol):
-    """Read side of the registry, as the gateway needs it."""
+    """Read side of the registry, as the device side (ingest/) needs it."""
 
     async def device_by_id(self, device_id: int) -> Device | None: ...
 
@@ -206,3 +208,32 @@ class WriteProbe(Protocol):
     async def probe_write(self, at_ms: int) -> None:
         """One real write with no meaning; raises what the database says if it fails."""
         ...
+
+
+# --- shared state: rate limits and presence arbitration (in-process, or through Redis when clustered) ---
+
+
+class Limits(Protocol):
+    """Rate limits on reports and authentication attempts; Throttled or InstanceThrottled when spent."""
+
+    async def check_report(self, device: Device, rate: Rate | None) -> None:
+        """Spend one report of ``device`` (``rate``: its product's device rate, None for the server's)."""
+        ...
+
+    async def check_auth(self, device_key: str, source: str) -> None:
+        """Spend one authentication attempt naming ``device_key`` from address ``source``."""
+        ...
+
+    async def check_device_auth(self, device_key: str, source: str) -> None:
+        """Spend one attempt of ``device_key``'s bucket alone (its source's was spent under another name)."""
+        ...
+
+
+class Arbiter(Protocol):
+    """Decides which instance says a device's transition; every answer is True while it cannot tell."""
+
+    async def claim(self, device: Device, ttl_ms: int) -> bool: ...
+
+    async def release(self, device: Device) -> bool: ...
+
+    async def refresh(self, ttls: list[tuple[Device, int]]) -> bool: ...

@@ -13,26 +13,11 @@ bucket whichever dialect it speaks (the ingest use case names it by ``productKey
 
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from thingport.core.errors import InstanceThrottled, Throttled
 from thingport.core.model import Device
 from thingport.core.throttle import BucketMap, Rate, TokenBucket
 from thingport.settings import Settings
-
-
-class Limits(Protocol):
-    async def check_report(self, device: Device, rate: Rate | None) -> None:
-        """Spend one report of ``device`` (``rate``: its product's device rate, None for the server's)."""
-        ...
-
-    async def check_auth(self, device_key: str, source: str) -> None:
-        """Spend one authentication attempt naming ``device_key`` from address ``source``."""
-        ...
-
-    async def check_device_auth(self, device_key: str, source: str) -> None:
-        """Spend one attempt of ``device_key``'s bucket alone (its source's was spent under another name)."""
-        ...
 
 
 class LocalLimits:

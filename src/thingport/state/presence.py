@@ -13,11 +13,11 @@ only if the registry (written by every instance) saw it silent too and this inst
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 import msgspec
 
 from thingport.core.model import Device
+from thingport.core.ports import Arbiter
 from thingport.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -28,16 +28,6 @@ DIALECT = "thingport"
 
 def status_payload(status: str, at_ms: int, reason: str) -> bytes:
     return msgspec.json.encode({"status": status, "time": at_ms, "reason": reason})
-
-
-class Arbiter(Protocol):
-    """Decides which instance says a device's transition; every answer is True while it cannot tell."""
-
-    async def claim(self, device: Device, ttl_ms: int) -> bool: ...
-
-    async def release(self, device: Device) -> bool: ...
-
-    async def refresh(self, ttls: list[tuple[Device, int]]) -> bool: ...
 
 
 class PresenceTracker:

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from thingport.core.ports import Arbiter, Limits
 from thingport.settings import Settings
-from thingport.state.limits import Limits, LocalLimits
-from thingport.state.presence import Arbiter
+from thingport.state.limits import LocalLimits
 
 if TYPE_CHECKING:
     from thingport.state.redis_link import RedisLink
