@@ -11,7 +11,7 @@ import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -91,16 +91,21 @@ def byte_by_byte(port: int, data: bytes) -> bytes:
         except OSError:
             pass  # closed on us mid-head: the answer is what it sent before
         deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline and not responses(out):
-            try:
-                piece = sock.recv(65536)
-            except OSError:
-                break
-            if not piece:
-                break
-            out += piece
+        return read_rest(sock, out, lambda got: time.monotonic() >= deadline or bool(responses(got)))
     finally:
         sock.close()
+
+
+def read_rest(sock: socket.socket, out: bytes, done: Callable[[bytes], bool] = lambda got: False) -> bytes:
+    """``out`` and what ``sock`` sends after it, until ``done(what came)``, the close or an error."""
+    while not done(out):
+        try:
+            piece = sock.recv(65536)
+        except OSError:
+            break
+        if not piece:
+            break
+        out += piece
     return out
 
 
@@ -188,17 +193,9 @@ def in_two_reads(port: int, first: bytes, second: bytes) -> bytes:
         except OSError:
             pass
         sock.settimeout(TIMEOUT)  # until the close (the second request asks for one, or is refused)
-        while True:
-            try:
-                piece = sock.recv(65536)
-            except OSError:
-                break
-            if not piece:
-                break
-            out += piece
+        return read_rest(sock, out)
     finally:
         sock.close()
-    return out
 
 
 @pytest.mark.parametrize("second_head", [CAP, CAP + 1])
