@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.support import DeviceClient, Reply, ServerProcess, ThreadServer, cli, free_port
+from tests.support import DeviceClient, Reply, ServerProcess, ThreadServer, cli, free_port, wait_until
 from thingport.cli import main
 from thingport.core.signing import huawei_password
 from thingport.core.tokens import TokenClaims, TokenCodec
@@ -45,6 +45,11 @@ def hw_token(client: DeviceClient, device: dict) -> str:
     reply = hw_auth(client, device["deviceId"], device["deviceSecret"])
     assert reply.status == 200, reply.raw
     return reply.json["access_token"]
+
+
+def refusal(reply: Reply) -> Reply | None:
+    """``reply`` unless it is a 200 (what ``wait_until`` waits for when a change should end an acceptance)."""
+    return None if reply.status == 200 else reply
 
 
 def hw_post(client: DeviceClient, device_id: str, what: str, body: bytes | dict, token: str | None) -> Reply:
@@ -251,10 +256,8 @@ def test_token_errors_are_403_000004(server: ServerProcess, client: DeviceClient
     assert_error(hw_post(client, modelled["deviceId"], up, b"x", expired), 403, "IOTDA.000004", "expired")
     cli(server.data_dir, "device", "reset-secret", "--product-key", modelled["productKey"],
         "--name", modelled["deviceName"])
-    deadline = time.monotonic() + 1
-    while hw_post(client, modelled["deviceId"], up, b"x", token).status == 200:
-        assert time.monotonic() < deadline, "token alive 1 s after a secret reset"
-        time.sleep(0.02)
+    wait_until(lambda: hw_post(client, modelled["deviceId"], up, b"x", token).status != 200,
+               "the token refused after a secret reset", 1.0)
 
 
 def test_disable_and_delete_kill_tokens(server: ServerProcess, client: DeviceClient, modelled: dict) -> None:
@@ -263,10 +266,8 @@ def test_disable_and_delete_kill_tokens(server: ServerProcess, client: DeviceCli
         token = hw_token(client, modelled)
         assert hw_post(client, modelled["deviceId"], "messages/up", b"x", token).status == 200
         cli(server.data_dir, "device", change, *who)
-        deadline = time.monotonic() + 1
-        while (reply := hw_post(client, modelled["deviceId"], "messages/up", b"x", token)).status == 200:
-            assert time.monotonic() < deadline, f"token alive 1 s after device {change}"
-            time.sleep(0.02)
+        reply = wait_until(lambda t=token: refusal(hw_post(client, modelled["deviceId"], "messages/up", b"x", t)),
+                           f"the token refused after device {change}", 1.0)
         assert_error(reply, 403, "IOTDA.000004", says)
         if change == "disable":
             cli(server.data_dir, "device", "enable", *who)
@@ -277,10 +278,9 @@ def test_whole_report_validation_refuses_a_report_with_one_bad_property(
 ) -> None:
     cli(server.data_dir, "product", "set", "--product-key", modelled["productKey"], "--validation", "whole-report")
     token = hw_token(client, modelled)
-    deadline = time.monotonic() + 2  # the running server picks the setting up within a second
-    while (reply := hw_post(client, modelled["deviceId"], "properties/report", report(99), token)).status == 200:
-        assert time.monotonic() < deadline, "a partly invalid report still stored 2 s after whole-report"
-        time.sleep(0.05)
+    reply = wait_until(  # the running server picks the setting up within a second
+        lambda: refusal(hw_post(client, modelled["deviceId"], "properties/report", report(99), token)),
+        "a partly invalid report refused under whole-report", 2.0, 0.05)
     assert_error(reply, 400, "IOTDA.000006", "temperature")
     status = cli(
         server.data_dir, "device", "status", "--product-key", modelled["productKey"], "--name", modelled["deviceName"]
@@ -512,7 +512,13 @@ def test_three_tokens_back_to_back_each_superseded_one_lives_30_s_on_every_insta
         t2 = hw_token(cb, d)
         now[0] += 10
         t3 = hw_token(ca, d)
-        time.sleep(0.5)  # each instance follows the registry's change feed (every 0.05 s here)
+        t3_ms = int(now[0] * 1000)
+
+        def knows_t3(srv: ThreadServer) -> bool:  # each instance follows the registry's change feed
+            cached = srv.app.cache.known_by_device_id(d["deviceId"])
+            return cached is not None and cached.token_ms == t3_ms and len(cached.superseded_tokens) == 2
+
+        wait_until(lambda: knows_t3(a) and knows_t3(b), "both instances have T3 and the two it superseded")
         for client in (ca, cb):
             assert [alive(client, t) for t in (t1, t2, t3)] == [True, True, True]
         now[0] += 19.999  # T2's issue + 29.999 s
@@ -540,13 +546,6 @@ def _replayed(client: DeviceClient, d: dict) -> list[int]:
             hw_auth(client, d["deviceId"], d["deviceSecret"], 1).status]
 
 
-def _wait_for(check, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "the server did not take the change"
-        time.sleep(0.1)
-
-
 def test_a_product_may_require_sign_type_1_and_refuse_a_replayed_sign_type_0(
     server: ServerProcess, client: DeviceClient
 ) -> None:
@@ -567,10 +566,12 @@ def test_a_product_may_require_sign_type_1_and_refuse_a_replayed_sign_type_0(
 
     shown = cli(server.data_dir, "product", "set", "--product-key", loose["productKey"], "--require-sign-type-1", "yes")
     assert shown["requireSignType1"] is True
-    _wait_for(lambda: hw_auth(client, d["deviceId"], d["deviceSecret"], 0, hour(-5)).status == 401)
+    wait_until(lambda: hw_auth(client, d["deviceId"], d["deviceSecret"], 0, hour(-5)).status == 401,
+               "the running server requires sign_type 1", interval=0.1)
     cli(server.data_dir, "product", "set", "--product-key", loose["productKey"], "--require-sign-type-1", "server")
     assert cli(server.data_dir, "product", "show", "--product-key", loose["productKey"])["requireSignType1"] is None
-    _wait_for(lambda: hw_auth(client, d["deviceId"], d["deviceSecret"], 0, hour(-5)).status == 200)
+    wait_until(lambda: hw_auth(client, d["deviceId"], d["deviceSecret"], 0, hour(-5)).status == 200,
+               "the running server accepts sign_type 0 again", interval=0.1)
 
 
 def test_the_server_may_require_sign_type_1_and_a_product_may_opt_out(tmp_path: Path) -> None:
