@@ -27,11 +27,12 @@ T = TypeVar("T")
 
 
 def wait_until(condition: Callable[[], T], what: str, timeout: float = 5.0, interval: float = 0.02,
-               ignore: tuple[type[BaseException], ...] = ()) -> T:
-    """Poll ``condition()`` until it is truthy and return that value: a test waits for what it then asserts
-    (a change reaching a server, a state flipping) for as long as it takes and no longer, instead of sleeping a
-    guess. Fails naming ``what`` was awaited, with the last value, after ``timeout`` seconds. An exception of a
-    type in ``ignore`` counts as "not yet" (a server still starting); any other propagates."""
+               ignore: tuple[type[BaseException], ...] = (), accept: Callable[[T], object] = bool) -> T:
+    """Poll ``condition()`` until its value is accepted (truthy, or ``accept(value)``) and return that value: a
+    test waits for what it then asserts (a change reaching a server, a state flipping) for as long as it takes
+    and no longer, instead of sleeping a guess. Fails naming ``what`` was awaited, with the last value, after
+    ``timeout`` seconds. An exception of a type in ``ignore`` counts as "not yet" (a server still starting);
+    any other propagates."""
     deadline = time.monotonic() + timeout
     while True:
         last_try = time.monotonic() >= deadline
@@ -40,7 +41,7 @@ def wait_until(condition: Callable[[], T], what: str, timeout: float = 5.0, inte
         except ignore as e:
             value = e  # type: ignore[assignment]
         else:
-            if value:
+            if accept(value):
                 return value
         if last_try:
             raise AssertionError(f"not within {timeout} s: {what} (last: {value!r})")
@@ -48,7 +49,8 @@ def wait_until(condition: Callable[[], T], what: str, timeout: float = 5.0, inte
 
 
 async def wait_until_async(condition: Callable[[], T | Awaitable[T]], what: str, timeout: float = 5.0,
-                           interval: float = 0.02, ignore: tuple[type[BaseException], ...] = ()) -> T:
+                           interval: float = 0.02, ignore: tuple[type[BaseException], ...] = (),
+                           accept: Callable[[T], object] = bool) -> T:
     """``wait_until`` inside an event loop: sleeps without blocking it, and ``condition`` may be a coroutine
     function (a store read)."""
     loop = asyncio.get_running_loop()
@@ -62,7 +64,7 @@ async def wait_until_async(condition: Callable[[], T | Awaitable[T]], what: str,
         except ignore as e:
             value = e  # type: ignore[assignment]
         else:
-            if value:
+            if accept(value):  # type: ignore[arg-type]
                 return value  # type: ignore[return-value]
         if last_try:
             raise AssertionError(f"not within {timeout} s: {what} (last: {value!r})")

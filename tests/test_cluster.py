@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from tests.bus.services import require_service
 from tests.postgres import fresh_database
-from tests.support import DeviceClient, ServerProcess, cli
+from tests.support import DeviceClient, ServerProcess, cli, wait_until
 from thingport.cli import main
 from thingport.core.message_ids import SEQUENCE_BITS, WORKER_BITS
 
@@ -162,14 +162,10 @@ def test_postgresql_outage_refuses_reports_acknowledges_nothing_unstored_and_ser
             during = [publish(client, device, token, b"during") for _ in range(5)]
             assert {doc["code"] for doc in during} == {30001}, during  # the protocol's "could not be stored"
             proxy.restore()
-            deadline = time.monotonic() + 10
-            while True:
-                doc = publish(client, device, token, b"after")
-                if doc["code"] == 0:
-                    acked.append(doc["info"]["messageId"])
-                    break
-                assert time.monotonic() < deadline, f"service did not resume: {doc}"
-                time.sleep(0.2)
+            stored = wait_until(lambda: publish(client, device, token, b"after"),
+                                "the service storing reports again after the outage", 10, 0.2,
+                                accept=lambda doc: doc["code"] == 0)
+            acked.append(stored["info"]["messageId"])
             client.close()
         finally:
             server.stop()
