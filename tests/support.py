@@ -98,6 +98,11 @@ def cli(data_dir: Path, *args: str) -> Any:
     return json.loads(result.output)
 
 
+def subscription(data_dir: Path, name: str) -> dict:
+    """The subscription as ``subscription list`` shows it (state, backlog, last error)."""
+    return {s["name"]: s for s in cli(data_dir, "subscription", "list")}[name]
+
+
 @contextlib.contextmanager
 def stores_of(settings: Any) -> Iterator[Any]:
     """The stores ``settings`` name, opened as the process opens them (``runtime.bootstrap.build``), then closed."""
