@@ -11,9 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.bus.services import deliveries, eventually, require_service, run
+from tests.bus.services import deliveries, require_service, run
 from tests.bus.sinks import SINKS, SinkUnderTest
 from tests.bus.tcp_proxy import TcpProxy
+from tests.support import wait_until_async
 from thingport.bus.base import SinkError
 
 
@@ -112,7 +113,8 @@ def test_hung_broker_times_out_then_recovers(kind: SinkUnderTest, proxy: TcpProx
             finally:
                 await sink.close()
             await reader.at_least_once(a + b)
-        assert await eventually(lambda: proxy.connections == 0)  # the abandoned connections were closed, not leaked
+        await wait_until_async(lambda: proxy.connections, "the abandoned connections closed, not leaked", 3.0,
+                               accept=lambda connections: connections == 0)
 
     run(body())
 
