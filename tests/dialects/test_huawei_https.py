@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.support import DeviceClient, Reply, ServerProcess, ThreadServer, cli, free_port, wait_until
+from tests.support import DeviceClient, FakeClock, Reply, ServerProcess, ThreadServer, cli, free_port, wait_until
 from thingport.cli import main
 from thingport.core.signing import huawei_password
 from thingport.core.tokens import TokenClaims, TokenCodec
@@ -410,22 +410,22 @@ def test_superseded_token_lives_exactly_30_seconds_and_internal_errors_are_500(t
     data_dir = tmp_path / "data"
     product = cli(data_dir, "product", "create", "--name", "p")
     d = cli(data_dir, "device", "create", "--product-key", product["productKey"], "--name", "dev-c")
-    now = [1_900_000_000.0]
+    clock = FakeClock(1_900_000_000.0)
     settings = load_settings(data_dir=data_dir, host="127.0.0.1", port=free_port(), log_level="critical")
-    app = build(settings, Overrides(clock=lambda: now[0]))
+    app = build(settings, Overrides(clock=clock))
     stores = app.stores
     with ThreadServer(app) as srv:
         client = srv.client()
         first = hw_token(client, d)
-        now[0] += 10
+        clock.advance(10)
         second = hw_token(client, d)
         assert first != second
-        now[0] += 29.999  # 29.999 s after the new token: the old one still works
+        clock.advance(29.999)  # 29.999 s after the new token: the old one still works
         assert hw_post(client, d["deviceId"], "messages/up", b"x", first).status == 200
-        now[0] += 0.001  # exactly 30 s: dead
+        clock.advance(0.001)  # exactly 30 s: dead
         assert_error(hw_post(client, d["deviceId"], "messages/up", b"x", first), 403, "IOTDA.000004", "superseded")
         assert hw_post(client, d["deviceId"], "messages/up", b"x", second).status == 200
-        now[0] += 86400  # the newest dies of old age
+        clock.advance(86400)  # the newest dies of old age
         assert_error(hw_post(client, d["deviceId"], "messages/up", b"x", second), 403, "IOTDA.000004", "expired")
 
         real_append = stores.log.append
@@ -488,12 +488,12 @@ def test_three_tokens_back_to_back_each_superseded_one_lives_30_s_on_every_insta
     (data_dir / "thingport.toml").write_text(f'database_url = "{fresh_database()}"\n')
     product = cli(data_dir, "product", "create", "--name", "p")
     d = cli(data_dir, "device", "create", "--product-key", product["productKey"], "--name", "dev-t")
-    now = [1_900_000_000.0]
+    clock = FakeClock(1_900_000_000.0)
 
     def instance(worker: int) -> ThreadServer:
         settings = load_settings(data_dir=data_dir, host="127.0.0.1", port=free_port(), log_level="critical",
                                  worker_id=worker, registry_poll_s=0.05)
-        return ThreadServer(build(settings, Overrides(clock=lambda: now[0])))
+        return ThreadServer(build(settings, Overrides(clock=clock)))
 
     def alive(client: DeviceClient, token: str) -> bool:
         reply = hw_post(client, d["deviceId"], "messages/up", b"x", token)
@@ -503,11 +503,11 @@ def test_three_tokens_back_to_back_each_superseded_one_lives_30_s_on_every_insta
     with instance(1) as a, instance(2) as b:
         ca, cb = a.client(), b.client()
         t1 = hw_token(ca, d)
-        now[0] += 10
+        clock.advance(10)
         t2 = hw_token(cb, d)
-        now[0] += 10
+        clock.advance(10)
         t3 = hw_token(ca, d)
-        t3_ms = int(now[0] * 1000)
+        t3_ms = int(clock.now * 1000)
 
         def knows_t3(srv: ThreadServer) -> bool:  # each instance follows the registry's change feed
             cached = srv.app.cache.known_by_device_id(d["deviceId"])
@@ -516,17 +516,17 @@ def test_three_tokens_back_to_back_each_superseded_one_lives_30_s_on_every_insta
         wait_until(lambda: knows_t3(a) and knows_t3(b), "both instances have T3 and the two it superseded")
         for client in (ca, cb):
             assert [alive(client, t) for t in (t1, t2, t3)] == [True, True, True]
-        now[0] += 19.999  # T2's issue + 29.999 s
+        clock.advance(19.999)  # T2's issue + 29.999 s
         for client in (ca, cb):
             assert [alive(client, t) for t in (t1, t2, t3)] == [True, True, True]
-        now[0] += 0.001  # T2's issue + 30 s: T1 is dead
+        clock.advance(0.001)  # T2's issue + 30 s: T1 is dead
         for client in (ca, cb):
             assert [alive(client, t) for t in (t1, t2, t3)] == [False, True, True]
         assert_error(hw_post(cb, d["deviceId"], "messages/up", b"x", t1), 403, "IOTDA.000004", "superseded")
-        now[0] += 9.999  # T3's issue + 29.999 s
+        clock.advance(9.999)  # T3's issue + 29.999 s
         for client in (ca, cb):
             assert [alive(client, t) for t in (t1, t2, t3)] == [False, True, True]
-        now[0] += 0.001
+        clock.advance(0.001)
         for client in (ca, cb):
             assert [alive(client, t) for t in (t1, t2, t3)] == [False, False, True]
         ca.close()
