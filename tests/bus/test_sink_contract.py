@@ -126,7 +126,7 @@ def test_a_connection_lost_mid_batch_fails_it_at_once(kind: SinkUnderTest, proxy
             await sink.publish(deliveries(5, "pkL"))
             proxy.stall()  # the batch goes out, no confirm comes back...
             task = asyncio.create_task(sink.publish(deliveries(200, "pkL", start=6)))
-            await asyncio.sleep(0.3)
+            await wait_until_async(lambda: proxy.held, "the batch sent into the stalled proxy")
             proxy.cut()  # ...and then the connection drops
             started = time.monotonic()
             with pytest.raises(SinkError):
@@ -147,7 +147,7 @@ def test_cancelled_publish_raises_cancelled_and_the_sink_recovers(kind: SinkUnde
             await sink.publish(deliveries(5, "pkX"))
             proxy.stall()
             task = asyncio.create_task(sink.publish(deliveries(5, "pkX", start=6)))
-            await asyncio.sleep(0.2)
+            await wait_until_async(lambda: proxy.held, "the batch sent into the stalled proxy")
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task  # a forwarder shutting down is not told "SinkError"
