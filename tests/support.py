@@ -64,8 +64,8 @@ async def wait_until_async(condition: Callable[[], T | Awaitable[T]], what: str,
         except ignore as e:
             value = e  # type: ignore[assignment]
         else:
-            if accept(value):  # type: ignore[arg-type]
-                return value  # type: ignore[return-value]
+            if accept(value):
+                return value
         if last_try:
             raise AssertionError(f"not within {timeout} s: {what} (last: {value!r})")
         await asyncio.sleep(interval)
