@@ -1,7 +1,9 @@
 """Test helpers: a real thingport server (subprocess or in-process thread) and an HTTPS device client."""
 
+import asyncio
 import contextlib
 import http.client
+import inspect
 import json
 import os
 import signal
@@ -11,15 +13,76 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from click.testing import CliRunner
 
 from thingport.cli import main as cli_main
 from thingport.core.signing import aliyun_sign
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], what: str, timeout: float = 5.0, interval: float = 0.02,
+               ignore: tuple[type[BaseException], ...] = (), accept: Callable[[T], object] = bool) -> T:
+    """Poll ``condition()`` until its value is accepted (truthy, or ``accept(value)``) and return that value: a
+    test waits for what it then asserts (a change reaching a server, a state flipping) for as long as it takes
+    and no longer, instead of sleeping a guess. Fails naming ``what`` was awaited, with the last value, after
+    ``timeout`` seconds. An exception of a type in ``ignore`` counts as "not yet" (a server still starting);
+    any other propagates."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last_try = time.monotonic() >= deadline
+        try:
+            value = condition()
+        except ignore as e:
+            value = e  # type: ignore[assignment]
+        else:
+            if accept(value):
+                return value
+        if last_try:
+            raise AssertionError(f"not within {timeout} s: {what} (last: {value!r})")
+        time.sleep(interval)
+
+
+async def wait_until_async(condition: Callable[[], T | Awaitable[T]], what: str, timeout: float = 5.0,
+                           interval: float = 0.02, ignore: tuple[type[BaseException], ...] = (),
+                           accept: Callable[[T], object] = bool) -> T:
+    """``wait_until`` inside an event loop: sleeps without blocking it, and ``condition`` may be a coroutine
+    function (a store read)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        last_try = loop.time() >= deadline
+        try:
+            value = condition()
+            if inspect.isawaitable(value):
+                value = await value
+        except ignore as e:
+            value = e  # type: ignore[assignment]
+        else:
+            if accept(value):
+                return value
+        if last_try:
+            raise AssertionError(f"not within {timeout} s: {what} (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+class FakeClock:
+    """A wall clock the test moves (``Overrides(clock=...)``, ``LocalLimits``): refills, expiries and presence
+    timeouts are checked at exact instants, without sleeping through them."""
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def free_port() -> int:
@@ -33,6 +96,11 @@ def cli(data_dir: Path, *args: str) -> Any:
     result = CliRunner().invoke(cli_main, [*args, "--data-dir", str(data_dir), "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
+
+
+def subscription(data_dir: Path, name: str) -> dict:
+    """The subscription as ``subscription list`` shows it (state, backlog, last error)."""
+    return {s["name"]: s for s in cli(data_dir, "subscription", "list")}[name]
 
 
 @contextlib.contextmanager
@@ -125,20 +193,17 @@ class DeviceClient:
 
 
 def wait_for_tls(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    while time.monotonic() < deadline:
+
+    def handshakes() -> bool:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                with ctx.wrap_socket(sock):
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"server on port {port} did not come up")
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock, ctx.wrap_socket(sock):
+            return True
+
+    wait_until(handshakes, f"a TLS handshake with the server on port {port}", timeout, 0.05, ignore=(OSError,))
 
 
 class ServerProcess:

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from tests.bus.services import require_service
 from tests.postgres import fresh_database
-from tests.support import DeviceClient, ServerProcess, cli
+from tests.support import DeviceClient, ServerProcess, cli, wait_until
 from thingport.cli import main
 from thingport.core.message_ids import SEQUENCE_BITS, WORKER_BITS
 
@@ -83,12 +83,15 @@ def test_a_token_from_one_instance_works_on_the_others_and_a_disable_reaches_all
     assert reply.status_code == 200, reply.text
     disabled_at = time.monotonic()
     refused_after: dict[int, float] = {}
-    while len(refused_after) < 3 and time.monotonic() - disabled_at < 3:
+
+    def instances_refusing() -> dict[int, float]:  # each instance's delay, when it first refuses
         for index, client in enumerate(clients):
             if index not in refused_after and publish(client, device, token)["code"] != 0:
                 refused_after[index] = time.monotonic() - disabled_at
-        time.sleep(0.02)
-    assert sorted(refused_after) == [0, 1, 2], refused_after
+        return refused_after
+
+    wait_until(instances_refusing, "every instance refusing the disabled device's token", 3,
+               accept=lambda refused: sorted(refused) == [0, 1, 2])
     assert max(refused_after.values()) < 1.0, refused_after
     for client in clients:
         client.close()
@@ -96,7 +99,7 @@ def test_a_token_from_one_instance_works_on_the_others_and_a_disable_reaches_all
 
 def test_a_device_rate_limit_holds_across_instances(cluster: list[ServerProcess]) -> None:
     device = new_device(cluster[0], **{"device-report-rate": "0.5", "device-report-burst": "6"})
-    time.sleep(0.6)  # the product setting reaches every instance's registry cache
+    # no wait: the product is set before any device of it reports, and an instance loads a product on first use
     clients = [node.client() for node in cluster]
     token = clients[0].token(device["productKey"], device["deviceName"], device["deviceSecret"])
     started = time.monotonic()
@@ -162,14 +165,10 @@ def test_postgresql_outage_refuses_reports_acknowledges_nothing_unstored_and_ser
             during = [publish(client, device, token, b"during") for _ in range(5)]
             assert {doc["code"] for doc in during} == {30001}, during  # the protocol's "could not be stored"
             proxy.restore()
-            deadline = time.monotonic() + 10
-            while True:
-                doc = publish(client, device, token, b"after")
-                if doc["code"] == 0:
-                    acked.append(doc["info"]["messageId"])
-                    break
-                assert time.monotonic() < deadline, f"service did not resume: {doc}"
-                time.sleep(0.2)
+            stored = wait_until(lambda: publish(client, device, token, b"after"),
+                                "the service storing reports again after the outage", 10, 0.2,
+                                accept=lambda doc: doc["code"] == 0)
+            acked.append(stored["info"]["messageId"])
             client.close()
         finally:
             server.stop()

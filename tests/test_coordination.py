@@ -8,6 +8,7 @@ import psycopg
 from prometheus_client import CollectorRegistry
 
 from tests.postgres import ADMIN_URL, fresh_database
+from tests.support import wait_until_async
 from thingport.bus.forwarder import CommitSignal, Forwarder
 from thingport.runtime.bootstrap import build
 from thingport.runtime.coordination import LeasedService
@@ -34,13 +35,14 @@ def test_a_forwarder_that_lost_its_lease_with_its_session_runs_again_when_it_win
                 " WHERE l.locktype = 'advisory' AND l.granted AND a.datname = %s", (url.rsplit("/", 1)[1],)
             ).fetchone()[0]
         states.append(ended == 1)
-        seen = []
-        for _ in range(60):  # lost (stopped), then won back: started again on the same forwarder and metrics
-            await asyncio.sleep(0.1)
+        seen: list[bool] = []
+
+        def lost_then_won_back() -> bool:  # stopped, then started again on the same forwarder and metrics
             seen.append(service.running)
-            if False in seen and service.running:
-                break
-        states.append(False in seen and service.running and await asyncio.to_thread(lease.held))
+            return False in seen and service.running
+
+        await wait_until_async(lost_then_won_back, "the lease lost, then won back", 6, 0.05)
+        states.append(await asyncio.to_thread(lease.held))
         await service.stop()
         states.append(await asyncio.to_thread(rival.try_acquire))  # released on stop
         return states

@@ -4,18 +4,10 @@ import stat
 import time
 from pathlib import Path
 
-from tests.support import ServerProcess, cli
+from tests.support import ServerProcess, cli, wait_until
+from thingport.core.errors import TokenInvalid
 from thingport.core.tokens import TokenCodec
 from thingport.store.keys import KeyRing
-
-
-def code_within(deadline_s: float, wanted: int, probe) -> int:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + deadline_s
-    while True:
-        got = probe()
-        if got == wanted or time.monotonic() > deadline:
-            return got
-        time.sleep(0.05)
 
 
 def test_rotate_then_prune_while_serving(tmp_path: Path) -> None:
@@ -32,15 +24,22 @@ def test_rotate_then_prune_while_serving(tmp_path: Path) -> None:
 
         rotated = cli(data_dir, "keys", "rotate")
         assert rotated["keys"] == 2 and rotated["resealed"] == 1
-        time.sleep(1.2)  # the server reloads the key file
+        new_key = TokenCodec(KeyRing(data_dir).token_keys[0])
+
+        def signed_with_the_new_key() -> str | None:
+            token = client.token(pk, dn, secret)  # the re-sealed secret opens with the new key
+            return token if new_key.verify(token, time.time()) else None
+
+        # the server reloads the key file (every second): its tokens are then signed with the new key
+        wait_until(signed_with_the_new_key, "a token signed with the rotated key", 5.0, 0.2, ignore=(TokenInvalid,))
         assert client.publish(topic, b"x", old_token).json["code"] == 0  # the old key still verifies
-        new_token = client.token(pk, dn, secret)  # the re-sealed secret opens with the new key
-        assert TokenCodec(KeyRing(data_dir).token_keys[0]).verify(new_token, time.time())
+        new_token = client.token(pk, dn, secret)
+        assert new_key.verify(new_token, time.time())
 
         pruned = cli(data_dir, "keys", "prune")
         assert pruned == {"keys": 1, "current": rotated["current"], "dropped": 1, "resealed": 0}
-        refused = code_within(2.0, 20003, lambda: client.publish(topic, b"x", old_token).json["code"])
-        assert refused == 20003  # signed with a key that is gone
+        wait_until(lambda: client.publish(topic, b"x", old_token).json["code"] == 20003,
+                   "the old key's token refused after the prune (signed with a key that is gone)", 2.0, 0.05)
         assert client.publish(topic, b"x", new_token).json["code"] == 0
         assert client.auth(pk, dn, secret).json["code"] == 0
         client.close()

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.bus.services import RABBITMQ, require_service
-from tests.support import ServerProcess, cli
+from tests.support import ServerProcess, cli, subscription, wait_until
 from thingport.cli import main as cli_main
 
 PASSWORD = "Sh0uldNeverShow"
@@ -49,18 +49,9 @@ def create_args(pk: str, name: str, user: str, *extra: str) -> list[str]:
             "--option", "timeout=3", *extra]
 
 
-def subscription(data_dir: Path, name: str) -> dict:
-    return {s["name"]: s for s in cli(data_dir, "subscription", "list")}[name]
-
-
 def wait_for_state(data_dir: Path, name: str, state: str, within_s: float = 20.0) -> dict:
-    deadline = time.monotonic() + within_s
-    while True:
-        found = subscription(data_dir, name)
-        if found["state"] == state:
-            return found
-        assert time.monotonic() < deadline, f"{name} is {found['state']}, not {state}: {found}"
-        time.sleep(0.2)
+    return wait_until(lambda: subscription(data_dir, name), f"subscription {name} {state}", within_s, 0.2,
+                      accept=lambda found: found["state"] == state)
 
 
 def test_a_sink_that_refuses_is_refused_at_creation_unless_not_checked(tmp_path: Path, refused_user: str) -> None:
@@ -122,10 +113,8 @@ def test_a_sink_refusing_every_publish_shows_retrying_then_failing_then_running_
         rabbitmqctl("set_permissions", "-p", "/", refused_user, ".*", ".*", ".*")  # the operator fixes it
         running = wait_for_state(data_dir, name, "running", within_s=40)  # the backoff may be at 4-8 s
         assert running["lastError"] is None and running["stateSince"] > failing["stateSince"]
-        deadline = time.monotonic() + 10
-        while subscription(data_dir, name)["backlog"] != 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_until(lambda: subscription(data_dir, name), f"subscription {name} with no backlog", 10, 0.2,
+                   accept=lambda found: found["backlog"] == 0)
     finally:
         server.stop()
         asyncio.run(delete_exchange(name))

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.support import ServerProcess
+from tests.support import ServerProcess, wait_until
 from thingport.runtime.tls import ensure_self_signed
 
 
@@ -143,17 +143,17 @@ def _auth_code(port: int, forwarded_for: str) -> int:
             "sign": "0" * 64,
         }
     ).encode()
-    deadline = time.monotonic() + 20
-    while True:
+
+    def code() -> int:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         try:
             conn.request("POST", "/auth", body, {"Content-Type": "application/json", "X-Forwarded-For": forwarded_for})
             return json.loads(conn.getresponse().read())["code"]
-        except ConnectionRefusedError:
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.1)
         finally:
             conn.close()
+
+    return wait_until(code, "the server answering /auth over plain HTTP", 20, 0.1, ignore=(ConnectionRefusedError,),
+                      accept=lambda _: True)
 
 
 def test_behind_a_tls_proxy_the_device_port_speaks_http_and_trusts_the_proxys_forwarded_address(

@@ -79,13 +79,3 @@ def first_occurrences(items: list[T]) -> list[T]:
     """``items`` without repeats, each where it first appeared (what a consumer that drops duplicates keeps)."""
     seen: set[T] = set()
     return [x for x in items if not (x in seen or seen.add(x))]
-
-
-async def eventually(predicate: Any, limit: float = 3.0) -> bool:
-    """Poll ``predicate()`` until true or ``limit`` seconds passed; its last value."""
-    deadline = asyncio.get_running_loop().time() + limit
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            return bool(predicate())
-        await asyncio.sleep(0.05)
-    return True

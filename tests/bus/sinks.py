@@ -23,8 +23,9 @@ import nats
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.bus.services import MOSQUITTO, NATS, RABBITMQ, eventually, first_occurrences, run
+from tests.bus.services import MOSQUITTO, NATS, RABBITMQ, first_occurrences, run
 from tests.bus.tcp_proxy import TcpProxy
+from tests.support import wait_until_async
 from thingport.bus.base import Delivery, Sink
 from thingport.bus.mqtt import MqttSink
 from thingport.bus.nats import NatsSink
@@ -176,7 +177,8 @@ class Subscriber:
             return list(self.messages)
 
     async def take(self, count: int, limit: float = 5.0) -> list[tuple[str, bytes]]:
-        assert await eventually(lambda: len(self.messages) >= count, limit), f"{len(self.messages)} of {count}"
+        await wait_until_async(lambda: len(self.messages), f"{count} messages received", limit, 0.05,
+                               accept=lambda received: received >= count)
         return self.received()
 
 
@@ -366,7 +368,9 @@ class _MqttReader(Reader):
 
     async def at_least_once(self, batch: list[Delivery]) -> None:
         want = expected(batch, self.prefix)
-        assert await eventually(lambda: len(first_occurrences(self.subscriber.received())) >= len(want))
+        await wait_until_async(lambda: len(first_occurrences(self.subscriber.received())),
+                               f"{len(want)} distinct messages received", 3.0, 0.05,
+                               accept=lambda distinct: distinct >= len(want))
         assert first_occurrences(self.subscriber.received()) == want
 
 

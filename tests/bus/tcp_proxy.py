@@ -48,6 +48,7 @@ class TcpProxy:
         self.host = host
         self.port = port  # the real port once started
         self.accepted = 0  # connections accepted since start
+        self.held = 0  # bytes from clients that a stall kept from the target (a test waits for a batch sent)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
         self._listener: socket.socket | None = None
@@ -210,6 +211,8 @@ class TcpProxy:
         loop = asyncio.get_running_loop()
         try:
             while data := await loop.sock_recv(src, 65536):
+                if not self._flowing.is_set() and src is link.client:
+                    self.held += len(data)
                 await self._flowing.wait()
                 if self._trickle and src is link.upstream:
                     start, size = 0, 1

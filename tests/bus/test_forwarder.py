@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from tests.bus.services import RABBITMQ, require_service
 from tests.bus.tcp_proxy import TcpProxy
+from tests.support import wait_until_async
 from thingport.bus.forwarder import BATCH, CommitSignal, Forwarder
 from thingport.bus.reader import SubscriptionFilter
 from thingport.core.model import StoredMessage, Subscription
@@ -116,16 +117,17 @@ def test_a_backlog_of_several_batches_survives_a_broker_cut_in_order(data_dir: P
                 forwarder = Forwarder(stores.log, stores.registry, CollectorRegistry(), signal, supervise_every_s=0.05)
                 await forwarder.start()
                 try:
-                    while (await stores.registry.get_subscription("bulk")).cursor < BATCH:  # type: ignore[union-attr]
-                        await asyncio.sleep(0.001)
+                    async def cursor() -> int:
+                        return (await stores.registry.get_subscription("bulk")).cursor  # type: ignore[union-attr]
+
+                    await wait_until_async(cursor, "the first batch forwarded", 30, 0.001,
+                                           accept=lambda at: at >= BATCH)
                     proxy.cut()
-                    cursor = (await stores.registry.get_subscription("bulk")).cursor  # type: ignore[union-attr]
-                    assert cursor < total, "the cut came too late to test anything"
-                    await asyncio.sleep(1.0)
+                    assert await cursor() < total, "the cut came too late to test anything"
+                    await asyncio.sleep(1.0)  # the broker unreachable for a while: the forwarder retries
                     proxy.restore()
-                    async with asyncio.timeout(30):
-                        while (await stores.registry.get_subscription("bulk")).cursor < total:  # type: ignore[union-attr]
-                            await asyncio.sleep(0.05)
+                    await wait_until_async(cursor, "every message forwarded after the cut", 30, 0.05,
+                                           accept=lambda at: at >= total)
                 finally:
                     await forwarder.stop()
             ids = []

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.bus.services import deliveries, eventually, require_service, run
+from tests.bus.services import deliveries, require_service, run
 from tests.bus.sinks import SINKS, SinkUnderTest
 from tests.bus.tcp_proxy import TcpProxy
+from tests.support import wait_until_async
 from thingport.bus.base import SinkError
 
 
@@ -112,7 +113,8 @@ def test_hung_broker_times_out_then_recovers(kind: SinkUnderTest, proxy: TcpProx
             finally:
                 await sink.close()
             await reader.at_least_once(a + b)
-        assert await eventually(lambda: proxy.connections == 0)  # the abandoned connections were closed, not leaked
+        await wait_until_async(lambda: proxy.connections, "the abandoned connections closed, not leaked", 3.0,
+                               accept=lambda connections: connections == 0)
 
     run(body())
 
@@ -124,7 +126,7 @@ def test_a_connection_lost_mid_batch_fails_it_at_once(kind: SinkUnderTest, proxy
             await sink.publish(deliveries(5, "pkL"))
             proxy.stall()  # the batch goes out, no confirm comes back...
             task = asyncio.create_task(sink.publish(deliveries(200, "pkL", start=6)))
-            await asyncio.sleep(0.3)
+            await wait_until_async(lambda: proxy.held, "the batch sent into the stalled proxy")
             proxy.cut()  # ...and then the connection drops
             started = time.monotonic()
             with pytest.raises(SinkError):
@@ -145,7 +147,7 @@ def test_cancelled_publish_raises_cancelled_and_the_sink_recovers(kind: SinkUnde
             await sink.publish(deliveries(5, "pkX"))
             proxy.stall()
             task = asyncio.create_task(sink.publish(deliveries(5, "pkX", start=6)))
-            await asyncio.sleep(0.2)
+            await wait_until_async(lambda: proxy.held, "the batch sent into the stalled proxy")
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task  # a forwarder shutting down is not told "SinkError"

@@ -3,13 +3,13 @@
 import socket
 import socketserver
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.bus.services import require_service
 from tests.bus.tcp_proxy import TcpProxy
+from tests.support import wait_until
 
 
 class _Echo(socketserver.BaseRequestHandler):
@@ -58,22 +58,14 @@ def roundtrip(sock: socket.socket, data: bytes) -> bytes:
     return got
 
 
-def wait_for(predicate, limit: float = 2.0) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def test_forwards_both_ways(proxy: TcpProxy) -> None:
     payload = bytes(range(256)) * 1000  # 256 kB: more than one read
     with connect(proxy) as a, connect(proxy) as b:
         assert roundtrip(a, payload) == payload
         assert roundtrip(b, b"second connection") == b"second connection"
-        assert wait_for(lambda: proxy.connections == 2)
-    assert wait_for(lambda: proxy.connections == 0)  # a client closing ends its link
+        wait_until(lambda: proxy.connections, "two links", 2.0, accept=lambda links: links == 2)
+    wait_until(lambda: proxy.connections, "no links: a client closing ends its link", 2.0,
+               accept=lambda links: links == 0)
     assert proxy.accepted == 2
 
 
@@ -134,7 +126,7 @@ def test_unreachable_target_closes_the_client() -> None:
                 assert sock.recv(10) == b""
         except ConnectionResetError:
             pass  # reset (possibly before connect() even returned): closed either way
-        assert wait_for(lambda: proxy.connections == 0)
+        wait_until(lambda: proxy.connections, "no links", 2.0, accept=lambda links: links == 0)
         assert proxy.accepted == 1
 
 

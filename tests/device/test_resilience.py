@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.device.conftest import FlakyProxy, Flavour, endpoint, new_device, stored
-from tests.support import ServerProcess, cli, free_port
+from tests.support import ServerProcess, cli, free_port, wait_until
 from thingport.device import Retry, TransportError
 from thingport.runtime.tls import ensure_self_signed
 
@@ -48,10 +48,7 @@ def test_a_revoked_token_is_renewed_and_the_report_resent_once(server: ServerPro
     key = ("--product-key", created["productKey"], "--name", created["deviceName"])
     cli(server.data_dir, "device", "disable", *key)  # kills the device's tokens, keeps its secret
     cli(server.data_dir, "device", "enable", *key)
-    deadline = time.monotonic() + 5
-    while not old_token_refused(server, dialect, created, old):
-        assert time.monotonic() < deadline, "the server never refused the old token"
-        time.sleep(0.05)
+    wait_until(lambda: old_token_refused(server, dialect, created, old), "the server refusing the old token", 5, 0.05)
 
     second = report(dialect, device, 2)  # refused (20003 / IOTDA.000004), re-authenticated, resent
     assert device.token not in (None, old)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.support import DeviceClient, ServerProcess, cli
+from tests.support import DeviceClient, ServerProcess, cli, wait_until
 from thingport.cli import main
 
 SEED_004_TSL = {
@@ -49,6 +49,16 @@ def collector(server: ServerProcess, tmp_path: Path) -> dict:
     yield {**device, "client": client, "token": token, "product": product,
            "topic": f"/sys/{device['productKey']}/{device['deviceName']}/thing/event/property/post"}
     client.close()
+
+
+def sibling(server: ServerProcess, c: dict, name: str) -> dict:
+    """Another device of ``c``'s product, with its own client and token: it probes the running server for a
+    product change without leaving anything on the device under test."""
+    device = cli(server.data_dir, "device", "create", "--product-key", c["productKey"], "--name", name)
+    client = server.client()
+    token = client.token(device["productKey"], device["deviceName"], device["deviceSecret"])
+    return {**device, "client": client, "token": token,
+            "topic": f"/sys/{device['productKey']}/{device['deviceName']}/thing/event/property/post"}
 
 
 def post(c: dict, doc: object, topic: str | None = None) -> dict:
@@ -134,7 +144,17 @@ def test_whole_report_setting_refuses_every_property_of_an_invalid_report(
 ) -> None:
     c = collector
     cli(server.data_dir, "product", "set", "--product-key", c["productKey"], "--validation", "whole-report")
-    time.sleep(0.6)  # the running server picks the setting up from the change feed
+    probe = sibling(server, c, "probe-01")
+
+    humidity = iter(range(1, 101))
+
+    def whole_report_refused() -> bool:  # per-property stores the valid humidity: a new value each time
+        sent = next(humidity)
+        post(probe, {"id": "p", "params": {"temperature": 99, "humidity": sent}})
+        return status(server, probe)["properties"].get("humidity", {}).get("value") != sent
+
+    wait_until(whole_report_refused, "the running server takes whole-report from the change feed", 5.0, 0.05)
+    probe["client"].close()
     reply = post(c, {"id": "3", "params": {"temperature": 99, "humidity": 40}})
     assert status(server, c)["properties"] == {}
     assert reply_of(server, reply["info"]["messageId"])["reply"]["code"] == 6306
@@ -213,11 +233,8 @@ def test_model_replacement_takes_effect_while_serving(server: ServerProcess, col
     imported = cli(server.data_dir, "product", "tsl", "import", "--product-key", c["productKey"],
                    str(write_json(tmp_path / "wider.json", wider)))
     assert imported["modelVersion"] != c["product"]["modelVersion"]
-    deadline = time.monotonic() + 1.0
-    while "temperature" not in status(server, c)["properties"]:
-        assert time.monotonic() < deadline, "new model not in effect within a second"
-        post(c, {"id": "12", "params": {"temperature": 80}})
-        time.sleep(0.05)
+    wait_until(lambda: post(c, {"id": "12", "params": {"temperature": 80}})
+               and "temperature" in status(server, c)["properties"], "the new model in effect", 1.0, 0.05)
     assert status(server, c)["properties"]["temperature"]["value"] == 80
 
 

@@ -1,12 +1,11 @@
 """Codes that need a particular server: throttled (40000), storage failures (30001, 20004), internal error (10000)."""
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.support import ServerProcess, ThreadServer, cli, free_port
+from tests.support import FakeClock, ServerProcess, ThreadServer, cli, free_port
 from thingport.core.errors import SessionStoreFailed
 from thingport.runtime.bootstrap import Overrides, build
 from thingport.settings import load_settings
@@ -21,11 +20,11 @@ def provision(data_dir: Path) -> dict:
 def test_report_and_auth_rate_limits_answer_40000(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     device = provision(data_dir)
-    env = {"THINGPORT_DEVICE_REPORT_RATE": "0.5", "THINGPORT_DEVICE_REPORT_BURST": "3",
-           "THINGPORT_DEVICE_AUTH_RATE": "0.5", "THINGPORT_DEVICE_AUTH_BURST": "2"}
-    server = ServerProcess(data_dir, env).start()
-    try:
-        client = server.client()
+    settings = load_settings(data_dir=data_dir, host="127.0.0.1", port=free_port(), log_level="critical",
+                             device_report_rate=0.5, device_report_burst=3, device_auth_rate=0.5, device_auth_burst=2)
+    clock = FakeClock()  # the buckets refill by the device side's clock: moved, not slept through
+    with ThreadServer(build(settings, Overrides(clock=clock))) as srv:
+        client = srv.client()
         pk, dn, secret = device["productKey"], device["deviceName"], device["deviceSecret"]
         token = client.token(pk, dn, secret)
         topic = f"/{pk}/{dn}/user/t"
@@ -35,11 +34,13 @@ def test_report_and_auth_rate_limits_answer_40000(tmp_path: Path) -> None:
         assert doc["message"].startswith("request too many")
         assert client.auth(pk, dn, secret).json["code"] == 0  # second of the burst of 2
         assert client.auth(pk, dn, secret).json["code"] == 40000
-        time.sleep(2.1)  # 0.5/s refills one
+        clock.advance(1.9)  # 0.5/s: not yet a whole report
+        assert client.publish(topic, b"x", token).json["code"] == 40000
+        clock.advance(0.1)  # 2 s: one
         assert client.publish(topic, b"x", token).json["code"] == 0
+        assert client.publish(topic, b"x", token).json["code"] == 40000
+        assert client.auth(pk, dn, secret).json["code"] == 0  # the auth bucket refilled one too
         client.close()
-    finally:
-        server.stop()
 
 
 def test_storage_full_answers_30001_and_acknowledges_nothing(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.support import DeviceClient, Reply, ServerProcess, ThreadServer, cli, free_port
+from tests.support import DeviceClient, FakeClock, Reply, ServerProcess, ThreadServer, cli, free_port, wait_until
 from thingport.cli import main
 from thingport.core.signing import huawei_password
 from thingport.core.tokens import TokenClaims, TokenCodec
@@ -251,10 +251,8 @@ def test_token_errors_are_403_000004(server: ServerProcess, client: DeviceClient
     assert_error(hw_post(client, modelled["deviceId"], up, b"x", expired), 403, "IOTDA.000004", "expired")
     cli(server.data_dir, "device", "reset-secret", "--product-key", modelled["productKey"],
         "--name", modelled["deviceName"])
-    deadline = time.monotonic() + 1
-    while hw_post(client, modelled["deviceId"], up, b"x", token).status == 200:
-        assert time.monotonic() < deadline, "token alive 1 s after a secret reset"
-        time.sleep(0.02)
+    wait_until(lambda: hw_post(client, modelled["deviceId"], up, b"x", token).status != 200,
+               "the token refused after a secret reset", 1.0)
 
 
 def test_disable_and_delete_kill_tokens(server: ServerProcess, client: DeviceClient, modelled: dict) -> None:
@@ -263,10 +261,8 @@ def test_disable_and_delete_kill_tokens(server: ServerProcess, client: DeviceCli
         token = hw_token(client, modelled)
         assert hw_post(client, modelled["deviceId"], "messages/up", b"x", token).status == 200
         cli(server.data_dir, "device", change, *who)
-        deadline = time.monotonic() + 1
-        while (reply := hw_post(client, modelled["deviceId"], "messages/up", b"x", token)).status == 200:
-            assert time.monotonic() < deadline, f"token alive 1 s after device {change}"
-            time.sleep(0.02)
+        reply = wait_until(lambda t=token: hw_post(client, modelled["deviceId"], "messages/up", b"x", t),
+                           f"the token refused after device {change}", 1.0, accept=lambda r: r.status != 200)
         assert_error(reply, 403, "IOTDA.000004", says)
         if change == "disable":
             cli(server.data_dir, "device", "enable", *who)
@@ -277,10 +273,9 @@ def test_whole_report_validation_refuses_a_report_with_one_bad_property(
 ) -> None:
     cli(server.data_dir, "product", "set", "--product-key", modelled["productKey"], "--validation", "whole-report")
     token = hw_token(client, modelled)
-    deadline = time.monotonic() + 2  # the running server picks the setting up within a second
-    while (reply := hw_post(client, modelled["deviceId"], "properties/report", report(99), token)).status == 200:
-        assert time.monotonic() < deadline, "a partly invalid report still stored 2 s after whole-report"
-        time.sleep(0.05)
+    reply = wait_until(  # the running server picks the setting up within a second
+        lambda: hw_post(client, modelled["deviceId"], "properties/report", report(99), token),
+        "a partly invalid report refused under whole-report", 2.0, 0.05, accept=lambda r: r.status != 200)
     assert_error(reply, 400, "IOTDA.000006", "temperature")
     status = cli(
         server.data_dir, "device", "status", "--product-key", modelled["productKey"], "--name", modelled["deviceName"]
@@ -415,22 +410,22 @@ def test_superseded_token_lives_exactly_30_seconds_and_internal_errors_are_500(t
     data_dir = tmp_path / "data"
     product = cli(data_dir, "product", "create", "--name", "p")
     d = cli(data_dir, "device", "create", "--product-key", product["productKey"], "--name", "dev-c")
-    now = [1_900_000_000.0]
+    clock = FakeClock(1_900_000_000.0)
     settings = load_settings(data_dir=data_dir, host="127.0.0.1", port=free_port(), log_level="critical")
-    app = build(settings, Overrides(clock=lambda: now[0]))
+    app = build(settings, Overrides(clock=clock))
     stores = app.stores
     with ThreadServer(app) as srv:
         client = srv.client()
         first = hw_token(client, d)
-        now[0] += 10
+        clock.advance(10)
         second = hw_token(client, d)
         assert first != second
-        now[0] += 29.999  # 29.999 s after the new token: the old one still works
+        clock.advance(29.999)  # 29.999 s after the new token: the old one still works
         assert hw_post(client, d["deviceId"], "messages/up", b"x", first).status == 200
-        now[0] += 0.001  # exactly 30 s: dead
+        clock.advance(0.001)  # exactly 30 s: dead
         assert_error(hw_post(client, d["deviceId"], "messages/up", b"x", first), 403, "IOTDA.000004", "superseded")
         assert hw_post(client, d["deviceId"], "messages/up", b"x", second).status == 200
-        now[0] += 86400  # the newest dies of old age
+        clock.advance(86400)  # the newest dies of old age
         assert_error(hw_post(client, d["deviceId"], "messages/up", b"x", second), 403, "IOTDA.000004", "expired")
 
         real_append = stores.log.append
@@ -493,12 +488,12 @@ def test_three_tokens_back_to_back_each_superseded_one_lives_30_s_on_every_insta
     (data_dir / "thingport.toml").write_text(f'database_url = "{fresh_database()}"\n')
     product = cli(data_dir, "product", "create", "--name", "p")
     d = cli(data_dir, "device", "create", "--product-key", product["productKey"], "--name", "dev-t")
-    now = [1_900_000_000.0]
+    clock = FakeClock(1_900_000_000.0)
 
     def instance(worker: int) -> ThreadServer:
         settings = load_settings(data_dir=data_dir, host="127.0.0.1", port=free_port(), log_level="critical",
                                  worker_id=worker, registry_poll_s=0.05)
-        return ThreadServer(build(settings, Overrides(clock=lambda: now[0])))
+        return ThreadServer(build(settings, Overrides(clock=clock)))
 
     def alive(client: DeviceClient, token: str) -> bool:
         reply = hw_post(client, d["deviceId"], "messages/up", b"x", token)
@@ -508,24 +503,30 @@ def test_three_tokens_back_to_back_each_superseded_one_lives_30_s_on_every_insta
     with instance(1) as a, instance(2) as b:
         ca, cb = a.client(), b.client()
         t1 = hw_token(ca, d)
-        now[0] += 10
+        clock.advance(10)
         t2 = hw_token(cb, d)
-        now[0] += 10
+        clock.advance(10)
         t3 = hw_token(ca, d)
-        time.sleep(0.5)  # each instance follows the registry's change feed (every 0.05 s here)
+        t3_ms = int(clock.now * 1000)
+
+        def knows_t3(srv: ThreadServer) -> bool:  # each instance follows the registry's change feed
+            cached = srv.app.cache.known_by_device_id(d["deviceId"])
+            return cached is not None and cached.token_ms == t3_ms and len(cached.superseded_tokens) == 2
+
+        wait_until(lambda: knows_t3(a) and knows_t3(b), "both instances have T3 and the two it superseded")
         for client in (ca, cb):
             assert [alive(client, t) for t in (t1, t2, t3)] == [True, True, True]
-        now[0] += 19.999  # T2's issue + 29.999 s
+        clock.advance(19.999)  # T2's issue + 29.999 s
         for client in (ca, cb):
             assert [alive(client, t) for t in (t1, t2, t3)] == [True, True, True]
-        now[0] += 0.001  # T2's issue + 30 s: T1 is dead
+        clock.advance(0.001)  # T2's issue + 30 s: T1 is dead
         for client in (ca, cb):
             assert [alive(client, t) for t in (t1, t2, t3)] == [False, True, True]
         assert_error(hw_post(cb, d["deviceId"], "messages/up", b"x", t1), 403, "IOTDA.000004", "superseded")
-        now[0] += 9.999  # T3's issue + 29.999 s
+        clock.advance(9.999)  # T3's issue + 29.999 s
         for client in (ca, cb):
             assert [alive(client, t) for t in (t1, t2, t3)] == [False, True, True]
-        now[0] += 0.001
+        clock.advance(0.001)
         for client in (ca, cb):
             assert [alive(client, t) for t in (t1, t2, t3)] == [False, False, True]
         ca.close()
@@ -538,13 +539,6 @@ def _replayed(client: DeviceClient, d: dict) -> list[int]:
     return [hw_auth(client, d["deviceId"], d["deviceSecret"], 1, stale).status,
             hw_auth(client, d["deviceId"], d["deviceSecret"], 0, stale).status,
             hw_auth(client, d["deviceId"], d["deviceSecret"], 1).status]
-
-
-def _wait_for(check, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "the server did not take the change"
-        time.sleep(0.1)
 
 
 def test_a_product_may_require_sign_type_1_and_refuse_a_replayed_sign_type_0(
@@ -567,10 +561,12 @@ def test_a_product_may_require_sign_type_1_and_refuse_a_replayed_sign_type_0(
 
     shown = cli(server.data_dir, "product", "set", "--product-key", loose["productKey"], "--require-sign-type-1", "yes")
     assert shown["requireSignType1"] is True
-    _wait_for(lambda: hw_auth(client, d["deviceId"], d["deviceSecret"], 0, hour(-5)).status == 401)
+    wait_until(lambda: hw_auth(client, d["deviceId"], d["deviceSecret"], 0, hour(-5)).status == 401,
+               "the running server requires sign_type 1", interval=0.1)
     cli(server.data_dir, "product", "set", "--product-key", loose["productKey"], "--require-sign-type-1", "server")
     assert cli(server.data_dir, "product", "show", "--product-key", loose["productKey"])["requireSignType1"] is None
-    _wait_for(lambda: hw_auth(client, d["deviceId"], d["deviceSecret"], 0, hour(-5)).status == 200)
+    wait_until(lambda: hw_auth(client, d["deviceId"], d["deviceSecret"], 0, hour(-5)).status == 200,
+               "the running server accepts sign_type 0 again", interval=0.1)
 
 
 def test_the_server_may_require_sign_type_1_and_a_product_may_opt_out(tmp_path: Path) -> None:

@@ -3,19 +3,12 @@ stranger cannot use to lock a device out."""
 
 import asyncio
 
+from tests.support import FakeClock
 from thingport.core.errors import InstanceThrottled, Throttled
 from thingport.core.model import Device
 from thingport.core.throttle import Rate
 from thingport.settings import Settings
 from thingport.state.limits import LocalLimits
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def device(i: int, product_key: str = "pk") -> Device:
@@ -36,22 +29,22 @@ def reports(limits: LocalLimits, d: Device, count: int, rate: Rate | None = None
 
 
 def test_device_product_and_instance_buckets_answer_with_their_errors() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     limits = LocalLimits(Settings(device_report_rate=1, device_report_burst=2, product_report_rate=1,
                                   product_report_burst=3, instance_report_rate=1, instance_report_burst=4), clock)
     assert reports(limits, device(1), 3) == ["ok", "ok", "device"]
     assert reports(limits, device(2), 2) == ["ok", "instance"]  # the product's third and fourth
     assert reports(limits, device(3, "other"), 2) == ["ok", "instance"]  # the instance's fourth, then none
-    clock.now += 1
+    clock.advance(1)
     assert reports(limits, device(1), 2) == ["ok", "device"]
 
 
 def test_a_products_own_device_rate_replaces_the_servers() -> None:
-    clock = Clock()
+    clock = FakeClock(1000.0)
     limits = LocalLimits(Settings(device_report_rate=100, device_report_burst=200), clock)
     slow = Rate(0.5, 2)
     assert reports(limits, device(1), 3, slow) == ["ok", "ok", "device"]
-    clock.now += 2  # 0.5/s: one more
+    clock.advance(2)  # 0.5/s: one more
     assert reports(limits, device(1), 2, slow) == ["ok", "device"]
     assert reports(limits, device(2), 50) == ["ok"] * 50  # the server's rate for the others
 
@@ -69,13 +62,13 @@ def auth(limits: LocalLimits, device_key: str, source: str) -> str:
 def test_a_stranger_spends_only_their_own_attempts_on_a_device() -> None:
     attacker = "203.0.113.9"
     limits = LocalLimits(Settings(device_auth_rate=0.01, device_auth_burst=3, source_auth_rate=0.01,
-                                  source_auth_burst=100), Clock())
+                                  source_auth_burst=100), FakeClock(1000.0))
     assert [auth(limits, "aliyun:pk/dev-1", attacker) for _ in range(4)] == ["ok", "ok", "ok", "device"]
     assert auth(limits, "aliyun:pk/dev-1", "192.0.2.1") == "ok"  # the device itself, from its own address
     assert auth(limits, "aliyun:pk/dev-2", attacker) == "ok"  # another device: the address's own bucket
 
 
 def test_one_address_is_limited_across_device_names() -> None:
-    limits = LocalLimits(Settings(source_auth_rate=0.01, source_auth_burst=3), Clock())
+    limits = LocalLimits(Settings(source_auth_rate=0.01, source_auth_burst=3), FakeClock(1000.0))
     assert [auth(limits, f"aliyun:pk/guess-{i}", "203.0.113.9") for i in range(4)] == ["ok", "ok", "ok", "source"]
     assert auth(limits, "aliyun:pk/guess-9", "192.0.2.1") == "ok"

@@ -1,7 +1,6 @@
 """Rate limits shared through the real Redis: two separately connected instances share one allowance, and
 a Redis that fails, stalls or is missing degrades them to local buckets until it answers again."""
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +12,7 @@ from redis.asyncio import Redis
 from tests.bus.services import run
 from tests.bus.tcp_proxy import TcpProxy
 from tests.state.redis_support import URL, require_redis, unique, unique_id
+from tests.support import wait_until_async
 from thingport.core.errors import InstanceThrottled, Throttled
 from thingport.core.model import Device
 from thingport.core.throttle import Rate
@@ -128,8 +128,8 @@ def test_a_bucket_expires_once_it_would_be_full_again() -> None:
             assert 0 < await r.pttl(key) <= 100  # one token at 10/s
             assert await report(a, d) == "ok"
             assert 100 < await r.pttl(key) <= 200
-            await asyncio.sleep(0.3)
-            assert not await r.exists(key)
+            await wait_until_async(lambda: r.exists(key), "the full bucket's key expired", 1.0,
+                                   accept=lambda found: not found)
             assert [await report(a, d) for _ in range(3)] == ["ok", "ok", "device"]  # it came back full
 
     run(main())
@@ -173,10 +173,8 @@ def test_cut_redis_degrades_to_local_buckets_at_once_then_recovers(
             assert len(warnings) == 1 and "unavailable" in warnings[0].getMessage()  # once, not per request
 
             proxy.restore()
-            deadline = time.monotonic() + 5
-            while not a._link.up and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert a._link.readiness() == "ok"
+            await wait_until_async(lambda: a._link.readiness(), "the link up again", 5, 0.05,
+                                   accept=lambda state: state == "ok")
             assert any("answers again" in r.getMessage() for r in caplog.records if r.name == LINK_LOG)
             d = device(pk)
             assert [await report(x, d) for x in (a, b, a)] == ["ok", "ok", "device"]  # shared again
@@ -210,9 +208,7 @@ def test_redis_down_at_start_makes_a_degraded_instance_not_a_failed_one(proxy: T
             d = device(unique("pk"))
             assert [await report(a, d), await report(a, d)] == ["ok", "device"]
             proxy.restore()
-            deadline = time.monotonic() + 3
-            while not a._link.up and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert a._link.readiness() == "ok"
+            await wait_until_async(lambda: a._link.readiness(), "the link up once Redis answers", 3, 0.05,
+                                   accept=lambda state: state == "ok")
 
     run(main())
