@@ -177,6 +177,12 @@ ROWS: list[Row] = [
                "and tickets, one worker) and proxies to `serve` with THINGPORT_TLS_OFFLOAD=true on a local port "
                "(plain HTTP, upstream keepalive 32); nginx and thingport pinned together, both counted as server CPU")
       for mode in MODES],
+    # the same server with THINGPORT_TLS_ECDSA=true: wrk's OpenSSL offers ECDSA signatures, so every full
+    # handshake is signed with the ECDSA P-256 key, not the RSA-2048 one (nginx's row stays RSA)
+    Row(name="topic-ecdsa", target="thingport-ecdsa", mode=CLOSE, path=TOPIC_PATH,
+        headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True,
+        what="(b) with an ECDSA P-256 certificate served beside the RSA one (`tls_ecdsa`): wrk gets the ECDSA "
+             "one; against `topic/close` this is what the RSA signature costs per full handshake"),
     *in_modes((KEEP_ALIVE, CLOSE), name="auth", target="thingport", path="/auth", headers=JSON, body="$auth_body",
               what="(c) POST /auth: signature check, session record, token issue"),
     # diagnostics, not ways to serve (bench/diag/diagnostic.py): the same server with the log's fsync or the
@@ -957,6 +963,7 @@ class DiagnosticTarget(ThingportTarget):
 TARGETS: dict[str, Target] = {
     "bare": BareTarget("bare"),
     "thingport": ThingportTarget("thingport", UNTHROTTLED),
+    "thingport-ecdsa": ThingportTarget("thingport-ecdsa", {**UNTHROTTLED, "THINGPORT_TLS_ECDSA": "true"}),
     "diag-nofsync": DiagnosticTarget("diag-nofsync", "nofsync"),
     "diag-nostore": DiagnosticTarget("diag-nostore", "nostore"),
     "diag-filelog": DiagnosticTarget("diag-filelog", "filelog"),
