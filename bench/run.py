@@ -177,6 +177,12 @@ ROWS: list[Row] = [
                "and tickets, one worker) and proxies to `serve` with THINGPORT_TLS_OFFLOAD=true on a local port "
                "(plain HTTP, upstream keepalive 32); nginx and thingport pinned together, both counted as server CPU")
       for mode in MODES],
+    # the same server with THINGPORT_TLS_ECDSA=true: wrk's OpenSSL offers ECDSA signatures, so every full
+    # handshake is signed with the ECDSA P-256 key, not the RSA-2048 one (nginx's row stays RSA)
+    Row(name="topic-ecdsa", target="thingport-ecdsa", mode=CLOSE, path=TOPIC_PATH,
+        headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True,
+        what="(b) with an ECDSA P-256 certificate served beside the RSA one (`tls_ecdsa`): wrk gets the ECDSA "
+             "one; against `topic/close` this is what the RSA signature costs per full handshake"),
     *in_modes((KEEP_ALIVE, CLOSE), name="auth", target="thingport", path="/auth", headers=JSON, body="$auth_body",
               what="(c) POST /auth: signature check, session record, token issue"),
     # diagnostics, not ways to serve (bench/diag/diagnostic.py): the same server with the log's fsync or the
@@ -957,6 +963,7 @@ class DiagnosticTarget(ThingportTarget):
 TARGETS: dict[str, Target] = {
     "bare": BareTarget("bare"),
     "thingport": ThingportTarget("thingport", UNTHROTTLED),
+    "thingport-ecdsa": ThingportTarget("thingport-ecdsa", {**UNTHROTTLED, "THINGPORT_TLS_ECDSA": "true"}),
     "diag-nofsync": DiagnosticTarget("diag-nofsync", "nofsync"),
     "diag-nostore": DiagnosticTarget("diag-nostore", "nostore"),
     "diag-filelog": DiagnosticTarget("diag-filelog", "filelog"),
@@ -1104,9 +1111,11 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class Client:
     """Sanity requests from Python, verifying the server's certificate; one connection per request."""
 
-    def __init__(self, port: int, cafile: Path, tls_max: str | None) -> None:
+    def __init__(self, port: int, cafiles: tuple[Path, ...], tls_max: str | None) -> None:
         self.port = port
-        self.context = ssl.create_default_context(cafile=str(cafile))
+        self.context = ssl.create_default_context(cafile=str(cafiles[0]))  # these only, not the system's
+        for cafile in cafiles[1:]:  # the ECDSA certificate a tls_ecdsa server serves
+            self.context.load_verify_locations(cafile=str(cafile))
         if tls_max == "1.2":
             self.context.maximum_version = ssl.TLSVersion.TLSv1_2
         self.tls = ""
@@ -1972,7 +1981,9 @@ def main() -> int:
                   "not full handshakes", file=sys.stderr)
         opts = Options(args.duration, args.warmup, args.connections, args.close_connections, args.threads,
                        wrk_pin, shim, args.tls_max, workdir, args.quiet_wait)
-        files = certificate_for(load_settings(data_dir=cert_dir))  # one certificate for every server
+        # one certificate for every server, and one ECDSA certificate for those that serve it (topic-ecdsa)
+        files = certificate_for(load_settings(data_dir=cert_dir, tls_ecdsa=True))
+        assert files.ecdsa is not None
         print(f"thingport bench: {len(rows)} rows x {args.duration} s (+{args.warmup} s warm-up) x {args.repeat}"
               f" round(s); pinning: {pinned}")
         for round_no in range(1, args.repeat + 1):
@@ -1981,7 +1992,7 @@ def main() -> int:
                 data_dir = workdir / f"data-{target_name}"  # each target its own database
                 if target_name not in provisioned:
                     data_dir.mkdir()
-                    for f in (files.cert, files.key):  # where the server looks for its certificate
+                    for f in (files.cert, files.key, files.ecdsa.cert, files.ecdsa.key):  # where the server looks
                         shutil.copy2(f, data_dir / f.name)
                     provisioned.add(target_name)  # before provision: cleanup() then runs even if it fails
                     started = time.monotonic()
@@ -1990,7 +2001,7 @@ def main() -> int:
                     print(f"  provisioned {target_name} in {time.monotonic() - started:.1f} s", flush=True)
                 pin = wide_pin if target.workers > 1 else server_pin
                 with code_of(target), running(target, data_dir, workdir, pin) as (port, pid):
-                    client = Client(port, files.cert, args.tls_max)
+                    client = Client(port, (files.cert, files.ecdsa.cert), args.tls_max)
                     target.after_start(client)
                     for row in (r for r in rows if r.target == target_name):
                         print(f"  [{round_no}] {row.key:<22} ", end="", flush=True)

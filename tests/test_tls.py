@@ -6,15 +6,18 @@ import json
 import os
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.support import ServerProcess, wait_until
 from thingport.runtime.tls import ensure_self_signed
@@ -202,13 +205,15 @@ def test_the_self_signed_certificate_is_a_server_leaf_that_clients_can_trust(ser
     assert verified.returncode == 0 and verified.stdout.strip().endswith("OK"), verified.stdout + verified.stderr
 
 
-def _mbedtls_handshake(ca_pem: str, port: int) -> None:
-    """A TLS 1.2 handshake by mbedTLS (the devices' TLS stack), trusting only ``ca_pem``, naming localhost."""
+def _mbedtls_handshake(ca_pem: str, port: int, ciphers: tuple[str, ...] | None = None) -> None:
+    """A TLS 1.2 handshake by mbedTLS (the devices' TLS stack), trusting only ``ca_pem``, naming localhost,
+    offering ``ciphers`` (default: mbedTLS's own list, ECDSA suites first)."""
     from mbedtls import tls as mbed_tls
     from mbedtls import x509 as mbed_x509
 
     conf = mbed_tls.TLSConfiguration(
         trust_store=mbed_tls.TrustStore([mbed_x509.CRT.from_PEM(ca_pem)]), validate_certificates=True,
+        ciphers=ciphers,
         lowest_supported_version=mbed_tls.TLSVersion.TLSv1_2, highest_supported_version=mbed_tls.TLSVersion.TLSv1_2)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         sock = mbed_tls.ClientContext(conf).wrap_socket(raw, server_hostname="localhost")
@@ -221,15 +226,169 @@ def _mbedtls_handshake(ca_pem: str, port: int) -> None:
                 assert time.monotonic() < deadline, "the mbedTLS handshake did not finish"
 
 
-def test_an_mbedtls_client_trusts_the_leaf_as_its_ca_and_nothing_else(server: ServerProcess, tmp_path: Path) -> None:
+def _mbedtls_error() -> type[Exception]:
     try:
         from mbedtls.exceptions import TLSError
     except ImportError:  # pragma: no cover - a test dependency
         if os.environ.get("CI") == "true":
             pytest.fail("python-mbedtls (a test dependency) is missing: the devices' TLS stack goes untested")
         pytest.skip("python-mbedtls (a test dependency) is not installed")
+    return TLSError
+
+
+def test_an_mbedtls_client_trusts_the_leaf_as_its_ca_and_nothing_else(server: ServerProcess, tmp_path: Path) -> None:
+    TLSError = _mbedtls_error()
 
     _mbedtls_handshake(server.cert.read_text(), server.port)
     other = ensure_self_signed(tmp_path / "other")  # a leaf of the same shape, another key: refused
     with pytest.raises(TLSError, match="(?i)verification failed"):
         _mbedtls_handshake(other.cert.read_text(), server.port)
+
+
+# --- the ECDSA P-256 certificate beside the RSA one ------------------------------------------------------
+
+ECDSA_ONLY = "ECDHE-ECDSA-AES128-GCM-SHA256"  # TLS 1.2: the suite admits an ECDSA certificate only
+RSA_ONLY = "ECDHE-RSA-AES128-GCM-SHA256"  # TLS 1.2: an RSA-only device (some mbedTLS builds)
+
+
+@pytest.fixture(scope="module")
+def ecdsa_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server with ``tls_ecdsa`` on (set through the environment, as an operator would)."""
+    proc = ServerProcess(tmp_path_factory.mktemp("ecdsa") / "data", env={"THINGPORT_TLS_ECDSA": "true"}).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _served(port: int, *, max_version: ssl.TLSVersion | None = None, ciphers: str | None = None) -> bytes:
+    with handshake(port, max_version=max_version, ciphers=ciphers) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def _der(cert: Path) -> bytes:
+    return x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(Encoding.DER)
+
+
+@pytest.mark.parametrize(
+    ("max_version", "ciphers", "expected"),
+    [
+        (None, None, "tls-ecdsa-cert.pem"),  # a modern client (TLS 1.3, ECDSA signatures offered first)
+        (ssl.TLSVersion.TLSv1_2, None, "tls-ecdsa-cert.pem"),
+        (ssl.TLSVersion.TLSv1_2, ECDSA_ONLY, "tls-ecdsa-cert.pem"),
+        (ssl.TLSVersion.TLSv1_2, RSA_ONLY, "tls-cert.pem"),
+    ],
+    ids=["tls1.3-default", "tls1.2-default", "tls1.2-ecdsa-only", "tls1.2-rsa-only"],
+)
+def test_with_tls_ecdsa_each_client_gets_the_certificate_it_can_use(
+    ecdsa_server: ServerProcess, max_version: ssl.TLSVersion | None, ciphers: str | None, expected: str
+) -> None:
+    served = _served(ecdsa_server.port, max_version=max_version, ciphers=ciphers)
+    assert served == _der(ecdsa_server.data_dir / expected)
+    assert "also serving ECDSA certificate" in ecdsa_server.output()
+
+
+def test_without_tls_ecdsa_only_the_rsa_certificate_is_served(server: ServerProcess) -> None:
+    """The default: existing devices, which trust tls-cert.pem, see no change; an ECDSA-only client is refused.
+    The ECDSA pair is created all the same (0600), so devices can be given it before it is turned on."""
+    assert _served(server.port) == _der(server.cert)
+    with pytest.raises(ssl.SSLError):
+        _served(server.port, max_version=ssl.TLSVersion.TLSv1_2, ciphers=ECDSA_ONLY)
+    assert stat.S_IMODE((server.data_dir / "tls-ecdsa-key.pem").stat().st_mode) == 0o600
+    assert (server.data_dir / "tls-ecdsa-cert.pem").exists()
+
+
+def test_the_ecdsa_leaf_is_a_p256_server_leaf_like_the_rsa_one(ecdsa_server: ServerProcess) -> None:
+    rsa_cert = x509.load_pem_x509_certificate(ecdsa_server.cert.read_bytes())
+    ecdsa_path = ecdsa_server.data_dir / "tls-ecdsa-cert.pem"
+    cert = x509.load_pem_x509_certificate(ecdsa_path.read_bytes())
+    key = cert.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
+    assert cert.subject == rsa_cert.subject
+    san = x509.SubjectAlternativeName
+    assert cert.extensions.get_extension_for_class(san) == rsa_cert.extensions.get_extension_for_class(san)
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH]
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and not usage.key_encipherment and not usage.key_cert_sign
+    verified = subprocess.run(["openssl", "verify", "-x509_strict", "-purpose", "sslserver",
+                               "-CAfile", str(ecdsa_path), str(ecdsa_path)], capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # a client that trusts both files (one CA file, concatenated) verifies whichever it is served
+    both = ecdsa_server.data_dir.parent / "both.pem"
+    both.write_bytes(ecdsa_server.cert.read_bytes() + ecdsa_path.read_bytes())
+    for ciphers in (ECDSA_ONLY, RSA_ONLY):
+        ctx = ssl.create_default_context(cafile=str(both))
+        ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(ciphers)
+        with socket.create_connection(("127.0.0.1", ecdsa_server.port), timeout=5) as sock:
+            with ctx.wrap_socket(sock, server_hostname="localhost") as tls:
+                assert tls.cipher() is not None and tls.cipher()[0] == ciphers
+
+
+def test_with_tls_ecdsa_mbedtls_devices_must_trust_the_ecdsa_leaf_or_offer_rsa_suites_only(
+    ecdsa_server: ServerProcess,
+) -> None:
+    """Why ``tls_ecdsa`` is off by default: an mbedTLS device that offers ECDSA suites (mbedTLS's default) but
+    trusts only tls-cert.pem is served the ECDSA leaf and fails. One that trusts tls-ecdsa-cert.pem, or that
+    offers RSA suites only, works. (Both files in one CA file is shown with OpenSSL above: python-mbedtls's
+    TrustStore checks against its first certificate only.)"""
+    TLSError = _mbedtls_error()
+    rsa_pem = ecdsa_server.cert.read_text()
+    ecdsa_pem = (ecdsa_server.data_dir / "tls-ecdsa-cert.pem").read_text()
+    with pytest.raises(TLSError, match="(?i)verification failed"):
+        _mbedtls_handshake(rsa_pem, ecdsa_server.port)
+    _mbedtls_handshake(ecdsa_pem, ecdsa_server.port)
+    _mbedtls_handshake(rsa_pem, ecdsa_server.port, ciphers=("TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256",))
+
+
+def test_self_signed_pairs_are_reused_and_their_keys_private(tmp_path: Path) -> None:
+    os.umask(old := os.umask(0))  # whatever the umask, the keys are the owner's only
+    try:
+        first = ensure_self_signed(tmp_path / "certs")
+    finally:
+        os.umask(old)
+    assert first.created and first.ecdsa is not None
+    for key in (first.key, first.ecdsa.key):
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    os.chmod(first.ecdsa.key, 0o644)  # a key copied in readable by others is narrowed on the next start
+    again = ensure_self_signed(tmp_path / "certs")
+    assert not again.created and again.ecdsa is not None
+    assert (again.fingerprint(), again.ecdsa.fingerprint()) == (first.fingerprint(), first.ecdsa.fingerprint())
+    assert stat.S_IMODE(first.ecdsa.key.stat().st_mode) == 0o600
+
+
+def test_given_ecdsa_certificate_is_served_beside_the_given_rsa_one(tmp_path: Path) -> None:
+    rsa_files = ensure_self_signed(tmp_path / "rsa")
+    given = ensure_self_signed(tmp_path / "ecdsa").ecdsa
+    assert given is not None
+    srv = ServerProcess(tmp_path / "data", args=(
+        "--tls-cert", str(rsa_files.cert), "--tls-key", str(rsa_files.key),
+        "--tls-ecdsa-cert", str(given.cert), "--tls-ecdsa-key", str(given.key))).start()
+    try:
+        assert _served(srv.port) == _der(given.cert)
+        assert _served(srv.port, max_version=ssl.TLSVersion.TLSv1_2, ciphers=RSA_ONLY) == _der(rsa_files.cert)
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--tls-ecdsa",), ("--tls-ecdsa-cert", "{ecdsa_cert}")],
+    ids=["ecdsa-on-without-a-pair", "ecdsa-cert-without-key"],
+)
+def test_an_ecdsa_option_that_cannot_be_served_is_a_usage_error(tmp_path: Path, args: tuple[str, ...]) -> None:
+    files = ensure_self_signed(tmp_path / "certs")
+    assert files.ecdsa is not None
+    run = subprocess.run(
+        [sys.executable, "-m", "thingport", "serve", "--data-dir", str(tmp_path / "data"),
+         "--tls-cert", str(files.cert), "--tls-key", str(files.key),
+         *(a.format(ecdsa_cert=files.ecdsa.cert) for a in args)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "tls-ecdsa" in run.stderr

@@ -93,6 +93,12 @@ def main(ctx: click.Context, debug: bool) -> None:
 @data_dir_option
 @click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--tls-ecdsa/--no-tls-ecdsa", default=None,
+              help="Also serve an ECDSA P-256 certificate to clients that offer ECDSA; devices must trust it "
+                   "[env THINGPORT_TLS_ECDSA; default off].")
+@click.option("--tls-ecdsa-cert", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="An ECDSA certificate (and --tls-ecdsa-key) to serve beside --tls-cert's RSA one.")
+@click.option("--tls-ecdsa-key", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--tls-profile", type=click.Choice(["modern", "compat"]), default=None,
               help="modern (default): ECDHE AEAD suites; compat: adds RSA key exchange and CBC suites.")
 @click.option("--api-host", default=None, help="Management API listen address [default 127.0.0.1].")
@@ -104,14 +110,16 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="Worker processes on this host, sharing the ports [env THINGPORT_WORKERS; default 1].")
 @click.option("--db-upgrade", is_flag=True, default=None, help="Run the PostgreSQL schema migrations first.")
 def serve(host: str | None, port: int | None, data_dir: Path | None, tls_cert: Path | None,
-          tls_key: Path | None, tls_profile: str | None, api_host: str | None, api_port: int | None,
-          database_url: str | None, redis_url: str | None, workers: int | None, db_upgrade: bool | None) -> None:
+          tls_key: Path | None, tls_ecdsa: bool | None, tls_ecdsa_cert: Path | None, tls_ecdsa_key: Path | None,
+          tls_profile: str | None, api_host: str | None, api_port: int | None, database_url: str | None,
+          redis_url: str | None, workers: int | None, db_upgrade: bool | None) -> None:
     """Run the HTTPS device endpoint and the management API (with the web console)."""
     from thingport.runtime.server import ServeOptionError
     from thingport.runtime.server import serve as run_server
 
     try:
         run_server(load_settings(host=host, port=port, data_dir=data_dir, tls_cert=tls_cert, tls_key=tls_key,
+                                 tls_ecdsa=tls_ecdsa, tls_ecdsa_cert=tls_ecdsa_cert, tls_ecdsa_key=tls_ecdsa_key,
                                  tls_profile=tls_profile, api_host=api_host, api_port=api_port,
                                  database_url=database_url, redis_url=redis_url, workers=workers,
                                  db_upgrade=db_upgrade))

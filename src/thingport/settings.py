@@ -28,6 +28,12 @@ class Settings(BaseSettings):
 
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_ecdsa: bool = Field(
+        False, description="serve an ECDSA P-256 certificate beside the RSA one: cheaper handshakes for clients"
+        " that offer ECDSA; devices must then trust it too (README: certificates)"
+    )
+    tls_ecdsa_cert: Path | None = None
+    tls_ecdsa_key: Path | None = None
     tls_profile: Literal["modern", "compat"] = "modern"
     tls_offload: bool = Field(
         False, description="serve plain HTTP: a TLS-terminating proxy in front speaks to devices"

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -18,7 +19,7 @@ from thingport.api.app import create_api
 from thingport.core.errors import ThingportError
 from thingport.runtime.bootstrap import Overrides, build
 from thingport.runtime.bounded_http import HttpLimits, bounded_protocol
-from thingport.runtime.tls import CertificateFiles, apply_profile, ensure_self_signed
+from thingport.runtime.tls import CertificateFiles, CertificatePair, add_ecdsa, apply_profile, ensure_self_signed
 from thingport.settings import Settings
 from thingport.urls import redact
 
@@ -28,11 +29,23 @@ class ServeOptionError(ThingportError):
 
 
 def certificate_for(settings: Settings) -> CertificateFiles:
-    if settings.tls_cert and settings.tls_key:
-        return CertificateFiles(settings.tls_cert, settings.tls_key, created=False)
-    if settings.tls_cert or settings.tls_key:
+    """The certificates the device endpoint serves: the given pairs, else the data dir's self-signed ones;
+    the ECDSA pair only when ``tls_ecdsa`` is on or one is given (devices must trust it, README)."""
+    if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ServeOptionError("--tls-cert and --tls-key go together")
-    return ensure_self_signed(settings.data_dir)
+    if bool(settings.tls_ecdsa_cert) != bool(settings.tls_ecdsa_key):
+        raise ServeOptionError("--tls-ecdsa-cert and --tls-ecdsa-key go together")
+    given_ecdsa = (
+        CertificatePair(settings.tls_ecdsa_cert, settings.tls_ecdsa_key)
+        if settings.tls_ecdsa_cert and settings.tls_ecdsa_key else None
+    )
+    if settings.tls_cert and settings.tls_key:
+        if settings.tls_ecdsa and not given_ecdsa:
+            raise ServeOptionError("tls_ecdsa with --tls-cert needs --tls-ecdsa-cert and --tls-ecdsa-key")
+        return CertificateFiles(settings.tls_cert, settings.tls_key, created=False, ecdsa=given_ecdsa)
+    files = ensure_self_signed(settings.data_dir)
+    served = given_ecdsa or (files.ecdsa if settings.tls_ecdsa else None)
+    return dataclasses.replace(files, ecdsa=served)
 
 
 class _Listener(uvicorn.Server):
@@ -83,6 +96,7 @@ def build_config(settings: Settings, app: Callable[..., Any], files: Certificate
     config.load()
     if not offloaded:
         assert config.ssl is not None
+        add_ecdsa(config.ssl, files)
         apply_profile(config.ssl, settings.tls_profile)
     return config
 
@@ -140,6 +154,9 @@ def serve(settings: Settings, overrides: Overrides | None = None) -> None:
     state = "created" if files.created else "using"
     _echo(f"thingport: {state} TLS certificate {files.cert}")
     _echo(f"thingport: certificate SHA-256 fingerprint {files.fingerprint()}")
+    if files.ecdsa is not None:
+        _echo(f"thingport: also serving ECDSA certificate {files.ecdsa.cert} to clients that offer ECDSA, "
+              f"SHA-256 fingerprint {files.ecdsa.fingerprint()}")
     if settings.database_url:
         _echo(f"thingport: data in PostgreSQL {redact(settings.database_url)}; master key from "
               f"{'THINGPORT_MASTER_KEY' if os.environ.get('THINGPORT_MASTER_KEY') else settings.data_dir.resolve()}")
