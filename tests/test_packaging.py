@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # distribution name (as pyproject.toml lists it) -> the top-level modules it installs
 MODULES = {
     "uvicorn": ["uvicorn", "uvloop", "httptools"],
+    "httptools": ["httptools"],
     "msgspec": ["msgspec"],
     "click": ["click"],
     "cryptography": ["cryptography"],
