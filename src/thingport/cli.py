@@ -21,6 +21,7 @@ from thingport.cli_errors import DEBUG_ENV, CliError, GuardedGroup
 from thingport.core.errors import ThingportError
 from thingport.core.model import VALIDATION_MODES
 from thingport.core.timestamps import datetime_ms
+from thingport.manage.rules import LAST_MAX
 from thingport.manage.service import KEEP, NODE_TYPES, Management
 from thingport.manage.thing_models import MODEL_FORMATS
 from thingport.settings import load_settings
@@ -704,6 +705,39 @@ def apikey_list(data_dir: Path | None, as_json: bool) -> None:
 def apikey_delete(key_id: int, data_dir: Path | None) -> None:
     """Delete a key: it stops working at once."""
     run(data_dir, lambda m: m.delete_api_key(key_id))
+
+
+# --- rules ---
+
+@main.group()
+def rule() -> None:
+    """Rules: SQL statements over device messages (README "Rules")."""
+
+
+@rule.command("test")
+@click.option("--statement", required=True, help='e.g. SELECT t FROM "/pk/+/user/data" WHERE t > 38')
+@click.option("--payload", default=None, help="A sample payload (JSON) to run the statement on.")
+@click.option("--topic", default="", help="The sample payload's topic (for topic() and the FROM filter).")
+@click.option("--last", type=click.IntRange(1, LAST_MAX), default=None,
+              help="Run it on the newest N stored messages its FROM filter matches instead.")
+@data_dir_option
+@json_option
+def rule_test(statement: str, payload: str | None, topic: str, last: int | None, data_dir: Path | None,
+              as_json: bool) -> None:
+    """Show what a statement would emit; nothing is changed or forwarded."""
+    trials = run(data_dir, lambda m: m.try_rule(statement, payload.encode() if payload is not None else None,
+                                                last, topic))
+    views = [trial.view() for trial in trials]
+    if as_json:
+        click.echo(json.dumps(views))
+        return
+    if not views:
+        click.echo("no stored message matches the FROM filter")
+    for view in views:
+        where = f"seq {view['seq']} {view['deviceName']} " if "seq" in view else ""
+        outcome = (f"error: {view['error']}" if view["error"] else
+                   "skipped (WHERE is false)" if view["emitted"] is None else json.dumps(view["emitted"]))
+        click.echo(f"{where}{view['topic'] or '(sample)'}  {outcome}")
 
 
 # --- messages ---

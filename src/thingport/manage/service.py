@@ -26,6 +26,7 @@ from thingport.core.model import (
 from thingport.core.ports import MessageLog, Registry
 from thingport.core.thingmodel import ThingModel
 from thingport.core.topics import MAX_CATEGORIES, check_category, compile_topic_filter
+from thingport.manage import rules
 from thingport.manage.thing_models import compile_model
 
 if TYPE_CHECKING:
@@ -443,6 +444,16 @@ class Management:
             raise ParamError("productKey is required with deviceName")
         device_id = (await self.device(product_key, device_name)).id if device_name is not None else None  # type: ignore[arg-type]
         return await self._log.query(product_key, device_id, topic, from_ms, to_ms, before_seq, limit)
+
+    async def try_rule(self, statement: str, payload: bytes | None = None, last: int | None = None,
+                       topic: str = "") -> list[rules.Trial]:
+        """A rule statement tried on a sample ``payload`` (published on ``topic``) or on the newest ``last``
+        stored messages its FROM filter matches; nothing is changed or forwarded."""
+        if (payload is None) == (last is None):
+            raise ParamError("give either a sample payload or a number of stored messages (last)")
+        if payload is not None:
+            return [rules.try_sample(statement, payload, topic, received_ms=_now_ms())]
+        return await rules.try_stored(self._log, statement, last)  # type: ignore[arg-type]
 
     async def set_enabled(self, product_key: str, device_name: str, enabled: bool) -> Device:
         device = await self.device(product_key, device_name)
