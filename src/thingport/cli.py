@@ -14,12 +14,14 @@ from typing import Any, TypeVar
 
 import click
 
+from thingport import cli_output
 from thingport.api import views
 from thingport.bus.factory import SINK_TYPES, options_type
 from thingport.bus.options import text_options
 from thingport.cli_errors import DEBUG_ENV, CliError, GuardedGroup
 from thingport.core.errors import ThingportError
 from thingport.core.model import VALIDATION_MODES
+from thingport.core.presentation import presentations, show
 from thingport.core.timestamps import datetime_ms
 from thingport.manage.rules import LAST_MAX
 from thingport.manage.service import KEEP, NODE_TYPES, Management
@@ -66,14 +68,13 @@ def run(data_dir: Path | None, action: Callable[[Management], Coroutine[Any, Any
 
 
 def emit(doc: Any, as_json: bool) -> None:
+    """``doc`` as JSON (``--json``), or for people: a table for a list, aligned lines for one document."""
     if as_json:
         click.echo(json.dumps(doc))
-    elif isinstance(doc, list):
-        for item in doc:
-            click.echo("  ".join(f"{k}={v}" for k, v in item.items()))
-    else:
-        for key, value in doc.items():
-            click.echo(f"{key}: {value}")
+        return
+    text = cli_output.render(doc)
+    if text:
+        click.echo(text)
 
 
 @click.group(cls=GuardedGroup)
@@ -439,14 +440,22 @@ def parse_time(value: str | None) -> int | None:
 @json_option
 def device_status(product_key: str, device_name: str, data_dir: Path | None, as_json: bool) -> None:
     """Online/offline, last seen, and the latest value and time of every property."""
-    status = views.status_json(run(data_dir, lambda m: m.device_status(product_key, device_name)))
+    async def status_and_model(m: Management) -> tuple[Any, dict | None]:
+        return await m.device_status(product_key, device_name), await m.export_thing_model_or_none(product_key)
+
+    found, model = run(data_dir, status_and_model)
+    status = views.status_json(found)
     if as_json:
         click.echo(json.dumps(status))
         return
     seen = _iso(status["lastSeenAt"]) if status["lastSeenAt"] else "never"
-    click.echo(f"{product_key}/{device_name}: {status['state']} (last seen {seen})")
-    for name, latest in status["properties"].items():
-        click.echo(f"  {name} = {json.dumps(latest['value'])}  at {_iso(latest['time'])}")
+    state = status["state"] if status["enabled"] else f"{status['state']}, disabled"
+    click.echo(f"{product_key}/{device_name}: {state} (last seen {seen}; times in UTC)")
+    shown = presentations(model) if model else {}
+    rows = [{"property": name, "value": show(latest["value"], shown.get(name)), "time": latest["time"]}
+            for name, latest in status["properties"].items()]
+    if rows:
+        click.echo(cli_output.table(rows))
 
 
 @device.command("history")
@@ -747,8 +756,7 @@ def messages() -> None:
     """The durable message log."""
 
 
-def _iso(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(timespec="milliseconds")
+_iso = cli_output.iso
 
 
 def _message_line(doc: dict) -> str:

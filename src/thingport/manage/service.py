@@ -131,6 +131,12 @@ class Management:
             tsl["profile"]["productKey"] = product_key
         return tsl
 
+    async def export_thing_model_or_none(self, product_key: str) -> dict | None:
+        """The TSL view of the product's model; None when it has none (it accepts any properties)."""
+        if (await self.product(product_key)).model_version is None:
+            return None
+        return await self.export_thing_model(product_key)
+
     async def model_document(self, product_key: str) -> dict:
         """The product's model as it was imported: ``{"format": "tsl"|"huawei", "model": {...}}``;
         ``{"format": "schemaless", "model": {}}`` for a product without one."""
@@ -490,8 +496,24 @@ class Management:
             raise ParamError("from must not be after to")
         device = await self.device(product_key, device_name)
         rows = await self._registry.history(device.id, identifier, from_ms, to_ms, limit)
+        if not rows:
+            await self._check_property_known(device, identifier)
         return [{"time": at, "value": value, "messageId": message_id, "messageIdText": str(message_id)}
                 for at, value, message_id in rows]
+
+    async def _check_property_known(self, device: Device, identifier: str) -> None:
+        """ParamError for a property the product's model does not define and the device never reported
+        (an empty history of a typo would read as "no data")."""
+        product = await self.product(device.product_key)
+        if product.model_version is not None:
+            names = (await self._current_model(device.product_key)).property_names
+            if identifier in names:
+                return
+            known = ", ".join(sorted(names)[:20]) or "none"
+            raise ParamError(f"unknown property {identifier!r}: the product's model defines {known}")
+        _, latest = await self._registry.device_status(device.id)
+        if identifier not in latest:
+            raise ParamError(f"unknown property {identifier!r}: the device never reported it")
 
     async def newest_messages(self, limit: int, after_seq: int | None = None) -> list[StoredMessage]:
         if limit < 1:
