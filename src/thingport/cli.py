@@ -7,6 +7,7 @@ from the registry's change feed within a second.
 import asyncio
 import datetime
 import json
+import shutil
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -23,8 +24,9 @@ from thingport.core.errors import ThingportError
 from thingport.core.model import VALIDATION_MODES
 from thingport.core.presentation import presentations, show
 from thingport.core.timestamps import datetime_ms
+from thingport.core.topics import compile_topic_filter
 from thingport.manage.rules import LAST_MAX
-from thingport.manage.service import KEEP, NODE_TYPES, Management
+from thingport.manage.service import KEEP, MESSAGE_KINDS, NODE_TYPES, Management
 from thingport.manage.thing_models import MODEL_FORMATS
 from thingport.settings import load_settings
 
@@ -759,40 +761,65 @@ def messages() -> None:
 _iso = cli_output.iso
 
 
-def _message_line(doc: dict) -> str:
-    line = (f"{doc['messageId']}  {doc['productKey']}/{doc['deviceName']}  {doc['topic']}  "
-            f"{doc['size']}B  {_iso(doc['receivedAt'])}")
+def _message_line(doc: dict, width: int) -> str:
+    """One message on one line, its payload cut to the terminal's width (base64 when it is not text)."""
+    line = f"{_iso(doc['receivedAt'])}  {doc['productKey']}/{doc['deviceName']}  {doc['topic']}  {doc['kind']}"
     reply = doc.get("reply")
     if reply is not None:
-        line += f"  reply {reply.get('code')} {reply.get('message')}"
-    return line
+        line += f"  reply {reply.get('code')}"
+    payload = doc["payload"] if doc["payloadEncoding"] == "text" else f"base64:{doc['payload']}"
+    payload = " ".join(payload.split())  # one line
+    room = max(16, width - len(line) - 2)
+    return f"{line}  {payload if len(payload) <= room else payload[:room - 1] + '…'}"
+
+
+def _wanted(message: Any, product_key: str | None, device_name: str | None, topic_filter: str | None,
+            kind: str | None) -> bool:
+    """``messages tail --follow``'s filter on new messages (the first page is filtered by the service)."""
+    if product_key is not None and message.product_key != product_key:
+        return False
+    if device_name is not None and message.device_name != device_name:
+        return False
+    if kind is not None and message.kind != kind:
+        return False
+    return topic_filter is None or bool(compile_topic_filter(topic_filter)(message.topic))
 
 
 @messages.command("tail")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1, max=1000), default=20, show_default=True)
+@click.option("--product-key", default=None, help="Only this product's messages.")
+@click.option("--device", "device_name", default=None, help="Only this device's (with --product-key).")
+@click.option("--topic-filter", default=None, help="Only topics matching this MQTT-style filter (+ and #).")
+@click.option("--kind", type=click.Choice(MESSAGE_KINDS), default=None, help="Only messages of this kind.")
 @click.option("--follow", is_flag=True, help="Keep printing new messages as they arrive (Ctrl-C to stop).")
 @click.option("--interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
               help="Seconds between looks for new messages with --follow.")
 @data_dir_option
 @json_option
-def messages_tail(limit: int, follow: bool, interval: float, data_dir: Path | None, as_json: bool) -> None:
-    """Show the newest stored messages (messageId, device, topic, size, time)."""
+def messages_tail(limit: int, product_key: str | None, device_name: str | None, topic_filter: str | None,
+                  kind: str | None, follow: bool, interval: float, data_dir: Path | None, as_json: bool) -> None:
+    """Show the newest stored messages (time, device, topic, kind, payload), oldest of them first."""
+    if device_name is not None and product_key is None:
+        raise click.UsageError("--device needs --product-key")
+    width = shutil.get_terminal_size((120, 24)).columns
 
     def show(batch: list) -> None:
         for message in batch:
-            doc = views.message_summary(message)
-            click.echo(json.dumps(doc) if as_json else _message_line(doc))
+            if as_json:
+                click.echo(json.dumps(views.message_json(message, "text")))
+            else:
+                click.echo(_message_line(views.message_json(message, "text"), width))
 
     async def tail(m: Management) -> None:
-        batch = await m.newest_messages(limit)
-        show(batch)
-        last = batch[-1].seq if batch else 0
+        newest, _ = await m.find_messages(product_key, device_name, topic_filter, kind, limit=limit)
+        show(list(reversed(newest)))
+        last = newest[0].seq if newest else 0
         while follow:
             await asyncio.sleep(interval)
             batch = await m.newest_messages(1000, after_seq=last)
-            show(batch)
             if batch:
                 last = batch[-1].seq
+            show([message for message in batch if _wanted(message, product_key, device_name, topic_filter, kind)])
 
     try:
         run(data_dir, tail)

@@ -25,7 +25,7 @@ from thingport.core.model import (
 )
 from thingport.core.ports import MessageLog, Registry
 from thingport.core.thingmodel import ThingModel
-from thingport.core.topics import MAX_CATEGORIES, check_category, compile_topic_filter
+from thingport.core.topics import MAX_CATEGORIES, TopicKind, check_category, compile_topic_filter
 from thingport.manage import rules
 from thingport.manage.thing_models import compile_model
 
@@ -46,6 +46,8 @@ KEEP = Keep.KEEP
 DEFAULT_PRESENCE_TIMEOUT_S = 300
 HISTORY_MAX_LIMIT = 10_000
 PAGE_MAX_LIMIT = 1000
+SEARCH_SCAN_MAX = 20_000  # log messages one filtered search looks through (then it gives its next page)
+MESSAGE_KINDS = (*(kind.value for kind in TopicKind), "status")
 API_KEY_PREFIX = "tpk_"
 SUBSCRIPTION_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -460,6 +462,36 @@ class Management:
         if payload is not None:
             return [rules.try_sample(statement, payload, topic, received_ms=_now_ms())]
         return await rules.try_stored(self._log, statement, last)  # type: ignore[arg-type]
+
+    async def find_messages(
+        self, product_key: str | None = None, device_name: str | None = None, topic_filter: str | None = None,
+        kind: str | None = None, before_seq: int | None = None, limit: int = 100,
+    ) -> tuple[list[StoredMessage], int | None]:
+        """Stored messages newest first, by product, device, MQTT-style topic filter and kind; with the
+        ``before_seq`` of the next page (None on the last). The topic filter and kind are applied over pages of
+        the log, looking through at most ``SEARCH_SCAN_MAX`` messages a call."""
+        if kind is not None and kind not in MESSAGE_KINDS:
+            raise ParamError(f"kind must be one of {', '.join(MESSAGE_KINDS)}")
+        matches = _checked(compile_topic_filter, topic_filter) if topic_filter else None
+        if matches is None and kind is None:
+            page = await self.messages(product_key, device_name, None, None, None, before_seq, limit)
+            return page, (page[-1].seq if len(page) == limit else None)
+        if not 1 <= limit <= PAGE_MAX_LIMIT:
+            raise ParamError(f"limit must be 1-{PAGE_MAX_LIMIT}")
+        found: list[StoredMessage] = []
+        scanned = 0
+        while scanned < SEARCH_SCAN_MAX:
+            page = await self.messages(product_key, device_name, None, None, None, before_seq, PAGE_MAX_LIMIT)
+            for message in page:
+                before_seq = message.seq
+                if (kind is None or message.kind == kind) and (matches is None or matches(message.topic)):
+                    found.append(message)
+                    if len(found) == limit:
+                        return found, before_seq
+            if len(page) < PAGE_MAX_LIMIT:
+                return found, None
+            scanned += len(page)
+        return found, before_seq
 
     async def set_enabled(self, product_key: str, device_name: str, enabled: bool) -> Device:
         device = await self.device(product_key, device_name)
