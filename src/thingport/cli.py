@@ -763,7 +763,8 @@ _iso = cli_output.iso
 
 def _message_line(doc: dict, width: int) -> str:
     """One message on one line, its payload cut to the terminal's width (base64 when it is not text)."""
-    line = f"{_iso(doc['receivedAt'])}  {doc['productKey']}/{doc['deviceName']}  {doc['topic']}  {doc['kind']}"
+    line = (f"{doc['messageId']}  {_iso(doc['receivedAt'])}  {doc['productKey']}/{doc['deviceName']}  "
+            f"{doc['topic']}  {doc['kind']}  {doc['size']}B")
     reply = doc.get("reply")
     if reply is not None:
         line += f"  reply {reply.get('code')}"

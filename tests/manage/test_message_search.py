@@ -45,8 +45,8 @@ def test_messages_are_found_by_device_topic_filter_and_kind(server: ServerProces
 
     lines = CliRunner().invoke(main, ["messages", "tail", "--product-key", pk, "--kind", "custom", "--limit", "1",
                                       "--data-dir", str(server.data_dir)]).output.splitlines()
-    assert lines[0].endswith(f"  /{pk}/{dn}-b/user/a/x  custom  {{\"n\": 3}}")
-    assert re.match(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z  ", lines[0])
+    assert lines[0].endswith(f"  /{pk}/{dn}-b/user/a/x  custom  8B  {{\"n\": 3}}")
+    assert re.match(r"\d+  20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z  ", lines[0])
     bad = CliRunner().invoke(main, ["messages", "tail", "--topic-filter", "a/#/b", "--data-dir", str(server.data_dir)])
     assert bad.exit_code == 1 and "# a whole last level" in bad.output
 
