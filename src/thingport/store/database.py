@@ -91,6 +91,16 @@ class Database:
         writer at a time anyway; PostgreSQL takes a transaction-scoped advisory lock.
         """
 
+    log_horizon = ""  # an SQL condition on ``seq``: rows a log reader may return (empty: every committed one)
+
+    def number_log(self, device_ids: list[int], count: int) -> list[int] | None:
+        """Inside a transaction, before it writes anything: the ``seq`` of each of the ``count`` messages it
+        will insert for ``device_ids`` (sorted), or None when the engine numbers them at insert.
+
+        SQLite has one writer at a time: its rowid is in commit order already. PostgreSQL numbers them from
+        the transaction's id, with no lock between transactions of different devices (see postgres_db)."""
+        return None
+
     def lock_devices(self, device_ids: list[int]) -> None:
         """Inside a transaction: lock these device rows now, in the given (sorted) order. SQLite's write
         lock covers every row already; PostgreSQL locks rows as statements reach them, in any order."""
