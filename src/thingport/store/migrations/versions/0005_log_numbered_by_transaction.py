@@ -21,7 +21,7 @@ def upgrade() -> None:
     bind = op.get_bind()
     newest, first = bind.exec_driver_sql(
         f"SELECT coalesce(max(seq), 0), pg_current_xact_id()::text::bigint << {_SHIFT} FROM messages"
-    ).fetchone()
+    ).one()
     if newest >= first:
         raise RuntimeError(f"messages.seq reaches {newest}, above the first transaction-numbered seq {first}: "
                            "forwarding cursors would go back; ask the thingport maintainers")
