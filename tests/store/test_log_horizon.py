@@ -210,3 +210,35 @@ def test_a_device_is_in_commit_order_whichever_of_its_transactions_started_first
         assert in_log == commits
 
     run(processes, main)
+
+
+def test_messages_stored_before_the_upgrade_stay_before_and_after_a_downgrade(data_dir: Path) -> None:
+    """Revision 0005 keeps every old seq below the first new one (cursors never go back), and a downgrade
+    hands out identity numbers above every transaction-numbered one."""
+    import psycopg
+
+    from tests.postgres import fresh_database
+    from thingport.store import pg_schema
+
+    url = fresh_database(migrate=False)
+    pg_schema.upgrade(url, "0004")
+    insert = ("INSERT INTO messages (id, device_id, product_key, device_name, dialect, topic, payload, received_ms,"
+              " kind, iot_id) VALUES (%s, 1, 'pk', 'dev-1', 'aliyun', '/t', '', 1, 'raw', '') RETURNING seq")
+    with psycopg.connect(url, autocommit=True) as conn:
+        old = [conn.execute(insert, (i,)).fetchone()[0] for i in (1, 2, 3)]  # type: ignore[index]
+    pg_schema.upgrade(url)
+    stores = open_stores(load_settings(data_dir=data_dir, database_url=url))
+
+    async def main() -> list[StoredMessage]:
+        await stores.log.append(msg(4, 1))
+        return await wait_until_async(lambda: stores.log.read_after(old[-1], 10), "the new message", TIMEOUT_S)
+
+    try:
+        run([stores], main)
+        new = asyncio.run(stores.log.read_after(0, 10))
+    finally:
+        stores.close()
+    assert ids(new) == [1, 2, 3, 4] and new[-1].seq > old[-1]
+    pg_schema.downgrade(url, "0004")
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute(insert, (5,)).fetchone()[0] > new[-1].seq  # type: ignore[index]
