@@ -164,7 +164,7 @@ def test_latest_values_take_the_newest_time_within_one_batch(data_dir: Path, eng
 
 
 def test_a_cursor_following_the_log_misses_nothing_while_two_processes_write(data_dir: Path) -> None:
-    """PostgreSQL hands out ``seq`` before commit: without the log's advisory lock a follower would step
+    """PostgreSQL hands out ``seq`` before commit: a follower reading past a gap would step
     over a message whose transaction committed after a later one's."""
     from tests.postgres import fresh_database
 

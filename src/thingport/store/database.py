@@ -86,8 +86,8 @@ class Database:
     def serialize(self, what: str) -> None:
         """Inside a transaction: wait until no other transaction that serializes ``what`` is open.
 
-        Numbers handed out under it (the log's ``seq``, the change feed's ``id``) then increase in commit
-        order across every process, which is what cursors that follow them rely on. SQLite has one
+        Numbers handed out under it (the change feed's ``id``) then increase in commit order across every
+        process, which is what cursors that follow them rely on (the log numbers itself: ``number_log``). SQLite has one
         writer at a time anyway; PostgreSQL takes a transaction-scoped advisory lock.
         """
 

@@ -56,7 +56,8 @@ def translate(sql: str) -> str:
 
 
 # A dead peer is noticed within ~15 s (TCP keep-alives), and a session stuck inside a transaction (a paused
-# or cut-off process holding the log's lock) is ended by the server, so nobody waits on it for hours.
+# or cut-off process holding a device's lock, or the log readers' horizon) is ended by the server, so nobody
+# waits on it for hours.
 _SESSION_OPTIONS = (
     "-c idle_in_transaction_session_timeout=15000 -c tcp_keepalives_idle=5"
     " -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
