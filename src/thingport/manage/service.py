@@ -299,8 +299,8 @@ class Management:
 
     async def subscriptions(self) -> list[tuple[Subscription, int]]:
         """Every subscription with its backlog (log messages it has yet to confirm)."""
-        last = await self._log.last_seq()
-        return [(s, max(0, last - s.cursor)) for s in await self._registry.list_subscriptions()]
+        subscriptions = await self._registry.list_subscriptions()
+        return list(zip(subscriptions, await self._log.backlogs([s.cursor for s in subscriptions]), strict=True))
 
     async def set_subscription_enabled(self, name: str, enabled: bool) -> Subscription:
         await self._registry.set_subscription_enabled(name, enabled)
