@@ -117,7 +117,9 @@ def _pull_all(server: ServerProcess, key: str, subscription: str, wanted: set[in
     return got
 
 
-def test_repeated_sigkill_under_load_loses_no_acknowledged_message_and_all_reach_the_sink(tmp_path: Path) -> None:
+@pytest.mark.parametrize("durability", ["fsync", "os"])
+def test_repeated_sigkill_under_load_loses_no_acknowledged_message_and_all_reach_the_sink(
+        tmp_path: Path, durability: str) -> None:
     data_dir = tmp_path / "data"
     product = cli(data_dir, "product", "create", "--name", "p")
     pk = product["productKey"]
@@ -127,13 +129,13 @@ def test_repeated_sigkill_under_load_loses_no_acknowledged_message_and_all_reach
 
     acked: list[int] = []
     for round_ in range(ROUNDS):
-        ids = _load_then_kill(data_dir, devices, seconds=1.2)
+        ids = _load_then_kill(data_dir, devices, seconds=1.2, args=("--durability", durability))
         assert len(ids) > 100, f"round {round_}: the load was too light to prove anything"
         assert set(ids) <= stored_ids(data_dir), f"round {round_}: acknowledged messages lost"
         acked.extend(ids)
     assert len(set(acked)) == len(acked), "a messageId was given twice across restarts"
 
-    server = ServerProcess(data_dir).start()
+    server = ServerProcess(data_dir, args=("--durability", durability)).start()
     try:
         assert set(acked) <= stored_ids(data_dir)
         delivered = _pull_all(server, key, "app", set(acked))
