@@ -172,6 +172,10 @@ ROWS: list[Row] = [
     *[Row(name="topic", target="thingport", mode=mode, path=TOPIC_PATH, headers=(("password", "$token"), *OCTET),
           body=TOPIC_PAYLOAD, durable=True, goal=0.6 if mode == KEEP_ALIVE else None,
           what="(b) POST /topic: token, ACL, throttle, durable SQLite group commit") for mode in MODES],
+    Row(name="topic-os", target="thingport-os", mode=KEEP_ALIVE, path=TOPIC_PATH,
+        headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True,
+        what="(b) with `--durability os`: each commit written to the OS before the ack, not synced (synchronous="
+             "NORMAL); against `topic`, what the fsync default costs"),
     # issue 8's supported TLS-terminating front: nginx (the `nginx` row's TLS settings) proxying to `topic`'s
     # server with THINGPORT_TLS_OFFLOAD=true over plain HTTP keep-alive, both on the server CPU
     *[Row(name="topic-nginx", target="thingport-nginx", mode=mode, path=TOPIC_PATH,
@@ -233,6 +237,9 @@ ROWS: list[Row] = [
         body=TOPIC_PAYLOAD, durable=True,
         what="(b) on PostgreSQL (`serve --database postgresql://... --workers 1`, a fresh database migrated with "
              "`thingport db upgrade`): group commit into PostgreSQL on 127.0.0.1"),
+    Row(name="topic-pg-os", target="pg1os", mode=KEEP_ALIVE, path=TOPIC_PATH,
+        headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True,
+        what="`topic-pg` with `--durability os` (the writer's session at synchronous_commit=off)"),
     Row(name="topic-pg-w2", target="pg2", mode=KEEP_ALIVE, path=TOPIC_PATH, headers=(("password", "$token"), *OCTET),
         body=TOPIC_PAYLOAD, durable=True, per_core_of="topic-pg",
         what="`topic-pg` with `--workers 2`: two server processes on the device port (SO_REUSEPORT), both CPUs"),
@@ -1116,6 +1123,7 @@ TARGETS: dict[str, Target] = {
     "bare": BareTarget("bare"),
     "bare-raw": BareRawTarget("bare-raw"),
     "thingport": ThingportTarget("thingport", UNTHROTTLED),
+    "thingport-os": ThingportTarget("thingport-os", {**UNTHROTTLED, "THINGPORT_DURABILITY": "os"}),
     "thingport-ecdsa": ThingportTarget("thingport-ecdsa", {**UNTHROTTLED, "THINGPORT_TLS_ECDSA": "true"}),
     "diag-nofsync": DiagnosticTarget("diag-nofsync", "nofsync"),
     "diag-nostore": DiagnosticTarget("diag-nostore", "nostore"),
@@ -1124,6 +1132,7 @@ TARGETS: dict[str, Target] = {
     "iotda": IotdaTarget("iotda", UNTHROTTLED),
     "forwarding": ForwardingTarget("forwarding", UNTHROTTLED),
     "pg1": PostgresTarget("pg1", UNTHROTTLED, workers=1),
+    "pg1os": PostgresTarget("pg1os", {**UNTHROTTLED, "THINGPORT_DURABILITY": "os"}, workers=1),
     "pg2": PostgresTarget("pg2", UNTHROTTLED, workers=2),
     "pg2i": PgInstancesTarget("pg2i", UNTHROTTLED, workers=2),
     "pg1d": PostgresTarget("pg1d", UNTHROTTLED, workers=1, devices=FLEET),

@@ -113,10 +113,13 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Worker processes on this host, sharing the ports [env THINGPORT_WORKERS; default 1].")
 @click.option("--db-upgrade", is_flag=True, default=None, help="Run the PostgreSQL schema migrations first.")
+@click.option("--durability", type=click.Choice(["fsync", "os"]), default=None,
+              help="fsync (default): a report is acknowledged once on disk, survives power loss; os: once written "
+                   "to the OS, survives a crash of thingport but not of the machine [env THINGPORT_DURABILITY].")
 def serve(host: str | None, port: int | None, data_dir: Path | None, tls_cert: Path | None,
           tls_key: Path | None, tls_ecdsa: bool | None, tls_ecdsa_cert: Path | None, tls_ecdsa_key: Path | None,
           tls_profile: str | None, api_host: str | None, api_port: int | None, database_url: str | None,
-          redis_url: str | None, workers: int | None, db_upgrade: bool | None) -> None:
+          redis_url: str | None, workers: int | None, db_upgrade: bool | None, durability: str | None) -> None:
     """Run the HTTPS device endpoint and the management API (with the web console)."""
     from thingport.runtime.server import ServeOptionError
     from thingport.runtime.server import serve as run_server
@@ -126,7 +129,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, tls_cert: P
                                  tls_ecdsa=tls_ecdsa, tls_ecdsa_cert=tls_ecdsa_cert, tls_ecdsa_key=tls_ecdsa_key,
                                  tls_profile=tls_profile, api_host=api_host, api_port=api_port,
                                  database_url=database_url, redis_url=redis_url, workers=workers,
-                                 db_upgrade=db_upgrade))
+                                 db_upgrade=db_upgrade, durability=durability))
     except ServeOptionError as exc:
         raise click.UsageError(str(exc)) from None
 

@@ -7,7 +7,12 @@ below, so the stores never name a driver. Like httpx's transports: one small bas
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+# When the log writer's commit returns (and the device gets its ack): "fsync" once it is on disk (survives
+# power loss), "os" once it is written to the operating system (survives a crash of thingport, not of the
+# machine). Like PostgreSQL's synchronous_commit on/off; the writer connection of each engine applies it.
+Durability = Literal["fsync", "os"]
 
 
 class DatabaseError(Exception):

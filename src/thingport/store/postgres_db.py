@@ -20,7 +20,7 @@ try:
 except ImportError as exc:  # an optional backend
     raise missing_extra("postgres", exc) from None
 
-from thingport.store.database import Cursor, Database, DatabaseError, DriverErrors
+from thingport.store.database import Cursor, Database, DatabaseError, DriverErrors, Durability
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +77,44 @@ def connect(url: str) -> psycopg.Connection:
 _ERRORS = DriverErrors(psycopg.IntegrityError, psycopg.Error)
 
 
+def apply_durability(conn: psycopg.Connection, durability: Durability) -> None:
+    """Make the session's commits return as ``durability`` promises. ``os``: ``synchronous_commit = off``
+    (the commit's WAL is written by the server's WAL writer within ~3 x wal_writer_delay: a crash of
+    thingport loses nothing, one of the PostgreSQL server or its machine the newest commits). ``fsync``: the
+    server's own setting, raised to ``on`` if it is ``off`` (``local`` and the remote levels already wait
+    for the local flush, and a stronger one is not weakened)."""
+    try:
+        if durability == "os":
+            conn.execute("SET synchronous_commit = off")
+        elif conn.execute("SHOW synchronous_commit").fetchone() == ("off",):
+            conn.execute("SET synchronous_commit = on")
+    except psycopg.Error as exc:
+        conn.close()
+        raise DatabaseError(f"PostgreSQL: could not set synchronous_commit: {exc}") from None
+
+
 class PostgresDatabase(Database):
+    """``durability``: how the session's commits are made durable (the log writer's); None leaves the
+    server's setting as it is."""
+
     name = "postgresql"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, durability: Durability | None = None) -> None:
         self._url = url
-        self.raw: psycopg.Connection = connect(url)
+        self._durability = durability
+        self.raw: psycopg.Connection = self._connect()
+
+    def _connect(self) -> psycopg.Connection:
+        conn = connect(self._url)
+        if self._durability is not None:
+            apply_durability(conn, self._durability)
+        return conn
 
     def _conn(self) -> psycopg.Connection:
         conn = self.raw
         if conn.closed or conn.broken:
             conn.close()
-            self.raw = conn = connect(self._url)
+            self.raw = conn = self._connect()
             log.info("reconnected to PostgreSQL")
         return conn
 
