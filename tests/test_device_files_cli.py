@@ -35,7 +35,7 @@ def test_import_creates_every_row_and_hands_generated_secrets_only_to_the_out_fi
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report == {"productKey": pk, "rows": 3, "imported": 3, "refused": 0, "generatedSecrets": 2,
-                      "out": str(out), "refusals": []}
+                      "dryRun": False, "refusals": [], "out": str(out)}
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     written = {r["deviceName"]: r for r in csv.DictReader(out.open())}
     assert written["dev-0001"]["deviceSecret"] == "Given-s3cret"

@@ -470,7 +470,20 @@ def device_history(product_key: str, device_name: str, identifier: str, from_: s
         click.echo(f"{_iso(point['time'])}  {json.dumps(point['value'])}")
 
 
-# --- device files: bulk import and export ---
+# --- fleet lifecycle: product delete, bulk device files (import and export) ---
+
+@product.command("delete")
+@click.option("--product-key", required=True)
+@click.option("--force", is_flag=True, help="Delete its devices (with their status and history) and subscriptions too.")
+@data_dir_option
+@json_option
+def product_delete(product_key: str, force: bool, data_dir: Path | None, as_json: bool) -> None:
+    """Delete a product and its thing model; refused while it has devices or subscriptions, unless --force.
+    Its messages stay in the log."""
+    deleted, devices, subscriptions = run(data_dir, lambda m: m.delete_product(product_key, force))
+    emit({**views.product_json(deleted), "deleted": True, "devicesDeleted": devices,
+          "subscriptionsDeleted": subscriptions}, as_json)
+
 
 def _read_device_file(path: Path) -> list[str]:
     """The file's lines (``-``: standard input); unreadable or not UTF-8 is a failure (exit 1)."""
@@ -491,16 +504,6 @@ def _open_private(path: Path) -> int:
         raise CliError(f"{path} exists: give a new file for the secrets") from None
     except OSError as exc:
         raise CliError(f"{path}: {exc.strerror or exc}") from None
-
-
-def _import_json(report: Any, out: Path | None) -> dict[str, Any]:
-    return {
-        "productKey": report.product_key, "rows": report.rows, "imported": report.imported,
-        "refused": len(report.refusals), "generatedSecrets": report.generated,
-        "out": str(out) if out is not None and report.imported else None,
-        "refusals": [{"line": r.line, "deviceName": r.device_name, "code": r.code, "reason": r.reason}
-                     for r in report.refusals],
-    }
 
 
 @device.command("import")
@@ -544,7 +547,8 @@ def device_import(product_key: str, file_format: str | None, skip_invalid: bool,
             os.close(fd)
             assert out is not None
             out.unlink(missing_ok=True)  # nothing imported: no file
-    doc = _import_json(report, out)
+    written = str(out) if out is not None and report.imported else None
+    doc = {**views.import_report_json(report, dry_run), "out": written}
     failed = bool(report.refusals) and not skip_invalid
     if as_json:
         click.echo(json.dumps(doc))

@@ -75,6 +75,10 @@ class RegistryAdmin(RegistryReader, SubscriptionStates, Protocol):
 
     async def children(self, gateway_id: int) -> list[Device]: ...
 
+    async def delete_product(self, product_key: str, force: bool) -> tuple[int, int]:
+        """Delete a product (and with ``force`` its devices and subscriptions); (devices, subscriptions) deleted."""
+        ...
+
     async def import_devices(
         self, rows: Sequence[tuple[str, str, str, str]], created_ms: int, skip_refused: bool,
         check_only: bool = False,

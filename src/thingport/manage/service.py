@@ -196,6 +196,13 @@ class Management:
         await self._registry.set_product_validation(product_key, validation)
         return await self.product(product_key)
 
+    async def delete_product(self, product_key: str, force: bool = False) -> tuple[Product, int, int]:
+        """Delete a product; refused while it has devices or subscriptions unless ``force``, which deletes
+        them too. The product as it was, and how many devices and subscriptions went with it."""
+        product = await self.product(product_key)
+        devices, subscriptions = await self._registry.delete_product(product_key, force)
+        return product, devices, subscriptions
+
     async def product(self, product_key: str) -> Product:
         product = await self._registry.get_product(product_key)
         if product is None:
@@ -253,38 +260,15 @@ class Management:
         unless ``skip_invalid``: then the valid rows are. Either way the report lists every refused row
         and why. ``dry_run`` checks everything and imports nothing. Secrets not given are generated."""
         await self.product(product_key)
-        report = ImportReport(product_key)
-        accepted: list[tuple[DeviceRow, str, str]] = []  # row, deviceName, device_id
-        names: dict[str, int] = {}
-        ids: dict[str, int] = {}
-        for row in rows:
-            report.rows += 1
-            refusal = _check_row(product_key, row)
-            if isinstance(refusal, Refusal):
-                report.refusals.append(refusal)
-                continue
-            name, device_id = refusal
-            twin = names.get(name)
-            if twin is None:
-                twin = ids.get(device_id)
-                what = f"device_id {device_id}"
-            else:
-                what = f"deviceName {name}"
-            if twin is not None:
-                report.refusals.append(Refusal(row.line, name, "duplicate", f"{what} is on line {twin} already"))
-                continue
-            names[name] = ids[device_id] = row.line
-            accepted.append((row, name, device_id))
-        generated = iter(identity.generate_device_secrets(sum(1 for r, _, _ in accepted if r.device_secret is None)))
-        devices = [ImportedDevice(name, device_id, row.device_secret or next(generated), row.device_secret is None)
-                   for row, name, device_id in accepted]
+        # reading and checking a million rows takes seconds: not on the event loop, which serves devices too
+        report, accepted, devices = await asyncio.to_thread(_check_rows, product_key, rows)
         check_only = dry_run or (bool(report.refusals) and not skip_invalid)
         refused, report.imported = await self._registry.import_devices(
             [(product_key, d.device_name, d.device_id, d.secret) for d in devices], _now_ms(),
             skip_refused=skip_invalid, check_only=check_only,
         )
         for index, (code, reason) in refused.items():
-            report.refusals.append(Refusal(accepted[index][0].line, devices[index].device_name, code, reason))
+            report.refusals.append(Refusal(accepted[index].line, devices[index].device_name, code, reason))
         report.refusals.sort(key=lambda r: r.line)
         if report.imported:
             report.devices = [d for i, d in enumerate(devices) if i not in refused]
@@ -582,6 +566,39 @@ class Management:
         if limit < 1:
             raise ParamError("limit must be at least 1")
         return await self._log.newest(limit, after_seq)
+
+
+def _check_rows(
+    product_key: str, rows: Iterable[DeviceRow],
+) -> tuple[ImportReport, list[DeviceRow], list[ImportedDevice]]:
+    """The report so far (every row counted, the ones refused on their own or as a twin of an earlier one),
+    and the rows accepted with their devices, secrets generated where none was given."""
+    report = ImportReport(product_key)
+    accepted: list[tuple[DeviceRow, str, str]] = []  # row, deviceName, device_id
+    names: dict[str, int] = {}
+    ids: dict[str, int] = {}
+    for row in rows:
+        report.rows += 1
+        refusal = _check_row(product_key, row)
+        if isinstance(refusal, Refusal):
+            report.refusals.append(refusal)
+            continue
+        name, device_id = refusal
+        twin = names.get(name)
+        if twin is None:
+            twin = ids.get(device_id)
+            what = f"device_id {device_id}"
+        else:
+            what = f"deviceName {name}"
+        if twin is not None:
+            report.refusals.append(Refusal(row.line, name, "duplicate", f"{what} is on line {twin} already"))
+            continue
+        names[name] = ids[device_id] = row.line
+        accepted.append((row, name, device_id))
+    generated = iter(identity.generate_device_secrets(sum(1 for r, _, _ in accepted if r.device_secret is None)))
+    devices = [ImportedDevice(name, device_id, row.device_secret or next(generated), row.device_secret is None)
+               for row, name, device_id in accepted]
+    return report, [row for row, _, _ in accepted], devices
 
 
 def _check_row(product_key: str, row: DeviceRow) -> Refusal | tuple[str, str]:

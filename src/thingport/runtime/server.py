@@ -126,7 +126,8 @@ async def _serve(settings: Settings, files: CertificateFiles, worker_index: int 
     app = build(settings, overrides)
     await app.start()
     try:
-        api = create_api(app.management(), app.metrics, app.readiness.check, settings.api_max_body_bytes)
+        api = create_api(app.management(), app.metrics, app.readiness.check, settings.api_max_body_bytes,
+                         settings.api_import_max_body_bytes)
         device = _Listener(build_config(settings, app.device_app, files))
         management = _Listener(api_config(settings, api))
         listeners = [device, management] if not worker_index else [device]

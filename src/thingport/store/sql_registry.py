@@ -273,6 +273,41 @@ class SqlRegistry:
 
         return await self._db.run(q)
 
+    async def delete_product(self, product_key: str, force: bool) -> tuple[int, int]:
+        """Delete a product with its thing models, in one transaction; (devices, subscriptions) deleted.
+
+        While it has devices or subscriptions it is refused (Conflict), unless ``force``: then they go too,
+        the devices with their running status and history (their messages stay in the log). Sub-devices of
+        another product under one of its gateways refuse it even so. One change-feed entry names the
+        product: running servers drop its devices from memory."""
+
+        def q(conn: Database) -> tuple[int, int]:
+            with conn.transaction():
+                if not conn.execute("SELECT 1 FROM products WHERE product_key = ?", (product_key,)).fetchone():
+                    raise NotFound(f"product {product_key} does not exist")
+                devices, subscriptions = (
+                    conn.execute(f"SELECT count(*) FROM {table} WHERE product_key = ?", (product_key,)).fetchone()[0]
+                    for table in ("devices", "subscriptions"))
+                if (devices or subscriptions) and not force:
+                    raise Conflict(f"product {product_key} has {devices} devices and {subscriptions} subscriptions:"
+                                   " delete them first, or force the deletion (deletes them too)")
+                if conn.execute(
+                    "SELECT 1 FROM devices c JOIN devices g ON g.id = c.gateway_id"
+                    " WHERE g.product_key = ? AND c.product_key <> ? LIMIT 1", (product_key, product_key),
+                ).fetchone():
+                    raise Conflict(f"devices of other products are sub-devices of product {product_key}'s gateways:"
+                                   " delete them first")
+                owned = "SELECT id FROM devices WHERE product_key = ?"
+                for table in ("latest_values", "history"):
+                    conn.execute(f"DELETE FROM {table} WHERE device_id IN ({owned})", (product_key,))
+                conn.execute("UPDATE devices SET gateway_id = NULL WHERE product_key = ?", (product_key,))
+                for table in ("devices", "subscriptions", "thing_models", "products"):
+                    conn.execute(f"DELETE FROM {table} WHERE product_key = ?", (product_key,))
+                self._changed(conn, product_key=product_key)
+                return devices, subscriptions
+
+        return await self._db.run(q)
+
     async def list_devices(
         self, product_key: str | None, name_prefix: str | None = None, enabled: bool | None = None,
         after_id: int = 0, limit: int = 1_000_000,
