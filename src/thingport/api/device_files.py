@@ -70,7 +70,7 @@ async def import_devices(
 @router.get(
     "/api/products/{productKey}/devices/export", response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": _TEXT_BODY, "application/x-ndjson": _TEXT_BODY},
-                     "description": "the devices, one a line, in creation order"}},
+                     "description": "the devices, one a line, in deviceName order"}},
 )
 async def export_devices(
     productKey: str, key: Annotated[ApiKey, Depends(authenticated)], management: Manage,

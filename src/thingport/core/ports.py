@@ -75,6 +75,10 @@ class RegistryAdmin(RegistryReader, SubscriptionStates, Protocol):
 
     async def children(self, gateway_id: int) -> list[Device]: ...
 
+    async def devices_by_name(self, product_key: str, after_name: str, limit: int) -> list[Device]:
+        """A product's devices in deviceName order after ``after_name``, at most ``limit``."""
+        ...
+
     async def delete_product(self, product_key: str, force: bool) -> tuple[int, int]:
         """Delete a product (and with ``force`` its devices and subscriptions); (devices, subscriptions) deleted."""
         ...

@@ -275,16 +275,16 @@ class Management:
         return report
 
     async def export_devices(self, product_key: str) -> AsyncIterator[Device]:
-        """Every device of the product in creation order, read a page at a time."""
+        """Every device of the product in deviceName order, read a page at a time."""
         await self.product(product_key)
-        after = 0
+        after = ""
         while True:
-            page = await self._registry.list_devices(product_key, after_id=after, limit=EXPORT_PAGE)
+            page = await self._registry.devices_by_name(product_key, after, EXPORT_PAGE)
             for device in page:
                 yield device
             if len(page) < EXPORT_PAGE:
                 return
-            after = page[-1].id
+            after = page[-1].device_name
 
     async def children(self, product_key: str, device_name: str) -> list[Device]:
         """A gateway's sub-devices."""

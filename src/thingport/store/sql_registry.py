@@ -308,6 +308,19 @@ class SqlRegistry:
 
         return await self._db.run(q)
 
+    async def devices_by_name(self, product_key: str, after_name: str, limit: int) -> list[Device]:
+        """A product's devices in deviceName order after ``after_name`` (an export, a page at a time): the
+        (productKey, deviceName) index serves it, where ``list_devices``' id order made SQLite sort the
+        product's every device for each page."""
+        return await self._devices_ordered(
+            "d.product_key = ? AND d.device_name > ? ORDER BY d.device_name LIMIT ?", (product_key, after_name, limit))
+
+    async def _devices_ordered(self, where: str, params: tuple) -> list[Device]:
+        def q(conn: Database) -> list[tuple]:
+            return conn.execute(f"{_DEVICE_SELECT} WHERE {where}", params).fetchall()
+
+        return [self._device(row) for row in await self._db.run(q)]
+
     async def list_devices(
         self, product_key: str | None, name_prefix: str | None = None, enabled: bool | None = None,
         after_id: int = 0, limit: int = 1_000_000,
