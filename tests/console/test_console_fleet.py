@@ -20,8 +20,8 @@ from tests.console.test_console_browser import (  # noqa: F401 - fixtures used b
 from tests.support import ServerProcess
 
 
-def admin_api(server: ServerProcess, key: str) -> httpx.Client:
-    return httpx.Client(base_url=f"http://127.0.0.1:{server.api_port}", timeout=10,
+def admin_api(proc: ServerProcess, key: str) -> httpx.Client:
+    return httpx.Client(base_url=f"http://127.0.0.1:{proc.api_port}", timeout=10,
                         headers={"Authorization": f"Bearer {key}"})
 
 
