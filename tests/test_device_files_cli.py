@@ -183,3 +183,15 @@ def test_an_imported_secret_authenticates_at_the_device_endpoint(server: ServerP
         assert client.auth(pk, "imported-1", "wrong-secret").json["code"] != 0
     finally:
         client.close()
+
+
+def test_quoted_csv_fields_keep_commas_and_quotes(data_dir: Path, tmp_path: Path) -> None:
+    pk = product(data_dir)
+    source = tmp_path / "fleet.csv"
+    source.write_text('deviceSecret,deviceName\n"Se,c""ret",quoted-01\r\nplain,plain-001\r\n')
+    cli(data_dir, "device", "import", "--product-key", pk, str(source))
+    shown = cli(data_dir, "device", "show", "--product-key", pk, "--name", "quoted-01", "--with-secret")
+    assert shown["deviceSecret"] == 'Se,c"ret'
+    exported = invoke(data_dir, "device", "export", "--product-key", pk, "--with-secrets").stdout
+    assert {r["deviceName"]: r["deviceSecret"] for r in csv.DictReader(exported.splitlines())} == {
+        "quoted-01": 'Se,c"ret', "plain-001": "plain"}

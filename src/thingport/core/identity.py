@@ -9,6 +9,7 @@ DEVICE_NAME_RE = re.compile(r"[A-Za-z0-9_@.:-]{4,32}")
 SECRET_RE = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces
 DEVICE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 CLIENT_ID_MAX = 64
+_IOTDA_UNSAFE = re.compile(r"[@.:]")  # deviceName characters an IoTDA device_id does not allow
 PRODUCT_NAME_MAX = 64
 
 _ALNUM = string.ascii_letters + string.digits
@@ -76,7 +77,7 @@ def default_device_id(product_key: str, device_name: str) -> str:
     become ``-``. An explicit ``--device-id`` overrides this (it is stored, so either way both dialects
     name the same device).
     """
-    return f"{product_key}_{re.sub(r'[@.:]', '-', device_name)}"
+    return f"{product_key}_{_IOTDA_UNSAFE.sub('-', device_name)}"
 
 
 def device_name_from_id(product_key: str, device_id: str) -> str:

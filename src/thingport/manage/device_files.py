@@ -104,11 +104,14 @@ def _parse_csv(lines: Iterable[str]) -> Iterator[DeviceRow]:
         if len(text) > MAX_LINE_CHARS:
             yield DeviceRow(number, error=f"line longer than {MAX_LINE_CHARS} characters")
             continue
-        try:
-            fields = next(csv.reader([text], strict=True))
-        except csv.Error as exc:
-            yield DeviceRow(number, error=f"not CSV: {exc}")
-            continue
+        if '"' in text:
+            try:
+                fields = next(csv.reader([text], strict=True))
+            except csv.Error as exc:
+                yield DeviceRow(number, error=f"not CSV: {exc}")
+                continue
+        else:  # no quoting: the same fields, several times faster (a million rows)
+            fields = text.split(",")
         if len(fields) != len(columns):
             yield DeviceRow(number, error=f"{len(fields)} fields, the header has {len(columns)}")
             continue

@@ -80,7 +80,7 @@ class ImportedDevice:
     generated: bool  # the import made the secret up: the operator learns it only from the import's output
 
 
-@dataclass
+@dataclass(repr=False)  # asyncio.run reprs its main task, result included: a million devices took seconds
 class ImportReport:
     product_key: str
     rows: int = 0
@@ -91,6 +91,10 @@ class ImportReport:
     @property
     def generated(self) -> int:
         return sum(1 for d in self.devices if d.generated)
+
+    def __repr__(self) -> str:
+        return (f"ImportReport({self.product_key!r}, rows={self.rows}, imported={self.imported},"
+                f" refused={len(self.refusals)})")
 
 
 def _now_ms() -> int:
