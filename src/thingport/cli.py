@@ -583,7 +583,7 @@ def device_import(product_key: str, file_format: str | None, skip_invalid: bool,
 @json_option
 def device_export(product_key: str, file_format: str | None, with_secrets: bool, out: Path | None,
                   data_dir: Path | None, as_json: bool) -> None:
-    """Write a product's devices as CSV or JSON lines, in creation order; `device import` reads it back.
+    """Write a product's devices as CSV or JSON lines, in deviceName order; `device import` reads it back.
     --json: JSON lines on standard output, or with --out a JSON summary."""
     if file_format is None:
         file_format = device_files.format_of(out.name, None) if out is not None and "." in out.name else (

@@ -14,7 +14,6 @@ from thingport.store.executor import DbExecutor
 from thingport.store.keys import KeyRing
 
 _IDS_PER_QUERY = 500  # under SQLite's 999 bound variables of old builds, with room for the rest
-_INSERT_CHUNK = 10_000  # rows per executemany of a bulk import (bounds the driver's buffers)
 _DEVICE_SELECT = (
     "SELECT d.id, d.product_key, d.device_name, d.secret_sealed, d.enabled, d.token_epoch, d.created_ms,"
     " d.last_auth_ms, d.device_id, d.gateway_id, g.product_key, g.device_name, d.token_ms,"
@@ -229,8 +228,8 @@ class SqlRegistry:
 
         Returns the rows refused by what is stored (index -> (code, reason): ``unknown_product``, ``exists``)
         and how many were inserted. A refused row means nothing is inserted, unless ``skip_refused``: then
-        the others are. Inserts go in chunks through ``executemany``; new devices need no change-feed entry
-        (no cache holds a device before it exists)."""
+        the others are. Inserts go through ``Database.insert_rows`` (executemany in chunks; PostgreSQL's
+        COPY); new devices need no change-feed entry (no cache holds a device before it exists)."""
         box = self._box
         sealed = [] if check_only else [box.seal(secret, _identity(pk, dn)) for pk, dn, _, secret in rows]
 
@@ -250,22 +249,19 @@ class SqlRegistry:
                         by_id[did] = index
                 for pk in products - missing:
                     names = [dn for p, dn in by_name if p == pk]
-                    for found in _in_chunks(conn, "SELECT device_name FROM devices WHERE product_key = ? AND"
-                                            " device_name IN ({})", (pk,), names):
+                    for (found,) in conn.select_in(
+                        "SELECT device_name FROM devices WHERE product_key = ? AND device_name {}", (pk,), names,
+                    ):
                         refused[by_name[(pk, found)]] = ("exists", f"device {pk}/{found} already exists")
-                for found in _in_chunks(conn, "SELECT device_id FROM devices WHERE device_id IN ({})", (),
-                                        list(by_id)):
+                for (found,) in conn.select_in("SELECT device_id FROM devices WHERE device_id {}", (), list(by_id)):
                     refused.setdefault(by_id[found], ("exists", f"device_id {found} already exists"))
                 if check_only or (refused and not skip_refused):
                     return refused, 0
                 insert = [(pk, dn, sealed[i], created_ms, did) for i, (pk, dn, did, _) in enumerate(rows)
                           if i not in refused]
                 try:  # the checks above tell which rule; this catches a concurrent twin (PostgreSQL)
-                    for start in range(0, len(insert), _INSERT_CHUNK):
-                        conn.executemany(
-                            "INSERT INTO devices (product_key, device_name, secret_sealed, created_ms, device_id)"
-                            " VALUES (?, ?, ?, ?, ?)", insert[start:start + _INSERT_CHUNK],
-                        )
+                    conn.insert_rows(
+                        "devices", ("product_key", "device_name", "secret_sealed", "created_ms", "device_id"), insert)
                 except IntegrityError:
                     raise Conflict("a device of this import was created meanwhile by someone else: nothing was"
                                    " imported; import again") from None
@@ -608,15 +604,6 @@ class SqlRegistry:
             ).fetchall()
 
         return [(at, msgspec.json.decode(samples)[identifier], mid) for at, samples, mid in await self._db.run(q)]
-
-
-def _in_chunks(conn: Database, sql: str, params: tuple, values: list[str]) -> list[str]:
-    """The first column of ``sql`` (its ``IN ({})`` filled with marks) over ``values``, a chunk at a time."""
-    found: list[str] = []
-    for start in range(0, len(values), _IDS_PER_QUERY):
-        chunk = values[start:start + _IDS_PER_QUERY]
-        found += [row[0] for row in conn.execute(sql.format(",".join("?" * len(chunk))), (*params, *chunk)).fetchall()]
-    return found
 
 
 def _product(row: tuple[Any, ...]) -> Product:
