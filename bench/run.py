@@ -161,6 +161,8 @@ TOPIC_PATH = "/topic/$pk/$dn/user/bench"
 ROWS: list[Row] = [
     *in_modes(MODES, name="bare", target="bare", path=TOPIC_PATH, headers=OCTET,
               body=TOPIC_PAYLOAD, what="(a) raw ASGI app, same JSON reply, same uvicorn/TLS stack"),
+    *in_modes((KEEP_ALIVE, CLOSE), name="bare-raw", target="bare-raw", path=TOPIC_PATH, headers=OCTET,
+              body=TOPIC_PAYLOAD, what="a dialect doing nothing on the device endpoint's own protocol, same TLS"),
     # issue 8's second baseline: nginx answering the same JSON from memory, same certificate, TLS settings
     # and pinning as the servers (one worker process)
     *in_modes(MODES, name="nginx", target="nginx", path=TOPIC_PATH, headers=OCTET, body=TOPIC_PAYLOAD,
@@ -315,9 +317,15 @@ class Probe:
 
 
 class BareTarget(Target):
+    raw = False  # the device endpoint's own protocol (bare-raw) rather than ASGI on uvicorn (bare)
+
     def command(self, port: int, data_dir: Path) -> list[str]:
         return [sys.executable, str(BENCH_DIR / "bare_app.py"), "--host", HOST, "--port", str(port),
-                "--data-dir", str(data_dir)]
+                "--data-dir", str(data_dir), *(["--raw"] if self.raw else [])]
+
+
+class BareRawTarget(BareTarget):
+    raw = True
 
 
 class ServeTarget(Target):
@@ -962,6 +970,7 @@ class DiagnosticTarget(ThingportTarget):
 
 TARGETS: dict[str, Target] = {
     "bare": BareTarget("bare"),
+    "bare-raw": BareRawTarget("bare-raw"),
     "thingport": ThingportTarget("thingport", UNTHROTTLED),
     "thingport-ecdsa": ThingportTarget("thingport-ecdsa", {**UNTHROTTLED, "THINGPORT_TLS_ECDSA": "true"}),
     "diag-nofsync": DiagnosticTarget("diag-nofsync", "nofsync"),

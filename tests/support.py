@@ -267,20 +267,37 @@ class ServerProcess:
 
 class ThreadServer:
     """The device endpoint of ``app`` (``runtime.bootstrap.build(settings, overrides)``, an adapter swapped
-    through its overrides) in this process: uvicorn in a thread, whose lifespan starts and stops the app."""
+    through its overrides) in this process: its own event loop in a thread, which starts and stops the app."""
 
     def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        from thingport.runtime.server import build_config, certificate_for
+        from thingport.runtime.server import certificate_for
 
         settings = app.settings
         self.app = app
         self.port = settings.port
         self.files = certificate_for(settings)
-        config = build_config(settings, app.device_app, self.files)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import uvloop
+
+        uvloop.run(self._serve())
+
+    async def _serve(self) -> None:
+        from thingport.runtime.server import device_server
+
+        self.loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        await self.app.start()
+        device = device_server(self.app.settings, self.app, self.files)
+        try:
+            await device.start()
+            await self.stopping.wait()
+        finally:
+            await device.stop()
+            await self.app.stop()
 
     def __enter__(self) -> "ThreadServer":
         self.thread.start()
@@ -288,7 +305,8 @@ class ThreadServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
+        if self.loop is not None and self.stopping is not None:
+            self.loop.call_soon_threadsafe(self.stopping.set)
         self.thread.join(10)
 
     def client(self) -> DeviceClient:

@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # distribution name (as pyproject.toml lists it) -> the top-level modules it installs
 MODULES = {
     "uvicorn": ["uvicorn", "uvloop", "httptools"],
+    "httptools": ["httptools"],
     "msgspec": ["msgspec"],
+    "lark": ["lark"],
     "click": ["click"],
     "cryptography": ["cryptography"],
     "pydantic-settings": ["pydantic_settings", "pydantic"],

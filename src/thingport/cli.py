@@ -15,14 +15,17 @@ from typing import Any, TypeVar
 
 import click
 
+from thingport import cli_output
 from thingport.api import views
 from thingport.bus.factory import SINK_TYPES, options_type
 from thingport.bus.options import text_options
 from thingport.cli_errors import DEBUG_ENV, CliError, GuardedGroup
 from thingport.core.errors import ThingportError
 from thingport.core.model import VALIDATION_MODES
+from thingport.core.presentation import presentations, show
 from thingport.core.timestamps import datetime_ms
 from thingport.manage import device_files
+from thingport.manage.rules import LAST_MAX
 from thingport.manage.service import KEEP, NODE_TYPES, Management
 from thingport.manage.thing_models import MODEL_FORMATS
 from thingport.settings import load_settings
@@ -67,14 +70,13 @@ def run(data_dir: Path | None, action: Callable[[Management], Coroutine[Any, Any
 
 
 def emit(doc: Any, as_json: bool) -> None:
+    """``doc`` as JSON (``--json``), or for people: a table for a list, aligned lines for one document."""
     if as_json:
         click.echo(json.dumps(doc))
-    elif isinstance(doc, list):
-        for item in doc:
-            click.echo("  ".join(f"{k}={v}" for k, v in item.items()))
-    else:
-        for key, value in doc.items():
-            click.echo(f"{key}: {value}")
+        return
+    text = cli_output.render(doc)
+    if text:
+        click.echo(text)
 
 
 @click.group(cls=GuardedGroup)
@@ -440,14 +442,22 @@ def parse_time(value: str | None) -> int | None:
 @json_option
 def device_status(product_key: str, device_name: str, data_dir: Path | None, as_json: bool) -> None:
     """Online/offline, last seen, and the latest value and time of every property."""
-    status = views.status_json(run(data_dir, lambda m: m.device_status(product_key, device_name)))
+    async def status_and_model(m: Management) -> tuple[Any, dict | None]:
+        return await m.device_status(product_key, device_name), await m.export_thing_model_or_none(product_key)
+
+    found, model = run(data_dir, status_and_model)
+    status = views.status_json(found)
     if as_json:
         click.echo(json.dumps(status))
         return
     seen = _iso(status["lastSeenAt"]) if status["lastSeenAt"] else "never"
-    click.echo(f"{product_key}/{device_name}: {status['state']} (last seen {seen})")
-    for name, latest in status["properties"].items():
-        click.echo(f"  {name} = {json.dumps(latest['value'])}  at {_iso(latest['time'])}")
+    state = status["state"] if status["enabled"] else f"{status['state']}, disabled"
+    click.echo(f"{product_key}/{device_name}: {state} (last seen {seen}; times in UTC)")
+    shown = presentations(model) if model else {}
+    rows = [{"property": name, "value": show(latest["value"], shown.get(name)), "time": latest["time"]}
+            for name, latest in status["properties"].items()]
+    if rows:
+        click.echo(cli_output.table(rows))
 
 
 @device.command("history")
@@ -855,6 +865,39 @@ def apikey_delete(key_id: int, data_dir: Path | None) -> None:
     run(data_dir, lambda m: m.delete_api_key(key_id))
 
 
+# --- rules ---
+
+@main.group()
+def rule() -> None:
+    """Rules: SQL statements over device messages (README "Rules")."""
+
+
+@rule.command("test")
+@click.option("--statement", required=True, help='e.g. SELECT t FROM "/pk/+/user/data" WHERE t > 38')
+@click.option("--payload", default=None, help="A sample payload (JSON) to run the statement on.")
+@click.option("--topic", default="", help="The sample payload's topic (for topic() and the FROM filter).")
+@click.option("--last", type=click.IntRange(1, LAST_MAX), default=None,
+              help="Run it on the newest N stored messages its FROM filter matches instead.")
+@data_dir_option
+@json_option
+def rule_test(statement: str, payload: str | None, topic: str, last: int | None, data_dir: Path | None,
+              as_json: bool) -> None:
+    """Show what a statement would emit; nothing is changed or forwarded."""
+    trials = run(data_dir, lambda m: m.try_rule(statement, payload.encode() if payload is not None else None,
+                                                last, topic))
+    views = [trial.view() for trial in trials]
+    if as_json:
+        click.echo(json.dumps(views))
+        return
+    if not views:
+        click.echo("no stored message matches the FROM filter")
+    for view in views:
+        where = f"seq {view['seq']} {view['deviceName']} " if "seq" in view else ""
+        outcome = (f"error: {view['error']}" if view["error"] else
+                   "skipped (WHERE is false)" if view["emitted"] is None else json.dumps(view["emitted"]))
+        click.echo(f"{where}{view['topic'] or '(sample)'}  {outcome}")
+
+
 # --- messages ---
 
 @main.group()
@@ -862,8 +905,7 @@ def messages() -> None:
     """The durable message log."""
 
 
-def _iso(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(timespec="milliseconds")
+_iso = cli_output.iso
 
 
 def _message_line(doc: dict) -> str:

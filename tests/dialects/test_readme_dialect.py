@@ -9,10 +9,12 @@ import json
 import re
 import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.fakes import InMemoryLog, InMemoryRegistry
+from thingport.core.errors import BodyTooLarge
 from thingport.core.model import Device, Product
 from thingport.core.tokens import TokenCodec
 from thingport.dialects.aliyun import AliyunDialect
@@ -47,21 +49,34 @@ def _table_line(plain: types.ModuleType) -> dict[Any, Any]:
     return namespace["DIALECTS"]
 
 
+@dataclass
+class _Request:
+    """A parsed request as the endpoint hands it to a dialect (``dialects.http.DeviceRequest``)."""
+
+    path: str
+    headers: dict[bytes, bytes]
+    payload: bytes
+    method: bytes = b"POST"
+    query: bytes = b""
+    client: str = "203.0.113.9"
+
+    @property
+    def raw_path(self) -> bytes:
+        return self.path.encode()
+
+    async def body(self, limit: int) -> bytes:
+        if len(self.payload) > limit:
+            raise BodyTooLarge(f"body is larger than {limit} bytes")
+        return self.payload
+
+
 async def _call(table: DialectTable, path: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, Any]:
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     dialect = table.find(path)
     assert dialect is not None, path
-    await dialect({"type": "http", "method": "POST", "path": path, "headers": headers, "query_string": b"",
-                   "client": ("203.0.113.9", 1)}, receive, send)
-    assert dict(sent[0]["headers"])[b"content-length"] == str(len(sent[1]["body"])).encode()
-    return sent[0]["status"], json.loads(sent[1]["body"])
+    reply = await dialect(_Request(path, dict(headers), body))
+    assert reply is not None
+    status, answer = reply
+    return status, json.loads(answer)
 
 
 def test_the_readme_dialect_authenticates_and_stores_a_judged_report() -> None:

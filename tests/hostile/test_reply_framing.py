@@ -414,18 +414,26 @@ def test_store_failures_are_framed_too(tmp_path: Path) -> None:
         assert_aliyun(naive_exchange(srv.port, http("POST", f"/topic/{pk}/{dn}/user/t", b"x", octets)), 10000)
 
 
-def test_uvicorns_own_500_is_framed_too(tmp_path: Path) -> None:
-    """An app that fails before it answers gets uvicorn's 500: its head leaves in canonical case as well."""
+class _BrokenDialect:
+    def __init__(self, ingest: Any) -> None:
+        pass
+
+    async def __call__(self, request: Any) -> Any:
+        raise RuntimeError("broken on purpose")
+
+
+def test_the_endpoints_own_500_is_framed_too(tmp_path: Path) -> None:
+    """A dialect that fails instead of answering gets the endpoint's own 500, framed like every reply, and
+    the connection closes (what state the failure left is unknown)."""
+    from thingport.dialects.dialect import DialectTable
     from thingport.settings import load_settings
 
-    async def broken(scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            raise RuntimeError("broken on purpose")
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
+    async def nothing() -> None:
+        pass
 
     settings = load_settings(data_dir=tmp_path / "data", host="127.0.0.1", port=free_port(), log_level="critical")
-    with ThreadServer(SimpleNamespace(settings=settings, device_app=broken)) as srv:
+    app = SimpleNamespace(settings=settings, dialects=DialectTable(None, {_BrokenDialect: ("/auth",)}),  # type: ignore[arg-type]
+                          start=nothing, stop=nothing)
+    with ThreadServer(app) as srv:
         reply = naive_exchange(srv.port, http("POST", "/auth", b"{}"))
-    assert reply.status == 500 and reply.body == b"Internal Server Error" and reply.closed
+    assert reply.status == 500 and json.loads(reply.body)["code"] == 10000 and reply.closed

@@ -20,16 +20,7 @@ from thingport.core.thingmodel import ThingModel
 from thingport.core.tokens import DIALECT_ALIYUN
 from thingport.core.topics import Topic
 from thingport.core.validation import Verdict
-from thingport.dialects.http import (
-    ClientDisconnected,
-    Receive,
-    Scope,
-    Send,
-    headers_of,
-    media_type,
-    read_capped,
-    send_json,
-)
+from thingport.dialects.http import ClientDisconnected, DeviceRequest, Reply, media_type
 from thingport.ingest.ports import DeviceLookup, Ingest, KnownDevices, Part, TokenScheme, auth_bucket
 from thingport.settings import Settings
 
@@ -203,49 +194,45 @@ class AliyunDialect:
         self._ingest = ingest
         self._topic_limit = ingest.settings.aliyun_max_body_bytes
         self._auth_limit = ingest.settings.auth_max_body_bytes
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, request: DeviceRequest) -> Reply | None:
         started = perf_counter()
-        endpoint = "auth" if scope["path"] == "/auth" else "topic"
+        endpoint = "auth" if request.path == "/auth" else "topic"
         code = 0
         try:
-            if scope["method"] != "POST":
+            if request.method != b"POST":
                 raise errors.ParamError("only POST is supported")
-            if scope["query_string"] and endpoint == "topic":  # /auth ignores them: the Link SDK 4.x sends `?_v=...&`
+            if request.query and endpoint == "topic":  # /auth ignores them: the Link SDK 4.x sends `?_v=...&`
                 raise errors.ParamError("query strings are not supported on /topic")
             if endpoint == "auth":
-                body = await self._auth(scope, receive)
+                body = await self._auth(request)
             else:
-                body = await self._publish(scope, receive)
+                body = await self._publish(request)
         except errors.ThingportError as exc:
             code = code_for(exc)
             body = error_body(code, str(exc))
         except ClientDisconnected:
-            return  # nothing was stored, and nobody is left to answer
+            return None  # nothing was stored, and nobody is left to answer
         except Exception:
-            log.exception("unexpected error on %s", scope["path"])
+            log.exception("unexpected error on %s", request.path)
             code = COMMON_ERROR
             body = error_body(code, "internal error")
-        await send_json(send, body)
         self._ingest.metrics.request(DIALECT, endpoint, str(code), perf_counter() - started)
+        return 200, body
 
-    async def _auth(self, scope: Scope, receive: Receive) -> bytes:
-        headers = headers_of(scope)
-        if media_type(headers) != _JSON:
+    async def _auth(self, request: DeviceRequest) -> bytes:
+        if media_type(request.headers) != _JSON:
             raise errors.ParamError("Content-Type must be application/json")
-        params, method, sign = _auth_params(await read_capped(headers, receive, self._auth_limit))
-        client = scope.get("client")
-        source = client[0] if client else ""
-        session = await self._ingest.authenticate(AliyunCredential(params, method, sign), source)
+        params, method, sign = _auth_params(await request.body(self._auth_limit))
+        session = await self._ingest.authenticate(AliyunCredential(params, method, sign), request.client)
         return b'{"code":0,"message":"success","info":{"token":"%s"}}' % session.token.encode()
 
-    async def _publish(self, scope: Scope, receive: Receive) -> bytes:
-        headers = headers_of(scope)
+    async def _publish(self, request: DeviceRequest) -> bytes:
+        headers = request.headers
         token = headers.get(b"password")
         if not token:
             raise errors.TokenMissing("password header with the token is required")
         if media_type(headers) != _OCTET_STREAM:
             raise errors.ParamError("Content-Type must be application/octet-stream")
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        read_body = partial(read_capped, headers, receive, self._topic_limit)  # read by the use case after the throttle
-        stored = await self._ingest.report(token.decode("latin-1"), _REPORTS, raw_path, read_body)
+        read_body = partial(request.body, self._topic_limit)  # read by the use case after the throttle
+        stored = await self._ingest.report(token.decode("latin-1"), _REPORTS, request.raw_path, read_body)
         return b'{"code":0,"message":"success","info":{"messageId":%d}}' % stored[0][0].message_id

@@ -3,7 +3,7 @@
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
-from thingport.dialects.http import Receive, Scope, Send
+from thingport.dialects.http import DeviceRequest, Reply
 from thingport.ingest.ports import Ingest
 
 
@@ -12,9 +12,9 @@ class Dialect(Protocol):
 
     Answers one request: decodes it into the use case's terms (``ingest.ports``: a ``Credential``, or a token,
     an address and its ``ReportRules``), calls ``Ingest``, and encodes the outcome (or the error) in its own
-    format. It always answers with Content-Length, and answers nothing to a client that went away."""
+    format: a ``Reply`` (status and JSON body; the endpoint frames it), or None for a client that went away."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+    async def __call__(self, request: DeviceRequest) -> Reply | None: ...
 
 
 DialectFactory = Callable[[Ingest], Dialect]

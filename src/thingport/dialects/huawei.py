@@ -21,7 +21,7 @@ from thingport.core.product_runtime import ProductRuntime
 from thingport.core.thingmodel import ThingModel
 from thingport.core.tokens import DIALECT_HUAWEI
 from thingport.core.validation import Verdict
-from thingport.dialects.http import ClientDisconnected, Receive, Scope, Send, headers_of, read_capped, send_json
+from thingport.dialects.http import ClientDisconnected, DeviceRequest, Reply
 from thingport.ingest.ports import DeviceLookup, Ingest, KnownDevices, Part, TokenScheme, auth_bucket
 from thingport.settings import Settings
 
@@ -209,23 +209,23 @@ class HuaweiDialect:
         self._limit = ingest.settings.huawei_max_body_bytes
         self._auth_limit = ingest.settings.auth_max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, request: DeviceRequest) -> Reply | None:
         started = perf_counter()
         status, code, endpoint = 200, "200", "unknown"
         try:
-            if scope["method"] != "POST":
+            if request.method != b"POST":
                 raise errors.ParamError("only POST is supported")
-            path = scope["path"]
+            path = request.path
             if path == "/v5/device-auth":
                 endpoint = "auth"
-                body = await self._auth(scope, receive)
+                body = await self._auth(request)
             else:
                 parts = path.split("/", 5)  # "", "v5", "devices", id, "sys", rest
                 rest = parts[5] if len(parts) == 6 and parts[2] == "devices" and parts[4] == "sys" else ""
                 if rest not in (_REPORT, _MESSAGE_UP, _GATEWAY_REPORT):
                     raise _NoSuchApi(f"no such API: POST {path}")
                 endpoint = rest
-                body = await self._report(scope, receive, parts[3], rest)
+                body = await self._report(request, parts[3], rest)
         except _NoSuchApi as exc:
             status, code = 404, "IOTDA.000006"
             body = error_body(code, str(exc))
@@ -233,31 +233,28 @@ class HuaweiDialect:
             status, code = status_and_code(exc)
             body = error_body(code, str(exc))
         except ClientDisconnected:
-            return  # nothing was stored, and nobody is left to answer
+            return None  # nothing was stored, and nobody is left to answer
         except Exception:
-            log.exception("unexpected error on %s", scope["path"])
+            log.exception("unexpected error on %s", request.path)
             status, code = INTERNAL
             body = error_body(code, "internal error")
-        await send_json(send, body, status=status)
         self._ingest.metrics.request(DIALECT, endpoint, code, perf_counter() - started)
+        return status, body
 
-    async def _auth(self, scope: Scope, receive: Receive) -> bytes:
-        headers = headers_of(scope)
+    async def _auth(self, request: DeviceRequest) -> bytes:
         try:
-            raw = await read_capped(headers, receive, self._auth_limit)
+            raw = await request.body(self._auth_limit)
         except errors.BodyTooLarge as exc:
             raise errors.ParamError(str(exc)) from None
-        client = scope.get("client")
-        session = await self._ingest.authenticate(HuaweiCredential(*_auth_fields(raw)), client[0] if client else "")
+        session = await self._ingest.authenticate(HuaweiCredential(*_auth_fields(raw)), request.client)
         return _encode({"access_token": session.token, "expires_in": session.expires_in})
 
-    async def _report(self, scope: Scope, receive: Receive, path_device_id: str, kind: str) -> bytes:
-        headers = headers_of(scope)
-        token = headers.get(b"access_token")
+    async def _report(self, request: DeviceRequest, path_device_id: str, kind: str) -> bytes:
+        token = request.headers.get(b"access_token")
         if not token:
             raise errors.TokenMissing("access_token header is required")
-        read_body = partial(read_capped, headers, receive, self._limit)  # read by the use case after the throttle
-        address = IotdaAddress(path_device_id, kind, scope["path"])
+        read_body = partial(request.body, self._limit)  # read by the use case after the throttle
+        address = IotdaAddress(path_device_id, kind, request.path)
         stored = await self._ingest.report(token.decode("latin-1"), _REPORTS, address, read_body)
         if kind != _GATEWAY_REPORT:
             message, verdict = stored[0]

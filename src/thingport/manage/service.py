@@ -27,6 +27,7 @@ from thingport.core.model import (
 from thingport.core.ports import MessageLog, Registry
 from thingport.core.thingmodel import ThingModel
 from thingport.core.topics import MAX_CATEGORIES, check_category, compile_topic_filter
+from thingport.manage import rules
 from thingport.manage.device_files import DeviceRow
 from thingport.manage.thing_models import compile_model
 
@@ -170,6 +171,12 @@ class Management:
         if isinstance(tsl.get("profile"), dict):
             tsl["profile"]["productKey"] = product_key
         return tsl
+
+    async def export_thing_model_or_none(self, product_key: str) -> dict | None:
+        """The TSL view of the product's model; None when it has none (it accepts any properties)."""
+        if (await self.product(product_key)).model_version is None:
+            return None
+        return await self.export_thing_model(product_key)
 
     async def model_document(self, product_key: str) -> dict:
         """The product's model as it was imported: ``{"format": "tsl"|"huawei", "model": {...}}``;
@@ -528,6 +535,16 @@ class Management:
         device_id = (await self.device(product_key, device_name)).id if device_name is not None else None  # type: ignore[arg-type]
         return await self._log.query(product_key, device_id, topic, from_ms, to_ms, before_seq, limit)
 
+    async def try_rule(self, statement: str, payload: bytes | None = None, last: int | None = None,
+                       topic: str = "") -> list[rules.Trial]:
+        """A rule statement tried on a sample ``payload`` (published on ``topic``) or on the newest ``last``
+        stored messages its FROM filter matches; nothing is changed or forwarded."""
+        if (payload is None) == (last is None):
+            raise ParamError("give either a sample payload or a number of stored messages (last)")
+        if payload is not None:
+            return [rules.try_sample(statement, payload, topic, received_ms=_now_ms())]
+        return await rules.try_stored(self._log, statement, last)  # type: ignore[arg-type]
+
     async def set_enabled(self, product_key: str, device_name: str, enabled: bool) -> Device:
         device = await self.device(product_key, device_name)
         await self._registry.set_device_enabled(device.id, enabled)
@@ -563,8 +580,24 @@ class Management:
             raise ParamError("from must not be after to")
         device = await self.device(product_key, device_name)
         rows = await self._registry.history(device.id, identifier, from_ms, to_ms, limit)
+        if not rows:
+            await self._check_property_known(device, identifier)
         return [{"time": at, "value": value, "messageId": message_id, "messageIdText": str(message_id)}
                 for at, value, message_id in rows]
+
+    async def _check_property_known(self, device: Device, identifier: str) -> None:
+        """ParamError for a property the product's model does not define and the device never reported
+        (an empty history of a typo would read as "no data")."""
+        product = await self.product(device.product_key)
+        if product.model_version is not None:
+            names = (await self._current_model(device.product_key)).property_names
+            if identifier in names:
+                return
+            known = ", ".join(sorted(names)[:20]) or "none"
+            raise ParamError(f"unknown property {identifier!r}: the product's model defines {known}")
+        _, latest = await self._registry.device_status(device.id)
+        if identifier not in latest:
+            raise ParamError(f"unknown property {identifier!r}: the device never reported it")
 
     async def newest_messages(self, limit: int, after_seq: int | None = None) -> list[StoredMessage]:
         if limit < 1:

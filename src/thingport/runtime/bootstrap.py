@@ -21,7 +21,6 @@ from thingport.ingest.use_case import DeviceIngest
 from thingport.manage.service import Management
 from thingport.metrics import DeviceMetrics
 from thingport.runtime.coordination import LeasedService, LogWatcher, WorkerNumber
-from thingport.runtime.device_app import DeviceApp
 from thingport.runtime.key_watch import KeyWatch
 from thingport.runtime.readiness import Readiness
 from thingport.runtime.stores import LogFactory, Stores, open_stores
@@ -56,7 +55,7 @@ class App:
         self.cache = cache
         self.shared = shared
         self.ingest = ingest
-        self.device_app = DeviceApp(dialects, self)
+        self.dialects = dialects  # the device endpoint's (runtime/device_server.py)
         self.metrics: CollectorRegistry = ingest.metrics.registry  # served at /metrics
         self.commits = commits
         self.forwarding = forwarding

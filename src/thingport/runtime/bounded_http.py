@@ -60,18 +60,18 @@ def _canonical_head_memo(head: bytes) -> bytes:
     return done
 
 
-def _plain_reply(status: bytes, text: bytes) -> bytes:
+def plain_reply(status: bytes, text: bytes) -> bytes:
     """The whole of a short text reply that ends the connection, in the framing devices read."""
     return (b"HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
             b"Connection: close\r\n\r\n%s" % (status, len(text), text))
 
 
-_TOO_LARGE = _plain_reply(b"431 Request Header Fields Too Large", b"request header fields too large")
+TOO_LARGE = plain_reply(b"431 Request Header Fields Too Large", b"request header fields too large")
 _BLANK_LINES = re.compile(rb"[\r\n]*")  # what llhttp skips before a request line
 _LAZY = -1  # (a body length) not read from the head yet: most requests never need it
 
 
-class _HeadTooLarge(Exception):
+class HeadTooLarge(Exception):
     """Raised from a parser callback to stop the parser on a head found past the cap mid-read."""
 
 
@@ -105,7 +105,15 @@ class _Sweeper:
             self.wake()
 
 
-_sweepers: weakref.WeakKeyDictionary[ServerState, _Sweeper] = weakref.WeakKeyDictionary()
+_sweepers: weakref.WeakKeyDictionary[Any, _Sweeper] = weakref.WeakKeyDictionary()
+
+
+def sweeper_for(loop: asyncio.AbstractEventLoop, server: Any, connections: set[Any]) -> _Sweeper:
+    """The one sweeper of ``server`` (any object standing for one server), over its ``connections``."""
+    sweeper = _sweepers.get(server)
+    if sweeper is None:
+        sweeper = _sweepers[server] = _Sweeper(loop, connections)
+    return sweeper
 
 
 class _Coalescing:
@@ -157,17 +165,20 @@ class _Coalescing:
         return getattr(self._transport, name)
 
 
-class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol with ``limits`` (set on the subclass that ``bounded_protocol`` makes)."""
+class HeadCap:
+    """The exact cap on a request head's size, for an httptools protocol (a mixin: uvicorn's for the management
+    API, ``device_protocol``'s for the device endpoint). The protocol gives ``limits``, ``headers`` (the current
+    request's, lower-case names) and ``_refuse_head``; it calls ``_count_read`` first in ``data_received`` (and
+    parses nothing when it says no), ``_head_begins``/``_head_ends``/``_message_ends`` from the parser's
+    callbacks, and answers a parse stopped by ``HeadTooLarge`` with ``_refuse_head``."""
 
-    limits = HttpLimits(header_timeout_s=10.0, body_timeout_s=60.0, max_header_bytes=64 * 1024)
+    limits: HttpLimits
+    headers: list[tuple[bytes, bytes]]
+    deadline: float | None
+    loop: asyncio.AbstractEventLoop
 
-    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
-                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self.deadline: float | None = None
+    def _init_head_cap(self) -> None:
         self._refused = False
-        # The head cap, counted exactly: see data_received.
         self._head_bytes: int | None = 0  # bytes received for the current request head; None past it
         self._head_tail: bytes | None = None  # the head's last bytes so far; None while only blank lines came
         self._read: bytes | None = None  # the read being parsed
@@ -176,23 +187,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._body_len: int | None = _LAZY  # its body bytes from there (None: chunked)
         self._body_seen = 0  # body bytes that came in the read its head ended in
         self._body_left: int | None = None  # Content-Length bytes still to come after that read (None: chunked)
-        sweeper = _sweepers.get(server_state)
-        if sweeper is None:
-            sweeper = _sweepers[server_state] = _Sweeper(self.loop, server_state.connections)
-        self._sweeper = sweeper
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.deadline = self.loop.time() + self.limits.header_timeout_s
-        self._sweeper.wake()
+    def _refuse_head(self) -> None:
+        raise NotImplementedError
 
-    def data_received(self, data: bytes) -> None:
+    def _count_read(self, data: bytes) -> bool:
         """Count the head's bytes up to its blank line before the parser sees them, so the cap is exact
         whatever the reads' sizes (a head often comes in one read with its body). A request that begins
-        after another in the same read (pipelining) is counted where it begins (on_message_begin), found
-        from where the one before began and its Content-Length."""
+        after another in the same read (pipelining) is counted where it begins (``_head_begins``), found
+        from where the one before began and its Content-Length. False: refused, parse nothing."""
         if self._refused:
-            return  # parse no more
+            return False
         head = self._head_bytes
         if head is not None:
             if self.deadline is None:  # the first bytes of a later request on a kept-alive connection
@@ -200,8 +205,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             size = self._head_part(data, 0)
             head += size
             if head > self.limits.max_header_bytes:
+                self._refused = True
                 self._refuse_head()
-                return
+                return False
             self._head_bytes = head
             self._body_at, self._body_len = size, _LAZY
         else:  # in a body
@@ -213,10 +219,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._body_at, self._body_len = 0, left
             self._body_left = left - len(data) if left is not None and left >= len(data) else None
         self._read, self._completed = data, False
-        try:
-            super().data_received(data)
-        finally:
-            self._read = None
+        return True
 
     def _head_part(self, data: bytes, pos: int) -> int:
         """How many bytes of ``data`` from ``pos`` belong to the current head: up to its blank line, or all.
@@ -241,42 +244,89 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_tail = (tail + data[max(start, len(data) - 3):])[-3:]
         return len(data) - pos
 
-    def _count_pipelined(self, read: bytes) -> None:
-        """Count the head of a request that begins after another one in ``read`` (before the parser goes
-        on), from the end of the one before: its body's start and length. After a chunked body that end is
-        the parser's to know: every byte after the last known head counts (more than the head, never less)."""
-        at, length = self._body_at, self._body_len
-        if length == _LAZY:
-            length = _content_length(self.headers)  # the previous request's: on_message_begin replaces them
-        if at < 0 or length is None:
-            self._head_bytes = len(read) - max(at, 0)
-            self._head_tail = bytes(read[-3:])
-            self._body_at = -1
+    def _head_begins(self) -> None:
+        """From ``on_message_begin``, before the protocol resets ``headers``: counts the head of a request
+        that begins after another one in the read being parsed, from the end of the one before (its body's
+        start and length). After a chunked body that end is the parser's to know: every byte after the last
+        known head counts (more than the head, never less)."""
+        read = self._read
+        if self._completed and read is not None:
+            at, length = self._body_at, self._body_len
+            if length == _LAZY:
+                length = _content_length(self.headers)  # the previous request's
+            if at < 0 or length is None:
+                self._head_bytes = len(read) - max(at, 0)
+                self._head_tail = bytes(read[-3:])
+                self._body_at = -1
+            else:
+                start = at + length
+                self._head_tail = None
+                size = self._head_bytes = self._head_part(read, start)
+                self._body_at = start + size
+            if self._head_bytes > self.limits.max_header_bytes:
+                self._refused = True
+                raise HeadTooLarge  # the parser stops; the protocol answers 431 (``_refuse_head``)
+        if self.deadline is None:  # a pipelined request whose head began in the previous one's last chunk
+            self.deadline = self.loop.time() + self.limits.header_timeout_s
+
+    def _head_ends(self) -> None:
+        """From ``on_headers_complete``: the body's deadline starts."""
+        self._head_bytes = None
+        self._head_tail = None
+        read = self._read
+        if read is not None and self._body_at >= 0:
+            self._body_seen, self._body_left = len(read) - self._body_at, _LAZY
         else:
-            start = at + length
-            self._head_tail = None
-            size = self._head_bytes = self._head_part(read, start)
-            self._body_at = start + size
-        if self._head_bytes > self.limits.max_header_bytes:
-            self._refused = True
-            raise _HeadTooLarge  # the parser stops; send_400_response answers 431
+            self._body_left = None
+        self.deadline = self.loop.time() + self.limits.body_timeout_s
+
+    def _message_ends(self) -> None:
+        self._head_bytes = 0
+        self._completed = True
+        self.deadline = None
+
+
+class BoundedHttpToolsProtocol(HeadCap, HttpToolsProtocol):
+    """HttpToolsProtocol with ``limits`` (set on the subclass that ``bounded_protocol`` makes)."""
+
+    limits = HttpLimits(header_timeout_s=10.0, body_timeout_s=60.0, max_header_bytes=64 * 1024)
+
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.deadline: float | None = None
+        self._init_head_cap()
+        self._sweeper = sweeper_for(self.loop, server_state, server_state.connections)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.deadline = self.loop.time() + self.limits.header_timeout_s
+        self._sweeper.wake()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._count_read(data):
+            return
+        try:
+            super().data_received(data)
+        finally:
+            self._read = None
 
     def _refuse_head(self) -> None:
         self._refused = True
         if self.transport.is_closing():
             return
         if self.cycle is None or self.cycle.response_complete:  # never answer out of turn (pipelining)
-            self.transport.write(_TOO_LARGE)
+            self.transport.write(TOO_LARGE)
         self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request it cannot parse, its names in canonical case; a 431 when the parse
         was stopped by a head past the cap."""
         if self._refused:
-            self._refused = False  # (set by _count_pipelined, whose exception brought us here)
+            self._refused = False  # (set by _head_begins, whose exception brought us here)
             self._refuse_head()
             return
-        self.transport.write(_plain_reply(b"400 Bad Request", msg.encode("ascii")))
+        self.transport.write(plain_reply(b"400 Bad Request", msg.encode("ascii")))
         self.transport.close()
 
     def deadline_passed(self) -> None:
@@ -288,21 +338,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # parser callbacks
 
     def on_message_begin(self) -> None:
-        if self._completed and self._read is not None:  # a request after another in the same read
-            self._count_pipelined(self._read)
+        self._head_begins()
         super().on_message_begin()
-        if self.deadline is None:  # a pipelined request whose head began in the previous one's last chunk
-            self.deadline = self.loop.time() + self.limits.header_timeout_s
 
     def on_headers_complete(self) -> None:
-        self._head_bytes = None
-        self._head_tail = None
-        read = self._read
-        if read is not None and self._body_at >= 0:
-            self._body_seen, self._body_left = len(read) - self._body_at, _LAZY
-        else:
-            self._body_left = None
-        self.deadline = self.loop.time() + self.limits.body_timeout_s
+        self._head_ends()
         url = self.url
         super().on_headers_complete()
         if self.cycle is not None:
@@ -311,9 +351,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._keep_fragment(url)
 
     def on_message_complete(self) -> None:
-        self._head_bytes = 0
-        self._completed = True
-        self.deadline = None
+        self._message_ends()
         super().on_message_complete()
 
     def _keep_fragment(self, url: bytes) -> None:

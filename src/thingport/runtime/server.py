@@ -1,4 +1,5 @@
-"""Runs the device endpoint (TLS) and the management API on uvicorn (httptools + uvloop), in one process."""
+"""Runs the device endpoint (TLS, its own httptools protocol: runtime/device_protocol.py) and the management API
+(uvicorn), on uvloop, in one process."""
 
 import asyncio
 import contextlib
@@ -8,7 +9,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import uvicorn
@@ -17,8 +18,9 @@ import uvloop
 from thingport import logs
 from thingport.api.app import create_api
 from thingport.core.errors import ThingportError
-from thingport.runtime.bootstrap import Overrides, build
-from thingport.runtime.bounded_http import HttpLimits, bounded_protocol
+from thingport.runtime.bootstrap import App, Overrides, build
+from thingport.runtime.bounded_http import bounded_protocol
+from thingport.runtime.device_server import DeviceServer, endpoint_for, http_limits, tls_context
 from thingport.runtime.tls import CertificateFiles, CertificatePair, add_ecdsa, apply_profile, ensure_self_signed
 from thingport.settings import Settings
 from thingport.urls import redact
@@ -58,7 +60,7 @@ class _Listener(uvicorn.Server):
 
 def _protocol(settings: Settings) -> type[asyncio.Protocol]:
     """httptools with deadlines for the request head and body and a cap on the head (see bounded_http)."""
-    return bounded_protocol(HttpLimits(settings.header_timeout_s, settings.body_timeout_s, settings.max_header_bytes))
+    return bounded_protocol(http_limits(settings))
 
 
 def _log_level(name: str) -> int:
@@ -72,25 +74,23 @@ def _log_level(name: str) -> int:
 
 
 def build_config(settings: Settings, app: Callable[..., Any], files: CertificateFiles) -> uvicorn.Config:
-    offloaded = settings.tls_offload  # a TLS proxy in front speaks HTTPS to devices, plain HTTP to us
+    """``app`` on uvicorn with the device endpoint's TLS, limits and timeouts: the benchmark's ASGI baseline
+    (bench/bare_app.py), the stack the device endpoint ran on before it had a protocol of its own."""
+    offloaded = settings.tls_offload
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         ssl_certfile=None if offloaded else str(files.cert),
         ssl_keyfile=None if offloaded else str(files.key),
-        # the device's address (per-source auth limits) from X-Forwarded-For, only when a trusted proxy sent it
-        proxy_headers=bool(settings.forwarded_allow_ips),
-        forwarded_allow_ips=settings.forwarded_allow_ips or None,
         http=_protocol(settings),
         loop="uvloop",
         lifespan="on",
         access_log=False,
-        log_config=None,  # uvicorn's records go to the root handler and its filter (logs.py)
+        log_config=None,
         server_header=False,
         log_level=_log_level(settings.log_level),
         timeout_keep_alive=settings.keep_alive_s,
-        # idle TLS peers that never answer close_notify would otherwise hold shutdown for 30 s
         timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     config.load()
@@ -99,6 +99,13 @@ def build_config(settings: Settings, app: Callable[..., Any], files: Certificate
         add_ecdsa(config.ssl, files)
         apply_profile(config.ssl, settings.tls_profile)
     return config
+
+
+def device_server(settings: Settings, app: App, files: CertificateFiles,
+                  sock: socket.socket | None = None) -> DeviceServer:
+    """The device endpoint of ``app``: TLS with ``files`` unless a proxy in front terminates it."""
+    context = None if settings.tls_offload else tls_context(settings, files)
+    return DeviceServer(settings, endpoint_for(settings, app.dialects), context, sock)
 
 
 def api_config(settings: Settings, app: Callable[..., Any]) -> uvicorn.Config:
@@ -126,21 +133,30 @@ async def _serve(settings: Settings, files: CertificateFiles, worker_index: int 
     app = build(settings, overrides)
     await app.start()
     try:
-        api = create_api(app.management(), app.metrics, app.readiness.check, settings.api_max_body_bytes,
-                         settings.api_import_max_body_bytes)
-        device = _Listener(build_config(settings, app.device_app, files))
-        management = _Listener(api_config(settings, api))
-        listeners = [device, management] if not worker_index else [device]
-        sockets = {device: [shared_socket(settings.host, settings.port)]} if worker_index is not None else {}
+        sock = shared_socket(settings.host, settings.port) if worker_index is not None else None
+        device = device_server(settings, app, files, sock)
+        await device.start()
+        stopping = asyncio.Event()
+        waits: list[Coroutine[Any, Any, Any]] = [stopping.wait()]
+        management = None
+        if not worker_index:
+            api = create_api(app.management(), app.metrics, app.readiness.check, settings.api_max_body_bytes,
+                             settings.api_import_max_body_bytes)
+            management = _Listener(api_config(settings, api))
+            waits.append(management.serve())
         loop = asyncio.get_running_loop()
 
         def stop() -> None:
-            for listener in listeners:
-                listener.should_exit = True
+            stopping.set()
+            if management is not None:
+                management.should_exit = True
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
-        await asyncio.gather(*(listener.serve(sockets=sockets.get(listener)) for listener in listeners))
+        try:
+            await asyncio.gather(*waits)
+        finally:
+            await device.stop()
     finally:
         await app.stop()
 
