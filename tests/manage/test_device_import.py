@@ -89,6 +89,21 @@ def test_a_product_gone_while_importing_refuses_its_rows(data_dir: Path, engine:
     run(data_dir, engine, act)
 
 
+def test_a_twin_the_checks_could_not_see_refuses_the_whole_insert(data_dir: Path, engine: dict) -> None:
+    """What a concurrent import of the same device meets (here: the same row twice past the service's checks):
+    the insert fails whole, as a Conflict, and nothing of it stays."""
+
+    async def act(m: Management, stores: Any) -> None:
+        await m.create_product("p", "pkTwin")
+        row = ("pkTwin", "twin-001", "pkTwin_twin-001", "s")
+        with pytest.raises(Conflict, match="created meanwhile"):
+            await stores.registry.import_devices([("pkTwin", "solo-001", "pkTwin_solo-001", "s"), row, row], 1,
+                                                 skip_refused=False)
+        assert await names(m, "pkTwin") == []
+
+    run(data_dir, engine, act)
+
+
 def test_a_large_import_goes_in_chunks_and_exports_in_pages(
     data_dir: Path, engine: dict, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
