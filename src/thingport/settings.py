@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="management API bodies larger than this get 413"
     )
+    api_import_max_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="a device import's body (admin keys) larger than this gets 413"
+    )
     worker_id: int = Field(0, ge=0, le=1023)
     database_url: str | None = Field(
         None, description="postgresql://... for production mode; unset: SQLite in the data dir"

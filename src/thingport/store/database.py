@@ -14,6 +14,9 @@ from typing import Any, Literal, Protocol
 # machine). Like PostgreSQL's synchronous_commit on/off; the writer connection of each engine applies it.
 Durability = Literal["fsync", "os"]
 
+IN_CHUNK = 500  # bound variables per IN list: under SQLite's 999 of old builds
+INSERT_CHUNK = 10_000  # rows per executemany of a bulk insert (bounds the driver's buffers)
+
 
 class DatabaseError(Exception):
     """The engine failed or is unreachable: the write did not happen."""
@@ -65,6 +68,22 @@ class Database:
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         raise NotImplementedError
+
+    def select_in(self, sql: str, params: Sequence[Any], values: Sequence[Any]) -> list[Any]:
+        """The rows of ``sql`` whose ``{}`` stands for ``IN (values)`` (after ``params``): here in chunks of
+        bound variables, where SQLite looks each chunk up in the index. PostgreSQL overrides it."""
+        rows: list[Any] = []
+        for start in range(0, len(values), IN_CHUNK):
+            chunk = values[start:start + IN_CHUNK]
+            rows += self.execute(sql.format(f"IN ({','.join('?' * len(chunk))})"), (*params, *chunk)).fetchall()
+        return rows
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert many rows, in the caller's transaction: ``executemany`` in chunks here (SQLite runs its loop
+        in C). PostgreSQL overrides it with COPY."""
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        for start in range(0, len(rows), INSERT_CHUNK):
+            self.executemany(sql, rows[start:start + INSERT_CHUNK])
 
     def begin(self) -> None:
         """Start a write transaction: reads inside it see what the write will change."""

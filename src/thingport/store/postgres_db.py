@@ -126,6 +126,18 @@ class PostgresDatabase(Database):
         with _ERRORS, self._conn().cursor() as cursor:
             cursor.executemany(translate(sql), rows)  # pipelined: one round trip, not one per row
 
+    def select_in(self, sql: str, params: Sequence[Any], values: Sequence[Any]) -> list[Any]:
+        """One statement, the values as one array: chunked IN lists on a two-column index made PostgreSQL
+        scan the whole first-column range once per chunk (a million-row import took minutes)."""
+        return self.execute(sql.format("= ANY(?)"), (*params, list(values))).fetchall()
+
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """COPY: about three times as fast as pipelined INSERTs for a bulk import."""
+        with _ERRORS, self._conn().cursor() as cursor:
+            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+
     def rollback(self) -> None:
         conn = self.raw
         if not conn.closed and not conn.broken and conn.info.transaction_status != pq.TransactionStatus.IDLE:
