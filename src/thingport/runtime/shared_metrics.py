@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -66,26 +67,28 @@ class Snapshots:
         self._registry = registry
         self._path = directory / f"{os.getpid()}.json"
         self._task: asyncio.Task[None] | None = None
+        self._writing = threading.Lock()  # a cancelled write may still run in its thread
 
     def write(self) -> None:
         tmp = self._path.with_suffix(".tmp")
-        try:
-            tmp.write_text(json.dumps({"pid": os.getpid(), "families": _families(self._registry)}))
-            os.replace(tmp, self._path)
-        except OSError:
-            log.exception("could not write this worker's metrics to %s", self._path)
+        with self._writing:
+            try:
+                tmp.write_text(json.dumps({"pid": os.getpid(), "families": _families(self._registry)}))
+                os.replace(tmp, self._path)
+            except OSError:
+                log.exception("could not write this worker's metrics to %s", self._path)
 
     def start(self) -> None:
         async def loop() -> None:
             while True:
-                self.write()
+                await asyncio.to_thread(self.write)  # a few ms of JSON: off the event loop that serves devices
                 await asyncio.sleep(SNAPSHOT_S)
 
         self._task = asyncio.create_task(loop(), name="metrics-snapshots")
 
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
-        self.write()
+        await asyncio.to_thread(self.write)
 
 
 class WorkersCollector(Collector):
