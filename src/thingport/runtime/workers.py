@@ -80,3 +80,4 @@ def supervise(settings: Settings, files: CertificateFiles, body: WorkerBody) -> 
         if process.is_alive():
             process.kill()
     shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.environ.pop(shared_metrics.DIR_ENV, None)
