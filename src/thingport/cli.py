@@ -844,8 +844,9 @@ def apikey() -> None:
 
 @apikey.command("create")
 @click.option("--name", required=True)
-@click.option("--role", type=click.Choice(["admin", "consumer", "read"]), default="admin", show_default=True,
-              help="read: only reads; consumer: reads and acknowledges pull subscriptions; admin: everything.")
+@click.option("--role", type=click.Choice(["admin", "consumer", "read", "metrics"]), default="admin",
+              show_default=True, help="read: only reads; consumer: reads and acknowledges pull subscriptions; "
+              "admin: everything; metrics: only GET /metrics (a Prometheus scraper).")
 @data_dir_option
 @json_option
 def apikey_create(name: str, role: str, data_dir: Path | None, as_json: bool) -> None:

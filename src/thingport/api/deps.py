@@ -1,8 +1,8 @@
 """What the routes depend on: the management use cases, and the caller's API key with its role.
 
-``Read`` is any key, ``Consumer`` a key that may acknowledge pull subscriptions (admin or consumer),
-``Admin`` an admin key. ``ApiGuard`` has looked the key up before the body was read; a request that
-did not pass it (none in the server) is looked up here."""
+``Scrape`` is any key (GET /metrics), ``Read`` any key but a ``metrics`` one, ``Consumer`` a key that may
+acknowledge pull subscriptions (admin or consumer), ``Admin`` an admin key. ``ApiGuard`` has looked the key
+up before the body was read; a request that did not pass it (none in the server) is looked up here."""
 
 from typing import Annotated
 
@@ -27,7 +27,7 @@ def _management(request: Request) -> Management:
 Manage = Annotated[Management, Depends(_management)]
 
 
-async def authenticated(
+async def any_key(
     request: Request, management: Manage,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
@@ -39,6 +39,13 @@ async def authenticated(
     key = await management.api_key_for(creds.credentials)
     if key is None:
         raise ApiError(401, "unauthorized", "unknown API key")
+    return key
+
+
+async def authenticated(key: Annotated[ApiKey, Depends(any_key)]) -> ApiKey:
+    """A key that may read: every role but ``metrics``, which a Prometheus scraper holds."""
+    if key.role == "metrics":
+        raise ApiError(403, "forbidden", f"API key {key.name!r} may only read /metrics")
     return key
 
 
@@ -55,6 +62,7 @@ async def consumer(key: Annotated[ApiKey, Depends(authenticated)]) -> ApiKey:
     return key
 
 
+Scrape = Depends(any_key)
 Read = Depends(authenticated)
 Admin = Depends(admin)
 Consumer = Depends(consumer)

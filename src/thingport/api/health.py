@@ -1,13 +1,14 @@
-"""Health checks (no key) and Prometheus metrics (any key)."""
+"""Health checks (no key) and Prometheus metrics (any key, a ``metrics`` one among them)."""
 
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 from thingport.api import schemas as s
-from thingport.api.deps import Read
+from thingport.api.deps import Manage, Scrape
 
 Readiness = Callable[[], Awaitable[dict[str, str]]]
 
@@ -31,10 +32,26 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503)
 
 
-@router.get("/metrics", dependencies=[Read],
+@router.get("/metrics", dependencies=[Scrape],
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                              "description": "Prometheus text exposition format"}})
-async def prometheus_metrics(request: Request) -> Response:
-    """Prometheus metrics: requests by dialect, endpoint and code, auth results, messages stored, latency."""
+async def prometheus_metrics(request: Request, management: Manage) -> Response:
+    """Prometheus metrics of every worker: device requests by dialect, endpoint and code, refusals by kind
+    and by validation code, auth results, messages stored, latency, forwarding, process metrics per worker,
+    and devices online per product. A key of role ``metrics`` reads this and nothing else."""
     metrics: CollectorRegistry = request.app.state.metrics
-    return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+    online = GaugeMetricFamily("thingport_devices_online", "Devices seen within their product's presence "
+                               "timeout (the store's view: every instance counts them all)", labels=["product"])
+    for product, count in await management.online_by_product():
+        online.add_metric([product], count)
+    extra = CollectorRegistry(auto_describe=False)
+    extra.register(_Families([online]))
+    return Response(generate_latest(metrics) + generate_latest(extra), media_type=CONTENT_TYPE_LATEST)
+
+
+class _Families:
+    def __init__(self, families: list) -> None:
+        self._families = families
+
+    def collect(self) -> list:
+        return self._families

@@ -170,7 +170,7 @@ class RuleTrial(Model):
 
 class ApiKeyCreate(Model):
     name: str = Field(min_length=1, max_length=64)
-    role: Literal["admin", "consumer", "read"] = "admin"
+    role: Literal["admin", "consumer", "read", "metrics"] = "admin"
 
 
 class ApiKeyOut(Model):

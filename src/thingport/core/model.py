@@ -103,7 +103,7 @@ class DeviceStatus:
     latest: dict[str, tuple[Any, int]]  # identifier -> (value, time_ms)
 
 
-API_ROLES = ("admin", "consumer", "read")
+API_ROLES = ("admin", "consumer", "read", "metrics")  # metrics: GET /metrics and nothing else
 
 
 @dataclass(frozen=True, slots=True)

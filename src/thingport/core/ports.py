@@ -57,6 +57,10 @@ class StatusReader(Protocol):
 
     async def device_status(self, device_id: int) -> tuple[int | None, dict[str, tuple[Any, int]]]: ...
 
+    async def online_by_product(self, now_ms: int, default_timeout_ms: int) -> list[tuple[str, int]]:
+        """(product key, devices seen within its presence timeout) of every product."""
+        ...
+
     async def history(
         self, device_id: int, identifier: str, from_ms: int | None, to_ms: int | None, limit: int
     ) -> list[tuple[int, Any, int]]: ...

@@ -209,6 +209,7 @@ class AliyunDialect:
                 body = await self._publish(request)
         except errors.ThingportError as exc:
             code = code_for(exc)
+            self._ingest.metrics.error(DIALECT, exc)
             body = error_body(code, str(exc))
         except ClientDisconnected:
             return None  # nothing was stored, and nobody is left to answer

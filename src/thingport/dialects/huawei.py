@@ -231,6 +231,7 @@ class HuaweiDialect:
             body = error_body(code, str(exc))
         except errors.ThingportError as exc:
             status, code = status_and_code(exc)
+            self._ingest.metrics.error(DIALECT, exc)
             body = error_body(code, str(exc))
         except ClientDisconnected:
             return None  # nothing was stored, and nobody is left to answer

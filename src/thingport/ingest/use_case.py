@@ -168,6 +168,8 @@ class DeviceIngest:
             if part.validated:
                 groups, refused = rules.judge(part, target_runtime.model, received_ms)
                 judged = verdict(groups, refused, target_runtime.whole_report)
+                if refused:
+                    self.metrics.refused(rules.dialect, refused)
                 reply = rules.reply(part, judged)
                 values = judged.values
             message = self.message(

@@ -593,6 +593,10 @@ class Management:
         await self._registry.delete_device(device.id)
         return device
 
+    async def online_by_product(self) -> list[tuple[str, int]]:
+        """Devices online per product, as ``device_status`` decides it for one."""
+        return await self._registry.online_by_product(_now_ms(), self._presence_timeout_ms)
+
     async def device_status(self, product_key: str, device_name: str) -> DeviceStatus:
         device = await self.device(product_key, device_name)
         last_seen, latest = await self._registry.device_status(device.id)

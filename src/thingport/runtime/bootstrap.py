@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from thingport.bus.forwarder import CommitSignal, Forwarder
 from thingport.core.tokens import TokenCodec
@@ -23,6 +23,7 @@ from thingport.metrics import DeviceMetrics
 from thingport.runtime.coordination import LeasedService, LogWatcher, WorkerNumber
 from thingport.runtime.key_watch import KeyWatch
 from thingport.runtime.readiness import Readiness
+from thingport.runtime.shared_metrics import Snapshots, WorkersCollector, shared_dir
 from thingport.runtime.stores import LogFactory, Stores, open_stores
 from thingport.settings import Settings
 from thingport.state.registry_cache import RegistryCache
@@ -57,6 +58,12 @@ class App:
         self.ingest = ingest
         self.dialects = dialects  # the device endpoint's (runtime/device_server.py)
         self.metrics: CollectorRegistry = ingest.metrics.registry  # served at /metrics
+        self._snapshots: Snapshots | None = None
+        directory = shared_dir()
+        if directory is not None:  # one of several workers: /metrics (worker 0's) shows them all
+            self._snapshots = Snapshots(self.metrics, directory)
+            self.metrics = CollectorRegistry(auto_describe=True)
+            self.metrics.register(WorkersCollector(ingest.metrics.registry, directory))
         self.commits = commits
         self.forwarding = forwarding
         self.log_watch = log_watch
@@ -85,6 +92,8 @@ class App:
         await ingest.resume_presence()
         await ingest.presence.start(ingest.now_ms)
         self.key_watch.start()
+        if self._snapshots is not None:
+            self._snapshots.start()
 
     def management(self) -> Management:
         """The management service over this app's stores. Pulls wait for new messages on this process's
@@ -96,6 +105,8 @@ class App:
         if self._closed:
             return
         if self._started:
+            if self._snapshots is not None:
+                await self._snapshots.stop()  # what it counted until now: counters survive the worker
             await self.key_watch.stop()  # finished before the stores close under a reload
             await self.ingest.presence.stop()
             await self.shared.stop()
@@ -125,6 +136,7 @@ def build(settings: Settings, overrides: Overrides | None = None, *, create: boo
     shared = overrides.shared or open_shared_state(settings, clock)
     metrics = DeviceMetrics()
     metrics.registry.register(stores.health)  # thingport_store_write_failures_total
+    ProcessCollector(registry=metrics.registry)  # process_resident_memory_bytes, _cpu_seconds_total, _open_fds
     ingest = DeviceIngest(settings, registry, log, cache, TokenCodec(lambda: stores.keys.token_keys), clock,
                       metrics=metrics, shared=shared)
     commits = CommitSignal()

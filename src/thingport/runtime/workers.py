@@ -8,11 +8,16 @@ stops them all on SIGTERM/SIGINT.
 
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
+from thingport.runtime import shared_metrics
 from thingport.runtime.tls import CertificateFiles
 from thingport.settings import Settings
 
@@ -38,6 +43,9 @@ def supervise(settings: Settings, files: CertificateFiles, body: WorkerBody) -> 
 
         pg_schema.upgrade(settings.database_url)  # once, here, not N times at once
     doc = settings.model_copy(update={"db_upgrade": False}).model_dump()
+    # the workers' metrics snapshots (runtime/shared_metrics.py): a fresh directory per instance
+    metrics_dir = Path(tempfile.mkdtemp(prefix="thingport-metrics-"))
+    os.environ[shared_metrics.DIR_ENV] = str(metrics_dir)  # spawned workers inherit it
     context = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -58,6 +66,8 @@ def supervise(settings: Settings, files: CertificateFiles, body: WorkerBody) -> 
         time.sleep(0.2)
         for index, process in list(workers.items()):
             if not process.is_alive() and not stopping:
+                assert process.pid is not None
+                shared_metrics.mark_process_dead(metrics_dir, process.pid)
                 log.warning("worker %d exited with %s; restarting it", index, process.exitcode)
                 time.sleep(RESTART_DELAY_S)
                 workers[index] = start(index)
@@ -69,3 +79,5 @@ def supervise(settings: Settings, files: CertificateFiles, body: WorkerBody) -> 
         process.join(max(0.1, deadline - time.monotonic()))
         if process.is_alive():
             process.kill()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.environ.pop(shared_metrics.DIR_ENV, None)

@@ -574,6 +574,21 @@ class SqlRegistry:
 
     # --- running status and history ---
 
+    async def online_by_product(self, now_ms: int, default_timeout_ms: int) -> list[tuple[str, int]]:
+        """Online as the device status says it (seen within the product's timeout), counted per product in
+        one query; for /metrics (a scan of the devices seen, once a scrape)."""
+
+        def q(conn: Database) -> list[tuple[str, int]]:
+            return conn.execute(
+                "SELECT p.product_key, COUNT(d.id) FROM products p LEFT JOIN devices d"
+                " ON d.product_key = p.product_key"
+                " AND d.last_seen_ms > ? - COALESCE(p.presence_timeout_s * 1000, ?)"
+                " GROUP BY p.product_key ORDER BY p.product_key",
+                (now_ms, default_timeout_ms),
+            ).fetchall()
+
+        return [(key, int(count)) for key, count in await self._db.run(q)]
+
     async def device_status(self, device_id: int) -> tuple[int | None, dict[str, tuple[Any, int]]]:
         """(last seen, identifier -> (latest value, its time))."""
 
