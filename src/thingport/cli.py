@@ -18,6 +18,8 @@ import click
 
 from thingport import cli_output
 from thingport.api import views
+from thingport.auth_request import DIALECTS as AUTH_DIALECTS
+from thingport.auth_request import auth_request
 from thingport.bus.factory import SINK_TYPES, options_type
 from thingport.bus.options import text_options
 from thingport.cli_errors import DEBUG_ENV, CliError, GuardedGroup
@@ -384,6 +386,47 @@ def device_list(product_key: str | None, data_dir: Path | None, as_json: bool) -
 def device_show(product_key: str, device_name: str, with_secret: bool, data_dir: Path | None, as_json: bool) -> None:
     """Show one device."""
     emit(views.device_json(run(data_dir, lambda m: m.device(product_key, device_name)), with_secret), as_json)
+
+
+@device.command("auth-request")
+@click.option("--product-key", "product_key", required=True, help="The device's productKey.")
+@click.option("--name", "--device-name", "device_name", required=True, help="The deviceName.")
+@click.option("--dialect", type=click.Choice(AUTH_DIALECTS), default="aliyun", show_default=True,
+              help="aliyun: a POST /auth body; iotda: a POST /v5/device-auth body.")
+@click.option("--secret", default=None, help="The deviceSecret (default: read from the data dir).")
+@click.option("--device-id", default=None, help="iotda: the device_id (default: the device's).")
+@click.option("--client-id", default=None, help="aliyun: the clientId (default: <productKey>.<deviceName>).")
+@click.option("--sign-method", type=click.Choice(["hmacmd5", "hmacsha1", "hmacsha256"]), default="hmacsha256",
+              show_default=True, help="aliyun: the signmethod.")
+@click.option("--curl", "as_curl", is_flag=True, help="Print the whole curl command.")
+@click.option("--endpoint", default=None, help="For --curl: the device endpoint [default https://localhost:<port>].")
+@click.option("--cacert", default=None,
+              help="For --curl: the certificate to trust ('' for none) [default the server's, in the data dir].")
+@data_dir_option
+@json_option
+def device_auth_request(product_key: str, device_name: str, dialect: str, secret: str | None, device_id: str | None,
+                        client_id: str | None, sign_method: str, as_curl: bool, endpoint: str | None,
+                        cacert: str | None, data_dir: Path | None, as_json: bool) -> None:
+    """Print a device's authentication body, signed now (or --curl: the command that sends it)."""
+    if secret is None:  # operator side: the secret (and IoTDA id) as stored
+        stored = run(data_dir, lambda m: m.device(product_key, device_name))
+        secret, device_id = stored.secret, device_id or stored.device_id
+    try:
+        built = auth_request(dialect, product_key, device_name, secret, device_id=device_id, client_id=client_id,
+                             sign_method=sign_method)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    settings = load_settings(data_dir=data_dir)
+    scheme = "http" if settings.tls_offload else "https"
+    endpoint = endpoint or f"{scheme}://localhost:{settings.port}"
+    if cacert is None and scheme == "https":
+        cacert = str(settings.tls_cert or settings.data_dir / "tls-cert.pem")
+    command = built.curl(endpoint, cacert or None)
+    if as_json:
+        click.echo(json.dumps({"dialect": dialect, "method": built.request.method, "path": built.request.path,
+                               "headers": dict(built.request.headers), "body": built.body, "curl": command}))
+    else:
+        click.echo(command if as_curl else built.body_text())
 
 
 @device.command("disable")

@@ -21,6 +21,7 @@ from thingport.core.errors import ThingportError
 from thingport.runtime.bootstrap import App, Overrides, build
 from thingport.runtime.bounded_http import bounded_protocol
 from thingport.runtime.device_server import DeviceServer, endpoint_for, http_limits, tls_context
+from thingport.runtime.port_check import check_ports
 from thingport.runtime.tls import CertificateFiles, CertificatePair, add_ecdsa, apply_profile, ensure_self_signed
 from thingport.settings import Settings
 from thingport.urls import redact
@@ -167,6 +168,7 @@ def _echo(line: str) -> None:
 
 def serve(settings: Settings, overrides: Overrides | None = None) -> None:
     """Serve until SIGTERM/SIGINT. ``overrides``: see bootstrap.Overrides (the benchmark's diagnostics)."""
+    check_ports(settings)  # a busy port: one error line, before anything below claims to serve
     files = certificate_for(settings)
     state = "created" if files.created else "using"
     _echo(f"thingport: {state} TLS certificate {files.cert}")
