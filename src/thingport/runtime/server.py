@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -136,15 +136,21 @@ async def _serve(settings: Settings, files: CertificateFiles, worker_index: int 
     try:
         sock = shared_socket(settings.host, settings.port) if worker_index is not None else None
         device = device_server(settings, app, files, sock)
-        await device.start()
         stopping = asyncio.Event()
-        waits: list[Coroutine[Any, Any, Any]] = [stopping.wait()]
+        waits: list[Awaitable[Any]] = [stopping.wait()]
         management = None
-        if not worker_index:
+        if not worker_index:  # the API listens first: once devices are taken, the console and /readyz are up
             api = create_api(app.management(), app.metrics, app.readiness.check, settings.api_max_body_bytes,
                              settings.api_import_max_body_bytes)
             management = _Listener(api_config(settings, api))
-            waits.append(management.serve())
+            serving = asyncio.ensure_future(management.serve())
+            while not management.started and not serving.done():
+                await asyncio.sleep(0.01)
+            if serving.done():
+                serving.result()  # a listener that could not start (uvicorn exits on a bind error)
+                return
+            waits.append(serving)
+        await device.start()
         loop = asyncio.get_running_loop()
 
         def stop() -> None:
