@@ -249,35 +249,40 @@ class SqlRegistry:
     # --- subscriptions ---
 
     _SUBSCRIPTION_COLUMNS = (
-        "id, name, product_key, kinds, topic_filter, sink, options_sealed, cursor, enabled, created_ms, delivered,"
+        "id, name, product_keys, kinds, topic_filter, sink, options_sealed, cursor, enabled, created_ms, delivered,"
         " state, state_since_ms, last_error"
     )
 
     def _subscription(self, row: tuple) -> Subscription:
-        sid, name, pk, kinds, topic_filter, sink, sealed, cursor, enabled, created_ms, *health = row
+        sid, name, keys, kinds, topic_filter, sink, sealed, cursor, enabled, created_ms, *health = row
         options = msgspec.json.decode(self._box.open(sealed, f"subscription/{name}"))
-        return Subscription(sid, name, pk, tuple(kinds.split(",")), topic_filter, sink, options, cursor,
+        products = tuple(keys.split(",")) if keys else ()
+        return Subscription(sid, name, products, tuple(kinds.split(",")), topic_filter, sink, options, cursor,
                             bool(enabled), created_ms, *health)
 
     async def create_subscription(
-        self, name: str, product_key: str, kinds: tuple[str, ...], topic_filter: str | None, sink: str,
+        self, name: str, products: tuple[str, ...], kinds: tuple[str, ...], topic_filter: str | None, sink: str,
         options: dict, from_start: bool, created_ms: int,
     ) -> Subscription:
+        """``products`` empty: every product's messages, those of products created later too."""
         sealed = self._box.seal(msgspec.json.encode(options).decode(), f"subscription/{name}")
 
         def q(conn: Database) -> int:
             with conn.transaction():
-                if not conn.execute("SELECT 1 FROM products WHERE product_key = ?", (product_key,)).fetchone():
-                    raise NotFound(f"product {product_key} does not exist")
+                for product_key in products:
+                    if not conn.execute("SELECT 1 FROM products WHERE product_key = ?", (product_key,)).fetchone():
+                        raise NotFound(f"product {product_key} does not exist")
                 if conn.execute("SELECT 1 FROM subscriptions WHERE name = ?", (name,)).fetchone():
                     raise Conflict(f"subscription {name} already exists")
                 start = 0 if from_start else conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
                 try:
                     cur = conn.execute(
                         "INSERT INTO subscriptions"
-                        " (name, product_key, kinds, topic_filter, sink, options_sealed, cursor, created_ms, delivered)"
+                        " (name, product_keys, kinds, topic_filter, sink, options_sealed, cursor, created_ms,"
+                        " delivered)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                        (name, product_key, ",".join(kinds), topic_filter, sink, sealed, start, created_ms, start),
+                        (name, ",".join(products) or None, ",".join(kinds), topic_filter, sink, sealed, start,
+                         created_ms, start),
                     )
                 except IntegrityError:  # a concurrent twin (PostgreSQL's READ COMMITTED lets both check first)
                     raise Conflict(f"subscription {name} already exists") from None
