@@ -158,6 +158,7 @@ GATEWAY_CHILDREN = 50  # the IoTDA maximum per gateway batch
 OCTET = (("Content-Type", "application/octet-stream"),)
 JSON = (("Content-Type", "application/json"),)
 TOPIC_PATH = "/topic/$pk/$dn/user/bench"
+FLEET = 256  # devices the -d256 rows spread their requests over
 ROWS: list[Row] = [
     *in_modes(MODES, name="bare", target="bare", path=TOPIC_PATH, headers=OCTET,
               body=TOPIC_PAYLOAD, what="(a) raw ASGI app, same JSON reply, same uvicorn/TLS stack"),
@@ -171,6 +172,10 @@ ROWS: list[Row] = [
     *[Row(name="topic", target="thingport", mode=mode, path=TOPIC_PATH, headers=(("password", "$token"), *OCTET),
           body=TOPIC_PAYLOAD, durable=True, goal=0.6 if mode == KEEP_ALIVE else None,
           what="(b) POST /topic: token, ACL, throttle, durable SQLite group commit") for mode in MODES],
+    Row(name="topic-os", target="thingport-os", mode=KEEP_ALIVE, path=TOPIC_PATH,
+        headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True,
+        what="(b) with `--durability os`: each commit written to the OS before the ack, not synced (synchronous="
+             "NORMAL); against `topic`, what the fsync default costs"),
     # issue 8's supported TLS-terminating front: nginx (the `nginx` row's TLS settings) proxying to `topic`'s
     # server with THINGPORT_TLS_OFFLOAD=true over plain HTTP keep-alive, both on the server CPU
     *[Row(name="topic-nginx", target="thingport-nginx", mode=mode, path=TOPIC_PATH,
@@ -232,9 +237,23 @@ ROWS: list[Row] = [
         body=TOPIC_PAYLOAD, durable=True,
         what="(b) on PostgreSQL (`serve --database postgresql://... --workers 1`, a fresh database migrated with "
              "`thingport db upgrade`): group commit into PostgreSQL on 127.0.0.1"),
+    Row(name="topic-pg-os", target="pg1os", mode=KEEP_ALIVE, path=TOPIC_PATH,
+        headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True,
+        what="`topic-pg` with `--durability os` (the writer's session at synchronous_commit=off)"),
     Row(name="topic-pg-w2", target="pg2", mode=KEEP_ALIVE, path=TOPIC_PATH, headers=(("password", "$token"), *OCTET),
         body=TOPIC_PAYLOAD, durable=True, per_core_of="topic-pg",
         what="`topic-pg` with `--workers 2`: two server processes on the device port (SO_REUSEPORT), both CPUs"),
+    # issue 20: two instances (not one supervisor's workers) on one database, and the three spread over 32
+    # devices (a fleet's load: one device's transactions wait for each other whatever the design)
+    Row(name="topic-pg-2inst", target="pg2i", mode=KEEP_ALIVE, path=TOPIC_PATH,
+        headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True, per_core_of="topic-pg",
+        what="`topic-pg` on two thingport instances (bench/instance.py, each its own process and worker id) on one "
+             "PostgreSQL database, the device port shared (SO_REUSEPORT), both CPUs"),
+    *[Row(name=f"{name}-d{FLEET}", target=f"{target}d", mode=KEEP_ALIVE, path=TOPIC_PATH,
+          headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True,
+          per_core_of="" if target == "pg1" else f"topic-pg-d{FLEET}",
+          what=f"`{name}` with its requests spread over {FLEET} devices of the product, in turn (BENCH_VARIANTS)")
+      for name, target in (("topic-pg", "pg1"), ("topic-pg-w2", "pg2"), ("topic-pg-2inst", "pg2i"))],
     Row(name="topic-w2", target="sqlite2", mode=KEEP_ALIVE, path=TOPIC_PATH, headers=(("password", "$token"), *OCTET),
         body=TOPIC_PAYLOAD, durable=True, per_core_of="topic",
         what="(b) on the embedded SQLite default with `--workers 2`: two processes sharing one SQLite file, both CPUs"),
@@ -281,6 +300,11 @@ class Target:
     def stored(self, data_dir: Path) -> int | None:
         """Messages stored durably so far (None when unknown), to cross-check acknowledged reports."""
         return None
+
+    def fleet(self) -> list[dict[str, str]]:
+        """Template variables per device when a row's requests are spread over several (each request takes
+        the next device's path and token); empty: every request is the row's one request."""
+        return []
 
     def verify(self, row: Row, data_dir: Path) -> None:
         """After a sanity request: check what the reply cannot show (raise BenchError)."""
@@ -376,19 +400,22 @@ class ThingportTarget(ServeTarget):
                           "--name", self.device_name, env=env)
         self.secret = device["deviceSecret"]
 
-    def auth_body(self) -> str:
-        params = {"productKey": self.product_key, "deviceName": self.device_name, "clientId": "bench-client-1",
-                  "timestamp": str(int(time.time() * 1000))}
-        sign = aliyun_sign(self.secret, params, "hmacsha256")
+    def auth_body(self, device_name: str = "", secret: str = "") -> str:
+        params = {"productKey": self.product_key, "deviceName": device_name or self.device_name,
+                  "clientId": "bench-client-1", "timestamp": str(int(time.time() * 1000))}
+        sign = aliyun_sign(secret or self.secret, params, "hmacsha256")
         return json.dumps({**params, "signmethod": "hmacsha256", "sign": sign}, separators=(",", ":"))
 
     def after_start(self, client: Client) -> None:
+        self.token = self.authenticate(client, self.device_name, self.secret)
+
+    def authenticate(self, client: Client, device_name: str, secret: str) -> str:
         status, body = client.request("POST", "/auth", {"Content-Type": "application/json"},
-                                      self.auth_body().encode())
+                                      self.auth_body(device_name, secret).encode())
         doc = json.loads(body)
         if status != 200 or doc.get("code") != 0:
             raise BenchError(f"/auth failed during setup: {status} {body[:200]!r}")
-        self.token = doc["info"]["token"]
+        return str(doc["info"]["token"])
 
     def variables(self) -> dict[str, str]:
         return {"pk": self.product_key, "dn": self.device_name, "token": self.token, "auth_body": self.auth_body()}
@@ -745,9 +772,11 @@ class PostgresTarget(ThingportTarget):
     """The /topic server on PostgreSQL: a fresh database per run (created through the ``test`` database,
     migrated with ``thingport db upgrade``, dropped at the end), ``--workers N``."""
 
-    def __init__(self, name: str, env: dict[str, str], workers: int) -> None:
+    def __init__(self, name: str, env: dict[str, str], workers: int, devices: int = 1) -> None:
         super().__init__(name, env)
         self.workers = workers
+        self.devices = devices  # more than one: the rows' requests are spread over them (``fleet``)
+        self.others: list[tuple[str, str, str]] = []  # (name, secret, token) of the devices after the first
         self.db_name = f"bench_{os.getpid()}_{int(time.time())}_{name}"
         self.database_url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + self.db_name
         self.created = False
@@ -779,6 +808,28 @@ class PostgresTarget(ThingportTarget):
         if out.returncode != 0:
             raise BenchError(f"thingport db upgrade failed: {out.stderr.strip()[-300:]}")
         super().provision(data_dir)
+        self.others = []
+        if self.devices > 1:  # through the management layer in one process: a CLI process per device is slow
+            names = [f"benchdev{i:03d}" for i in range(2, self.devices + 1)]
+            out = subprocess.run([sys.executable, "-c", MAKE_DEVICES, str(data_dir), self.database_url,
+                                  self.product_key, *names], env=clean_env(self.env), capture_output=True,
+                                 text=True, timeout=300, check=False)
+            if out.returncode != 0:
+                raise BenchError(f"creating {len(names)} devices failed: {out.stderr.strip()[-300:]}")
+            self.others = [(name, secret, "") for name, secret in json.loads(out.stdout)]
+
+    def after_start(self, client: Client) -> None:
+        super().after_start(client)
+        self.others = [(name, secret, self.authenticate(client, name, secret)) for name, secret, _ in self.others]
+
+    def fleet(self) -> list[dict[str, str]]:
+        if not self.others:
+            return []
+        first = self.variables()
+        return [first, *({**first, "dn": name, "token": token} for name, _, token in self.others)]
+
+    def probe(self, row: Row, data_dir: Path, server_pid: int, opts: Options) -> Probe | None:
+        return LockWaitProbe(self.db_name)
 
     def stored(self, data_dir: Path) -> int | None:
         import psycopg
@@ -812,6 +863,106 @@ class PostgresTarget(ThingportTarget):
                 conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
         except Exception as exc:  # noqa: BLE001 - best effort, but say so
             print(f"warning: could not drop PostgreSQL database {self.db_name}: {exc}", file=sys.stderr)
+
+
+# argv: data dir, database URL, product key, device names; prints [[name, secret], ...]
+MAKE_DEVICES = """import asyncio, json, sys
+from pathlib import Path
+from thingport.runtime.bootstrap import build
+from thingport.settings import load_settings
+data_dir, url, product_key, *names = sys.argv[1:]
+app = build(load_settings(data_dir=Path(data_dir), database_url=url))
+async def main():
+    m = app.management()
+    return [[name, (await m.create_device(product_key, name)).secret] for name in names]
+try:
+    print(json.dumps(asyncio.run(main())))
+finally:
+    app.close()
+"""
+
+
+class PgInstancesTarget(PostgresTarget):
+    """``topic-pg``'s server as two instances (bench/instance.py) on one database, started by one shell (the
+    row's process tree holds both; SIGTERM stops both)."""
+
+    def command(self, port: int, data_dir: Path) -> list[str]:
+        def instance(index: int, api_port: int) -> str:
+            return shlex.join([sys.executable, str(BENCH_DIR / "instance.py"), str(index), "--host", HOST,
+                               "--port", str(port), "--api-host", HOST, "--api-port", str(api_port),
+                               "--data-dir", str(data_dir), "--database", self.database_url])
+
+        script = INSTANCES_SH.format(first=instance(0, free_port()), second=instance(1, free_port()))
+        return ["/bin/sh", "-c", script]
+
+
+INSTANCES_SH = """trap 'kill -TERM $a $b 2>/dev/null; wait' TERM INT
+{first} &
+a=$!
+{second} &
+b=$!
+wait
+"""
+
+
+class LockWaitProbe(Probe):
+    """How long batches wait for each other's locks, from PostgreSQL itself (so the same for any commit of
+    thingport): every 2 ms during the measured run, the backends of the row's database waiting for a lock
+    (``wait_event_type`` Lock: an advisory lock or another transaction's row) and those flushing WAL, and the
+    write transactions committed (``pg_stat_database.xact_commit`` minus reads is unknowable, so: the
+    transaction ids assigned in the run, cluster-wide). Mean waiters x run time = time spent waiting."""
+
+    SQL = ("SELECT count(*) FILTER (WHERE wait_event_type = 'Lock'),"
+           " count(*) FILTER (WHERE wait_event IN ('WALSync', 'WALWrite', 'WALInsert')),"
+           " count(*) FILTER (WHERE backend_xid IS NOT NULL)"
+           " FROM pg_stat_activity WHERE datname = %s")
+
+    def __init__(self, db_name: str) -> None:
+        self.db_name = db_name
+        self.samples: list[tuple[int, int, int]] = []
+        self.xids = 0
+        self.wall = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._first_xid = 0
+        self._t0 = 0.0
+
+    def _xid(self, conn: Any) -> int:
+        return int(conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").fetchone()[0])
+
+    def start(self) -> None:
+        import psycopg
+
+        def sample() -> None:
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:  # not the row's database: not its CPU
+                self._first_xid, self._t0 = self._xid(conn), time.monotonic()
+                while not self._stop.wait(0.002):
+                    self.samples.append(conn.execute(self.SQL, (self.db_name,)).fetchone())
+                self.xids = self._xid(conn) - self._first_xid
+                self.wall = time.monotonic() - self._t0
+
+        self._thread = threading.Thread(target=sample, name="lock-wait", daemon=True)
+        self._thread.start()
+
+    def wrk_done(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def finish(self, result: Result) -> None:
+        if not self.samples or not result.good:
+            return
+        n = len(self.samples)
+        waiting, flushing, writing = (sum(s[i] for s in self.samples) / n for i in range(3))
+        messages = result.good * result.row.messages
+        bits = [f"lock wait: {waiting:.2f} backends waiting on average = {waiting * 1e6 / (messages / self.wall):.0f} "
+                f"us/msg", f"in a write transaction {writing:.2f}, flushing WAL {flushing:.2f} on average"]
+        if self.xids:
+            per_batch = waiting * self.wall / self.xids * 1e6
+            bits.append(f"{self.xids / self.wall:.0f} write transactions/s (cluster-wide), "
+                        f"{messages / self.xids:.1f} msgs each, {per_batch:.0f} us lock wait and "
+                        f"{writing * self.wall / self.xids * 1e6:.0f} us open per transaction")
+        result.notes.append("; ".join(bits) + f" ({n} samples)")
 
 
 class WorkersTarget(ThingportTarget):
@@ -972,6 +1123,7 @@ TARGETS: dict[str, Target] = {
     "bare": BareTarget("bare"),
     "bare-raw": BareRawTarget("bare-raw"),
     "thingport": ThingportTarget("thingport", UNTHROTTLED),
+    "thingport-os": ThingportTarget("thingport-os", {**UNTHROTTLED, "THINGPORT_DURABILITY": "os"}),
     "thingport-ecdsa": ThingportTarget("thingport-ecdsa", {**UNTHROTTLED, "THINGPORT_TLS_ECDSA": "true"}),
     "diag-nofsync": DiagnosticTarget("diag-nofsync", "nofsync"),
     "diag-nostore": DiagnosticTarget("diag-nostore", "nostore"),
@@ -980,7 +1132,12 @@ TARGETS: dict[str, Target] = {
     "iotda": IotdaTarget("iotda", UNTHROTTLED),
     "forwarding": ForwardingTarget("forwarding", UNTHROTTLED),
     "pg1": PostgresTarget("pg1", UNTHROTTLED, workers=1),
+    "pg1os": PostgresTarget("pg1os", {**UNTHROTTLED, "THINGPORT_DURABILITY": "os"}, workers=1),
     "pg2": PostgresTarget("pg2", UNTHROTTLED, workers=2),
+    "pg2i": PgInstancesTarget("pg2i", UNTHROTTLED, workers=2),
+    "pg1d": PostgresTarget("pg1d", UNTHROTTLED, workers=1, devices=FLEET),
+    "pg2d": PostgresTarget("pg2d", UNTHROTTLED, workers=2, devices=FLEET),
+    "pg2id": PgInstancesTarget("pg2id", UNTHROTTLED, workers=2, devices=FLEET),
     "sqlite2": WorkersTarget("sqlite2", UNTHROTTLED, workers=2),
     "nginx": NginxTarget("nginx"),
     "thingport-nginx": NginxFrontTarget("thingport-nginx", {**UNTHROTTLED, "THINGPORT_TLS_OFFLOAD": "true",
@@ -1405,8 +1562,12 @@ def passive_opens() -> int | None:
         return None
 
 
+def fill_with(text: str, variables: dict[str, str]) -> str:
+    return string.Template(text).substitute(variables)
+
+
 def wrk(row: Row, port: int, path: str, headers: list[tuple[str, str]], body_file: Path, seconds: int,
-        opts: Options) -> dict:
+        opts: Options, variants: str = "") -> dict:
     """One wrk run; returns BENCH_RESULT plus the shim's BENCH_TLS counts (and "sample")."""
     connections = opts.connections if row.mode == KEEP_ALIVE else opts.close_connections
     threads = max(1, min(opts.threads, connections))
@@ -1418,6 +1579,7 @@ def wrk(row: Row, port: int, path: str, headers: list[tuple[str, str]], body_fil
         "BENCH_EXPECT": row.expect,
         "BENCH_REJECT": row.reject,
         "BENCH_TLS_FRESH": "1" if row.mode == CLOSE else "0",
+        "BENCH_VARIANTS": variants,
     })
     if opts.shim:
         env["LD_PRELOAD"] = str(opts.shim)
@@ -1455,6 +1617,11 @@ def run_row(row: Row, target: Target, port: int, pid: int, client: Client, data_
     if row.mode != KEEP_ALIVE:
         headers.append(("Connection", "close"))
     body = fill(row.body).encode()
+    variants = ""
+    for per_device in target.fleet():  # the row's path and token header, once per device
+        token = next((fill_with(value, per_device) for name, value in row.headers if "$token" in value), "")
+        name = next((name for name, value in row.headers if "$token" in value), "")
+        variants += f"{fill_with(row.path, per_device)}\t{name}: {token}\n"
     body_file = opts.workdir / "body.bin"
     body_file.write_bytes(body)
 
@@ -1468,7 +1635,7 @@ def run_row(row: Row, target: Target, port: int, pid: int, client: Client, data_
     try:
         sanity("before")
         if opts.warmup:
-            wrk(row, port, path, headers, body_file, opts.warmup, opts)
+            wrk(row, port, path, headers, body_file, opts.warmup, opts, variants)
         if probe:
             probe.prepare()
         if opts.quiet_wait:
@@ -1477,7 +1644,7 @@ def run_row(row: Row, target: Target, port: int, pid: int, client: Client, data_
         if probe:
             probe.start()
         cpu_before = CpuSnapshot.take(pid, target)
-        measured = wrk(row, port, path, headers, body_file, opts.duration, opts)
+        measured = wrk(row, port, path, headers, body_file, opts.duration, opts, variants)
         cpu_after = CpuSnapshot.take(pid, target)
         stored_after, opens_after = target.stored(data_dir), passive_opens()
         if probe:

@@ -26,6 +26,24 @@ for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\r\n]+") do
     wrk.headers[name] = value
   end
 end
+-- BENCH_VARIANTS ("path<TAB>Name: value" lines, e.g. one per device with its token): requests take them in
+-- turn, each its own path and that one header, so a row's load is spread over many devices.
+local variants = {}
+for line in (os.getenv("BENCH_VARIANTS") or ""):gmatch("[^\r\n]+") do
+  local path, name, value = line:match("^([^\t]+)\t([^:]+):%s*(.-)%s*$")
+  if path then
+    table.insert(variants, {path = path, name = name, value = value})
+  end
+end
+if #variants > 0 then
+  local turn = 0
+  request = function()
+    turn = turn % #variants + 1
+    local v = variants[turn]
+    wrk.headers[v.name] = v.value
+    return wrk.format(nil, v.path)
+  end
+end
 local expect = os.getenv("BENCH_EXPECT") or ""
 local reject = os.getenv("BENCH_REJECT") or ""
 

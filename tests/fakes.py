@@ -106,6 +106,9 @@ class InMemoryLog:
     async def last_seq(self) -> int:
         return len(self.messages)
 
+    async def backlogs(self, cursors: list[int]) -> list[int]:
+        return [sum(m.seq > cursor for m in self.messages) for cursor in cursors]
+
     async def save_cursor(self, subscription_id: int, seq: int) -> None:
         self.cursors[subscription_id] = seq
 

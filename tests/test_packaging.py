@@ -24,6 +24,7 @@ MODULES = {
     "uvicorn": ["uvicorn", "uvloop", "httptools"],
     "httptools": ["httptools"],
     "msgspec": ["msgspec"],
+    "lark": ["lark"],
     "click": ["click"],
     "cryptography": ["cryptography"],
     "pydantic-settings": ["pydantic_settings", "pydantic"],

@@ -7,6 +7,7 @@ from the registry's change feed within a second.
 import asyncio
 import datetime
 import json
+import shutil
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -14,14 +15,18 @@ from typing import Any, TypeVar
 
 import click
 
+from thingport import cli_output
 from thingport.api import views
 from thingport.bus.factory import SINK_TYPES, options_type
 from thingport.bus.options import text_options
 from thingport.cli_errors import DEBUG_ENV, CliError, GuardedGroup
 from thingport.core.errors import ThingportError
 from thingport.core.model import VALIDATION_MODES
+from thingport.core.presentation import presentations, show
 from thingport.core.timestamps import datetime_ms
-from thingport.manage.service import KEEP, NODE_TYPES, Management
+from thingport.core.topics import compile_topic_filter
+from thingport.manage.rules import LAST_MAX
+from thingport.manage.service import KEEP, MESSAGE_KINDS, NODE_TYPES, Management
 from thingport.manage.thing_models import MODEL_FORMATS
 from thingport.settings import load_settings
 
@@ -65,14 +70,13 @@ def run(data_dir: Path | None, action: Callable[[Management], Coroutine[Any, Any
 
 
 def emit(doc: Any, as_json: bool) -> None:
+    """``doc`` as JSON (``--json``), or for people: a table for a list, aligned lines for one document."""
     if as_json:
         click.echo(json.dumps(doc))
-    elif isinstance(doc, list):
-        for item in doc:
-            click.echo("  ".join(f"{k}={v}" for k, v in item.items()))
-    else:
-        for key, value in doc.items():
-            click.echo(f"{key}: {value}")
+        return
+    text = cli_output.render(doc)
+    if text:
+        click.echo(text)
 
 
 @click.group(cls=GuardedGroup)
@@ -109,10 +113,13 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Worker processes on this host, sharing the ports [env THINGPORT_WORKERS; default 1].")
 @click.option("--db-upgrade", is_flag=True, default=None, help="Run the PostgreSQL schema migrations first.")
+@click.option("--durability", type=click.Choice(["fsync", "os"]), default=None,
+              help="fsync (default): a report is acknowledged once on disk, survives power loss; os: once written "
+                   "to the OS, survives a crash of thingport but not of the machine [env THINGPORT_DURABILITY].")
 def serve(host: str | None, port: int | None, data_dir: Path | None, tls_cert: Path | None,
           tls_key: Path | None, tls_ecdsa: bool | None, tls_ecdsa_cert: Path | None, tls_ecdsa_key: Path | None,
           tls_profile: str | None, api_host: str | None, api_port: int | None, database_url: str | None,
-          redis_url: str | None, workers: int | None, db_upgrade: bool | None) -> None:
+          redis_url: str | None, workers: int | None, db_upgrade: bool | None, durability: str | None) -> None:
     """Run the HTTPS device endpoint and the management API (with the web console)."""
     from thingport.runtime.server import ServeOptionError
     from thingport.runtime.server import serve as run_server
@@ -122,7 +129,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, tls_cert: P
                                  tls_ecdsa=tls_ecdsa, tls_ecdsa_cert=tls_ecdsa_cert, tls_ecdsa_key=tls_ecdsa_key,
                                  tls_profile=tls_profile, api_host=api_host, api_port=api_port,
                                  database_url=database_url, redis_url=redis_url, workers=workers,
-                                 db_upgrade=db_upgrade))
+                                 db_upgrade=db_upgrade, durability=durability))
     except ServeOptionError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -438,14 +445,22 @@ def parse_time(value: str | None) -> int | None:
 @json_option
 def device_status(product_key: str, device_name: str, data_dir: Path | None, as_json: bool) -> None:
     """Online/offline, last seen, and the latest value and time of every property."""
-    status = views.status_json(run(data_dir, lambda m: m.device_status(product_key, device_name)))
+    async def status_and_model(m: Management) -> tuple[Any, dict | None]:
+        return await m.device_status(product_key, device_name), await m.export_thing_model_or_none(product_key)
+
+    found, model = run(data_dir, status_and_model)
+    status = views.status_json(found)
     if as_json:
         click.echo(json.dumps(status))
         return
     seen = _iso(status["lastSeenAt"]) if status["lastSeenAt"] else "never"
-    click.echo(f"{product_key}/{device_name}: {status['state']} (last seen {seen})")
-    for name, latest in status["properties"].items():
-        click.echo(f"  {name} = {json.dumps(latest['value'])}  at {_iso(latest['time'])}")
+    state = status["state"] if status["enabled"] else f"{status['state']}, disabled"
+    click.echo(f"{product_key}/{device_name}: {state} (last seen {seen}; times in UTC)")
+    shown = presentations(model) if model else {}
+    rows = [{"property": name, "value": show(latest["value"], shown.get(name)), "time": latest["time"]}
+            for name, latest in status["properties"].items()]
+    if rows:
+        click.echo(cli_output.table(rows))
 
 
 @device.command("history")
@@ -712,6 +727,39 @@ def apikey_delete(key_id: int, data_dir: Path | None) -> None:
     run(data_dir, lambda m: m.delete_api_key(key_id))
 
 
+# --- rules ---
+
+@main.group()
+def rule() -> None:
+    """Rules: SQL statements over device messages (README "Rules")."""
+
+
+@rule.command("test")
+@click.option("--statement", required=True, help='e.g. SELECT t FROM "/pk/+/user/data" WHERE t > 38')
+@click.option("--payload", default=None, help="A sample payload (JSON) to run the statement on.")
+@click.option("--topic", default="", help="The sample payload's topic (for topic() and the FROM filter).")
+@click.option("--last", type=click.IntRange(1, LAST_MAX), default=None,
+              help="Run it on the newest N stored messages its FROM filter matches instead.")
+@data_dir_option
+@json_option
+def rule_test(statement: str, payload: str | None, topic: str, last: int | None, data_dir: Path | None,
+              as_json: bool) -> None:
+    """Show what a statement would emit; nothing is changed or forwarded."""
+    trials = run(data_dir, lambda m: m.try_rule(statement, payload.encode() if payload is not None else None,
+                                                last, topic))
+    views = [trial.view() for trial in trials]
+    if as_json:
+        click.echo(json.dumps(views))
+        return
+    if not views:
+        click.echo("no stored message matches the FROM filter")
+    for view in views:
+        where = f"seq {view['seq']} {view['deviceName']} " if "seq" in view else ""
+        outcome = (f"error: {view['error']}" if view["error"] else
+                   "skipped (WHERE is false)" if view["emitted"] is None else json.dumps(view["emitted"]))
+        click.echo(f"{where}{view['topic'] or '(sample)'}  {outcome}")
+
+
 # --- messages ---
 
 @main.group()
@@ -719,44 +767,69 @@ def messages() -> None:
     """The durable message log."""
 
 
-def _iso(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(timespec="milliseconds")
+_iso = cli_output.iso
 
 
-def _message_line(doc: dict) -> str:
-    line = (f"{doc['messageId']}  {doc['productKey']}/{doc['deviceName']}  {doc['topic']}  "
-            f"{doc['size']}B  {_iso(doc['receivedAt'])}")
+def _message_line(doc: dict, width: int) -> str:
+    """One message on one line, its payload cut to the terminal's width (base64 when it is not text)."""
+    line = (f"{doc['messageId']}  {_iso(doc['receivedAt'])}  {doc['productKey']}/{doc['deviceName']}  "
+            f"{doc['topic']}  {doc['kind']}  {doc['size']}B")
     reply = doc.get("reply")
     if reply is not None:
-        line += f"  reply {reply.get('code')} {reply.get('message')}"
-    return line
+        line += f"  reply {reply.get('code')}"
+    payload = doc["payload"] if doc["payloadEncoding"] == "text" else f"base64:{doc['payload']}"
+    payload = " ".join(payload.split())  # one line
+    room = max(16, width - len(line) - 2)
+    return f"{line}  {payload if len(payload) <= room else payload[:room - 1] + '…'}"
+
+
+def _wanted(message: Any, product_key: str | None, device_name: str | None, topic_filter: str | None,
+            kind: str | None) -> bool:
+    """``messages tail --follow``'s filter on new messages (the first page is filtered by the service)."""
+    if product_key is not None and message.product_key != product_key:
+        return False
+    if device_name is not None and message.device_name != device_name:
+        return False
+    if kind is not None and message.kind != kind:
+        return False
+    return topic_filter is None or bool(compile_topic_filter(topic_filter)(message.topic))
 
 
 @messages.command("tail")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1, max=1000), default=20, show_default=True)
+@click.option("--product-key", default=None, help="Only this product's messages.")
+@click.option("--device", "device_name", default=None, help="Only this device's (with --product-key).")
+@click.option("--topic-filter", default=None, help="Only topics matching this MQTT-style filter (+ and #).")
+@click.option("--kind", type=click.Choice(MESSAGE_KINDS), default=None, help="Only messages of this kind.")
 @click.option("--follow", is_flag=True, help="Keep printing new messages as they arrive (Ctrl-C to stop).")
 @click.option("--interval", type=click.FloatRange(min=0.05), default=0.5, show_default=True,
               help="Seconds between looks for new messages with --follow.")
 @data_dir_option
 @json_option
-def messages_tail(limit: int, follow: bool, interval: float, data_dir: Path | None, as_json: bool) -> None:
-    """Show the newest stored messages (messageId, device, topic, size, time)."""
+def messages_tail(limit: int, product_key: str | None, device_name: str | None, topic_filter: str | None,
+                  kind: str | None, follow: bool, interval: float, data_dir: Path | None, as_json: bool) -> None:
+    """Show the newest stored messages (time, device, topic, kind, payload), oldest of them first."""
+    if device_name is not None and product_key is None:
+        raise click.UsageError("--device needs --product-key")
+    width = shutil.get_terminal_size((120, 24)).columns
 
     def show(batch: list) -> None:
         for message in batch:
-            doc = views.message_summary(message)
-            click.echo(json.dumps(doc) if as_json else _message_line(doc))
+            if as_json:
+                click.echo(json.dumps(views.message_json(message, "text")))
+            else:
+                click.echo(_message_line(views.message_json(message, "text"), width))
 
     async def tail(m: Management) -> None:
-        batch = await m.newest_messages(limit)
-        show(batch)
-        last = batch[-1].seq if batch else 0
+        newest, _ = await m.find_messages(product_key, device_name, topic_filter, kind, limit=limit)
+        show(list(reversed(newest)))
+        last = newest[0].seq if newest else 0
         while follow:
             await asyncio.sleep(interval)
             batch = await m.newest_messages(1000, after_seq=last)
-            show(batch)
             if batch:
                 last = batch[-1].seq
+            show([message for message in batch if _wanted(message, product_key, device_name, topic_filter, kind)])
 
     try:
         run(data_dir, tail)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from thingport.store.database import Durability
 from thingport.urls import redact
 
 DEFAULT_DATA_DIR = Path("thingport-data")
@@ -71,6 +72,10 @@ class Settings(BaseSettings):
     retention_force: bool = Field(False, description="also delete what a subscription has not confirmed")
     storage_max_mb: float | None = Field(None, gt=0, description="cap on the database file; writes past it are refused")
     group_commit_max_batch: int = Field(1000, ge=1)
+    durability: Durability = Field(
+        "fsync", description="fsync: a report is acknowledged once on disk (survives power loss); os: once written"
+        " to the operating system (survives a crash of thingport, not of the machine; cheaper)"
+    )
     registry_poll_s: float = Field(0.2, gt=0, description="how often the server looks for registry changes")
     shutdown_grace_s: int = Field(3, ge=1, description="how long a stopping server lets open connections finish")
     keep_alive_s: int = Field(30, ge=1, description="idle keep-alive connections are closed after this")

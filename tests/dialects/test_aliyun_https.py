@@ -353,8 +353,9 @@ def test_messages_tail_follow_prints_new_messages_as_they_arrive(
             line = follower.stdout.readline()
             if str(message_id) in line:
                 break
-        assert line.split()[:4] == [str(message_id), f"{device['productKey']}/{device['deviceName']}",
-                                     topic_of(device, "user/followed"), "5B"]
+        fields = line.split()
+        assert [fields[0], *fields[2:], ] == [str(message_id), f"{device['productKey']}/{device['deviceName']}",
+                                             topic_of(device, "user/followed"), "custom", "5B", "12345"]
     finally:
         follower.terminate()
         follower.wait(5)

@@ -67,7 +67,7 @@ def test_postgresql_subscription_products_migrate_and_refuse_to_go_back_with_lis
     from thingport.store import pg_schema
 
     url = fresh_database(migrate=False)
-    pg_schema.upgrade(url, "0004")
+    pg_schema.upgrade(url, "0005")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("INSERT INTO products (product_key, name, node_type, created_ms) VALUES ('pka', 'a', 'device', 1)")
         conn.execute("INSERT INTO subscriptions (name, product_key, kinds, sink, options_sealed, cursor, created_ms)"
@@ -78,9 +78,9 @@ def test_postgresql_subscription_products_migrate_and_refuse_to_go_back_with_lis
         conn.execute("INSERT INTO subscriptions (name, product_keys, kinds, sink, options_sealed, cursor, created_ms)"
                      " VALUES ('every', NULL, 'raw', 'http', '\\x00', 5, 1)")
     with pytest.raises(Exception, match="every product"):
-        pg_schema.downgrade(url, "0004")
+        pg_schema.downgrade(url, "0005")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DELETE FROM subscriptions WHERE name = 'every'")
-    assert pg_schema.downgrade(url, "0004") == (pg_schema.head(), "0004")
+    assert pg_schema.downgrade(url, "0005") == (pg_schema.head(), "0005")
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT product_key FROM subscriptions").fetchall() == [("pka",)]

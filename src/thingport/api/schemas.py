@@ -151,6 +151,23 @@ class MessagePage(Model):
     next: str | None = Field(description="pass as `before` for the next (older) page; null on the last")
 
 
+class RuleTest(Model):
+    statement: str = Field(min_length=1, max_length=4096, description='SELECT ... FROM "<topic filter>" [WHERE ...]')
+    payload: Any = Field(None, description="a sample payload (any JSON) to run the statement on")
+    topic: str = Field("", max_length=512, description="the sample payload's topic")
+    last: int | None = Field(None, ge=1, le=100, description="or: the newest N stored messages it matches")
+
+
+class RuleTrial(Model):
+    seq: int | None = None
+    messageId: str | None = None
+    productKey: str | None = None
+    deviceName: str | None = None
+    topic: str
+    emitted: dict[str, Any] | None = Field(description="the document the rule would emit; null: WHERE was false")
+    error: str | None = Field(description="why the message would be skipped")
+
+
 class ApiKeyCreate(Model):
     name: str = Field(min_length=1, max_length=64)
     role: Literal["admin", "consumer", "read"] = "admin"

@@ -142,9 +142,9 @@ class Forwarder:
                     if name not in self._tasks:
                         task = asyncio.create_task(self._forward(subscription), name=f"forward-{name}")
                         self._tasks[name] = (subscription, task)
-                last = await self._log.last_seq()
-                for s in subscriptions:
-                    self.metrics.backlog.labels(s.name).set(max(0, last - s.cursor))
+                backlogs = await self._log.backlogs([s.cursor for s in subscriptions])
+                for s, backlog in zip(subscriptions, backlogs, strict=True):
+                    self.metrics.backlog.labels(s.name).set(backlog)
                 if time.monotonic() >= next_retention:
                     next_retention = time.monotonic() + RETENTION_EVERY_S
                     await self.apply_retention(subscriptions)

@@ -146,6 +146,10 @@ class MessageLog(Protocol):
 
     async def last_seq(self) -> int: ...
 
+    async def backlogs(self, cursors: list[int]) -> list[int]:
+        """Log messages after each cursor (what a subscription at it has yet to confirm)."""
+        ...
+
     async def save_cursor(self, subscription_id: int, seq: int) -> None: ...
 
     async def save_delivered(self, subscription_id: int, seq: int) -> None:

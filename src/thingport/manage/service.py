@@ -25,7 +25,8 @@ from thingport.core.model import (
 )
 from thingport.core.ports import MessageLog, Registry
 from thingport.core.thingmodel import ThingModel
-from thingport.core.topics import MAX_CATEGORIES, check_category, compile_topic_filter
+from thingport.core.topics import MAX_CATEGORIES, TopicKind, check_category, compile_topic_filter
+from thingport.manage import rules
 from thingport.manage.thing_models import compile_model
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ KEEP = Keep.KEEP
 DEFAULT_PRESENCE_TIMEOUT_S = 300
 HISTORY_MAX_LIMIT = 10_000
 PAGE_MAX_LIMIT = 1000
+SEARCH_SCAN_MAX = 20_000  # log messages one filtered search looks through (then it gives its next page)
+MESSAGE_KINDS = (*(kind.value for kind in TopicKind), "status")
 API_KEY_PREFIX = "tpk_"
 SUBSCRIPTION_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SUBSCRIPTION_MAX_PRODUCTS = 100  # a longer list is better served by a subscription of every product
@@ -130,6 +133,12 @@ class Management:
         if isinstance(tsl.get("profile"), dict):
             tsl["profile"]["productKey"] = product_key
         return tsl
+
+    async def export_thing_model_or_none(self, product_key: str) -> dict | None:
+        """The TSL view of the product's model; None when it has none (it accepts any properties)."""
+        if (await self.product(product_key)).model_version is None:
+            return None
+        return await self.export_thing_model(product_key)
 
     async def model_document(self, product_key: str) -> dict:
         """The product's model as it was imported: ``{"format": "tsl"|"huawei", "model": {...}}``;
@@ -294,8 +303,8 @@ class Management:
 
     async def subscriptions(self) -> list[tuple[Subscription, int]]:
         """Every subscription with its backlog (log messages it has yet to confirm)."""
-        last = await self._log.last_seq()
-        return [(s, max(0, last - s.cursor)) for s in await self._registry.list_subscriptions()]
+        subscriptions = await self._registry.list_subscriptions()
+        return list(zip(subscriptions, await self._log.backlogs([s.cursor for s in subscriptions]), strict=True))
 
     async def set_subscription_enabled(self, name: str, enabled: bool) -> Subscription:
         await self._registry.set_subscription_enabled(name, enabled)
@@ -465,6 +474,46 @@ class Management:
         device_id = (await self.device(product_key, device_name)).id if device_name is not None else None  # type: ignore[arg-type]
         return await self._log.query(product_key, device_id, topic, from_ms, to_ms, before_seq, limit)
 
+    async def try_rule(self, statement: str, payload: bytes | None = None, last: int | None = None,
+                       topic: str = "") -> list[rules.Trial]:
+        """A rule statement tried on a sample ``payload`` (published on ``topic``) or on the newest ``last``
+        stored messages its FROM filter matches; nothing is changed or forwarded."""
+        if (payload is None) == (last is None):
+            raise ParamError("give either a sample payload or a number of stored messages (last)")
+        if payload is not None:
+            return [rules.try_sample(statement, payload, topic, received_ms=_now_ms())]
+        return await rules.try_stored(self._log, statement, last)  # type: ignore[arg-type]
+
+    async def find_messages(
+        self, product_key: str | None = None, device_name: str | None = None, topic_filter: str | None = None,
+        kind: str | None = None, before_seq: int | None = None, limit: int = 100,
+    ) -> tuple[list[StoredMessage], int | None]:
+        """Stored messages newest first, by product, device, MQTT-style topic filter and kind; with the
+        ``before_seq`` of the next page (None on the last). The topic filter and kind are applied over pages of
+        the log, looking through at most ``SEARCH_SCAN_MAX`` messages a call."""
+        if kind is not None and kind not in MESSAGE_KINDS:
+            raise ParamError(f"kind must be one of {', '.join(MESSAGE_KINDS)}")
+        matches = _checked(compile_topic_filter, topic_filter) if topic_filter else None
+        if matches is None and kind is None:
+            page = await self.messages(product_key, device_name, None, None, None, before_seq, limit)
+            return page, (page[-1].seq if len(page) == limit else None)
+        if not 1 <= limit <= PAGE_MAX_LIMIT:
+            raise ParamError(f"limit must be 1-{PAGE_MAX_LIMIT}")
+        found: list[StoredMessage] = []
+        scanned = 0
+        while scanned < SEARCH_SCAN_MAX:
+            page = await self.messages(product_key, device_name, None, None, None, before_seq, PAGE_MAX_LIMIT)
+            for message in page:
+                before_seq = message.seq
+                if (kind is None or message.kind == kind) and (matches is None or matches(message.topic)):
+                    found.append(message)
+                    if len(found) == limit:
+                        return found, before_seq
+            if len(page) < PAGE_MAX_LIMIT:
+                return found, None
+            scanned += len(page)
+        return found, before_seq
+
     async def set_enabled(self, product_key: str, device_name: str, enabled: bool) -> Device:
         device = await self.device(product_key, device_name)
         await self._registry.set_device_enabled(device.id, enabled)
@@ -500,8 +549,24 @@ class Management:
             raise ParamError("from must not be after to")
         device = await self.device(product_key, device_name)
         rows = await self._registry.history(device.id, identifier, from_ms, to_ms, limit)
+        if not rows:
+            await self._check_property_known(device, identifier)
         return [{"time": at, "value": value, "messageId": message_id, "messageIdText": str(message_id)}
                 for at, value, message_id in rows]
+
+    async def _check_property_known(self, device: Device, identifier: str) -> None:
+        """ParamError for a property the product's model does not define and the device never reported
+        (an empty history of a typo would read as "no data")."""
+        product = await self.product(device.product_key)
+        if product.model_version is not None:
+            names = (await self._current_model(device.product_key)).property_names
+            if identifier in names:
+                return
+            known = ", ".join(sorted(names)[:20]) or "none"
+            raise ParamError(f"unknown property {identifier!r}: the product's model defines {known}")
+        _, latest = await self._registry.device_status(device.id)
+        if identifier not in latest:
+            raise ParamError(f"unknown property {identifier!r}: the device never reported it")
 
     async def newest_messages(self, limit: int, after_seq: int | None = None) -> list[StoredMessage]:
         if limit < 1:

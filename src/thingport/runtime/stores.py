@@ -48,7 +48,8 @@ class Stores:
 
 
 def _connector(settings: Settings) -> Callable[[bool], Database]:
-    """``connect(writer)``: a new connection (the log writer's carries the storage quota)."""
+    """``connect(writer)``: a new connection (the log writer's carries the storage quota and the durability
+    setting: only the log's commits acknowledge reports)."""
     url = settings.database_url
     if url:
         from thingport.store import pg_schema
@@ -57,10 +58,11 @@ def _connector(settings: Settings) -> Callable[[bool], Database]:
         if settings.db_upgrade:
             pg_schema.upgrade(url)
         pg_schema.require_current(url)
-        return lambda writer: PostgresDatabase(url)
+        return lambda writer: PostgresDatabase(url, settings.durability if writer else None)
     from thingport.store.sqlite_db import open_database
 
-    return lambda writer: open_database(settings.data_dir, settings.storage_max_bytes if writer else None)
+    return lambda writer: (open_database(settings.data_dir, settings.storage_max_bytes, settings.durability) if writer
+                           else open_database(settings.data_dir))
 
 
 class NoData(ThingportError):

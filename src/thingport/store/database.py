@@ -7,7 +7,12 @@ below, so the stores never name a driver. Like httpx's transports: one small bas
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+# When the log writer's commit returns (and the device gets its ack): "fsync" once it is on disk (survives
+# power loss), "os" once it is written to the operating system (survives a crash of thingport, not of the
+# machine). Like PostgreSQL's synchronous_commit on/off; the writer connection of each engine applies it.
+Durability = Literal["fsync", "os"]
 
 
 class DatabaseError(Exception):
@@ -86,10 +91,20 @@ class Database:
     def serialize(self, what: str) -> None:
         """Inside a transaction: wait until no other transaction that serializes ``what`` is open.
 
-        Numbers handed out under it (the log's ``seq``, the change feed's ``id``) then increase in commit
-        order across every process, which is what cursors that follow them rely on. SQLite has one
+        Numbers handed out under it (the change feed's ``id``) then increase in commit order across every
+        process, which is what cursors that follow them rely on (the log numbers itself: ``number_log``). SQLite has one
         writer at a time anyway; PostgreSQL takes a transaction-scoped advisory lock.
         """
+
+    log_horizon = ""  # an SQL condition on ``seq``: rows a log reader may return (empty: every committed one)
+
+    def number_log(self, device_ids: list[int], count: int) -> list[int] | None:
+        """Inside a transaction, before it writes anything: the ``seq`` of each of the ``count`` messages it
+        will insert for ``device_ids`` (sorted), or None when the engine numbers them at insert.
+
+        SQLite has one writer at a time: its rowid is in commit order already. PostgreSQL numbers them from
+        the transaction's id, with no lock between transactions of different devices (see postgres_db)."""
+        return None
 
     def lock_devices(self, device_ids: list[int]) -> None:
         """Inside a transaction: lock these device rows now, in the given (sorted) order. SQLite's write

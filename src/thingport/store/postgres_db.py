@@ -20,13 +20,28 @@ try:
 except ImportError as exc:  # an optional backend
     raise missing_extra("postgres", exc) from None
 
-from thingport.store.database import Cursor, Database, DatabaseError, DriverErrors
+from thingport.store.database import Cursor, Database, DatabaseError, DriverErrors, Durability
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 3
 # advisory lock ids live in one bigint space per database; ours are tagged so they do not meet others'
 _LOCK_BASE = 0x7468_6970_0000_0000  # "thip"
+
+
+# per-device advisory locks of the log writer: a key space of their own (the device id in the low 32 bits; two
+# devices sharing a key only wait for each other)
+_DEVICE_LOCKS = 0x7468_6964_0000_0000  # "thid"
+# The log's order on PostgreSQL: seq = (id of the inserting transaction) << LOG_SHIFT | index in it. Numbers
+# come from the transaction, not from a lock held to the commit, so any number of processes commit at once.
+# A reader returns only rows below the horizon: those of transactions older than the oldest still running
+# (pg_snapshot_xmin). Those are final: no running or later transaction can add a row below it, so a cursor
+# never steps over a message that commits late; it waits for it. Batches hold at most max_batch items (1000).
+LOG_SHIFT = 20
+_NUMBER_LOG = ("SELECT pg_current_xact_id()::text::bigint FROM"
+               " (SELECT count(pg_advisory_xact_lock(k)) FROM unnest(?::bigint[]) AS k) AS locked")
+# One scalar subquery, evaluated once from the statement's own snapshot (the one the rows are read with).
+LOG_HORIZON = f"seq < (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {LOG_SHIFT})"
 
 
 def lock_id(what: str) -> int:
@@ -41,7 +56,8 @@ def translate(sql: str) -> str:
 
 
 # A dead peer is noticed within ~15 s (TCP keep-alives), and a session stuck inside a transaction (a paused
-# or cut-off process holding the log's lock) is ended by the server, so nobody waits on it for hours.
+# or cut-off process holding a device's lock, or the log readers' horizon) is ended by the server, so nobody
+# waits on it for hours.
 _SESSION_OPTIONS = (
     "-c idle_in_transaction_session_timeout=15000 -c tcp_keepalives_idle=5"
     " -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
@@ -61,18 +77,44 @@ def connect(url: str) -> psycopg.Connection:
 _ERRORS = DriverErrors(psycopg.IntegrityError, psycopg.Error)
 
 
+def apply_durability(conn: psycopg.Connection, durability: Durability) -> None:
+    """Make the session's commits return as ``durability`` promises. ``os``: ``synchronous_commit = off``
+    (the commit's WAL is written by the server's WAL writer within ~3 x wal_writer_delay: a crash of
+    thingport loses nothing, one of the PostgreSQL server or its machine the newest commits). ``fsync``: the
+    server's own setting, raised to ``on`` if it is ``off`` (``local`` and the remote levels already wait
+    for the local flush, and a stronger one is not weakened)."""
+    try:
+        if durability == "os":
+            conn.execute("SET synchronous_commit = off")
+        elif conn.execute("SHOW synchronous_commit").fetchone() == ("off",):
+            conn.execute("SET synchronous_commit = on")
+    except psycopg.Error as exc:
+        conn.close()
+        raise DatabaseError(f"PostgreSQL: could not set synchronous_commit: {exc}") from None
+
+
 class PostgresDatabase(Database):
+    """``durability``: how the session's commits are made durable (the log writer's); None leaves the
+    server's setting as it is."""
+
     name = "postgresql"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, durability: Durability | None = None) -> None:
         self._url = url
-        self.raw: psycopg.Connection = connect(url)
+        self._durability = durability
+        self.raw: psycopg.Connection = self._connect()
+
+    def _connect(self) -> psycopg.Connection:
+        conn = connect(self._url)
+        if self._durability is not None:
+            apply_durability(conn, self._durability)
+        return conn
 
     def _conn(self) -> psycopg.Connection:
         conn = self.raw
         if conn.closed or conn.broken:
             conn.close()
-            self.raw = conn = connect(self._url)
+            self.raw = conn = self._connect()
             log.info("reconnected to PostgreSQL")
         return conn
 
@@ -94,6 +136,21 @@ class PostgresDatabase(Database):
 
     def serialize(self, what: str) -> None:
         self.execute("SELECT pg_advisory_xact_lock(?)", (lock_id(what),))
+
+    log_horizon = LOG_HORIZON
+
+    def number_log(self, device_ids: list[int], count: int) -> list[int]:
+        """Take each device's advisory lock (sorted, held to the commit), then the transaction's id.
+
+        The id is assigned only once every lock is held, so of two transactions writing one device (two
+        connections of it on two workers) the one that commits first has the smaller id: a device's
+        messages are in commit order. Transactions of different devices wait for nobody."""
+        if count >= 1 << LOG_SHIFT:
+            raise DatabaseError(f"one transaction cannot log {count} messages (at most {(1 << LOG_SHIFT) - 1})")
+        keys = sorted({_DEVICE_LOCKS | (device_id & 0xFFFF_FFFF) for device_id in device_ids})
+        xact = int(self.execute(_NUMBER_LOG, (keys,)).fetchone()[0])
+        base = xact << LOG_SHIFT
+        return list(range(base, base + count))
 
     def lock_devices(self, device_ids: list[int]) -> None:
         if device_ids:

@@ -1,10 +1,12 @@
 """The durable message log, written by group commit, on either SQL engine.
 
 Messages are numbered twice: ``id`` is the messageId devices get (64-bit, time-ordered, assigned when the
-request arrives) and ``seq`` is the position in the log, assigned at insert while the batch's transaction
-holds the log's write lock (SQLite's single writer; an advisory lock on PostgreSQL, shared by every
-process), so it increases in commit order. Forwarding cursors follow ``seq``: a cursor on ``id`` could
-step over a message that got a smaller id but committed later.
+request arrives) and ``seq`` is the position in the log. Forwarding cursors follow ``seq``: a cursor on ``id``
+could step over a message that got a smaller id but committed later. On SQLite (one writer at a time) seq is
+the rowid, in commit order. On PostgreSQL many processes commit at once, with no lock in common: seq comes
+from the inserting transaction's id, and readers read only below the horizon of transactions still running
+(``Database.number_log``, ``log_horizon``), so a message that commits late is waited for, never skipped; a
+device's messages are in commit order (its transactions take its lock before their id).
 """
 
 import asyncio
@@ -28,6 +30,8 @@ _INSERT_COLUMNS = (
 )
 _SELECT_COLUMNS = _INSERT_COLUMNS + ", seq"  # in StoredMessage's field order
 _INSERT_MESSAGE = f"INSERT INTO messages ({_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_NUMBERED = f"INSERT INTO messages ({_SELECT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+BACKLOG_CAP = 100_000  # the most log messages a backlog counts where seq has gaps (PostgreSQL)
 _INSERT_HISTORY = "INSERT INTO history (device_id, time_ms, message_id, samples) VALUES (?, ?, ?, ?)"
 _MARK_SEEN = "UPDATE devices SET last_seen_ms = ? WHERE id = ? AND coalesce(last_seen_ms, 0) < ?"
 # a late report (older time) goes into history but does not overwrite a newer latest value
@@ -190,6 +194,8 @@ class SqlMessageLog:
             else:
                 cursors.append((item.seq, item.subscription_id, item.seq))  # type: ignore[union-attr]
         with conn.transaction():
+            # first, before anything takes a transaction id: the log's numbers (PostgreSQL: and its device locks)
+            seqs = conn.number_log(sorted({m[1] for m in messages}), len(messages)) if messages else None
             # Row locks in one order in every transaction that takes them (devices by id, then latest values
             # by device and property, as the registry does), so concurrent writers never deadlock.
             conn.lock_devices(sorted({*seen, *(s.device_id for s in sessions)}))
@@ -207,10 +213,9 @@ class SqlMessageLog:
             if history:
                 conn.executemany(_INSERT_HISTORY, history)
                 conn.executemany(_UPSERT_LATEST, _newest_per_property(reporting))
-            if messages:
-                # last: the log's lock (held to the commit, so seq is in commit order across processes) is
-                # then held for one insert, while every other process's batch writes the rest meanwhile
-                conn.serialize("log")
+            if seqs is not None:
+                conn.executemany(_INSERT_NUMBERED, [(*row, seq) for row, seq in zip(messages, seqs, strict=True)])
+            elif messages:
                 conn.executemany(_INSERT_MESSAGE, messages)
 
     async def append(self, message: StoredMessage) -> None:
@@ -254,6 +259,8 @@ class SqlMessageLog:
             raise StoreUnavailable(f"the probe write failed: {exc}") from None
 
     async def _select(self, where: str, params: tuple, order: str, limit: int) -> list[StoredMessage]:
+        """``where`` may name ``{horizon}``: the rows a log reader may return yet (all, on SQLite)."""
+        where = where.format(horizon=self._writer.log_horizon or "TRUE")
         sql = f"SELECT {_SELECT_COLUMNS} FROM messages{' WHERE ' + where if where else ''} ORDER BY seq {order} LIMIT ?"
 
         def q(conn: Database) -> list[tuple]:
@@ -263,11 +270,28 @@ class SqlMessageLog:
 
     async def read_after(self, seq: int, limit: int) -> list[StoredMessage]:
         """Committed messages after ``seq``, in commit order: what a forwarder reads next."""
-        return await self._select("seq > ?", (seq,), "ASC", limit)
+        return await self._select("seq > ? AND {horizon}", (seq,), "ASC", limit)
 
     async def last_seq(self) -> int:
+        """The newest seq a reader may read (on PostgreSQL: below the horizon of running transactions)."""
         def q(conn: Database) -> int:
-            return conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
+            return conn.execute(
+                f"SELECT coalesce(max(seq), 0) FROM messages WHERE {conn.log_horizon or 'TRUE'}"
+            ).fetchone()[0]
+
+        return await self._reader.run(q)
+
+    async def backlogs(self, cursors: list[int]) -> list[int]:
+        """Log messages after each cursor. SQLite's seq is dense: a subtraction. PostgreSQL's has gaps (see
+        the module): a count, of at most ``BACKLOG_CAP`` (a stopped sink's backlog is not counted each time)."""
+        def q(conn: Database) -> list[int]:
+            horizon = conn.log_horizon
+            last = conn.execute(f"SELECT coalesce(max(seq), 0) FROM messages WHERE {horizon or 'TRUE'}").fetchone()[0]
+            if not horizon:
+                return [max(0, last - cursor) for cursor in cursors]
+            count = (f"SELECT count(*) FROM (SELECT 1 FROM messages WHERE seq > ? AND seq <= ? LIMIT {BACKLOG_CAP})"
+                     " AS behind")
+            return [conn.execute(count, (cursor, last)).fetchone()[0] if cursor < last else 0 for cursor in cursors]
 
         return await self._reader.run(q)
 
@@ -292,7 +316,7 @@ class SqlMessageLog:
         if after_seq is None:
             rows = await self._select("", (), "DESC", limit)
         else:
-            rows = await self._select("seq > ?", (after_seq,), "DESC", limit)
+            rows = await self._select("seq > ? AND {horizon}", (after_seq,), "DESC", limit)
         return list(reversed(rows))
 
     async def delete_before(self, seq: int, received_before_ms: int | None, max_rows: int) -> int:

@@ -274,7 +274,8 @@ class SqlRegistry:
                         raise NotFound(f"product {product_key} does not exist")
                 if conn.execute("SELECT 1 FROM subscriptions WHERE name = ?", (name,)).fetchone():
                     raise Conflict(f"subscription {name} already exists")
-                start = 0 if from_start else conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
+                newest = f"SELECT coalesce(max(seq), 0) FROM messages WHERE {conn.log_horizon or 'TRUE'}"
+                start = 0 if from_start else conn.execute(newest).fetchone()[0]  # a late commit: still delivered
                 try:
                     cur = conn.execute(
                         "INSERT INTO subscriptions"

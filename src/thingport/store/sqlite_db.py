@@ -1,7 +1,9 @@
 """SQLite connections and schema for the embedded default (one file in the data dir, WAL mode).
 
 WAL lets the CLI and readers work beside the server's single writer; ``synchronous=FULL`` makes each
-commit durable (fsync) before the server acknowledges what it holds. Group commit keeps that cheap.
+commit durable (fsync) before the server acknowledges what it holds. Group commit keeps that cheap. The log
+writer of a server set to ``durability = "os"`` uses ``synchronous=NORMAL`` instead: in WAL mode a commit is
+then written to the OS, not synced (a crash of the process loses nothing, a power cut the newest commits).
 """
 
 import fcntl
@@ -12,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from thingport.private_files import narrow_existing, private_dir, private_file
-from thingport.store.database import Cursor, Database, DriverErrors
+from thingport.store.database import Cursor, Database, DriverErrors, Durability
 
 DB_FILE = "thingport.db"
 WRITE_LOCK_FILE = "thingport.db-writer"  # flock'd for each write transaction (see SqliteDatabase)
 PAGE_SIZE = 4096
+SYNCHRONOUS: dict[Durability, str] = {"fsync": "FULL", "os": "NORMAL"}
 
 _SCHEMA_V1 = """
 CREATE TABLE products (
@@ -199,8 +202,8 @@ def db_path(data_dir: Path) -> Path:
     return data_dir / DB_FILE
 
 
-def connect(path: Path, max_bytes: int | None = None) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL, durable commits.
+def connect(path: Path, max_bytes: int | None = None, durability: Durability = "fsync") -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, commits as durable as ``durability``.
 
     ``max_bytes`` caps the database file for this connection's writes (the storage quota): a write past
     it fails with SQLITE_FULL and nothing is acknowledged.
@@ -211,7 +214,7 @@ def connect(path: Path, max_bytes: int | None = None) -> sqlite3.Connection:
     narrow_existing(path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={SYNCHRONOUS[durability]}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=10000")
     if max_bytes is not None:
@@ -312,7 +315,7 @@ class SqliteDatabase(Database):
             self._lock_fd = None
 
 
-def open_database(data_dir: Path, max_bytes: int | None = None) -> SqliteDatabase:
-    db = SqliteDatabase(connect(db_path(data_dir), max_bytes), data_dir / WRITE_LOCK_FILE)
+def open_database(data_dir: Path, max_bytes: int | None = None, durability: Durability = "fsync") -> SqliteDatabase:
+    db = SqliteDatabase(connect(db_path(data_dir), max_bytes, durability), data_dir / WRITE_LOCK_FILE)
     migrate(db)
     return db

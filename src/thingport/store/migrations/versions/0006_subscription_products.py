@@ -2,14 +2,14 @@
 ``product_key`` (NOT NULL, a foreign key to products) becomes ``product_keys``, comma-separated, NULL for
 every product (those created later too).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
