@@ -705,7 +705,9 @@ def subscription() -> None:
 
 @subscription.command("create")
 @click.option("--name", required=True)
-@click.option("--product-key", required=True)
+@click.option("--product-key", "product_keys", multiple=True,
+              help="A product whose messages it takes (repeatable: several products).")
+@click.option("--all-products", is_flag=True, help="Every product's messages, those of products created later too.")
 @click.option("--sink", type=click.Choice(SINK_TYPES), required=True,
               help="http: applications pull from the API (or its SSE stream); the others push.")
 @click.option("--kinds", default="raw,properties,event,status", show_default=True,
@@ -719,13 +721,17 @@ def subscription() -> None:
                    "or refuses the credentials is an error.")
 @data_dir_option
 @json_option
-def subscription_create(name: str, product_key: str, sink: str, kinds: str, topic_filter: str | None,
-                        options: tuple[str, ...], from_start: bool, no_check: bool, data_dir: Path | None,
-                        as_json: bool) -> None:
-    """Create a subscription; a running server starts forwarding within a second."""
+def subscription_create(name: str, product_keys: tuple[str, ...], all_products: bool, sink: str, kinds: str,
+                        topic_filter: str | None, options: tuple[str, ...], from_start: bool, no_check: bool,
+                        data_dir: Path | None, as_json: bool) -> None:
+    """Create a subscription of one product, several (--product-key repeated) or all (--all-products); a
+    running server starts forwarding within a second."""
+    if bool(product_keys) == all_products:
+        raise click.UsageError("give --product-key (once or more) or --all-products")
     parsed = parse_options(sink, options)
     kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
-    created = run(data_dir, lambda m: m.create_subscription(name, product_key, sink, kind_list, topic_filter, parsed,
+    products = None if all_products else list(product_keys)
+    created = run(data_dir, lambda m: m.create_subscription(name, products, sink, kind_list, topic_filter, parsed,
                                                            from_start, check=not no_check))
     emit(views.subscription_json(created, backlog=0), as_json)
 

@@ -83,7 +83,7 @@ def test_forced_retention_and_size_limit(data_dir: Path) -> None:
 
 
 def test_subscription_filter() -> None:
-    sub = Subscription(1, "s", "pk01", ("raw", "status"), "/pk01/+/user/keep/#", "http", {}, 0, True, 0)
+    sub = Subscription(1, "s", ("pk01",), ("raw", "status"), "/pk01/+/user/keep/#", "http", {}, 0, True, 0)
     wanted = SubscriptionFilter(sub)
     assert wanted(message(1, 0, topic="/pk01/dev-1/user/keep/x"))
     assert not wanted(message(2, 0, topic="/pk01/dev-1/user/other"))

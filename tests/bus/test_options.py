@@ -17,7 +17,7 @@ from thingport.core.model import Subscription
 
 
 def subscription(sink: str, options: dict) -> Subscription:
-    return Subscription(1, "s", "pk", ("raw",), None, sink, options, 0, True, 0)
+    return Subscription(1, "s", ("pk",), ("raw",), None, sink, options, 0, True, 0)
 
 
 @pytest.mark.parametrize("kind", list(PUSH_MODULES))

@@ -24,7 +24,7 @@ def message(seq: int, product_key: str = "pk", topic: str = "/pk/dev/user/a") ->
 
 
 def subscription(topic_filter: str | None = None) -> Subscription:
-    return Subscription(1, "s", "pk", ("raw",), topic_filter, "http", {}, 0, True, 0)
+    return Subscription(1, "s", ("pk",), ("raw",), topic_filter, "http", {}, 0, True, 0)
 
 
 def test_a_read_skips_unwanted_messages_and_its_cursor_passes_them() -> None:

@@ -1,5 +1,6 @@
 """Webhook sink against a real local HTTP receiver (http.server on a thread) that checks the signature."""
 
+import base64
 import hashlib
 import hmac
 import http.server
@@ -14,7 +15,7 @@ import pytest
 from tests.bus.services import deliveries, run
 from tests.bus.tcp_proxy import TcpProxy
 from thingport.bus.base import Delivery, SinkConfigError, SinkError
-from thingport.bus.webhook import WebhookSink, envelope_batch, signature
+from thingport.bus.webhook import WebhookSink, envelope_batch, signature, signing_key, standard_signature
 
 SECRET = "per-subscription-secret"
 
@@ -245,6 +246,8 @@ def test_unreachable_receiver_fails_fast() -> None:
         ({"url": "https://example.com/"}, "secret"),
         ({"url": "https://example.com/", "secret": ""}, "secret"),
         ({"url": "https://example.com/", "secret": 1.5}, "secret"),
+        ({"url": "https://example.com/", "secret": "whsec_not base64!"}, "secret"),
+        ({"url": "https://example.com/", "secret": "whsec_"}, "secret"),
         ({"url": "https://example.com/", "secret": SECRET, "timeout": 0}, "timeout"),
         ({"url": "https://example.com/", "secret": SECRET, "timeout": float("inf")}, "timeout"),
         ({"url": "https://example.com/", "secret": SECRET, "retries": 3}, "retries"),
@@ -268,3 +271,59 @@ def test_a_numeric_secret_is_used_as_its_text(receiver: Receiver) -> None:
 
     run(body())
     assert receiver.requests[0].signature_ok
+
+
+STANDARD_SECRET = "whsec_" + base64.b64encode(b"thirty-two bytes of webhook key!").decode()
+
+
+@pytest.mark.parametrize("secret", [STANDARD_SECRET, SECRET])
+def test_standard_webhooks_receivers_verify_with_its_library_and_refuse_replays(
+    receiver: Receiver, secret: str
+) -> None:
+    """The Standard Webhooks project's own library verifies every request: a whsec_ secret as given, any
+    other as its UTF-8 bytes. The id names the batch (a retry repeats it), the timestamp the attempt."""
+    from standardwebhooks import Webhook, WebhookVerificationError
+
+    receiver.secret = secret
+    receiver.status = 503  # the first attempt fails: the batch is offered again
+    batch, other = deliveries(3, "pkW"), deliveries(2, "pkW", start=4)
+
+    async def body() -> None:
+        sink = WebhookSink({"url": url(receiver), "secret": secret})
+        try:
+            with pytest.raises(SinkError):
+                await sink.publish(batch)
+            receiver.status = 204
+            await sink.publish(batch)
+            await sink.publish(other)
+            await sink.check()
+            await sink.check()
+        finally:
+            await sink.close()
+
+    run(body())
+    verifier = Webhook(secret) if secret.startswith("whsec_") else Webhook(secret.encode())
+    first, retry, second, check1, check2 = receiver.requests
+    for request in receiver.requests:
+        assert request.signature_ok  # X-Thingport-Signature too, as before
+        assert verifier.verify(request.body, request.headers, json_parse=False) is None
+        assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 300
+    assert first.headers["webhook-id"] == retry.headers["webhook-id"] != second.headers["webhook-id"]
+    assert check1.headers["webhook-id"] != check2.headers["webhook-id"]  # two checks, not a replay
+    assert first.body == retry.body
+
+    tampered = {**second.headers, "webhook-id": first.headers["webhook-id"]}
+    with pytest.raises(WebhookVerificationError):
+        verifier.verify(second.body, tampered)
+    replayed = {**first.headers, "webhook-timestamp": str(int(time.time()) - 3600)}  # an old capture
+    with pytest.raises(WebhookVerificationError):
+        verifier.verify(first.body, replayed)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(base64.b64encode(b"another key")).verify(first.body, first.headers)
+
+
+def test_standard_signature_value() -> None:
+    # by hand: printf 'msg_1.1700000000.{"messages":[]}' | openssl dgst -sha256 -hmac "key" -binary | base64
+    assert signing_key("whsec_" + base64.b64encode(b"key").decode()) == b"key" == signing_key("key")
+    assert standard_signature(b"key", "msg_1", 1700000000, b'{"messages":[]}') == (
+        "v1,pF/1ozZdJFgOwc6PR7MmVDJ/wxYsAGTJIHqrkB24fEs=")

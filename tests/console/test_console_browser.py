@@ -360,6 +360,55 @@ def test_subscriptions_page_shows_each_subscription_with_its_backlog(
     shot(page, "11-subscriptions")
 
 
+def test_subscriptions_are_created_paused_resumed_and_deleted_from_the_console(
+    page: "Page", server: ServerProcess, admin_key: str
+) -> None:
+    def thingport(*args: str) -> Any:
+        command = [sys.executable, "-m", "thingport", *args, "--json", "--data-dir", str(server.data_dir)]
+        result = subprocess.run(command, env=server.env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr + result.stdout
+        return json.loads(result.stdout)
+
+    first = thingport("product", "create", "--name", "fwd-one")["productKey"]
+    second = thingport("product", "create", "--name", "fwd-two")["productKey"]
+    sign_in(page, admin_key)
+    page.get_by_test_id("nav-subscriptions").click()
+    form = page.get_by_test_id("create-subscription-form")
+    expect(form.locator(f"option[value='{second}']")).to_have_count(1, **expect_timeout)
+    page.get_by_test_id("sub-name").fill("console-two")
+    page.get_by_test_id("sub-products").select_option([first, second])
+    page.get_by_test_id("sub-kind-status").uncheck()
+    page.get_by_test_id("create-subscription").click()
+    expect(page.get_by_test_id("products-console-two")).to_have_text(f"{first}, {second}", **expect_timeout)
+    page.get_by_test_id("sub-name").fill("console-every")
+    page.get_by_test_id("sub-every").check()
+    page.get_by_test_id("create-subscription").click()
+    expect(page.get_by_test_id("products-console-every")).to_have_text("every product", **expect_timeout)
+    made = {s["name"]: s for s in thingport("subscription", "list")}
+    assert made["console-two"]["productKeys"] == [first, second]
+    assert made["console-two"]["kinds"] == ["raw", "properties", "event"]
+    assert made["console-every"]["allProducts"] is True
+
+    page.get_by_test_id("pause-console-two").click()
+    expect(page.get_by_test_id("state-console-two")).to_contain_text("disabled", **expect_timeout)
+    assert {s["name"]: s for s in thingport("subscription", "list")}["console-two"]["enabled"] is False
+    shot(page, "12-subscription-paused")
+    page.get_by_test_id("resume-console-two").click()
+    expect(page.get_by_test_id("state-console-two")).to_contain_text("running", **expect_timeout)
+
+    # a sink option that is not JSON is refused in the page, before anything is sent
+    page.get_by_test_id("sub-name").fill("console-bad")
+    page.get_by_test_id("sub-options").fill("url=nope")
+    page.get_by_test_id("create-subscription").click()
+    expect(error_text(page)).to_contain_text("Could not create the subscription", **expect_timeout)
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_test_id("delete-console-every").click()
+    expect(page.get_by_test_id("subscription-console-every")).to_have_count(0, **expect_timeout)
+    assert "console-every" not in {s["name"] for s in thingport("subscription", "list")}
+    assert "console-bad" not in {s["name"] for s in thingport("subscription", "list")}
+
+
 def test_another_site_cannot_frame_the_console(page: "Page", server: ServerProcess) -> None:
     import http.server
     import threading

@@ -133,20 +133,27 @@ def test_product_delete_is_refused_while_it_has_devices_or_subscriptions_unless_
         await m.create_product("sensors", "pkSensors")
         await m.create_device("pkSensors", "sensor-1", gateway=("pkGateways", "gw-0001"))
         await m.create_subscription("feed", "pkGateways", "http")
-        with pytest.raises(Conflict, match="has 2 devices and 1 subscriptions"):
+        await m.create_subscription("both", ["pkGateways", "pkSensors"], "http")
+        await m.create_subscription("everything", None, "http")
+        with pytest.raises(Conflict, match="has 2 devices and 2 subscriptions"):
             await m.delete_product("pkGateways")
         with pytest.raises(Conflict, match="sub-devices of product pkGateways's gateways"):
             await m.delete_product("pkGateways", force=True)
         await m.delete_device("pkSensors", "sensor-1")
         product, devices, subscriptions = await m.delete_product("pkGateways", force=True)
-        assert (product.product_key, devices, subscriptions) == ("pkGateways", 2, 1)
+        assert (product.product_key, devices, subscriptions) == ("pkGateways", 2, 2)
         with pytest.raises(NotFound):
             await m.product("pkGateways")
-        assert [s.name for s, _ in await m.subscriptions()] == []
+        # its own subscription is gone; one of two products loses it; every-product ones stay as they are
+        assert {s.name: s.products for s, _ in await m.subscriptions()} == {
+            "both": ("pkSensors",), "everything": ()}
         assert await m.devices() == []
         # the key is free again, with nothing of the old product left (its thing model neither)
         again = await m.create_product("again", "pkGateways")
         assert again.model_version is None and await names(m, "pkGateways") == []
+        with pytest.raises(Conflict, match="has 0 devices and 1 subscriptions"):
+            await m.delete_product("pkSensors")  # "both" names it still
+        await m.delete_subscription("both")
         await m.delete_product("pkSensors")
         with pytest.raises(NotFound):
             await m.delete_product("pkSensors")

@@ -186,8 +186,12 @@ class ApiKeyCreated(ApiKeyOut):
 
 
 class SubscriptionCreate(Model):
+    """One of ``productKey``, ``productKeys`` or ``allProducts``: which products' messages it takes."""
+
     name: str = Field(pattern="^[A-Za-z0-9_-]{1,64}$")
-    productKey: str
+    productKey: str | None = None
+    productKeys: list[str] | None = Field(None, min_length=1, max_length=100)
+    allProducts: bool = Field(False, description="every product's messages, those of products created later too")
     sink: Literal[SINK_TYPES]  # type: ignore[valid-type]  # the names bus/factory.py knows
     kinds: list[EnvelopeKind] = Field(default_factory=lambda: list(get_args(EnvelopeKind)), min_length=1, max_length=4)
     topicFilter: str | None = Field(None, max_length=512)
@@ -199,7 +203,9 @@ class SubscriptionCreate(Model):
 
 class SubscriptionOut(Model):
     name: str
-    productKey: str
+    productKey: str | None = Field(description="the product, for a subscription of one product (else null)")
+    productKeys: list[str] = Field(description="the products whose messages it takes (empty: every product)")
+    allProducts: bool
     kinds: list[str]
     topicFilter: str | None
     sink: str
@@ -238,6 +244,11 @@ class Envelope(Model):
 class PullOut(Model):
     messages: list[Envelope]
     cursor: str = Field(description="acknowledge with this to move past these messages")
+
+
+class SubscriptionPatch(Model):
+    enabled: bool = Field(description="false: pause forwarding (messages wait for it, kept from retention); "
+                                      "true: resume")
 
 
 class AckIn(Model):

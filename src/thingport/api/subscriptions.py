@@ -2,7 +2,7 @@
 http subscription delivers."""
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from fastapi import APIRouter, Query, Request
@@ -10,10 +10,11 @@ from fastapi.responses import Response, StreamingResponse
 
 from thingport.api import schemas as s
 from thingport.api.deps import CONSUMING_ROLES, Admin, Consumer, Manage, Read
+from thingport.api.errors import ApiError
 from thingport.api.views import subscription_json
 from thingport.bus.envelope import envelope
 from thingport.core import errors
-from thingport.core.model import ApiKey
+from thingport.core.model import ApiKey, StoredMessage
 
 router = APIRouter(tags=["subscriptions"])
 
@@ -30,10 +31,15 @@ async def create_subscription(
     body: s.SubscriptionCreate, management: Manage,
     check: Annotated[bool, Query(description="false: skip the sink check (as the body's `check`)")] = True,
 ) -> dict:
-    """A push sink is first connected to with its credentials (a webhook gets an empty signed batch):
+    """Of one product (`productKey`), a list (`productKeys`) or every product (`allProducts`: those created
+    later too). A push sink is first connected to with its credentials (a webhook gets an empty signed batch):
     400 `sink_unreachable` when that fails, unless `check` is false (in the body or the query)."""
+    scopes = [body.productKey is not None, body.productKeys is not None, body.allProducts]
+    if sum(scopes) != 1:
+        raise errors.ParamError("give exactly one of productKey, productKeys and allProducts")
+    products = None if body.allProducts else body.productKeys if body.productKeys is not None else body.productKey
     created = await management.create_subscription(
-        body.name, body.productKey, body.sink, list(body.kinds), body.topicFilter, dict(body.options),
+        body.name, products, body.sink, list(body.kinds), body.topicFilter, dict(body.options),
         body.fromStart, check=body.check and check,
     )
     return subscription_json(created, 0)
@@ -45,6 +51,14 @@ async def get_subscription(name: str, management: Manage) -> dict:
         if sub.name == name:
             return subscription_json(sub, backlog)
     raise errors.NotFound(f"subscription {name} does not exist")
+
+
+@router.patch("/api/subscriptions/{name}", response_model=s.SubscriptionOut, dependencies=[Admin],
+              responses={404: {"model": s.ErrorResponse}})
+async def update_subscription(name: str, body: s.SubscriptionPatch, management: Manage) -> dict:
+    """Pause (`enabled: false`) or resume forwarding: a paused subscription's messages wait for it."""
+    await management.set_subscription_enabled(name, body.enabled)
+    return await get_subscription(name, management)
 
 
 @router.delete("/api/subscriptions/{name}", status_code=204, response_class=Response, dependencies=[Admin])
@@ -79,22 +93,40 @@ async def ack(name: str, body: s.AckIn, management: Manage) -> dict:
 @router.get("/api/subscriptions/{name}/events",
             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                              "description": "Server-Sent Events: id = log seq, data = envelope JSON"}})
-async def events(name: str, request: Request, key: Annotated[ApiKey, Read], management: Manage) -> Response:
+async def events(
+    name: str, request: Request, key: Annotated[ApiKey, Read], management: Manage,
+    ack: Annotated[Literal["manual", "auto"], Query(
+        description="manual: the client acknowledges an event id (POST .../ack) when it is done with it; auto "
+                    "(an admin or consumer key): the stream moves the cursor past what it has written, so an "
+                    "event lost in flight when the connection drops is not sent again")] = "manual",
+) -> Response:
     """Server-Sent Events of a subscription, resuming after ``Last-Event-ID`` (else from its cursor)."""
     last = request.headers.get("last-event-id")
     after = int(last) if last and last.isdigit() and len(last) < 20 else None
-    await management.subscription(name)  # 404 before the stream starts
-    source = management.stream(name, after, consumer=key.role in CONSUMING_ROLES)
+    consumer = key.role in CONSUMING_ROLES
+    if ack == "auto" and not consumer:
+        raise ApiError(403, "forbidden", f"API key {key.name!r} is read-only: ack=auto needs a consumer key")
+    source = management.stream(name, after, consumer=consumer, auto_ack=ack == "auto")
+    try:  # 404, 400, 409 before the stream starts
+        first = await anext(source)
+    except BaseException:
+        await source.aclose()
+        raise
 
     async def body() -> AsyncIterator[bytes]:
         yield b": thingport\n\n"
-        async for message in source:
-            if await request.is_disconnected():
-                break
-            if message is None:
-                yield b": keep-alive\n\n"
-            else:
-                data = msgspec.json.encode(envelope(message))
-                yield b"id: %d\nevent: message\ndata: %s\n\n" % (message.seq, data)
+        message: StoredMessage | None = first
+        try:
+            while True:
+                if await request.is_disconnected():
+                    break
+                if message is None:
+                    yield b": keep-alive\n\n"
+                else:
+                    data = msgspec.json.encode(envelope(message))
+                    yield b"id: %d\nevent: message\ndata: %s\n\n" % (message.seq, data)
+                message = await anext(source)
+        finally:
+            await source.aclose()
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -70,7 +70,9 @@ def subscription_json(subscription: Subscription, backlog: int | None = None) ->
     ``***``)."""
     return {
         "name": subscription.name,
-        "productKey": subscription.product_key,
+        "productKey": subscription.products[0] if len(subscription.products) == 1 else None,
+        "productKeys": list(subscription.products),
+        "allProducts": not subscription.products,
         "kinds": list(subscription.kinds),
         "topicFilter": subscription.topic_filter,
         "sink": subscription.sink,

@@ -15,13 +15,13 @@ class SubscriptionFilter:
     """Which log messages a subscription wants (compiled once)."""
 
     def __init__(self, subscription: Subscription) -> None:
-        self._product_key = subscription.product_key
+        self._products = frozenset(subscription.products) or None  # None: every product
         self._kinds = frozenset(subscription.kinds)
         self._topic = compile_topic_filter(subscription.topic_filter) if subscription.topic_filter else None
 
     def __call__(self, message: StoredMessage) -> bool:
         return (
-            message.product_key == self._product_key
+            (self._products is None or message.product_key in self._products)
             and envelope_kind(message) in self._kinds
             and (self._topic is None or bool(self._topic(message.topic)))
         )

@@ -4,7 +4,14 @@ The request body is ``{"messages":[<envelope>,<envelope>,...]}``, the envelopes 
 the bytes of ``Delivery.body`` (joined, never re-encoded), with the headers
 
 - ``Content-Type: application/json``
-- ``X-Thingport-Signature: sha256=<hex HMAC-SHA256 of the exact body, keyed with the secret>``
+- ``webhook-id``, ``webhook-timestamp``, ``webhook-signature`` of the Standard Webhooks scheme (standardwebhooks.com),
+  so a receiver can verify with that project's libraries and refuse replays: ``webhook-signature`` is
+  ``v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<body>">``; ``webhook-timestamp`` the Unix
+  seconds of this attempt (a receiver refuses one more than 5 minutes off its clock); ``webhook-id`` is
+  derived from the key and the body, so it is the same whenever the same batch is offered again and differs
+  for any other (a receiver that has seen an id may drop the request as a duplicate or a replay)
+- ``X-Thingport-Signature: sha256=<hex HMAC-SHA256 of the exact body, keyed with the secret's UTF-8>``, as
+  before the Standard Webhooks headers came: it carries no time, so it cannot tell a replay
 - ``X-Thingport-Delivery: <seq of the batch's first delivery>`` (the same value when a batch is offered again,
   so a receiver can tell a retry; together with each envelope's messageId it can drop duplicates), or
   ``check`` for the empty batch ``{"messages":[]}`` sent when the subscription is created (unless told not to)
@@ -14,6 +21,10 @@ the timeout fails it with SinkError; the forwarder offers the same batch again l
 is no retry inside ``publish``: one attempt per call, so a batch's retries are paced by the forwarder only.
 The receiver verifies with, in Python::
 
+    standardwebhooks.Webhook(secret).verify(body, request_headers)  # a whsec_ secret; raises if not authentic
+
+or, with the older header (no replay protection)::
+
     hmac.compare_digest(header, "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest())
 
 Options:
@@ -22,7 +33,10 @@ Options:
     ``http://`` or ``https://`` URL receiving the POSTs. HTTPS certificates are verified (httpx's default CA
     bundle). Credentials in the URL are never shown in errors.
 ``secret`` (required)
-    The subscription's HMAC key (non-empty string, used as UTF-8).
+    The subscription's HMAC key. ``whsec_<base64>`` (Standard Webhooks' form, e.g. 32 random bytes): the
+    decoded bytes key ``webhook-signature``, which the libraries take as it is (``Webhook(secret)``). Any
+    other non-empty string keys it with its UTF-8 bytes (a library takes ``Webhook(secret.encode())``).
+    ``X-Thingport-Signature`` is keyed with the string's UTF-8 bytes either way, as it always was.
 ``timeout``
     Seconds, default 10: the bound on one ``publish`` (connecting, sending, and the reply's status and body).
 """
@@ -30,9 +44,13 @@ Options:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import hmac
 import logging
+import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +85,35 @@ def signature(secret: str | bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
+SECRET_PREFIX = "whsec_"
+
+
+def signing_key(secret: str) -> bytes:
+    """The Standard Webhooks HMAC key of a ``secret`` option: a ``whsec_<base64>`` secret's decoded bytes,
+    any other's UTF-8. Raises ValueError for a ``whsec_`` secret that is not base64 or decodes to nothing."""
+    if not secret.startswith(SECRET_PREFIX):
+        return secret.encode()
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("a whsec_ secret must be whsec_ and base64") from None
+    if not key:
+        raise ValueError("a whsec_ secret must encode at least one byte")
+    return key
+
+
+def standard_signature(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value (Standard Webhooks v1) for ``body`` sent as ``message_id`` at ``timestamp``."""
+    signed = hmac.new(key, b"%s.%d.%s" % (message_id.encode(), timestamp, body), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(signed).decode()
+
+
+def webhook_id(key: bytes, body: bytes) -> str:
+    """A batch's ``webhook-id``: the same for the same batch (its envelopes carry their seq and messageId), so
+    a retry is known as one; another batch, or another subscription's key, gives another."""
+    return "msg_" + hashlib.sha256(b"thingport-webhook-id\0" + key + b"\0" + body).hexdigest()[:32]
+
+
 def envelope_batch(batch: Sequence[Delivery]) -> bytes:
     """``{"messages":[...]}`` from the envelopes' own JSON bytes."""
     return b'{"messages":[' + b",".join(d.body for d in batch) + b"]}"
@@ -97,10 +144,14 @@ class WebhookSink(Sink):
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise _fail("url", f"must be an http:// or https:// URL with a host, got {_shown(parsed)!r}")
         if "secret" not in self.options:
-            raise _fail("secret", "is required (the HMAC key the receiver verifies X-Thingport-Signature with)")
+            raise _fail("secret", "is required (the HMAC key the receiver verifies the signatures with)")
         secret = text_option(self.options["secret"])
         if not isinstance(secret, str) or not secret:
             raise _fail("secret", "must be a non-empty string")
+        try:
+            self._standard_key = signing_key(secret)
+        except ValueError as exc:
+            raise _fail("secret", str(exc)) from None
         timeout = timeout_option("webhook", self.options)
         self.url = url
         self.shown_url = _shown(parsed)
@@ -125,20 +176,27 @@ class WebhookSink(Sink):
     async def publish(self, batch: Sequence[Delivery]) -> None:
         if not batch:
             return
-        await self._post(envelope_batch(batch), str(batch[0].seq),
+        body = envelope_batch(batch)
+        await self._post(body, str(batch[0].seq), webhook_id(self._standard_key, body),
                          f"for the batch of {len(batch)} from seq {batch[0].seq}")
 
     async def check(self) -> None:
-        """An empty batch, signed like any other (``X-Thingport-Delivery: check``): the receiver must answer
+        """An empty batch, signed like any other (``X-Thingport-Delivery: check``, a fresh ``webhook-id``: two
+        checks are two requests, not a replay): the receiver must answer
         2xx, which proves the URL, its credentials and the secret as far as the receiver checks them."""
         try:
-            await self._post(b'{"messages":[]}', "check", "for the check (an empty batch)")
+            await self._post(b'{"messages":[]}', "check", f"msg_check_{secrets.token_hex(12)}",
+                             "for the check (an empty batch)")
         finally:
             await self.close()
 
-    async def _post(self, body: bytes, delivery: str, what: str) -> None:
+    async def _post(self, body: bytes, delivery: str, message_id: str, what: str) -> None:
+        timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": standard_signature(self._standard_key, message_id, timestamp, body),
             "X-Thingport-Signature": signature(self._key, body),
             "X-Thingport-Delivery": delivery,
         }

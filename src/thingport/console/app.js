@@ -1032,23 +1032,94 @@
       s.lastError ? h("div", { class: "small error-text", testid: `last-error-${s.name}` }, s.lastError) : null);
   }
 
+  const SINKS = ["http", "webhook", "rabbitmq", "nats", "mqtt"];
+  const KINDS = ["raw", "properties", "event", "status"];
+
+  // the products a subscription takes: one, a list, or every product (those created later too)
+  const scopeText = (s) => (s.allProducts ? "every product" : (s.productKeys || [s.productKey]).join(", "));
+
+  // create (any sink, any products), pause / resume, delete; health refreshed with the table
+  function subscriptionForm(ctx, refresh) {
+    const name = h("input", { id: "sub-name", testid: "sub-name", required: true, maxlength: 64, spellcheck: "false" });
+    const every = h("input", { type: "checkbox", id: "sub-every", testid: "sub-every" });
+    const products = h("select", { id: "sub-products", testid: "sub-products", multiple: true, size: 4 });
+    every.addEventListener("change", () => { products.disabled = every.checked; });
+    const sink = h("select", { id: "sub-sink", testid: "sub-sink" }, SINKS.map((k) => h("option", { value: k }, k)));
+    const kinds = KINDS.map((k) => h("label", { class: "inline" },
+      h("input", { type: "checkbox", value: k, checked: true, testid: `sub-kind-${k}` }), ` ${k}`));
+    const topic = h("input", { id: "sub-topic", testid: "sub-topic", placeholder: "all topics, or e.g. /+/+/user/#", maxlength: 512, spellcheck: "false" });
+    const options = h("textarea", { id: "sub-options", testid: "sub-options", rows: 3, spellcheck: "false",
+      placeholder: '{"url": "https://app.example/hook", "secret": "whsec_..."}' });
+    const fromStart = h("input", { type: "checkbox", id: "sub-from-start", testid: "sub-from-start" });
+    const check = h("input", { type: "checkbox", id: "sub-check", testid: "sub-check", checked: true });
+    const form = h("form", { class: "card form", testid: "create-subscription-form", autocomplete: "off" },
+      h("h2", {}, "New subscription"),
+      h("label", { for: "sub-name" }, "Name"), name,
+      h("label", { for: "sub-products" }, "Products (one or more)"), products,
+      h("label", { class: "inline", for: "sub-every" }, every, " every product (those created later too)"),
+      h("label", { for: "sub-sink" }, "Sink"), sink,
+      h("div", { class: "checks" }, "Kinds: ", kinds),
+      h("label", { for: "sub-topic" }, "Topic filter (optional)"), topic,
+      h("label", { for: "sub-options" }, "Sink options (JSON object; none for http)"), options,
+      h("label", { class: "inline", for: "sub-from-start" }, fromStart, " from the oldest retained message"),
+      h("label", { class: "inline", for: "sub-check" }, check, " connect to the sink first"),
+      h("button", { type: "submit", testid: "create-subscription" }, "Create subscription"));
+    form.addEventListener("submit", submitting(form, async () => {
+      let opts = {};
+      try {
+        opts = options.value.trim() ? JSON.parse(options.value) : {};
+        if (!opts || typeof opts !== "object" || Array.isArray(opts)) throw new Error("sink options must be a JSON object");
+      } catch (e) { showError("Could not create the subscription", e); return; }
+      const body = { name: name.value.trim(), sink: sink.value, options: opts, fromStart: fromStart.checked, check: check.checked,
+        kinds: kinds.map((l) => l.querySelector("input")).filter((i) => i.checked).map((i) => i.value) };
+      if (topic.value.trim()) body.topicFilter = topic.value.trim();
+      if (every.checked) body.allProducts = true;
+      else body.productKeys = [...products.selectedOptions].map((o) => o.value);
+      let made;
+      try { made = await api("POST", "/api/subscriptions", { body }); } catch (e) { showError("Could not create the subscription", e); return; }
+      if (!ctx.alive()) return;
+      clearError();
+      showNotice(`Subscription ${made.name} created (${scopeText(made)} → ${made.sink}).`);
+      name.value = "";
+      await refresh();
+    }));
+    productOptions(products).catch((e) => showError("Could not list the products", e));
+    return form;
+  }
+
   async function renderSubscriptions(view, query, ctx) {
     view.append(h("div", { class: "page-head" }, h("h1", {}, "Subscriptions"),
       h("span", { class: "muted" }, "backlog: messages the sink has yet to confirm; refreshes every 2 s")));
     const body = h("tbody", {});
-    const columns = ["Name", "Product", "Sink", "Kinds", "Topic filter", "State", ["Backlog", "num"]];
-    view.append(h("table", { testid: "subscriptions-table" },
-      h("thead", {}, h("tr", {}, columns.map((c) => (Array.isArray(c)
-        ? h("th", { scope: "col", class: c[1] }, c[0]) : h("th", { scope: "col" }, c))))), body));
+    const columns = ["Name", "Products", "Sink", "Kinds", "Topic filter", "State", ["Backlog", "num"], "Actions"];
+    const act = (label, testid, fn) => h("button", { type: "button", class: "secondary small", testid,
+      onclick: async (ev) => {
+        ev.currentTarget.disabled = true;
+        try { await fn(); clearError(); } catch (e) { showError(`Could not ${label.toLowerCase()}`, e); }
+        if (ctx.alive()) await refresh();
+      } }, label);
+    const actions = (s) => h("td", {}, h("div", { class: "button-row tight" },
+      s.enabled
+        ? act("Pause", `pause-${s.name}`, () => api("PATCH", `/api/subscriptions/${enc(s.name)}`, { body: { enabled: false } }))
+        : act("Resume", `resume-${s.name}`, () => api("PATCH", `/api/subscriptions/${enc(s.name)}`, { body: { enabled: true } })),
+      act("Delete", `delete-${s.name}`, async () => {
+        if (!window.confirm(`Delete subscription ${s.name}? Messages it has not confirmed are no longer kept for it.`)) return;
+        await api("DELETE", `/api/subscriptions/${enc(s.name)}`);
+        showNotice(`Subscription ${s.name} deleted.`);
+      })));
     const refresh = async () => {
       const subs = await api("GET", "/api/subscriptions");
       if (!ctx.alive()) return;
       body.replaceChildren(...(subs.length ? subs.map((s) => h("tr", { testid: `subscription-${s.name}` },
-        h("td", {}, s.name), h("td", {}, s.productKey), h("td", {}, s.sink), h("td", {}, s.kinds.join(", ")),
-        h("td", {}, s.topicFilter || "all"), stateCell(s),
-        h("td", { class: "num", testid: `backlog-${s.name}` }, String(s.backlog ?? "")))) :
-        [emptyRow(columns.length, "No subscriptions: create one with `thingport subscription create` or POST /api/subscriptions.")]));
+        h("td", {}, s.name), h("td", { testid: `products-${s.name}` }, scopeText(s)), h("td", {}, s.sink),
+        h("td", {}, s.kinds.join(", ")), h("td", {}, s.topicFilter || "all"), stateCell(s),
+        h("td", { class: "num", testid: `backlog-${s.name}` }, String(s.backlog ?? "")), actions(s))) :
+        [emptyRow(columns.length, "No subscriptions: create one below, with `thingport subscription create` or POST /api/subscriptions.")]));
     };
+    view.append(h("div", { class: "table-wrap" }, h("table", { testid: "subscriptions-table" },
+      h("thead", {}, h("tr", {}, columns.map((c) => (Array.isArray(c)
+        ? h("th", { scope: "col", class: c[1] }, c[0]) : h("th", { scope: "col" }, c))))), body)));
+    view.append(h("div", { class: "spaced" }, subscriptionForm(ctx, refresh)));
     await refresh();
     ctx.every(2000, refresh);
   }

@@ -119,11 +119,11 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
-    """Where a product's messages go: a sink, which kinds, which topics, and how far it has confirmed."""
+    """Where products' messages go: a sink, which kinds, which topics, and how far it has confirmed."""
 
     id: int
     name: str
-    product_key: str
+    products: tuple[str, ...]  # the product keys whose messages it takes; empty: every product
     kinds: tuple[str, ...]
     topic_filter: str | None
     sink: str

@@ -119,7 +119,7 @@ class RegistryAdmin(RegistryReader, SubscriptionStates, Protocol):
     async def set_product_sign_type_1(self, product_key: str, required: bool | None) -> None: ...
 
     async def create_subscription(
-        self, name: str, product_key: str, kinds: tuple[str, ...], topic_filter: str | None, sink: str,
+        self, name: str, products: tuple[str, ...], kinds: tuple[str, ...], topic_filter: str | None, sink: str,
         options: dict[str, Any], from_start: bool, created_ms: int,
     ) -> Subscription: ...
 

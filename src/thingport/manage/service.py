@@ -7,7 +7,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,6 +52,7 @@ SEARCH_SCAN_MAX = 20_000  # log messages one filtered search looks through (then
 MESSAGE_KINDS = (*(kind.value for kind in TopicKind), "status")
 API_KEY_PREFIX = "tpk_"
 SUBSCRIPTION_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+SUBSCRIPTION_MAX_PRODUCTS = 100  # a longer list is better served by a subscription of every product
 
 
 def hash_api_key(key: str) -> bytes:
@@ -333,12 +334,13 @@ class Management:
     # --- subscriptions (forwarding to applications) ---
 
     async def create_subscription(
-        self, name: str, product_key: str, sink: str, kinds: list[str] | None = None,
+        self, name: str, products: str | list[str] | None, sink: str, kinds: list[str] | None = None,
         topic_filter: str | None = None, options: dict | None = None, from_start: bool = False,
         check: bool = True,
     ) -> Subscription:
-        """A subscription of a product's messages; a push sink's options are checked before it is stored,
-        and unless ``check`` is False the sink itself: connected to with its credentials (SinkUnreachable)."""
+        """A subscription of the messages of one product (a key), a list of products, or every product
+        (None: those created later too); a push sink's options are checked before it is stored, and unless
+        ``check`` is False the sink itself: connected to with its credentials (SinkUnreachable)."""
         from thingport.bus.base import SinkConfigError, SinkError, shown_error
         from thingport.bus.envelope import ENVELOPE_KINDS
         from thingport.bus.factory import PULL, SINK_TYPES, create_sink
@@ -353,6 +355,7 @@ class Management:
             raise ParamError(f"kinds must be distinct values of {', '.join(ENVELOPE_KINDS)}")
         if topic_filter is not None:
             _checked(compile_topic_filter, topic_filter)
+        scope = _check_products(products)
         options = options or {}
         pushed = None
         if sink != PULL:
@@ -362,7 +365,8 @@ class Management:
                 raise ParamError(f"sink options: {exc}") from None
             except ImportError as exc:
                 raise ParamError(f"the {sink} sink's client library is not installed: {exc}") from None
-        await self.product(product_key)
+        for product_key in scope:
+            await self.product(product_key)
         if pushed is not None and check:
             try:
                 await pushed.check()
@@ -372,7 +376,7 @@ class Management:
                     "for a sink that is not up yet: --no-check, or check=false in the API)"
                 ) from None
         return await self._registry.create_subscription(
-            name, product_key, tuple(kinds), topic_filter, sink, options, from_start, _now_ms()
+            name, scope, tuple(kinds), topic_filter, sink, options, from_start, _now_ms()
         )
 
     async def subscription(self, name: str) -> Subscription:
@@ -444,11 +448,17 @@ class Management:
         return await self.subscription(name)
 
     async def stream(
-        self, name: str, after_seq: int | None, consumer: bool = False,
-    ) -> AsyncIterator[StoredMessage | None]:
+        self, name: str, after_seq: int | None, consumer: bool = False, auto_ack: bool = False,
+    ) -> AsyncGenerator[StoredMessage | None, None]:
         """Envelope-ready messages of a subscription after ``after_seq`` (default: its cursor), forever:
-        what its Server-Sent Events stream sends. Does not move the cursor; a ``consumer`` stream records
-        (durably, before they go) how far it handed messages out, as a consumer pull does."""
+        what its Server-Sent Events stream sends. A ``consumer`` stream records (durably, before they go) how
+        far it handed messages out, as a consumer pull does.
+
+        Without ``auto_ack`` the cursor stays where it is until the client acknowledges an event id. With it
+        (an http subscription, a consumer), the stream acknowledges as it goes: once every message of a read
+        was handed on to be written to the connection, the cursor moves past them (and past what the filter
+        skipped), so retention may delete them. What was written but not yet received when the connection
+        drops is not sent again: at most once at that edge, the price of needing no acknowledgement."""
         from thingport.bus.factory import PULL
 
         subscription = await self.subscription(name)
@@ -458,6 +468,14 @@ class Management:
         # only a stream that starts within what was delivered extends it: one resumed further on (a made-up
         # Last-Event-ID) skipped messages nobody was handed, and an ack may never cover those
         recording = consumer and subscription.sink == PULL and cursor <= delivered
+        if auto_ack:
+            if subscription.sink != PULL:
+                raise ParamError(f"subscription {name} pushes to {subscription.sink}; only http subscriptions "
+                                 "are acknowledged")
+            if not recording:
+                raise Conflict(f"Last-Event-ID {cursor} is beyond what subscription {name} delivered "
+                               f"({delivered}): an automatically acknowledged stream may not skip messages")
+        acked = subscription.cursor
         while True:
             read = await reader.read(cursor)
             if recording and read.scanned and read.cursor > delivered:
@@ -466,6 +484,9 @@ class Management:
             for message in read.messages:
                 yield message
             cursor = read.cursor
+            if auto_ack and cursor > acked:  # the caller came back for more: what it was given went out
+                acked = cursor
+                await self._log.save_cursor(subscription.id, acked)
             if not read.scanned:
                 yield None  # idle: lets the caller send a heartbeat
                 if self._commits is not None:
@@ -712,6 +733,20 @@ def _check_categories(categories: list[tuple[str, str]]) -> tuple[tuple[str, str
     if len({suffix for suffix, _ in checked}) != len(checked):
         raise ParamError("a topic category is declared twice")
     return checked
+
+
+def _check_products(products: str | list[str] | None) -> tuple[str, ...]:
+    """A subscription's products as stored: the keys, or () for every product."""
+    if products is None:
+        return ()
+    keys = [products] if isinstance(products, str) else list(products)
+    if not keys:
+        raise ParamError("give at least one product key, or choose every product")
+    if len(keys) > SUBSCRIPTION_MAX_PRODUCTS:
+        raise ParamError(f"at most {SUBSCRIPTION_MAX_PRODUCTS} products per subscription (or every product)")
+    if len(set(keys)) != len(keys):
+        raise ParamError("a product key is given twice")
+    return tuple(keys)  # each must exist (NotFound), so none holds the list's comma
 
 
 def _check_validation(validation: str) -> None:

@@ -272,7 +272,8 @@ class SqlRegistry:
     async def delete_product(self, product_key: str, force: bool) -> tuple[int, int]:
         """Delete a product with its thing models, in one transaction; (devices, subscriptions) deleted.
 
-        While it has devices or subscriptions it is refused (Conflict), unless ``force``: then they go too,
+        While it has devices or subscriptions naming it it is refused (Conflict), unless ``force``: then its
+        devices go, and so do the subscriptions of it alone (one of several products loses it from its list),
         the devices with their running status and history (their messages stay in the log). Sub-devices of
         another product under one of its gateways refuse it even so. One change-feed entry names the
         product: running servers drop its devices from memory."""
@@ -281,9 +282,12 @@ class SqlRegistry:
             with conn.transaction():
                 if not conn.execute("SELECT 1 FROM products WHERE product_key = ?", (product_key,)).fetchone():
                     raise NotFound(f"product {product_key} does not exist")
-                devices, subscriptions = (
-                    conn.execute(f"SELECT count(*) FROM {table} WHERE product_key = ?", (product_key,)).fetchone()[0]
-                    for table in ("devices", "subscriptions"))
+                devices = conn.execute("SELECT count(*) FROM devices WHERE product_key = ?",
+                                       (product_key,)).fetchone()[0]
+                naming = [(sid, keys.split(",")) for sid, keys in conn.execute(
+                    "SELECT id, product_keys FROM subscriptions WHERE product_keys IS NOT NULL").fetchall()
+                    if product_key in keys.split(",")]  # every-product subscriptions (NULL) need no change
+                subscriptions = len(naming)
                 if (devices or subscriptions) and not force:
                     raise Conflict(f"product {product_key} has {devices} devices and {subscriptions} subscriptions:"
                                    " delete them first, or force the deletion (deletes them too)")
@@ -297,7 +301,13 @@ class SqlRegistry:
                 for table in ("latest_values", "history"):
                     conn.execute(f"DELETE FROM {table} WHERE device_id IN ({owned})", (product_key,))
                 conn.execute("UPDATE devices SET gateway_id = NULL WHERE product_key = ?", (product_key,))
-                for table in ("devices", "subscriptions", "thing_models", "products"):
+                for sid, keys in naming:  # its own subscriptions go; a list of products loses it
+                    rest = [key for key in keys if key != product_key]
+                    if rest:
+                        conn.execute("UPDATE subscriptions SET product_keys = ? WHERE id = ?", (",".join(rest), sid))
+                    else:
+                        conn.execute("DELETE FROM subscriptions WHERE id = ?", (sid,))
+                for table in ("devices", "thing_models", "products"):
                     conn.execute(f"DELETE FROM {table} WHERE product_key = ?", (product_key,))
                 self._changed(conn, product_key=product_key)
                 return devices, subscriptions
@@ -347,26 +357,29 @@ class SqlRegistry:
     # --- subscriptions ---
 
     _SUBSCRIPTION_COLUMNS = (
-        "id, name, product_key, kinds, topic_filter, sink, options_sealed, cursor, enabled, created_ms, delivered,"
+        "id, name, product_keys, kinds, topic_filter, sink, options_sealed, cursor, enabled, created_ms, delivered,"
         " state, state_since_ms, last_error"
     )
 
     def _subscription(self, row: tuple) -> Subscription:
-        sid, name, pk, kinds, topic_filter, sink, sealed, cursor, enabled, created_ms, *health = row
+        sid, name, keys, kinds, topic_filter, sink, sealed, cursor, enabled, created_ms, *health = row
         options = msgspec.json.decode(self._box.open(sealed, f"subscription/{name}"))
-        return Subscription(sid, name, pk, tuple(kinds.split(",")), topic_filter, sink, options, cursor,
+        products = tuple(keys.split(",")) if keys else ()
+        return Subscription(sid, name, products, tuple(kinds.split(",")), topic_filter, sink, options, cursor,
                             bool(enabled), created_ms, *health)
 
     async def create_subscription(
-        self, name: str, product_key: str, kinds: tuple[str, ...], topic_filter: str | None, sink: str,
+        self, name: str, products: tuple[str, ...], kinds: tuple[str, ...], topic_filter: str | None, sink: str,
         options: dict, from_start: bool, created_ms: int,
     ) -> Subscription:
+        """``products`` empty: every product's messages, those of products created later too."""
         sealed = self._box.seal(msgspec.json.encode(options).decode(), f"subscription/{name}")
 
         def q(conn: Database) -> int:
             with conn.transaction():
-                if not conn.execute("SELECT 1 FROM products WHERE product_key = ?", (product_key,)).fetchone():
-                    raise NotFound(f"product {product_key} does not exist")
+                for product_key in products:
+                    if not conn.execute("SELECT 1 FROM products WHERE product_key = ?", (product_key,)).fetchone():
+                        raise NotFound(f"product {product_key} does not exist")
                 if conn.execute("SELECT 1 FROM subscriptions WHERE name = ?", (name,)).fetchone():
                     raise Conflict(f"subscription {name} already exists")
                 newest = f"SELECT coalesce(max(seq), 0) FROM messages WHERE {conn.log_horizon or 'TRUE'}"
@@ -374,9 +387,11 @@ class SqlRegistry:
                 try:
                     cur = conn.execute(
                         "INSERT INTO subscriptions"
-                        " (name, product_key, kinds, topic_filter, sink, options_sealed, cursor, created_ms, delivered)"
+                        " (name, product_keys, kinds, topic_filter, sink, options_sealed, cursor, created_ms,"
+                        " delivered)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                        (name, product_key, ",".join(kinds), topic_filter, sink, sealed, start, created_ms, start),
+                        (name, ",".join(products) or None, ",".join(kinds), topic_filter, sink, sealed, start,
+                         created_ms, start),
                     )
                 except IntegrityError:  # a concurrent twin (PostgreSQL's READ COMMITTED lets both check first)
                     raise Conflict(f"subscription {name} already exists") from None

@@ -163,7 +163,39 @@ _SCHEMA_V6 = """
 CREATE INDEX changes_by_time ON changes (at_ms);   -- PostgreSQL had it from the start: the feed's trimming
 """
 
-MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6]
+# subscription_products: a subscription takes a list of products or every product (product_keys NULL), so
+# its one product_key (NOT NULL, a foreign key) becomes product_keys; SQLite changes a column's constraints
+# only by rebuilding the table (the AUTOINCREMENT counter carried over: ids are never reused)
+_SCHEMA_V7_SUBSCRIPTION_PRODUCTS = """
+CREATE TABLE subscriptions_v7 (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT NOT NULL UNIQUE,
+    product_keys TEXT,                 -- comma-separated product keys; NULL: every product
+    kinds       TEXT NOT NULL,         -- comma-separated: raw, properties, event, status
+    topic_filter TEXT,                 -- MQTT-style filter (+, #) on the message topic; NULL: all
+    sink        TEXT NOT NULL,         -- http, rabbitmq, nats, mqtt, webhook
+    options_sealed BLOB NOT NULL,      -- sink options (may hold credentials): encrypted like device secrets
+    cursor      INTEGER NOT NULL,      -- last log seq the sink confirmed (or skipped)
+    enabled     INTEGER NOT NULL DEFAULT 1,
+    created_ms  INTEGER NOT NULL,
+    delivered   INTEGER NOT NULL DEFAULT 0,
+    state       TEXT NOT NULL DEFAULT 'running',
+    state_since_ms INTEGER,
+    last_error  TEXT
+);
+INSERT INTO subscriptions_v7 (id, name, product_keys, kinds, topic_filter, sink, options_sealed, cursor, enabled,
+                              created_ms, delivered, state, state_since_ms, last_error)
+    SELECT id, name, product_key, kinds, topic_filter, sink, options_sealed, cursor, enabled,
+           created_ms, delivered, state, state_since_ms, last_error FROM subscriptions;
+DELETE FROM sqlite_sequence WHERE name = 'subscriptions_v7';
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'subscriptions_v7', seq FROM sqlite_sequence WHERE name = 'subscriptions';
+DROP TABLE subscriptions;
+ALTER TABLE subscriptions_v7 RENAME TO subscriptions;
+"""
+
+MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6,
+              _SCHEMA_V7_SUBSCRIPTION_PRODUCTS]
 
 
 def db_path(data_dir: Path) -> Path:
