@@ -7,6 +7,7 @@ from the registry's change feed within a second.
 import asyncio
 import datetime
 import json
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -21,6 +22,7 @@ from thingport.cli_errors import DEBUG_ENV, CliError, GuardedGroup
 from thingport.core.errors import ThingportError
 from thingport.core.model import VALIDATION_MODES
 from thingport.core.timestamps import datetime_ms
+from thingport.manage import device_files
 from thingport.manage.rules import LAST_MAX
 from thingport.manage.service import KEEP, NODE_TYPES, Management
 from thingport.manage.thing_models import MODEL_FORMATS
@@ -467,6 +469,153 @@ def device_history(product_key: str, device_name: str, identifier: str, from_: s
         return
     for point in points:
         click.echo(f"{_iso(point['time'])}  {json.dumps(point['value'])}")
+
+
+# --- fleet lifecycle: product delete, bulk device files (import and export) ---
+
+@product.command("delete")
+@click.option("--product-key", required=True)
+@click.option("--force", is_flag=True, help="Delete its devices (with their status and history) and subscriptions too.")
+@data_dir_option
+@json_option
+def product_delete(product_key: str, force: bool, data_dir: Path | None, as_json: bool) -> None:
+    """Delete a product and its thing model; refused while it has devices or subscriptions, unless --force.
+    Its messages stay in the log."""
+    deleted, devices, subscriptions = run(data_dir, lambda m: m.delete_product(product_key, force))
+    emit({**views.product_json(deleted), "deleted": True, "devicesDeleted": devices,
+          "subscriptionsDeleted": subscriptions}, as_json)
+
+
+def _read_device_file(path: Path) -> list[str]:
+    """The file's lines (``-``: standard input); unreadable or not UTF-8 is a failure (exit 1)."""
+    try:
+        data = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+        return data.decode("utf-8").split("\n")
+    except OSError as exc:
+        raise CliError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _open_private(path: Path) -> int:
+    """A new file only its owner may read (it receives device secrets); an existing one is not overwritten."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise CliError(f"{path} exists: give a new file for the secrets") from None
+    except OSError as exc:
+        raise CliError(f"{path}: {exc.strerror or exc}") from None
+
+
+@device.command("import")
+@click.option("--product-key", required=True, help="The product the devices are created in.")
+@click.option("--format", "file_format", type=click.Choice(device_files.FORMATS), default=None,
+              help="csv or jsonl (default: from the file's extension: .csv, .jsonl/.ndjson/.json).")
+@click.option("--skip-invalid", is_flag=True,
+              help="Import the valid rows and skip the refused ones (default: any refused row imports nothing).")
+@click.option("--dry-run", is_flag=True, help="Check every row and report; import nothing.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the imported devices with their secrets to this new file (mode 0600), in the input's "
+                   "format: the only place generated secrets are shown besides `device export --with-secrets`.")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@data_dir_option
+@json_option
+def device_import(product_key: str, file_format: str | None, skip_invalid: bool, dry_run: bool, out: Path | None,
+                  file: Path, data_dir: Path | None, as_json: bool) -> None:
+    """Create many devices from a CSV (header deviceName,deviceSecret[,deviceId]) or JSON lines file.
+
+    All or nothing: if any row is refused (bad or duplicate name, existing device, bad secret...), nothing is
+    imported and every refused row is listed with its line and reason; exit status 1. --skip-invalid imports
+    the valid rows instead. Secrets not given are generated; --out receives them (never the output)."""
+    try:
+        fmt = device_files.format_of(None if str(file) == "-" else file.name, file_format)
+        rows = device_files.parse(_read_device_file(file), fmt)
+    except ThingportError as exc:
+        raise CliError(f"{file}: {exc}") from None
+    fd = _open_private(out) if out is not None and not dry_run else None
+    try:
+        report = run(data_dir, lambda m: m.import_devices(product_key, rows, skip_invalid, dry_run))
+        if fd is not None and report.imported:
+            records = ({"productKey": product_key, "deviceName": d.device_name, "deviceId": d.device_id,
+                        "deviceSecret": d.secret} for d in report.devices)
+            writer = device_files.LineWriter(fmt, device_files.SECRET_COLUMNS)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                fd = None
+                f.write(writer.header())
+                f.writelines(writer.line(r) for r in records)
+    finally:
+        if fd is not None:
+            os.close(fd)
+            assert out is not None
+            out.unlink(missing_ok=True)  # nothing imported: no file
+    written = str(out) if out is not None and report.imported else None
+    doc = {**views.import_report_json(report, dry_run), "out": written}
+    failed = bool(report.refusals) and not skip_invalid
+    if as_json:
+        click.echo(json.dumps(doc))
+    else:
+        for r in report.refusals:
+            click.echo(f"line {r.line}: {r.device_name or '-'}: {r.code}: {r.reason}")
+        if not failed:
+            verb = "would import" if dry_run else "imported"
+            line = f"{verb} {report.imported if not dry_run else report.rows - len(report.refusals)}" \
+                   f" of {report.rows} devices into {product_key}"
+            if report.refusals:
+                line += f", {len(report.refusals)} rows skipped"
+            if report.generated:
+                where = f"written to {out}" if doc["out"] else \
+                    f"see `thingport device export --product-key {product_key} --with-secrets`"
+                line += f"; {report.generated} secrets generated ({where})"
+            click.echo(line)
+    if failed:
+        raise CliError(f"{len(report.refusals)} of {report.rows} rows refused: nothing was imported"
+                       + ("" if dry_run else " (--skip-invalid imports the valid rows)"))
+
+
+@device.command("export")
+@click.option("--product-key", required=True)
+@click.option("--format", "file_format", type=click.Choice(device_files.FORMATS), default=None,
+              help="csv (default) or jsonl; with --out, default from its extension.")
+@click.option("--with-secrets", is_flag=True,
+              help="Include each deviceSecret (decrypted): only with --out (written 0600) or to a pipe.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this new file instead of standard output.")
+@data_dir_option
+@json_option
+def device_export(product_key: str, file_format: str | None, with_secrets: bool, out: Path | None,
+                  data_dir: Path | None, as_json: bool) -> None:
+    """Write a product's devices as CSV or JSON lines, in creation order; `device import` reads it back.
+    --json: JSON lines on standard output, or with --out a JSON summary."""
+    if file_format is None:
+        file_format = device_files.format_of(out.name, None) if out is not None and "." in out.name else (
+            "jsonl" if as_json else "csv")
+    if with_secrets and out is None and sys.stdout.isatty():
+        raise click.UsageError("--with-secrets prints secrets: give --out FILE, or pipe the output")
+    fd = _open_private(out) if out is not None else None
+    count = 0
+
+    async def export(m: Management) -> None:
+        nonlocal count
+        sink = os.fdopen(fd, "w", encoding="utf-8") if fd is not None else None
+        write = sink.write if sink is not None else sys.stdout.write
+        writer = device_files.LineWriter(file_format, device_files.export_columns(with_secrets))
+        try:
+            write(writer.header())
+            async for d in m.export_devices(product_key):
+                count += 1
+                write(writer.line(device_files.export_record(d, with_secrets)))
+        finally:
+            if sink is not None:
+                sink.close()
+
+    try:
+        run(data_dir, export)
+    except BaseException:
+        if out is not None:
+            out.unlink(missing_ok=True)
+        raise
+    if out is not None:
+        emit({"productKey": product_key, "exported": count, "out": str(out), "withSecrets": with_secrets}, as_json)
 
 
 # --- subscriptions ---

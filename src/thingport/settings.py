@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     retention_days: float | None = Field(None, gt=0, description="delete messages older than this")
     retention_max_mb: float | None = Field(None, gt=0, description="delete the oldest messages past this size")
     retention_force: bool = Field(False, description="also delete what a subscription has not confirmed")
+    retention_every_s: float = Field(60.0, gt=0, description="how often retention runs (the first run after this)")
     storage_max_mb: float | None = Field(None, gt=0, description="cap on the database file; writes past it are refused")
     group_commit_max_batch: int = Field(1000, ge=1)
     registry_poll_s: float = Field(0.2, gt=0, description="how often the server looks for registry changes")
@@ -81,6 +82,9 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="request line and headers larger than this get 431")
     api_max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="management API bodies larger than this get 413"
+    )
+    api_import_max_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="a device import's body (admin keys) larger than this gets 413"
     )
     worker_id: int = Field(0, ge=0, le=1023)
     database_url: str | None = Field(

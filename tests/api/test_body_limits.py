@@ -12,12 +12,14 @@ import pytest
 from tests.support import ServerProcess, cli
 
 CAP = 64 * 1024  # the server's THINGPORT_API_MAX_BODY_BYTES in these tests
+IMPORT_CAP = 4 * CAP  # its THINGPORT_API_IMPORT_MAX_BODY_BYTES (device imports by admin keys)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path_factory.mktemp("limits") / "data",
-                         env={"THINGPORT_API_MAX_BODY_BYTES": str(CAP)}).start()
+                         env={"THINGPORT_API_MAX_BODY_BYTES": str(CAP),
+                              "THINGPORT_API_IMPORT_MAX_BODY_BYTES": str(IMPORT_CAP)}).start()
     try:
         yield proc
     finally:
@@ -118,3 +120,27 @@ def test_bodies_within_the_cap_work_chunked_or_not(server: ServerProcess, admin_
         assert read_reply(sock)[0] == 200
         sock.sendall(b"GET /api/no-such-thing HTTP/1.1\r\nHost: api\r\n\r\n")
         assert read_reply(sock)[0] == 401
+
+
+def test_a_device_import_may_be_larger_for_an_admin_key_only(server: ServerProcess, admin_key: str) -> None:
+    read_key = cli(server.data_dir, "apikey", "create", "--name", "limits-reader", "--role", "read")["key"]
+    pk = cli(server.data_dir, "product", "create", "--name", "bulk")["productKey"]
+    path = f"/api/products/{pk}/devices/import?format=csv"
+    rows = (CAP * 2) // 14
+    body = ("deviceName\n" + "".join(f"bulk-{i:08d}\n" for i in range(rows))).encode()
+    assert CAP < len(body) < IMPORT_CAP
+    with connect(server) as sock:
+        sock.sendall(head(path, read_key, f"Content-Length: {len(body)}\r\n"))
+        status, doc = read_reply(sock)  # the import cap is for admin keys: the reader gets the common one
+        assert status == 413 and str(CAP) in doc["error"]["message"]
+    with connect(server) as sock:
+        sock.sendall(head(path, admin_key, f"Content-Length: {IMPORT_CAP + 1}\r\n"))
+        status, doc = read_reply(sock)
+        assert status == 413 and str(IMPORT_CAP) in doc["error"]["message"]
+    with connect(server) as sock:
+        sock.sendall(head(path, admin_key, f"Content-Length: {len(body)}\r\n") + body)
+        status, doc = read_reply(sock)
+        assert status == 200 and doc["imported"] == rows, doc.get("error")
+    with connect(server) as sock:  # other paths keep the common cap, for admin keys too
+        sock.sendall(head("/api/products", admin_key, f"Content-Length: {CAP + 1}\r\n"))
+        assert read_reply(sock)[0] == 413

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from thingport import __version__
-from thingport.api import devices, health, keys, messages, products, rules, subscriptions
+from thingport.api import device_files, devices, health, keys, messages, products, rules, subscriptions
 from thingport.api.console import ConsoleFiles
 from thingport.api.errors import COMMON_RESPONSES, install_error_handlers
 from thingport.api.guard import ApiGuard
@@ -25,6 +25,7 @@ from thingport.manage.service import Management
 
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # a thing model import is the largest body the API takes
+DEFAULT_IMPORT_MAX_BODY_BYTES = 64 * 1024 * 1024  # a device import (admin keys): about a million rows
 
 
 def create_api(
@@ -32,6 +33,7 @@ def create_api(
     metrics: CollectorRegistry,
     readiness: Readiness,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    import_max_body_bytes: int = DEFAULT_IMPORT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The API app. ``readiness`` returns named checks: all "ok" (or "degraded") means ready.
     Requests pass ``ApiGuard`` first: the key is checked before a body is read, and bodies are capped."""
@@ -46,9 +48,10 @@ def create_api(
     app.state.management = management
     app.state.metrics = metrics
     app.state.readiness = readiness
-    app.add_middleware(ApiGuard, lookup=management.api_key_for, max_body_bytes=max_body_bytes)
+    app.add_middleware(ApiGuard, lookup=management.api_key_for, max_body_bytes=max_body_bytes,
+                       import_max_body_bytes=import_max_body_bytes)
     install_error_handlers(app)
-    for resource in (health, products, devices, messages, rules, subscriptions, keys):
+    for resource in (health, products, devices, device_files, messages, rules, subscriptions, keys):
         app.include_router(resource.router)
 
     # interactive docs, from local assets (works offline)

@@ -31,19 +31,28 @@ def is_open(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
-class ApiGuard:
-    """Pure ASGI middleware: 401 before the body for keyed paths, 413 past ``max_body_bytes``."""
+def is_import(path: str) -> bool:
+    """A bulk device import: its body may be larger (a device file), for admin keys."""
+    return path.startswith("/api/products/") and path.endswith("/devices/import")
 
-    def __init__(self, app: Asgi, lookup: Callable[[str], Awaitable[ApiKey | None]], max_body_bytes: int) -> None:
+
+class ApiGuard:
+    """Pure ASGI middleware: 401 before the body for keyed paths, 413 past ``max_body_bytes`` (past
+    ``import_max_body_bytes`` for an admin key's device import)."""
+
+    def __init__(self, app: Asgi, lookup: Callable[[str], Awaitable[ApiKey | None]], max_body_bytes: int,
+                 import_max_body_bytes: int | None = None) -> None:
         self.app = app
         self._lookup = lookup
         self._max = max_body_bytes
+        self._import_max = max(import_max_body_bytes or max_body_bytes, max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])  # the last of a repeated header wins; these are never repeated
+        cap = self._max
         if not is_open(scope["path"]):
             key = await self._key(headers.get(b"authorization"))
             if key is None:
@@ -52,19 +61,21 @@ class ApiGuard:
                 await _refuse(send, 401, "unauthorized", message)
                 return
             scope[SCOPE_KEY] = key
+            if key.role == "admin" and is_import(scope["path"]):
+                cap = self._import_max
         length = headers.get(b"content-length")
         if length is not None:
-            if not length.isdigit() or int(length) > self._max:
-                await self._too_large(send)
+            if not length.isdigit() or int(length) > cap:
+                await self._too_large(send, cap)
                 return
             await self.app(scope, receive, send)
             return
         if b"chunked" not in headers.get(b"transfer-encoding", b"").lower():
             await self.app(scope, receive, send)
             return
-        body = await self._read_capped(receive)
+        body = await self._read_capped(receive, cap)
         if body is None:
-            await self._too_large(send)
+            await self._too_large(send, cap)
             return
         await self.app(scope, _replay(body, receive), send)
 
@@ -76,7 +87,7 @@ class ApiGuard:
             return None
         return await self._lookup(credentials.strip())
 
-    async def _read_capped(self, receive: Receive) -> bytes | None:
+    async def _read_capped(self, receive: Receive, cap: int) -> bytes | None:
         """A chunked body, read whole while it stays within the cap (what FastAPI would read anyway)."""
         parts: list[bytes] = []
         size = 0
@@ -86,14 +97,14 @@ class ApiGuard:
                 return b"".join(parts)  # the client went away: the app sees an empty or partial body
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self._max:
+            if size > cap:
                 return None
             parts.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(parts)
 
-    async def _too_large(self, send: Send) -> None:
-        await _refuse(send, 413, "too_large", f"the request body is larger than {self._max} bytes")
+    async def _too_large(self, send: Send, cap: int) -> None:
+        await _refuse(send, 413, "too_large", f"the request body is larger than {cap} bytes")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -77,3 +77,14 @@ async def put_topics(
 ) -> dict:
     """Replace the custom topic categories: pub (devices publish), sub (devices subscribe), all."""
     return product_json(await management.set_topic_categories(productKey, [(t.topic, t.operation) for t in body]))
+
+
+@router.delete("/api/products/{productKey}", response_model=s.ProductDeleted, dependencies=[Admin],
+               responses={409: {"model": s.ErrorResponse}})
+async def delete_product(
+    productKey: str, management: Manage, force: bool = False,
+) -> dict:
+    """Delete the product and its thing model. Refused (409) while it has devices or subscriptions, unless
+    ``force``: then they are deleted too (devices with their running status and history). Messages stay."""
+    product, devices, subscriptions = await management.delete_product(productKey, force)
+    return {**product_json(product), "deleted": True, "devicesDeleted": devices, "subscriptionsDeleted": subscriptions}

@@ -247,3 +247,41 @@ class AckIn(Model):
 class Health(Model):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+# --- fleet lifecycle: bulk device import and product delete ---
+
+class ImportRefusalOut(Model):
+    line: int = Field(description="the row's line in the body (1-based; a CSV header is line 1)")
+    deviceName: str | None
+    code: str = Field(description="malformed, wrong_product, bad_name, bad_device_id, bad_secret, duplicate, exists,"
+                                  " unknown_product")
+    reason: str
+
+
+class ImportedDeviceOut(Model):
+    deviceName: str
+    deviceId: str
+    deviceSecret: str
+
+
+class ImportReportOut(Model):
+    productKey: str
+    rows: int
+    imported: int
+    refused: int
+    generatedSecrets: int
+    dryRun: bool
+    refusals: list[ImportRefusalOut]
+    devices: list[ImportedDeviceOut] = Field(description="the devices imported, with their secrets")
+
+
+class ImportRefusedOut(Model):
+    error: ErrorDetail
+    report: ImportReportOut
+
+
+class ProductDeleted(ProductOut):
+    deleted: bool
+    devicesDeleted: int
+    subscriptionsDeleted: int

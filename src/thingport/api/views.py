@@ -10,6 +10,7 @@ import msgspec
 from thingport.bus.factory import options_type
 from thingport.bus.options import masked
 from thingport.core.model import ApiKey, Device, DeviceStatus, Product, StoredMessage, Subscription
+from thingport.manage.service import ImportReport
 
 
 def product_json(product: Product) -> dict[str, Any]:
@@ -117,3 +118,13 @@ def message_json(message: StoredMessage, encoding: str) -> dict[str, Any]:
         payload = base64.b64encode(message.payload).decode()
     return {**doc, "messageIdText": str(message.message_id), "payload": payload, "payloadEncoding": used,
             "reply": doc.get("reply")}
+
+
+def import_report_json(report: ImportReport, dry_run: bool) -> dict[str, Any]:
+    """A device import's counts and refused rows (never a secret: the CLI prints this)."""
+    return {
+        "productKey": report.product_key, "rows": report.rows, "imported": report.imported,
+        "refused": len(report.refusals), "generatedSecrets": report.generated, "dryRun": dry_run,
+        "refusals": [{"line": r.line, "deviceName": r.device_name, "code": r.code, "reason": r.reason}
+                     for r in report.refusals],
+    }

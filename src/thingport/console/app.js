@@ -12,6 +12,7 @@
   const MESSAGE_PAGE = 25;
   const DEVICE_MESSAGES = 15;
   const MAX_MODEL_FILE = 5 * 1024 * 1024;
+  const MAX_IMPORT_FILE = 64 * 1024 * 1024; // the API's import body cap (api_import_max_body_bytes)
 
   const state = { key: null, generation: 0, timers: [], refreshError: false };
 
@@ -479,7 +480,7 @@
         h("td", {}, p.modelVersion ? h("code", { class: "small" }, p.modelVersion) : h("span", { class: "muted" }, "none")),
         h("td", {}, p.validation),
         h("td", {}, h("a", { href: `#/devices?productKey=${enc(p.productKey)}` }, "devices")),
-        h("td", { class: "actions" }, button)), detail);
+        h("td", { class: "actions" }, button, " ", deleteProductButton(p))), detail);
     }
     if (!products.length) rows.push(emptyRow(7, "No products yet. Create one on the Create page."));
     view.append(h("div", { class: "card flush" },
@@ -530,6 +531,7 @@
     h("button", { type: "submit", testid: "devices-search" }, "Search"));
     view.append(h("div", { class: "page-head" }, h("h1", {}, "Devices"),
       h("a", { class: "button", href: "#/create" }, "Create device")), form);
+    if (pk) view.append(bulkPanel(pk, ctx));
 
     const [, page] = await Promise.all([
       productOptions(productSelect, pk, "all products"),
@@ -583,6 +585,162 @@
         r.seen.replaceChildren(h("span", { class: "muted" }, "unknown"));
       }
     }));
+  }
+
+  // ---------- fleet lifecycle: bulk import and export of a product's devices, product delete ----------
+
+  let lastImport = null; // the report of an import that succeeded, for the devices page drawn after it
+
+  // a request whose body or answer is a device file, not JSON; an import's 422 carries its report
+  async function apiFile(method, path, { query, body, type } = {}) {
+    const url = new URL(path.replace(/^\//, ""), API_ROOT);
+    for (const [k, v] of Object.entries(query || {})) url.searchParams.set(k, String(v));
+    const headers = { Authorization: `Bearer ${state.key}` };
+    if (type) headers["Content-Type"] = type;
+    let res;
+    try {
+      res = await fetch(url, { method, headers, body, cache: "no-store", credentials: "omit" });
+    } catch (e) {
+      throw new ApiError(0, "network", `cannot reach the thingport API (${e.message})`);
+    }
+    if (res.ok && method === "GET") return { status: res.status, blob: await res.blob() };
+    let doc = null;
+    try { doc = JSON.parse(await res.text()); } catch { doc = null; }
+    if (res.ok) return { status: res.status, doc };
+    if (res.status === 422 && doc && doc.report) return { status: res.status, doc: doc.report, error: doc.error };
+    const e = doc && typeof doc === "object" ? doc.error : null;
+    const err = new ApiError(res.status, (e && e.code) || "http",
+      e && e.message ? e.message : `the server answered ${res.status}`, (e && e.field) || null);
+    if (res.status === 401) { signOut(`Signed out: ${err.message}`); err.handled = true; }
+    throw err;
+  }
+
+  function download(name, blob) {
+    const a = h("a", { href: URL.createObjectURL(blob), download: name, hidden: true });
+    document.body.append(a);
+    a.click();
+    setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+  }
+
+  function csvField(v) {
+    const t = v === null || v === undefined ? "" : String(v);
+    return /[",\n\r]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
+  }
+
+  function importReport(pk, doc, error) {
+    const imported = doc.dryRun
+      ? `Checked ${doc.rows} rows: ${doc.rows - doc.refused} would be imported`
+      : `Imported ${doc.imported} of ${doc.rows} devices into ${pk}`;
+    const summary = error ? `${error.message}.` : `${imported}${doc.refused ? `, ${doc.refused} rows skipped` : ""}.`;
+    const parts = [h("p", { testid: "import-summary", class: error ? "bad" : "" }, summary)];
+    if (doc.devices && doc.devices.length) {
+      const lines = ["productKey,deviceName,deviceId,deviceSecret",
+        ...doc.devices.map((d) => [pk, d.deviceName, d.deviceId, d.deviceSecret].map(csvField).join(","))];
+      const blob = new Blob([lines.join("\n") + "\n"], { type: "text/csv" });
+      parts.push(h("p", {}, h("button", { type: "button", class: "secondary small", testid: "import-secrets",
+        onclick: () => download(`${pk}-imported-secrets.csv`, blob) }, "Download the devices with their secrets"),
+      " ", h("span", { class: "muted small" },
+        `${doc.generatedSecrets} generated: this is the one time they are shown (an export with secrets shows them again).`)));
+    }
+    if (doc.refusals.length) {
+      parts.push(table(["Line", "Device name", "Refused", "Why"], doc.refusals.map((r) =>
+        h("tr", { testid: "refusal-row" }, h("td", {}, String(r.line)), h("td", {}, r.deviceName || "–"),
+          h("td", {}, h("code", {}, r.code)), h("td", {}, r.reason))), { testid: "refusals-table" }));
+    }
+    return parts;
+  }
+
+  function bulkPanel(pk, ctx) {
+    const file = h("input", { type: "file", id: "import-file", testid: "import-file",
+      accept: ".csv,.jsonl,.ndjson,.json,text/csv,application/x-ndjson" });
+    const skip = h("input", { type: "checkbox", id: "import-skip", testid: "import-skip" });
+    const dry = h("input", { type: "checkbox", id: "import-dry", testid: "import-dry" });
+    const result = h("div", { class: "result", testid: "import-result", hidden: true });
+    const showResult = (parts, error) => {
+      result.replaceChildren(...parts);
+      result.className = error ? "result refused" : "result";
+      result.hidden = false;
+    };
+    const form = h("form", { class: "filters", testid: "import-form", autocomplete: "off" },
+      h("label", {}, "Import devices ", file),
+      h("label", { class: "check" }, skip, " import the valid rows, skip the refused"),
+      h("label", { class: "check" }, dry, " only check"),
+      h("button", { type: "submit", testid: "import-submit" }, "Import"));
+    form.addEventListener("submit", submitting(form, async () => {
+      clearError();
+      const f = file.files && file.files[0];
+      if (!f) { showError("Import", "choose a CSV (deviceName,deviceSecret) or JSON lines file"); return; }
+      if (f.size > MAX_IMPORT_FILE) { showError("Import", `${f.name} is larger than 64 MB: split it`); return; }
+      const format = /\.csv$/i.test(f.name) ? "csv" : "jsonl";
+      try {
+        const answer = await apiFile("POST", `/api/products/${enc(pk)}/devices/import`, {
+          query: { format, skipInvalid: skip.checked, dryRun: dry.checked }, body: await f.text(),
+          type: format === "csv" ? "text/csv" : "application/x-ndjson" });
+        if (!ctx.alive()) return;
+        const parts = importReport(pk, answer.doc, answer.error);
+        if (!answer.error && answer.doc.imported) {
+          showNotice(`Imported ${answer.doc.imported} devices.`);
+          lastImport = { pk, parts }; // shown again by the page redrawn with the new devices
+          route();
+          return;
+        }
+        showResult(parts, answer.error);
+      } catch (e) {
+        showError("Import failed", e);
+      }
+    }));
+    const secrets = h("input", { type: "checkbox", id: "export-secrets", testid: "export-secrets" });
+    const exportAs = (format) => async () => {
+      clearError();
+      try {
+        const answer = await apiFile("GET", `/api/products/${enc(pk)}/devices/export`,
+          { query: { format, withSecrets: secrets.checked } });
+        download(`${pk}-devices.${format}`, answer.blob);
+      } catch (e) {
+        showError("Export failed", e);
+      }
+    };
+    const exports = h("div", { class: "filters" },
+      h("button", { type: "button", class: "secondary", testid: "export-csv", onclick: exportAs("csv") }, "Export CSV"),
+      h("button", { type: "button", class: "secondary", testid: "export-jsonl", onclick: exportAs("jsonl") },
+        "Export JSON lines"),
+      h("label", { class: "check" }, secrets, " with secrets (admin keys)"));
+    const panel = h("details", { class: "card", testid: "bulk-panel" },
+      h("summary", {}, `Import and export ${pk}'s devices`),
+      h("p", { class: "muted small" }, "CSV with a header (deviceName,deviceSecret; an empty secret is generated) or ",
+        "JSON lines. All or nothing: if any row is refused, none is imported and every refused row is listed."),
+      form, result, exports);
+    if (lastImport && lastImport.pk === pk) {
+      showResult(lastImport.parts, null);
+      panel.open = true;
+    }
+    lastImport = null;
+    return panel;
+  }
+
+  function deleteProductButton(p) {
+    return h("button", { type: "button", class: "secondary small danger", testid: `delete-product-${p.productKey}`,
+      onclick: async () => {
+        if (!window.confirm(`Delete product ${p.productKey} (${p.name}) and its thing model?`)) return;
+        clearError();
+        try {
+          let done;
+          try {
+            done = await api("DELETE", `/api/products/${enc(p.productKey)}`);
+          } catch (e) {
+            if (e.status !== 409) throw e;
+            if (!window.confirm(`${e.message}.\n\nDelete the product with all its devices (their status and history) ` +
+              "and subscriptions?")) return;
+            done = await api("DELETE", `/api/products/${enc(p.productKey)}`, { query: { force: "true" } });
+          }
+          showNotice(`Deleted product ${p.productKey}` +
+            (done.devicesDeleted ? ` with ${done.devicesDeleted} devices` : "") +
+            (done.subscriptionsDeleted ? ` and ${done.subscriptionsDeleted} subscriptions` : "") + ".");
+          route();
+        } catch (e) {
+          showError(`Could not delete ${p.productKey}`, e);
+        }
+      } }, "Delete");
   }
 
   function hashFor(page, q) {

@@ -75,6 +75,22 @@ class RegistryAdmin(RegistryReader, SubscriptionStates, Protocol):
 
     async def children(self, gateway_id: int) -> list[Device]: ...
 
+    async def devices_by_name(self, product_key: str, after_name: str, limit: int) -> list[Device]:
+        """A product's devices in deviceName order after ``after_name``, at most ``limit``."""
+        ...
+
+    async def delete_product(self, product_key: str, force: bool) -> tuple[int, int]:
+        """Delete a product (and with ``force`` its devices and subscriptions); (devices, subscriptions) deleted."""
+        ...
+
+    async def import_devices(
+        self, rows: Sequence[tuple[str, str, str, str]], created_ms: int, skip_refused: bool,
+        check_only: bool = False,
+    ) -> tuple[dict[int, tuple[str, str]], int]:
+        """(productKey, deviceName, device_id, secret) rows in one transaction; the rows the store refused
+        (index -> (code, reason)) and how many were inserted (none when any was refused, unless skipping)."""
+        ...
+
     async def list_devices(
         self, product_key: str | None, name_prefix: str | None = None, enabled: bool | None = None,
         after_id: int = 0, limit: int = 1_000_000,

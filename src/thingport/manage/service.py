@@ -7,7 +7,8 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from thingport.bus.reader import SubscriptionReader
@@ -27,6 +28,7 @@ from thingport.core.ports import MessageLog, Registry
 from thingport.core.thingmodel import ThingModel
 from thingport.core.topics import MAX_CATEGORIES, check_category, compile_topic_filter
 from thingport.manage import rules
+from thingport.manage.device_files import DeviceRow
 from thingport.manage.thing_models import compile_model
 
 if TYPE_CHECKING:
@@ -55,6 +57,41 @@ def hash_api_key(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 NODE_TYPES = ("device", "gateway")
+EXPORT_PAGE = 10_000  # devices read per query while exporting
+
+
+@dataclass(slots=True)
+class Refusal:
+    """A row an import refused: its line in the file, its deviceName (when it could be read), and why.
+
+    Codes: malformed, wrong_product, bad_name, bad_device_id, bad_secret, duplicate (twice in the file),
+    exists (already stored), unknown_product (the product went away while importing)."""
+
+    line: int
+    device_name: str | None
+    code: str
+    reason: str
+
+
+@dataclass(slots=True)
+class ImportedDevice:
+    device_name: str
+    device_id: str
+    secret: str
+    generated: bool  # the import made the secret up: the operator learns it only from the import's output
+
+
+@dataclass
+class ImportReport:
+    product_key: str
+    rows: int = 0
+    imported: int = 0
+    refusals: list[Refusal] = field(default_factory=list)
+    devices: list[ImportedDevice] = field(default_factory=list)  # the ones imported
+
+    @property
+    def generated(self) -> int:
+        return sum(1 for d in self.devices if d.generated)
 
 
 def _now_ms() -> int:
@@ -160,6 +197,13 @@ class Management:
         await self._registry.set_product_validation(product_key, validation)
         return await self.product(product_key)
 
+    async def delete_product(self, product_key: str, force: bool = False) -> tuple[Product, int, int]:
+        """Delete a product; refused while it has devices or subscriptions unless ``force``, which deletes
+        them too. The product as it was, and how many devices and subscriptions went with it."""
+        product = await self.product(product_key)
+        devices, subscriptions = await self._registry.delete_product(product_key, force)
+        return product, devices, subscriptions
+
     async def product(self, product_key: str) -> Product:
         product = await self._registry.get_product(product_key)
         if product is None:
@@ -206,6 +250,42 @@ class Management:
             gateway_id = parent.id
         await self.product(product_key)
         return await self._registry.create_device(product_key, device_name, secret, _now_ms(), device_id, gateway_id)
+
+    async def import_devices(
+        self, product_key: str, rows: Iterable[DeviceRow], skip_invalid: bool = False, dry_run: bool = False,
+    ) -> ImportReport:
+        """Create a product's devices from a device file's rows, all or nothing.
+
+        Every row is checked as ``create_device`` checks one, and against the others (a deviceName or
+        device_id twice) and the store (one that exists). Any refused row means nothing is imported,
+        unless ``skip_invalid``: then the valid rows are. Either way the report lists every refused row
+        and why. ``dry_run`` checks everything and imports nothing. Secrets not given are generated."""
+        await self.product(product_key)
+        # reading and checking a million rows takes seconds: not on the event loop, which serves devices too
+        report, accepted, devices = await asyncio.to_thread(_check_rows, product_key, rows)
+        check_only = dry_run or (bool(report.refusals) and not skip_invalid)
+        refused, report.imported = await self._registry.import_devices(
+            [(product_key, d.device_name, d.device_id, d.secret) for d in devices], _now_ms(),
+            skip_refused=skip_invalid, check_only=check_only,
+        )
+        for index, (code, reason) in refused.items():
+            report.refusals.append(Refusal(accepted[index].line, devices[index].device_name, code, reason))
+        report.refusals.sort(key=lambda r: r.line)
+        if report.imported:
+            report.devices = [d for i, d in enumerate(devices) if i not in refused]
+        return report
+
+    async def export_devices(self, product_key: str) -> AsyncIterator[Device]:
+        """Every device of the product in deviceName order, read a page at a time."""
+        await self.product(product_key)
+        after = ""
+        while True:
+            page = await self._registry.devices_by_name(product_key, after, EXPORT_PAGE)
+            for device in page:
+                yield device
+            if len(page) < EXPORT_PAGE:
+                return
+            after = page[-1].device_name
 
     async def children(self, product_key: str, device_name: str) -> list[Device]:
         """A gateway's sub-devices."""
@@ -497,6 +577,67 @@ class Management:
         if limit < 1:
             raise ParamError("limit must be at least 1")
         return await self._log.newest(limit, after_seq)
+
+
+def _check_rows(
+    product_key: str, rows: Iterable[DeviceRow],
+) -> tuple[ImportReport, list[DeviceRow], list[ImportedDevice]]:
+    """The report so far (every row counted, the ones refused on their own or as a twin of an earlier one),
+    and the rows accepted with their devices, secrets generated where none was given."""
+    report = ImportReport(product_key)
+    accepted: list[tuple[DeviceRow, str, str]] = []  # row, deviceName, device_id
+    names: dict[str, int] = {}
+    ids: dict[str, int] = {}
+    for row in rows:
+        report.rows += 1
+        refusal = _check_row(product_key, row)
+        if isinstance(refusal, Refusal):
+            report.refusals.append(refusal)
+            continue
+        name, device_id = refusal
+        twin = names.get(name)
+        if twin is None:
+            twin = ids.get(device_id)
+            what = f"device_id {device_id}"
+        else:
+            what = f"deviceName {name}"
+        if twin is not None:
+            report.refusals.append(Refusal(row.line, name, "duplicate", f"{what} is on line {twin} already"))
+            continue
+        names[name] = ids[device_id] = row.line
+        accepted.append((row, name, device_id))
+    generated = iter(identity.generate_device_secrets(sum(1 for r, _, _ in accepted if r.device_secret is None)))
+    devices = [ImportedDevice(name, device_id, row.device_secret or next(generated), row.device_secret is None)
+               for row, name, device_id in accepted]
+    return report, [row for row, _, _ in accepted], devices
+
+
+def _check_row(product_key: str, row: DeviceRow) -> Refusal | tuple[str, str]:
+    """A device file row's (deviceName, device_id), by ``create_device``'s rules, or why it is refused."""
+    name = row.device_name
+    if row.error is not None:
+        return Refusal(row.line, name, "malformed", row.error)
+    if row.product_key is not None and row.product_key != product_key:
+        return Refusal(row.line, name, "wrong_product",
+                       f"productKey {row.product_key} is not the product imported into ({product_key})")
+    if row.device_id is not None:
+        try:
+            identity.check_device_id(row.device_id)
+        except ValueError as exc:
+            return Refusal(row.line, name, "bad_device_id", str(exc))
+    if name is None:
+        assert row.device_id is not None
+        name = identity.device_name_from_id(product_key, row.device_id)
+    try:
+        identity.check_device_name(name)
+    except ValueError as exc:
+        return Refusal(row.line, name, "bad_name", str(exc))
+    if row.device_secret is not None:
+        try:
+            identity.check_secret(row.device_secret)
+        except ValueError as exc:
+            return Refusal(row.line, name, "bad_secret", str(exc))
+    return name, row.device_id or identity.default_device_id(product_key, name)
 
 
 def _check_categories(categories: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:

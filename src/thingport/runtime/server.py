@@ -140,7 +140,8 @@ async def _serve(settings: Settings, files: CertificateFiles, worker_index: int 
         waits: list[Coroutine[Any, Any, Any]] = [stopping.wait()]
         management = None
         if not worker_index:
-            api = create_api(app.management(), app.metrics, app.readiness.check, settings.api_max_body_bytes)
+            api = create_api(app.management(), app.metrics, app.readiness.check, settings.api_max_body_bytes,
+                             settings.api_import_max_body_bytes)
             management = _Listener(api_config(settings, api))
             waits.append(management.serve())
         loop = asyncio.get_running_loop()

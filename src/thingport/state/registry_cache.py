@@ -118,7 +118,12 @@ class RegistryCache:
                 self._put(device_id, await self._registry.device_by_id(device_id))
         for product_key in products:
             if product_key in self._runtimes:
-                await self._load_product(product_key)
+                gone = await self._load_product(product_key) is None
+            else:
+                gone = await self._registry.get_product(product_key) is None
+            if gone:  # deleted with its devices (one change entry for them all): none may stay in memory
+                for device in [d for d in self._by_id.values() if d.product_key == product_key]:
+                    self._put(device.id, None)
 
     async def _follow(self, interval_s: float) -> None:
         while True:

@@ -14,6 +14,7 @@ from thingport.store.executor import DbExecutor
 from thingport.store.keys import KeyRing
 
 _IDS_PER_QUERY = 500  # under SQLite's 999 bound variables of old builds, with room for the rest
+_INSERT_CHUNK = 10_000  # rows per executemany of a bulk import (bounds the driver's buffers)
 _DEVICE_SELECT = (
     "SELECT d.id, d.product_key, d.device_name, d.secret_sealed, d.enabled, d.token_epoch, d.created_ms,"
     " d.last_auth_ms, d.device_id, d.gateway_id, g.product_key, g.device_name, d.token_ms,"
@@ -218,6 +219,107 @@ class SqlRegistry:
         created = await self.device_by_id(await self._db.run(q))
         assert created is not None
         return created
+
+    async def import_devices(
+        self, rows: Sequence[tuple[str, str, str, str]], created_ms: int, skip_refused: bool,
+        check_only: bool = False,
+    ) -> tuple[dict[int, tuple[str, str]], int]:
+        """Insert devices, (productKey, deviceName, device_id, secret) each, in one transaction: all or none
+        (``check_only``: none, only the report).
+
+        Returns the rows refused by what is stored (index -> (code, reason): ``unknown_product``, ``exists``)
+        and how many were inserted. A refused row means nothing is inserted, unless ``skip_refused``: then
+        the others are. Inserts go in chunks through ``executemany``; new devices need no change-feed entry
+        (no cache holds a device before it exists)."""
+        box = self._box
+        sealed = [] if check_only else [box.seal(secret, _identity(pk, dn)) for pk, dn, _, secret in rows]
+
+        def q(conn: Database) -> tuple[dict[int, tuple[str, str]], int]:
+            refused: dict[int, tuple[str, str]] = {}
+            with conn.transaction():
+                products = {pk for pk, _, _, _ in rows}
+                missing = {pk for pk in products
+                           if not conn.execute("SELECT 1 FROM products WHERE product_key = ?", (pk,)).fetchone()}
+                by_name: dict[tuple[str, str], int] = {}
+                by_id: dict[str, int] = {}
+                for index, (pk, dn, did, _) in enumerate(rows):
+                    if pk in missing:
+                        refused[index] = ("unknown_product", f"product {pk} does not exist")
+                    else:
+                        by_name[(pk, dn)] = index
+                        by_id[did] = index
+                for pk in products - missing:
+                    names = [dn for p, dn in by_name if p == pk]
+                    for found in _in_chunks(conn, "SELECT device_name FROM devices WHERE product_key = ? AND"
+                                            " device_name IN ({})", (pk,), names):
+                        refused[by_name[(pk, found)]] = ("exists", f"device {pk}/{found} already exists")
+                for found in _in_chunks(conn, "SELECT device_id FROM devices WHERE device_id IN ({})", (),
+                                        list(by_id)):
+                    refused.setdefault(by_id[found], ("exists", f"device_id {found} already exists"))
+                if check_only or (refused and not skip_refused):
+                    return refused, 0
+                insert = [(pk, dn, sealed[i], created_ms, did) for i, (pk, dn, did, _) in enumerate(rows)
+                          if i not in refused]
+                try:  # the checks above tell which rule; this catches a concurrent twin (PostgreSQL)
+                    for start in range(0, len(insert), _INSERT_CHUNK):
+                        conn.executemany(
+                            "INSERT INTO devices (product_key, device_name, secret_sealed, created_ms, device_id)"
+                            " VALUES (?, ?, ?, ?, ?)", insert[start:start + _INSERT_CHUNK],
+                        )
+                except IntegrityError:
+                    raise Conflict("a device of this import was created meanwhile by someone else: nothing was"
+                                   " imported; import again") from None
+                return refused, len(insert)
+
+        return await self._db.run(q)
+
+    async def delete_product(self, product_key: str, force: bool) -> tuple[int, int]:
+        """Delete a product with its thing models, in one transaction; (devices, subscriptions) deleted.
+
+        While it has devices or subscriptions it is refused (Conflict), unless ``force``: then they go too,
+        the devices with their running status and history (their messages stay in the log). Sub-devices of
+        another product under one of its gateways refuse it even so. One change-feed entry names the
+        product: running servers drop its devices from memory."""
+
+        def q(conn: Database) -> tuple[int, int]:
+            with conn.transaction():
+                if not conn.execute("SELECT 1 FROM products WHERE product_key = ?", (product_key,)).fetchone():
+                    raise NotFound(f"product {product_key} does not exist")
+                devices, subscriptions = (
+                    conn.execute(f"SELECT count(*) FROM {table} WHERE product_key = ?", (product_key,)).fetchone()[0]
+                    for table in ("devices", "subscriptions"))
+                if (devices or subscriptions) and not force:
+                    raise Conflict(f"product {product_key} has {devices} devices and {subscriptions} subscriptions:"
+                                   " delete them first, or force the deletion (deletes them too)")
+                if conn.execute(
+                    "SELECT 1 FROM devices c JOIN devices g ON g.id = c.gateway_id"
+                    " WHERE g.product_key = ? AND c.product_key <> ? LIMIT 1", (product_key, product_key),
+                ).fetchone():
+                    raise Conflict(f"devices of other products are sub-devices of product {product_key}'s gateways:"
+                                   " delete them first")
+                owned = "SELECT id FROM devices WHERE product_key = ?"
+                for table in ("latest_values", "history"):
+                    conn.execute(f"DELETE FROM {table} WHERE device_id IN ({owned})", (product_key,))
+                conn.execute("UPDATE devices SET gateway_id = NULL WHERE product_key = ?", (product_key,))
+                for table in ("devices", "subscriptions", "thing_models", "products"):
+                    conn.execute(f"DELETE FROM {table} WHERE product_key = ?", (product_key,))
+                self._changed(conn, product_key=product_key)
+                return devices, subscriptions
+
+        return await self._db.run(q)
+
+    async def devices_by_name(self, product_key: str, after_name: str, limit: int) -> list[Device]:
+        """A product's devices in deviceName order after ``after_name`` (an export, a page at a time): the
+        (productKey, deviceName) index serves it, where ``list_devices``' id order made SQLite sort the
+        product's every device for each page."""
+        return await self._devices_ordered(
+            "d.product_key = ? AND d.device_name > ? ORDER BY d.device_name LIMIT ?", (product_key, after_name, limit))
+
+    async def _devices_ordered(self, where: str, params: tuple) -> list[Device]:
+        def q(conn: Database) -> list[tuple]:
+            return conn.execute(f"{_DEVICE_SELECT} WHERE {where}", params).fetchall()
+
+        return [self._device(row) for row in await self._db.run(q)]
 
     async def list_devices(
         self, product_key: str | None, name_prefix: str | None = None, enabled: bool | None = None,
@@ -506,6 +608,15 @@ class SqlRegistry:
             ).fetchall()
 
         return [(at, msgspec.json.decode(samples)[identifier], mid) for at, samples, mid in await self._db.run(q)]
+
+
+def _in_chunks(conn: Database, sql: str, params: tuple, values: list[str]) -> list[str]:
+    """The first column of ``sql`` (its ``IN ({})`` filled with marks) over ``values``, a chunk at a time."""
+    found: list[str] = []
+    for start in range(0, len(values), _IDS_PER_QUERY):
+        chunk = values[start:start + _IDS_PER_QUERY]
+        found += [row[0] for row in conn.execute(sql.format(",".join("?" * len(chunk))), (*params, *chunk)).fetchall()]
+    return found
 
 
 def _product(row: tuple[Any, ...]) -> Product:
