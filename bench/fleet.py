@@ -92,7 +92,7 @@ class Scale:
 
 SCALES = {
     "full": Scale(1_000_000, 1_000, 100_000, 10_000_000, 10_000, 10, 200, 0.1, 240),
-    "small": Scale(3_000, 300, 1_000, 30_000, 200, 2, 30, 0.2, 30),
+    "small": Scale(1_500, 100, 300, 10_000, 100, 1, 10, 0.2, 30),
 }
 
 
@@ -558,7 +558,8 @@ def run_backend(backend: str, scale: Scale, workdir: Path, cert_files: tuple[Pat
             active = next(iter(tokens.items()))
             print(f"{stamp()} [{backend}] {scale.connections:,} open connections", flush=True)
             out["connections"] = asyncio.run(hold_connections(port, context, store.product_key, tokens,
-                                                              scale.connections, pid, active, 200))
+                                                              scale.connections, pid, active,
+                                                              max(20, scale.queries)))
         print(f"{stamp()} [{backend}] C: retention under load", flush=True)
         server = FleetServer(f"{backend}-c", store.url, {"THINGPORT_RETENTION_DAYS": "1",
                                                          "THINGPORT_RETENTION_EVERY_S": str(RETENTION_EVERY_S)})
