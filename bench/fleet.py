@@ -722,6 +722,8 @@ def main(argv: list[str] | None = None) -> int:
         files = certificate_for(load_settings(data_dir=workdir / "cert"))
         for backend in backends:
             results.append(run_backend(backend, scale, workdir, (files.cert, files.key)))
+            if args.json:  # each backend's figures as soon as they are in (a long run may be cut short)
+                args.json.write_text(json.dumps({"scale": scale.__dict__, "results": results}, indent=1))
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
