@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     retention_days: float | None = Field(None, gt=0, description="delete messages older than this")
     retention_max_mb: float | None = Field(None, gt=0, description="delete the oldest messages past this size")
     retention_force: bool = Field(False, description="also delete what a subscription has not confirmed")
+    retention_every_s: float = Field(60.0, gt=0, description="how often retention runs (the first run after this)")
     storage_max_mb: float | None = Field(None, gt=0, description="cap on the database file; writes past it are refused")
     group_commit_max_batch: int = Field(1000, ge=1)
     durability: Durability = Field(

@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 BATCH = 2000  # the most log messages one batch reads (and one publish carries)
 FAILING_AFTER = 3  # failed attempts in a row after which a subscription is "failing", not "retrying"
 LINGER_S = 0.01  # a caught-up forwarder starts at most one batch per this many seconds
-RETENTION_EVERY_S = 60.0
 
 
 class CommitSignal:
@@ -102,6 +101,7 @@ class Forwarder:
         retention_max_mb: float | None = None,
         retention_force: bool = False,
         supervise_every_s: float = 1.0,
+        retention_every_s: float = 60.0,
     ) -> None:
         self._log = log
         self._registry = registry
@@ -109,6 +109,7 @@ class Forwarder:
         self.metrics = ForwardingMetrics(metrics_registry)
         self._retention = (retention_days, retention_max_mb, retention_force)
         self._every = supervise_every_s
+        self._retention_every = retention_every_s
         self._tasks: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -128,7 +129,7 @@ class Forwarder:
 
     async def _supervise(self) -> None:
         """Keep one task per enabled push subscription; restart one whose options changed."""
-        next_retention = time.monotonic() + RETENTION_EVERY_S
+        next_retention = time.monotonic() + self._retention_every
         while True:
             try:
                 subscriptions = await self._registry.list_subscriptions()
@@ -146,7 +147,7 @@ class Forwarder:
                 for s, backlog in zip(subscriptions, backlogs, strict=True):
                     self.metrics.backlog.labels(s.name).set(backlog)
                 if time.monotonic() >= next_retention:
-                    next_retention = time.monotonic() + RETENTION_EVERY_S
+                    next_retention = time.monotonic() + self._retention_every
                     await self.apply_retention(subscriptions)
             except asyncio.CancelledError:
                 raise

@@ -142,7 +142,8 @@ def build(settings: Settings, overrides: Overrides | None = None, *, create: boo
     commits = CommitSignal()
     log.on_commit(commits.notify)
     forwarder = Forwarder(log, registry, metrics.registry, commits, settings.retention_days,
-                          settings.retention_max_mb, settings.retention_force)
+                          settings.retention_max_mb, settings.retention_force,
+                          retention_every_s=settings.retention_every_s)
     forwarding = LeasedService(lease_for(settings.database_url, settings.data_dir, "forwarder"), forwarder,
                                "forwarder")
     # other processes commit too: watch the log grow to wake this one's forwarder and pulls
