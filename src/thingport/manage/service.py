@@ -643,18 +643,15 @@ class Management:
                 for at, value, message_id in rows]
 
     async def _check_property_known(self, device: Device, identifier: str) -> None:
-        """ParamError for a property the product's model does not define and the device never reported
-        (an empty history of a typo would read as "no data")."""
+        """ParamError for a property the product's model does not define (an empty history of a typo would
+        read as "no data"); a product without a model accepts any property, so any may have none yet."""
         product = await self.product(device.product_key)
-        if product.model_version is not None:
-            names = (await self._current_model(device.product_key)).property_names
-            if identifier in names:
-                return
+        if product.model_version is None:
+            return
+        names = (await self._current_model(device.product_key)).property_names
+        if identifier not in names:
             known = ", ".join(sorted(names)[:20]) or "none"
             raise ParamError(f"unknown property {identifier!r}: the product's model defines {known}")
-        _, latest = await self._registry.device_status(device.id)
-        if identifier not in latest:
-            raise ParamError(f"unknown property {identifier!r}: the device never reported it")
 
     async def newest_messages(self, limit: int, after_seq: int | None = None) -> list[StoredMessage]:
         if limit < 1:
