@@ -194,7 +194,7 @@ def test_a_tsl_product_gets_its_own_properties_and_events_all_accepted(server: S
     assert len(stored) == summary["sent"]
     assert {json.loads(m.reply)["code"] for m in stored} == {200}  # type: ignore[arg-type]
     events = [json.loads(m.payload) for m in stored if m.kind == "event_post"]
-    assert len(events) == summary["events"] > 0  # every tenth message of each device
+    assert len(events) == summary["events"] > 0  # one in ten messages of each device, from the fifth
     assert {e["method"] for e in events} <= {"thing.event.overheat.post", "thing.event.door.post"}
     for post in (json.loads(m.payload)["params"] for m in stored if m.kind == "property_post"):
         assert set(post) == {"temperature", "humidity"}
@@ -238,6 +238,22 @@ def test_alibaba_refusals_are_counted_from_the_stored_replies(server: ServerProc
     [row] = summary["refused"]["properties"]
     assert row["identifier"] == "i" and row["code"] == 6306 and row["count"] == summary["sent"]
     assert "above max 1" in row["reason"]
+
+
+def test_through_the_api_the_own_model_is_played_and_refusals_read_back(server: ServerProcess, tmp_path: Path) -> None:
+    key = cli(server.data_dir, "apikey", "create", "--name", "simulator", "--role", "admin")["key"]
+    api = ("--api", f"http://127.0.0.1:{server.api_port}", "--api-key", key)
+    product = product_with(server, tmp_path, "viaapi", SEED_TSL_WITH_EVENTS)
+    own = run_json(server, *api, "--product-key", product, "--devices", "1", "--rate", "20", "--duration", "2",
+                   "--prefix", "api-")  # ~40 messages: an event in ten, from the fifth
+    assert own["accepted"] == own["sent"] > 0 and own["events"] > 0 and own["refused"]["messages"] == 0
+    hot = tmp_path / "hot.json"  # temperature 60..90: above the product's max 50 every time
+    hot.write_text(json.dumps({"properties": [
+        {"identifier": "temperature", "dataType": {"type": "int", "specs": {"min": "60", "max": "90"}}}]}))
+    forced = run_json(server, *api, "--product-key", product, "--model", str(hot), "--devices", "1", "--rate", "20",
+                      "--duration", "1", "--prefix", "api-")
+    assert forced["refused"]["messages"] == forced["sent"] > 0 and forced["unchecked"] == 0
+    assert [(r["identifier"], r["code"]) for r in forced["refused"]["properties"]] == [("temperature", 6306)]
 
 
 def test_a_model_changed_under_the_fleet_is_counted_honestly(server: ServerProcess, tmp_path: Path) -> None:

@@ -42,6 +42,10 @@ Decisions (the device-facing behaviour; each is deliberate):
   namespaces; ``validate_properties`` on a Huawei model uses the union, first service winning.
 * A TSL with ``functionBlockId`` (a custom module) is addressed as ``module:identifier``, as Alink does.
 
+``property_types``, ``event_types`` and ``service_types`` give the same reading of the document as data
+(``ValueType``: type, bounds, step, unit, enum values, lengths, members, items), built by the same
+compile step as the checkers, for code that produces values (the simulator) rather than judges them.
+
 ``to_document()`` returns ``{"format": "tsl"|"huawei"|"schemaless", "model": <document as
 imported>}``: the marker sits beside the original, never inside it, so the original round-trips
 untouched and ``ThingModel.from_document()`` can reload it. ``version`` is the first 16 hex digits of

@@ -30,7 +30,8 @@ from thingport.core.thingmodel import (
 )
 
 EVENT_EVERY = 10
-"""Every tenth message of a device whose model has events is one of them (the others report properties)."""
+"""One message in ten of a device whose model has events is one of them, from its fifth on (the 5th, 15th,
+...: a short run sends some too); the others report properties."""
 
 SWITCH_CHANCE = 0.1
 """How often an enum, boolean or text changes from one report to the next."""
@@ -215,11 +216,11 @@ class SimulatedDevice:
         return bool(self._events)
 
     def next_message(self) -> PropertyReport | EventPost:
-        """The next message: every EVENT_EVERY-th is an event when the model has any (all are, when it has
-        no properties to report)."""
+        """The next message: one in EVENT_EVERY is an event when the model has any (all are, when it has no
+        properties to report)."""
         self._sent += 1
         reports = bool(self._flat or self._services)
-        if self._events and (not reports or self._sent % EVENT_EVERY == 0):
+        if self._events and (not reports or self._sent % EVENT_EVERY == EVENT_EVERY // 2):
             ident = self._rng.choice(self._event_order)
             return EventPost(ident, {name: walk() for name, walk in self._events[ident].items()})
         return PropertyReport(self.properties())
