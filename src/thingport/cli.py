@@ -776,60 +776,59 @@ def subscription_disable(name: str, data_dir: Path | None, as_json: bool) -> Non
 @click.option("--endpoint", required=True, help="The device endpoint, e.g. https://127.0.0.1:8443.")
 @click.option("--devices", "count", type=click.IntRange(1, 100_000), default=10, show_default=True)
 @click.option("--rate", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
-              help="Reports per second for the whole fleet.")
+              help="Messages (property reports and events) per second for the whole fleet.")
 @click.option("--duration", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Seconds.")
 @click.option("--dialect", type=click.Choice(["aliyun", "huawei"]), default="aliyun", show_default=True)
 @click.option("--ca", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CA certificate to trust (thingport's tls-cert.pem for a self-signed server).")
-@click.option("--product-key", default=None, help="Use this product's devices (default: create a product).")
+@click.option("--product-key", default=None,
+              help="Use this product's devices and thing model (default: create a product).")
 @click.option("--model", "model_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Thing model to play (TSL for aliyun, IoTDA product model for huawei); default: seed 004's "
-                   "temperature/humidity collector.")
+              help="Thing model to play (TSL or IoTDA product model) instead of the product's own; default for "
+                   "a new product: seed 004's temperature/humidity collector.")
 @click.option("--prefix", default="sim-", show_default=True, help="Device name prefix.")
 @click.option("--api", default=None, help="Register devices through this management API URL (with --api-key).")
 @click.option("--api-key", envvar="THINGPORT_API_KEY", default=None)
 @data_dir_option
+@json_option
 def simulate(endpoint: str, count: int, rate: float, duration: float, dialect: str, ca: Path | None,
              product_key: str | None, model_file: Path | None, prefix: str, api: str | None, api_key: str | None,
-             data_dir: Path | None) -> None:
-    """Simulate a fleet: register (or reuse) devices, report at --rate for --duration, print a summary.
+             data_dir: Path | None, as_json: bool) -> None:
+    """Simulate a fleet: register (or reuse) devices, send what the thing model describes at --rate for
+    --duration, print a summary (what was refused, and why).
 
-    Exits 1 when any report sent was not acknowledged."""
+    Exits 1 when any message sent was not acknowledged."""
     import httpx
 
     from thingport import simulator
+    from thingport.manage.thing_models import compile_model
 
-    model = read_json_file(model_file) if model_file else None
-    if model is None:
-        model = simulator.SEED_004_TSL
-        model_format = "tsl"
-    else:
-        from thingport.manage.thing_models import model_format_of
-
-        model_format = model_format_of(model)
-    try:
-        values = simulator.values_for(model, model_format, dialect)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise click.UsageError(f"--model: cannot generate values for this thing model: {exc!r}") from None
+    model = None
+    if model_file is not None:
+        try:
+            model = compile_model(read_json_file(model_file), "auto")
+        except ThingportError as exc:
+            raise click.UsageError(f"--model: {exc}") from None
     if api is not None and api_key is None:
         raise click.UsageError("--api needs --api-key (or THINGPORT_API_KEY)")
     registrar = simulator.Registrar(None if api else (data_dir or load_settings().data_dir), api, api_key)
-
-    async def main() -> tuple[str, simulator.Stats]:
-        devices = await registrar.provision(product_key, model, model_format, count, prefix)
-        click.echo(f"simulating {len(devices)} {dialect} devices at {rate:g} reports/s for {duration:g} s", err=True)
-        return devices[0].product_key, await simulator.run_fleet(devices, endpoint, dialect, rate, duration, ca, values)
-
     try:
-        used_product, stats = asyncio.run(main())
+        used_product, stats = asyncio.run(simulator.simulate(
+            registrar, product_key, model, count, prefix, endpoint, dialect, rate, duration, ca))
     except ThingportError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except ValueError as exc:  # a model with nothing this dialect can send
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except httpx.HTTPStatusError as exc:
         click.echo(f"error: the management API answered {exc.response.status_code}: {exc.response.text[:200]}",
                    err=True)
         sys.exit(1)
-    click.echo(simulator.summary(stats, used_product, count, duration))
+    if as_json:
+        click.echo(json.dumps(simulator.summary_json(stats, used_product, count, dialect, rate)))
+    else:
+        click.echo(simulator.summary(stats, used_product, count, duration))
     if stats.acked < stats.sent:
         sys.exit(1)
 

@@ -1,24 +1,29 @@
 """A fleet simulator: N devices reporting at a total rate for a duration, through the device SDK.
 
 It registers the devices it needs (or reuses them) through a local data dir or the management API, plays
-seed 004's temperature/humidity collector (or random in-range values of a given thing model), shows live
-progress (sent, acknowledged, errors by code, p50/p99) and ends with a summary. Its exit code is non-zero
-when any report it sent was not acknowledged.
+the product's own thing model (or the one given, or seed 004's temperature/humidity collector for a new
+product) with plausible values and events (``device/simulated.py``), shows live progress and ends with a
+summary that counts what the server refused: the IoTDA reply names refused properties; the Alibaba
+dialect's HTTP reply does not, so the Alink replies the server stored for the simulator's messages are read
+back. Its exit code is non-zero when any report it sent was not acknowledged.
 """
 
 import asyncio
+import json
 import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 
+from thingport.core.thingmodel import ThingModel
 from thingport.device import AsyncAliyunDevice, AsyncHuaweiDevice, DeviceError
+from thingport.device.simulated import EventPost, SimulatedDevice
 from thingport.tasks import cancel_and_wait
 
 SEED_004_TSL: dict = {
@@ -34,106 +39,10 @@ SEED_004_TSL: dict = {
     "services": [],
 }
 
-
-# --- values a device reports ---
-
-def _bounds(specs: dict, lo: float, hi: float) -> tuple[float, float]:
-    return float(specs.get("min", lo)), float(specs.get("max", hi))
-
-
-def _text(max_length: Any) -> Callable[[], str]:
-    """Random text no longer than ``max_length`` characters (any length when it is None)."""
-    cut = None if max_length is None else int(max_length)
-    return lambda: f"sim-{random.randrange(10**6)}"[:cut]
-
-
-def _tsl_generator(spec: dict) -> Callable[[], Any]:
-    """Random valid values of one TSL ``dataType`` (structs and arrays of any item type included)."""
-    kind = spec.get("type")
-    specs = spec.get("specs") or {}
-    if kind == "int":
-        lo, hi = _bounds(specs, 0, 100)
-        return lambda: random.randint(int(lo), int(hi))
-    if kind in ("float", "double"):
-        lo, hi = _bounds(specs, 0, 100)
-        return lambda: round(random.uniform(lo, hi), 2)
-    if kind == "bool":
-        return lambda: random.randint(0, 1)
-    if kind == "enum":
-        keys = [int(k) for k in specs]
-        return lambda: random.choice(keys)
-    if kind == "text":
-        return _text(specs.get("length"))
-    if kind == "date":
-        return lambda: str(int(time.time() * 1000))
-    if kind == "struct":
-        members = {m["identifier"]: _tsl_generator(m.get("dataType") or {}) for m in specs}
-        return lambda: {name: make() for name, make in members.items()}
-    if kind == "array":
-        item = _tsl_generator(specs["item"])
-        size = min(int(specs.get("size", 1)), 3)
-        return lambda: [item() for _ in range(size)]
-    raise ValueError(f"unknown TSL data type {kind!r}")
-
-
-def tsl_values(tsl: dict) -> Callable[[], dict[str, Any]]:
-    """Random in-range values for every property of a TSL."""
-    generators = {prop["identifier"]: _tsl_generator(prop.get("dataType") or {}) for prop in tsl.get("properties", [])}
-    return lambda: {name: make() for name, make in generators.items()}
-
-
-def _huawei_generator(prop: dict) -> Callable[[], Any]:
-    """Random valid values of one IoTDA property (every ``data_type`` of the product model)."""
-    kind = str(prop.get("data_type", "")).lower()
-    if kind in ("int", "long"):
-        lo, hi = _bounds(prop, 0, 100)
-        return lambda: random.randint(int(lo), int(hi))
-    if kind == "decimal":
-        lo, hi = _bounds(prop, 0, 100)
-        return lambda: round(random.uniform(lo, hi), 2)
-    if kind == "boolean":
-        return lambda: random.choice([True, False])
-    if kind in ("string", "string list"):
-        text = _text(prop.get("max_length"))
-        return text if kind == "string" else (lambda: [text(), text()])
-    if kind == "enum":
-        choices = list(prop["enum_list"])
-        return lambda: random.choice(choices)
-    if kind == "datetime":
-        return lambda: time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    if kind == "jsonobject":
-        return lambda: {"sim": random.randrange(10**6)}
-    raise ValueError(f"unknown IoTDA data_type {prop.get('data_type')!r}")
-
-
-def huawei_values(model: dict) -> Callable[[], dict[str, dict[str, Any]]]:
-    """Random in-range values for every property of an IoTDA product model, by service."""
-    services = {
-        service["service_id"]: {
-            prop["property_name"]: _huawei_generator(prop) for prop in service.get("properties", [])
-        }
-        for service in model.get("services", [])
-    }
-    return lambda: {sid: {n: make() for n, make in props.items()} for sid, props in services.items() if props}
-
-
-def values_for(model: dict, model_format: str, dialect: str) -> Callable[[], dict[str, Any]]:
-    """What each simulated report carries, shaped for ``dialect``: Alink params are one flat namespace, IoTDA
-    reports are by service. An IoTDA model played in the Alibaba dialect posts its properties flat (the first
-    service to define a name wins, as the model's own check decides) but its booleans; a TSL played in the
-    IoTDA dialect puts them in one service, whose id a TSL product does not check."""
-    if model_format == "huawei":
-        if dialect == "huawei":
-            return huawei_values(model)
-        flat: dict[str, Callable[[], Any]] = {}
-        for service in model.get("services", []):
-            for prop in service.get("properties", []):
-                # an IoTDA boolean is true/false, which the Alibaba SDK sends as Alink's 0/1: left out
-                if str(prop.get("data_type", "")).lower() != "boolean":
-                    flat.setdefault(prop["property_name"], _huawei_generator(prop))
-        return lambda: {name: make() for name, make in flat.items()}
-    values = tsl_values(model)
-    return values if dialect == "aliyun" else (lambda: {"collector": values()})
+REPLY_PAGE = 1000  # stored messages read back per request (the API's and the log's page limit)
+REPLY_LOOKBACK_MS = 60_000  # read back from this long before the run began (clocks of simulator and server)
+PROGRESS_EVERY_S = 0.5  # redraws on a terminal
+PROGRESS_LINE_EVERY_S = 5.0  # plain lines when the output is not a terminal (a log file)
 
 
 # --- registration ---
@@ -153,6 +62,66 @@ class Registrar:
         if (data_dir is None) == (api is None):
             raise ValueError("give either a data dir or an API URL (with an API key) to register devices")
         self._data_dir, self._api, self._key = data_dir, api, api_key
+
+    async def product_model(self, product_key: str) -> ThingModel:
+        """The product's own compiled model (schemaless when it has none); NotFound or an HTTP error for an
+        unknown product."""
+        if self._api is not None:
+            async with self._client() as api:
+                reply = await api.get(f"/api/products/{product_key}/thing-model")
+                reply.raise_for_status()
+                document = reply.json()
+        else:
+            document = await self._with_management(lambda m: m.model_document(product_key))
+        return ThingModel.from_document(document)
+
+    async def stored_replies(self, product_key: str, message_ids: set[int], since_ms: int) -> dict[int, Any]:
+        """The reply documents the server stored for ``message_ids`` (newest first, paging back to
+        ``since_ms``): the Alink reply says what the model refused, which the HTTP reply does not."""
+        found: dict[int, Any] = {}
+        before: int | None = None
+        while len(found) < len(message_ids):
+            page = await self._message_page(product_key, since_ms, before)
+            for message_id, reply in page[0]:
+                if message_id in message_ids:
+                    found[message_id] = reply
+            if page[1] is None:
+                break
+            before = page[1]
+        return found
+
+    async def _message_page(self, product_key: str, since_ms: int,
+                            before: int | None) -> tuple[list[tuple[int, Any]], int | None]:
+        """One page of the product's log: (message id, reply) pairs and the ``before`` of the next page."""
+        if self._api is not None:
+            params: dict[str, Any] = {"productKey": product_key, "from": since_ms, "limit": REPLY_PAGE}
+            if before is not None:
+                params["before"] = before
+            async with self._client() as api:
+                reply = await api.get("/api/messages", params=params)
+                reply.raise_for_status()
+                doc = reply.json()
+            nxt = doc.get("next")
+            return [(int(m["messageId"]), m.get("reply")) for m in doc["items"]], int(nxt) if nxt else None
+        messages = await self._with_management(
+            lambda m: m.messages(product_key, None, None, since_ms, None, before, REPLY_PAGE)
+        )
+        pairs = [(m.message_id, json.loads(m.reply) if m.reply is not None else None) for m in messages]
+        return pairs, messages[-1].seq if len(messages) == REPLY_PAGE else None
+
+    async def _with_management(self, use: Callable[[Any], Awaitable[Any]]) -> Any:
+        from thingport.runtime.bootstrap import build
+        from thingport.settings import load_settings
+
+        app = build(load_settings(data_dir=self._data_dir))
+        try:
+            return await use(app.management())
+        finally:
+            app.close()
+
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self._api or "", headers={"Authorization": f"Bearer {self._key}"},
+                                 timeout=30)
 
     async def provision(self, product_key: str | None, model: dict | None, model_format: str, count: int,
                         prefix: str) -> list[SimDevice]:
@@ -206,15 +175,61 @@ class Registrar:
             return devices
 
 
+
+
 # --- running the fleet ---
+
+@dataclass
+class Refusals:
+    """What the model refused, grouped by property (or event parameter) and code, with a reason seen."""
+
+    messages: int = 0  # acknowledged messages of which the model refused something (the rest was stored)
+    counts: Counter = field(default_factory=Counter)
+    reasons: dict[tuple[str, Any], str] = field(default_factory=dict)
+
+    def note(self, refused: Iterable[dict[str, Any]]) -> None:
+        """One message's refusals, as the Alink reply (identifier, code, reason) or the IoTDA one
+        (service_id, property, reason) names them."""
+        self.messages += 1
+        for item in refused:
+            identifier = item.get("identifier") or f"{item.get('service_id', '')}.{item.get('property', '')}"
+            key = (str(identifier), item.get("code"))
+            self.counts[key] += 1
+            self.reasons.setdefault(key, str(item.get("reason", "")))
+
+    def note_alink_reply(self, reply: Any) -> None:
+        """A stored Alink reply: code 200 refused nothing; any other names its refusals in data.refused
+        (or refused the whole document, with only a code and a message)."""
+        if not isinstance(reply, dict) or reply.get("code") == 200:
+            return
+        data = reply.get("data")
+        refused = data.get("refused") if isinstance(data, dict) else None
+        if not refused:
+            refused = [{"identifier": "(message)", "code": reply.get("code"), "reason": reply.get("message", "")}]
+        self.note(refused)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"identifier": identifier, "code": code, "count": n, "reason": self.reasons[(identifier, code)]}
+                for (identifier, code), n in self.counts.most_common()]
+
 
 @dataclass
 class Stats:
     sent: int = 0
+    events: int = 0  # of the messages sent, event posts
     acked: int = 0
-    refused: int = 0  # acknowledged IoTDA reports of which the product model refused some properties
+    unchecked: int = 0  # acknowledged Alink messages whose stored reply was not found (e.g. already deleted)
+    refused: Refusals = field(default_factory=Refusals)
     errors: Counter = field(default_factory=Counter)
+    error_messages: dict[str, str] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    alink_ids: set[int] = field(default_factory=set)  # acknowledged, their replies read back after the run
+    elapsed: float = 0.0
+
+    @property
+    def accepted(self) -> int:
+        """Acknowledged with nothing refused."""
+        return self.acked - self.refused.messages - self.unchecked
 
     def percentile(self, p: float) -> float:
         if not self.latencies:
@@ -226,79 +241,156 @@ class Stats:
         done = min(1.0, elapsed / duration) if duration else 1.0
         bar = "#" * int(done * 20) + "-" * (20 - int(done * 20))
         errors = " ".join(f"{code}:{n}" for code, n in sorted(self.errors.items(), key=str)) or "none"
-        refused = f" (with refused properties {self.refused})" if self.refused else ""
+        refused = f" (with refused properties {self.refused.messages})" if self.refused.messages else ""
         return (f"[{bar}] {elapsed:5.1f}s sent {self.sent} acked {self.acked}{refused} errors {errors} "
                 f"p50 {self.percentile(0.5):.1f}ms p99 {self.percentile(0.99):.1f}ms")
 
 
+def _client(d: SimDevice, endpoint: str, dialect: str, ca: Path | None) -> Any:
+    if dialect == "huawei":
+        return AsyncHuaweiDevice(endpoint, d.device_id, d.secret, ca_file=ca)
+    return AsyncAliyunDevice(endpoint, d.product_key, d.device_name, d.secret, ca_file=ca)
+
+
 async def run_fleet(
     devices: list[SimDevice], endpoint: str, dialect: str, rate: float, duration: float, ca: Path | None,
-    values: Callable[[], Any], out: TextIO = sys.stderr,
+    model: ThingModel, out: TextIO = sys.stderr,
 ) -> Stats:
-    """Every device reports at ``rate / len(devices)`` per second (with jitter) for ``duration`` seconds."""
+    """Every device sends at ``rate / len(devices)`` per second (with jitter) for ``duration`` seconds what
+    its simulated twin says next: property reports and now and then an event."""
     stats = Stats()
     period = len(devices) / rate
     deadline = time.monotonic() + duration
     started = time.monotonic()
+    twins = [SimulatedDevice(model, dialect, random.Random()) for _ in devices]  # refuses an empty model first
 
-    def client(d: SimDevice) -> Any:
-        if dialect == "huawei":
-            return AsyncHuaweiDevice(endpoint, d.device_id, d.secret, ca_file=ca)
-        return AsyncAliyunDevice(endpoint, d.product_key, d.device_name, d.secret, ca_file=ca)
+    async def send(dev: Any, twin: SimulatedDevice) -> None:
+        message = twin.next_message()
+        if isinstance(message, EventPost):
+            stats.events += 1
+            stats.alink_ids.add(await dev.post_event(message.identifier, message.params))
+        elif dialect == "huawei":
+            receipt = await dev.report_properties(message.values)
+            if receipt.refused:
+                stats.refused.note(receipt.refused)
+        else:
+            stats.alink_ids.add(await dev.post_properties(message.values))
 
-    async def report(dev: Any) -> Awaitable[Any]:
-        if dialect == "huawei":
-            return await dev.report_properties(values())
-        return await dev.post_properties(values())
-
-    async def play(d: SimDevice) -> None:
-        dev = client(d)
+    async def play(d: SimDevice, twin: SimulatedDevice) -> None:
+        dev = _client(d, endpoint, dialect, ca)
         try:
             await asyncio.sleep(random.uniform(0, period))
             while time.monotonic() < deadline:
                 at = time.monotonic()
                 stats.sent += 1
                 try:
-                    receipt = await report(dev)
+                    await send(dev, twin)
                     stats.acked += 1
-                    if getattr(receipt, "refused", ()):
-                        stats.refused += 1
                     stats.latencies.append(time.monotonic() - at)
                 except DeviceError as exc:
-                    stats.errors[exc.code if exc.code is not None else type(exc).__name__] += 1
+                    code = str(exc.code) if exc.code is not None else type(exc).__name__
+                    stats.errors[code] += 1
+                    stats.error_messages.setdefault(code, str(exc))
                 await asyncio.sleep(max(0.0, period * random.uniform(0.9, 1.1) - (time.monotonic() - at)))
         finally:
             await dev.close()
 
+    redraw = out.isatty()
+
     async def progress() -> None:
         while True:
-            await asyncio.sleep(0.5)
-            out.write("\r" + stats.line(time.monotonic() - started, duration))
+            await asyncio.sleep(PROGRESS_EVERY_S if redraw else PROGRESS_LINE_EVERY_S)
+            line = stats.line(time.monotonic() - started, duration)
+            out.write("\r" + line if redraw else line + "\n")
             out.flush()
 
     ticker = asyncio.create_task(progress())
     try:
-        await asyncio.gather(*(play(d) for d in devices))
+        await asyncio.gather(*(play(d, twin) for d, twin in zip(devices, twins, strict=True)))
     finally:
         await cancel_and_wait(ticker)
-        out.write("\r" + stats.line(time.monotonic() - started, duration) + "\n")
+        stats.elapsed = time.monotonic() - started
+        out.write(("\r" if redraw else "") + stats.line(stats.elapsed, duration) + "\n")
     return stats
 
 
+async def check_alink_replies(stats: Stats, registrar: Registrar, product_key: str, since_ms: int) -> None:
+    """Count what the model refused in the Alibaba dialect, from the replies the server stored."""
+    if not stats.alink_ids:
+        return
+    replies = await registrar.stored_replies(product_key, stats.alink_ids, since_ms)
+    for reply in replies.values():
+        stats.refused.note_alink_reply(reply)
+    stats.unchecked = len(stats.alink_ids) - len(replies)
+
+
+async def simulate(
+    registrar: Registrar, product_key: str | None, model: ThingModel | None, count: int, prefix: str,
+    endpoint: str, dialect: str, rate: float, duration: float, ca: Path | None, out: TextIO = sys.stderr,
+) -> tuple[str, Stats]:
+    """The whole run: which model to play (``model``; else the product's own; else, for a new product or
+    one without a model, seed 004's collector), the devices, the fleet, then the refusals it met."""
+    if model is None and product_key is not None:
+        model = await registrar.product_model(product_key)
+    if model is None or model.is_schemaless:
+        model = ThingModel.from_tsl(SEED_004_TSL)
+    SimulatedDevice(model, dialect)  # a model with nothing this dialect can send is refused before registering
+    document = model.to_document()
+    devices = await registrar.provision(product_key, document["model"], document["format"], count, prefix)
+    out.write(f"simulating {len(devices)} {dialect} devices at {rate:g} messages/s for {duration:g} s\n")
+    since_ms = int(time.time() * 1000) - REPLY_LOOKBACK_MS
+    stats = await run_fleet(devices, endpoint, dialect, rate, duration, ca, model, out)
+    await check_alink_replies(stats, registrar, devices[0].product_key, since_ms)
+    return devices[0].product_key, stats
+
+
+def summary_json(stats: Stats, product_key: str, devices: int, dialect: str, rate: float) -> dict[str, Any]:
+    """``--json``: sent = accepted + refused.messages + unchecked + errors.messages."""
+    return {
+        "productKey": product_key,
+        "dialect": dialect,
+        "devices": devices,
+        "sent": stats.sent,
+        "events": stats.events,
+        "accepted": stats.accepted,
+        "refused": {"messages": stats.refused.messages, "properties": stats.refused.rows()},
+        "unchecked": stats.unchecked,
+        "errors": {"messages": stats.sent - stats.acked,
+                   "codes": [{"code": code, "count": n, "message": stats.error_messages.get(code, "")}
+                             for code, n in stats.errors.most_common()]},
+        "rate": round(stats.sent / stats.elapsed, 2) if stats.elapsed else 0.0,
+        "requestedRate": rate,
+        "duration": round(stats.elapsed, 3),
+        "latencyMs": {"p50": round(stats.percentile(0.5), 2), "p99": round(stats.percentile(0.99), 2)},
+    }
+
+
+def _refusal_cell(row: dict[str, Any]) -> str:
+    code = "" if row["code"] is None else f" ({row['code']})"
+    return f"{row['identifier']}{code}: {row['count']}"
+
+
 def summary(stats: Stats, product_key: str, devices: int, duration: float) -> str:
+    refusals = ", ".join(_refusal_cell(r) for r in stats.refused.rows()[:5]) or "none"
     rows = [
         ("product", product_key),
         ("devices", str(devices)),
         ("sent", str(stats.sent)),
+        ("events sent", str(stats.events)),
         ("acknowledged", str(stats.acked)),
         ("not acknowledged", str(stats.sent - stats.acked)),
-        ("with refused properties", str(stats.refused)),
+        ("accepted", str(stats.accepted)),
+        ("with refused properties", str(stats.refused.messages)),
+        ("refused properties", refusals),
         ("errors by code", ", ".join(f"{c}: {n}" for c, n in sorted(stats.errors.items(), key=str)) or "none"),
-        ("reports/s", f"{stats.acked / duration:.1f}" if duration else "-"),
+        ("messages/s", f"{stats.acked / duration:.1f}" if duration else "-"),
         ("latency p50", f"{stats.percentile(0.5):.1f} ms"),
         ("latency p99", f"{stats.percentile(0.99):.1f} ms"),
     ]
+    if stats.unchecked:
+        rows.insert(8, ("replies not found", str(stats.unchecked)))
     width = max(len(k) for k, _ in rows)
-    line = "+" + "-" * (width + 2) + "+" + "-" * 32 + "+"
-    body = "\n".join(f"| {k.ljust(width)} | {v.ljust(30)} |" for k, v in rows)
+    value_width = max(30, *(len(v) for _, v in rows))
+    line = "+" + "-" * (width + 2) + "+" + "-" * (value_width + 2) + "+"
+    body = "\n".join(f"| {k.ljust(width)} | {v.ljust(value_width)} |" for k, v in rows)
     return f"{line}\n{body}\n{line}"

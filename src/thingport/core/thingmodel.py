@@ -42,6 +42,10 @@ Decisions (the device-facing behaviour; each is deliberate):
   namespaces; ``validate_properties`` on a Huawei model uses the union, first service winning.
 * A TSL with ``functionBlockId`` (a custom module) is addressed as ``module:identifier``, as Alink does.
 
+``property_types``, ``event_types`` and ``service_types`` give the same reading of the document as data
+(``ValueType``: type, bounds, step, unit, enum values, lengths, members, items), built by the same
+compile step as the checkers, for code that produces values (the simulator) rather than judges them.
+
 ``to_document()`` returns ``{"format": "tsl"|"huawei"|"schemaless", "model": <document as
 imported>}``: the marker sits beside the original, never inside it, so the original round-trips
 untouched and ``ThingModel.from_document()`` can reload it. ``version`` is the first 16 hex digits of
@@ -108,6 +112,35 @@ class PropertyError:
     identifier: str
     code: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ValueType:
+    """What one property, event parameter, struct member or array item may hold, as the model was compiled.
+
+    The checkers are closures, fast but opaque; this is the same reading of the document as data, for code
+    that must produce or describe values rather than judge them (the simulator's devices). ``type`` is the
+    model's own name (TSL: int float double bool enum text date struct array; IoTDA: int long decimal
+    string datetime jsonobject enum boolean, and "string list" as an array of strings). ``lo``/``hi`` are
+    the bounds a checker enforces (None: only the type's own range), ``step`` the model's step (never
+    enforced), ``choices`` the enum values (int keys for TSL, strings for IoTDA), ``length`` the text limit
+    (TSL bytes, IoTDA characters), ``size`` the most array items (None: no limit).
+    """
+
+    type: str
+    lo: float | None = None
+    hi: float | None = None
+    step: float | None = None
+    unit: str | None = None
+    choices: tuple[Any, ...] = ()
+    length: int | None = None
+    members: tuple[tuple[str, ValueType], ...] = ()
+    item: ValueType | None = None
+    size: int | None = None
+
+
+Field = tuple[Checker, ValueType]
+"""A compiled property: its checker and its description."""
 
 
 class _Refused(Exception):
@@ -380,40 +413,54 @@ def _specs_dict(specs: Any, where: str) -> dict[str, Any]:
     return specs
 
 
-def _int_bounds(specs: dict[str, Any], where: str, tmin: int, tmax: int, tname: str, code: int) -> Checker:
+def _step_and_unit(specs: dict[str, Any]) -> tuple[float | None, str | None]:
+    """The step and unit a model gives (recorded, never enforced: an unreadable step is just absent)."""
+    try:
+        step = _parse_float(specs.get("step"), "step")
+    except ThingModelError:
+        step = None
+    unit = specs.get("unit")
+    return (step if step is not None and step > 0 else None), (unit if isinstance(unit, str) and unit else None)
+
+
+def _int_bounds(specs: dict[str, Any], where: str, tmin: int, tmax: int, tname: str, code: int) -> Field:
     lo = _parse_int(specs.get("min"), f"{where}.specs.min", tmin, tmax)
     hi = _parse_int(specs.get("max"), f"{where}.specs.max", tmin, tmax)
     if lo is not None and hi is not None and lo > hi:
         raise _fail(where, f"specs.min {lo} is greater than specs.max {hi}")
+    step, unit = _step_and_unit(specs)
     return _int_checker(
         tmin if lo is None else lo,
         tmax if hi is None else hi,
         f"the {tname} minimum {tmin}" if lo is None else f"min {lo}",
         f"the {tname} maximum {tmax}" if hi is None else f"max {hi}",
         code,
-    )
+    ), ValueType("int" if tname == "int32" else tname, lo, hi, step, unit)
 
 
-def _float_bounds(specs: dict[str, Any], where: str, tmax: float, tname: str, code: int) -> Checker:
+def _float_bounds(specs: dict[str, Any], where: str, tmax: float, tname: str, code: int) -> Field:
     lo = _parse_float(specs.get("min"), f"{where}.specs.min")
     hi = _parse_float(specs.get("max"), f"{where}.specs.max")
     if lo is not None and hi is not None and lo > hi:
         raise _fail(where, f"specs.min {lo:g} is greater than specs.max {hi:g}")
+    lo = None if lo is None else max(lo, -tmax)
+    hi = None if hi is None else min(hi, tmax)
+    step, unit = _step_and_unit(specs)
     return _number_checker(
-        -tmax if lo is None else max(lo, -tmax),
-        tmax if hi is None else min(hi, tmax),
+        -tmax if lo is None else lo,
+        tmax if hi is None else hi,
         f"the {tname} range" if lo is None else f"min {specs.get('min')}",
         f"the {tname} range" if hi is None else f"max {specs.get('max')}",
         code,
-    )
+    ), ValueType(tname, lo, hi, step, unit)
 
 
-def _compile_members(members: Any, where: str) -> dict[str, Checker]:
+def _compile_members(members: Any, where: str) -> dict[str, Field]:
     if not isinstance(members, list) or not members:
         raise _fail(where, f"a struct needs a list of 1-{STRUCT_MAX_MEMBERS} members in specs")
     if len(members) > STRUCT_MAX_MEMBERS:
         raise _fail(where, f"a struct has at most {STRUCT_MAX_MEMBERS} members, not {len(members)}")
-    out: dict[str, Checker] = {}
+    out: dict[str, Field] = {}
     for i, m in enumerate(members):
         mw = f"{where}.specs[{i}]"
         if not isinstance(m, dict):
@@ -425,7 +472,7 @@ def _compile_members(members: Any, where: str) -> dict[str, Checker]:
     return out
 
 
-def _compile_tsl_type(dt: Any, where: str, context: str = "") -> Checker:
+def _compile_tsl_type(dt: Any, where: str, context: str = "") -> Field:
     """One TSL ``dataType`` → its checker. ``context`` is "member" (struct member) or "item" (array item)."""
     if not isinstance(dt, dict):
         raise _fail(where, "dataType must be an object with a type")
@@ -445,7 +492,7 @@ def _compile_tsl_type(dt: Any, where: str, context: str = "") -> Checker:
         s = _specs_dict(specs, where)
         if not set(s) <= {"0", "1"}:
             raise _fail(where, "bool specs may name only the states \"0\" and \"1\"")
-        return _bool_check
+        return _bool_check, ValueType("bool", choices=(0, 1))
     if t == "enum":
         s = _specs_dict(specs, where)
         if not s:
@@ -458,23 +505,26 @@ def _compile_tsl_type(dt: Any, where: str, context: str = "") -> Checker:
             if n is None:
                 raise _fail(where, "an enum key must be an integer")
             keys.add(n)
-        return _enum_checker(frozenset(keys))
+        return _enum_checker(frozenset(keys)), ValueType("enum", choices=tuple(sorted(keys)))
     if t == "text":
         s = _specs_dict(specs, where)
         n = _parse_int(s.get("length"), f"{where}.specs.length", 1, TEXT_MAX_LENGTH)
-        return _text_checker(TEXT_MAX_LENGTH if n is None else n)
+        limit = TEXT_MAX_LENGTH if n is None else n
+        return _text_checker(limit), ValueType("text", length=limit)
     if t == "date":
         _specs_dict(specs, where)
-        return _date_check
+        return _date_check, ValueType("date")
     if t == "struct":
-        return _struct_checker(_compile_members(specs, where))
+        members = _compile_members(specs, where)
+        return (_struct_checker({k: c for k, (c, _) in members.items()}),
+                ValueType("struct", members=tuple((k, v) for k, (_, v) in members.items())))
     if t == "array":
         s = _specs_dict(specs, where)
         size = _parse_int(s.get("size"), f"{where}.specs.size", 1, ARRAY_MAX_SIZE)
         if size is None:
             raise _fail(where, f"array specs.size (1-{ARRAY_MAX_SIZE}) is required")
-        item = _compile_tsl_type(s.get("item"), f"{where}.specs.item", context="item")
-        return _array_checker(size, item)
+        item, item_type = _compile_tsl_type(s.get("item"), f"{where}.specs.item", context="item")
+        return _array_checker(size, item), ValueType("array", item=item_type, size=size)
     raise _fail(where, f"unknown data type {_show(t)}")
 
 
@@ -487,12 +537,12 @@ def _list_field(doc: dict[str, Any], key: str) -> list[Any]:
     return v
 
 
-def _compile_params(params: Any, where: str) -> dict[str, Checker]:
+def _compile_params(params: Any, where: str) -> dict[str, Field]:
     if params is None:
         return {}
     if not isinstance(params, list):
         raise _fail(where, "must be a list of parameters")
-    out: dict[str, Checker] = {}
+    out: dict[str, Field] = {}
     for i, p in enumerate(params):
         pw = f"{where}[{i}]"
         if not isinstance(p, dict):
@@ -521,12 +571,12 @@ def require_sections(doc: dict[str, Any], model_format: str) -> None:
                               f"this document has none (its keys: {keys})")
 
 
-def _compile_tsl(doc: Any) -> tuple[dict[str, Checker], dict[str, dict[str, Checker]]]:
+def _compile_tsl(doc: Any) -> tuple[dict[str, Field], dict[str, dict[str, Field]]]:
     if not isinstance(doc, dict):
         raise ThingModelError("a TSL document must be a JSON object")
     fb = doc.get("functionBlockId")
     prefix = f"{_check_identifier(fb, 'functionBlockId')}:" if fb else ""
-    props: dict[str, Checker] = {}
+    props: dict[str, Field] = {}
     for i, p in enumerate(_list_field(doc, "properties")):
         where = f"properties[{i}]"
         if not isinstance(p, dict):
@@ -539,7 +589,7 @@ def _compile_tsl(doc: Any) -> tuple[dict[str, Checker], dict[str, dict[str, Chec
         if mode is not None and mode not in ("r", "rw"):
             raise _fail(where, f"accessMode must be r or rw, not {_show(mode)}")
         props[prefix + ident] = _compile_tsl_type(p.get("dataType"), f"{where}.dataType")
-    events: dict[str, dict[str, Checker]] = {}
+    events: dict[str, dict[str, Field]] = {}
     for i, e in enumerate(_list_field(doc, "events")):
         where = f"events[{i}]"
         if not isinstance(e, dict):
@@ -591,7 +641,7 @@ def _huawei_name(v: Any, where: str, what: str) -> str:
     return v
 
 
-def _compile_huawei_property(p: dict[str, Any], where: str) -> Checker:
+def _compile_huawei_property(p: dict[str, Any], where: str) -> Field:
     raw_type = p.get("data_type")
     t = raw_type.lower() if isinstance(raw_type, str) else None
     method = p.get("method")
@@ -605,26 +655,28 @@ def _compile_huawei_property(p: dict[str, Any], where: str) -> Checker:
         return _float_bounds(p, where, DOUBLE_MAX, "decimal", CODE_DOUBLE)
     if t in ("string", "string list"):
         n = _parse_int(p.get("max_length"), f"{where}.max_length", 0, INT64_MAX)
-        return _huawei_string_checker(n) if t == "string" else _string_list_checker(n)
+        if t == "string":
+            return _huawei_string_checker(n), ValueType("string", length=n)
+        return _string_list_checker(n), ValueType("array", item=ValueType("string", length=n))
     if t == "datetime":
-        return _huawei_datetime_check
+        return _huawei_datetime_check, ValueType("datetime")
     if t == "jsonobject":
-        return _json_object_check
+        return _json_object_check, ValueType("jsonobject")
     if t == "boolean":
-        return _boolean_check
+        return _boolean_check, ValueType("boolean", choices=(False, True))
     if t == "enum":
         values = p.get("enum_list")
         if not isinstance(values, list) or not values or not all(isinstance(x, str) for x in values):
             raise _fail(where, "enum needs enum_list, a non-empty list of strings")
-        return _string_enum_checker(frozenset(values))
+        return _string_enum_checker(frozenset(values)), ValueType("enum", choices=tuple(dict.fromkeys(values)))
     raise _fail(where, f"unknown data_type {_show(raw_type)}")
 
 
-def _compile_huawei(doc: Any) -> dict[str, dict[str, Checker]]:
+def _compile_huawei(doc: Any) -> dict[str, dict[str, Field]]:
     if not isinstance(doc, dict):
         raise ThingModelError("a product model must be a JSON object")
     key = "services" if "services" in doc or "service_capabilities" not in doc else "service_capabilities"
-    services: dict[str, dict[str, Checker]] = {}
+    services: dict[str, dict[str, Field]] = {}
     for i, s in enumerate(_list_field(doc, key)):
         where = f"{key}[{i}]"
         if not isinstance(s, dict):
@@ -633,7 +685,7 @@ def _compile_huawei(doc: Any) -> dict[str, dict[str, Checker]]:
         where = f"{where} ({sid})"
         if sid in services:
             raise _fail(where, "duplicate service_id")
-        props: dict[str, Checker] = {}
+        props: dict[str, Field] = {}
         raw_props = s.get("properties")
         if raw_props is not None and not isinstance(raw_props, list):
             raise _fail(where, "properties must be a list")
@@ -739,6 +791,9 @@ class ThingModel:
         "_events",
         "_services",
         "_schemaless",
+        "_property_types",
+        "_event_types",
+        "_service_types",
     )
 
     version: str
@@ -750,9 +805,9 @@ class ThingModel:
         self,
         fmt: str,
         doc: Any,
-        props: dict[str, Checker],
-        events: dict[str, dict[str, Checker]],
-        services: dict[str, dict[str, Checker]] | None,
+        props: dict[str, Field],
+        events: dict[str, dict[str, Field]],
+        services: dict[str, dict[str, Field]] | None,
         schemaless: bool = False,
     ) -> None:
         """Internal: use from_tsl / from_huawei / from_document / schemaless."""
@@ -761,9 +816,16 @@ class ThingModel:
         canonical = _canonical(wrapper)  # also proves the document is plain JSON
         self._doc_json = json.dumps(wrapper, separators=(",", ":"), ensure_ascii=False)  # original key order
         self.version = "schemaless" if schemaless else hashlib.sha256(canonical.encode()).hexdigest()[:16]
-        self._props = props
-        self._events = events
-        self._services = services
+        self._props = {name: check for name, (check, _) in props.items()}
+        self._events = {ident: {name: check for name, (check, _) in params.items()} for ident, params in events.items()}
+        self._services = None if services is None else {
+            sid: {name: check for name, (check, _) in fields.items()} for sid, fields in services.items()
+        }
+        self._property_types = {name: vtype for name, (_, vtype) in props.items()}
+        self._event_types = {ident: {n: vtype for n, (_, vtype) in params.items()} for ident, params in events.items()}
+        self._service_types = None if services is None else {
+            sid: {name: vtype for name, (_, vtype) in fields.items()} for sid, fields in services.items()
+        }
         self._schemaless = schemaless
         self.property_names = frozenset(props)
         self.event_identifiers = frozenset(events)
@@ -784,10 +846,10 @@ class ThingModel:
     def from_huawei(cls, doc: object) -> ThingModel:
         """Compile a Huawei product model (services[] with properties[]); raises ThingModelError."""
         services = _compile_huawei(doc)
-        flat: dict[str, Checker] = {}
+        flat: dict[str, Field] = {}
         for props in services.values():
-            for name, check in props.items():
-                flat.setdefault(name, check)  # a name defined by two services: the first one wins
+            for name, field in props.items():
+                flat.setdefault(name, field)  # a name defined by two services: the first one wins
         return cls("huawei", doc, flat, {}, services)
 
     @classmethod
@@ -824,6 +886,25 @@ class ThingModel:
         if self.format == "huawei":
             return _huawei_to_tsl(doc)
         return {"schema": TSL_SCHEMA, "profile": {}, "properties": [], "events": [], "services": []}
+
+    # -- what values are (for producing them; validation never reads these) ------------------------
+
+    @property
+    def property_types(self) -> dict[str, ValueType]:
+        """Every property's type by identifier (IoTDA: the union of the services, first service winning,
+        as ``validate_properties`` judges); empty for a schemaless model."""
+        return dict(self._property_types)
+
+    @property
+    def event_types(self) -> dict[str, dict[str, ValueType]]:
+        """TSL events (not the platform's own ``post``) with their output parameters' types."""
+        return {ident: dict(params) for ident, params in self._event_types.items()}
+
+    @property
+    def service_types(self) -> dict[str, dict[str, ValueType]] | None:
+        """IoTDA: each service's properties' types, in model order; None for a TSL (one namespace)."""
+        services = self._service_types
+        return None if services is None else {sid: dict(props) for sid, props in services.items()}
 
     # -- validation (hot path; never raises for bad device data) --------------------------------
 
