@@ -58,6 +58,7 @@ from bench.run import (
     ServeTarget,
     clean_env,
     cli_json,
+    drop_database,
     filesystem_of,
     free_port,
     git_state,
@@ -175,15 +176,8 @@ class Store:
         self.product_key = cli_json(self.data_dir, "product", "create", "--name", "fleet", env=self.env())["productKey"]
 
     def drop(self) -> None:
-        if not self.created:
-            return
-        try:
-            import psycopg
-
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-        except Exception as exc:  # noqa: BLE001 - best effort, but say so
-            print(f"warning: could not drop PostgreSQL database {self.db_name}: {exc}", file=sys.stderr)
+        if self.created:
+            drop_database(self.db_name)
 
     def import_devices(self, first: int, last: int) -> float:
         """``thingport device import`` of devices first..last-1 from a CSV; its wall time in seconds."""

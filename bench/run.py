@@ -768,6 +768,17 @@ def broker_pid() -> int | None:
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"  # trust auth; databases are created from here
 
 
+def drop_database(name: str) -> None:
+    """Drop a benchmark's PostgreSQL database (best effort, but said when it fails)."""
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except Exception as exc:  # noqa: BLE001 - best effort, but say so
+        print(f"warning: could not drop PostgreSQL database {name}: {exc}", file=sys.stderr)
+
+
 class PostgresTarget(ThingportTarget):
     """The /topic server on PostgreSQL: a fresh database per run (created through the ``test`` database,
     migrated with ``thingport db upgrade``, dropped at the end), ``--workers N``."""
@@ -854,15 +865,8 @@ class PostgresTarget(ThingportTarget):
         return total
 
     def cleanup(self) -> None:
-        if not self.created:
-            return
-        try:
-            import psycopg
-
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-        except Exception as exc:  # noqa: BLE001 - best effort, but say so
-            print(f"warning: could not drop PostgreSQL database {self.db_name}: {exc}", file=sys.stderr)
+        if self.created:
+            drop_database(self.db_name)
 
 
 # argv: data dir, database URL, product key, device names; prints [[name, secret], ...]

@@ -10,6 +10,7 @@ import msgspec
 from thingport.bus.factory import options_type
 from thingport.bus.options import masked
 from thingport.core.model import ApiKey, Device, DeviceStatus, Product, StoredMessage, Subscription
+from thingport.manage.device_files import export_record
 from thingport.manage.service import ImportReport
 
 
@@ -34,16 +35,10 @@ def topics_json(product: Product) -> list[dict[str, str]]:
 
 
 def device_json(device: Device, with_secret: bool = False) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "productKey": device.product_key,
-        "deviceName": device.device_name,
-        "deviceId": device.device_id,
-        "status": "enabled" if device.enabled else "disabled",
-        "createdAt": device.created_ms,
-        "lastAuthAt": device.last_auth_ms,
-        "gateway": None if device.gateway is None else {
-            "productKey": device.gateway[0], "deviceName": device.gateway[1]},
-    }
+    """A device as the API and the CLI show it: its export record, with its gateway."""
+    doc = export_record(device, False)
+    doc["gateway"] = None if device.gateway is None else {
+        "productKey": device.gateway[0], "deviceName": device.gateway[1]}
     if with_secret:
         doc["deviceSecret"] = device.secret
     return doc
