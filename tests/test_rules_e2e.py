@@ -210,6 +210,9 @@ def test_a_rule_whose_sink_is_down_waits_retrying_then_failing_and_catches_up(tm
     cli(data_dir, "rule", "create", "--name", "later", "--statement", f'SELECT n FROM "/{pk}/+/user/data"',
         "--sink", "webhook", "--option", f"url=http://127.0.0.1:{port}/hook", "--option", f"secret={SECRET}",
         "--option", "timeout=1", "--no-check")
+    healthy = Webhook()
+    cli(data_dir, "rule", "create", "--name", "healthy", "--statement", f'SELECT n FROM "/{pk}/+/user/data"',
+        "--sink", "webhook", *(arg for option in healthy.options() for arg in ("--option", option)))
     server = ServerProcess(data_dir).start()
     webhook = None
     try:
@@ -217,11 +220,15 @@ def test_a_rule_whose_sink_is_down_waits_retrying_then_failing_and_catches_up(tm
         failing = wait_for_rule(data_dir, "later", lambda r: r["state"] == "failing", "failing", timeout=40)
         assert failing["backlog"] > 0 and failing["matched"] == 0
         assert failing["sinkError"].startswith("action 1 (forward to webhook): ")
+        # the other rule is not held up by it
+        wait_for_rule(data_dir, "healthy", lambda r: r["backlog"] == 0 and r["matched"] == 5, "delivered")
+        assert [e["payload"]["n"] for e in healthy.envelopes()] == list(range(5))
         webhook = Webhook(port)
         wait_for_rule(data_dir, "later", lambda r: r["backlog"] == 0 and r["state"] == "running", "caught up",
                       timeout=40)
     finally:
         server.stop()
+        healthy.close()
         if webhook is not None:
             webhook.close()
     assert [e["payload"]["n"] for e in webhook.envelopes()] == list(range(5))
