@@ -12,12 +12,13 @@ instead of reading the few messages committed meanwhile on its own.
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from thingport.core import jsondoc
 from thingport.core.model import StoredMessage
 from thingport.core.ports import MessageLog
-from thingport.core.rule_sql import RuleEvalError
+from thingport.core.rule_sql import MessageContext, RuleEvalError
 
 CHUNK = 2000  # log messages one read takes
 FRESH_S = 0.01  # how long a chunk that was not full is handed to readers asking for the same cursor
@@ -31,14 +32,33 @@ class NotJson(RuleEvalError):
 
 
 class Chunk:
-    """Log messages after a cursor, in commit order, with their payloads decoded once, when first asked."""
+    """Log messages after a cursor, in commit order, with what every rule asks of them worked out once, when
+    first asked: which match a topic filter, their payloads as JSON, their contexts."""
 
-    __slots__ = ("messages", "cursor", "_documents")
+    __slots__ = ("messages", "cursor", "_documents", "_contexts", "_matching")
 
     def __init__(self, messages: list[StoredMessage], after: int) -> None:
         self.messages = messages
         self.cursor = messages[-1].seq if messages else after  # where the next read starts
         self._documents: list[Any] = [_UNDECODED] * len(messages)
+        self._contexts: list[MessageContext | None] = [None] * len(messages)
+        self._matching: dict[str, list[int]] = {}
+
+    def matching(self, topic_filter: str, matches: Callable[[str], bool]) -> list[int]:
+        """The indexes of the messages whose topic ``matches`` (the matcher of ``topic_filter``)."""
+        found = self._matching.get(topic_filter)
+        if found is None:
+            found = self._matching[topic_filter] = [i for i, m in enumerate(self.messages) if matches(m.topic)]
+        return found
+
+    def context(self, index: int) -> MessageContext:
+        """What a statement's functions know of ``messages[index]`` besides its payload."""
+        context = self._contexts[index]
+        if context is None:
+            m = self.messages[index]
+            context = self._contexts[index] = MessageContext(m.product_key, m.device_name, m.topic, m.received_ms,
+                                                             m.message_id, m.iot_id or None)
+        return context
 
     def document(self, index: int) -> Any:
         """The payload of ``messages[index]`` as JSON; NotJson when it is not JSON."""

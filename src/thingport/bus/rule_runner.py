@@ -33,7 +33,7 @@ from thingport.bus.forwarder import LINGER_S, CommitSignal, DeliveryState
 from thingport.bus.log_tail import Chunk, LogTail
 from thingport.core.model import ForwardAction, Rule, RuleAction, StoredMessage
 from thingport.core.ports import MessageLog, RuleStates
-from thingport.core.rule_sql import MessageContext, RuleStatement, RuleSyntaxError, compile_statement
+from thingport.core.rule_sql import RuleStatement, RuleSyntaxError, compile_statement
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,11 @@ class Evaluated:
 def evaluate(rule: str, statement: RuleStatement, chunk: Chunk) -> Evaluated:
     """The statement on every message of ``chunk`` its FROM filter matches."""
     outcome = Evaluated(rule, [], chunk.cursor)
-    matches = statement.matches_topic
-    for index, message in enumerate(chunk.messages):
-        if not matches(message.topic):
-            continue
+    messages = chunk.messages
+    for index in chunk.matching(statement.topic_filter, statement.matches_topic):
+        message = messages[index]
         try:
-            context = MessageContext(message.product_key, message.device_name, message.topic, message.received_ms,
-                                     message.message_id, message.iot_id or None)
-            document = statement.evaluate(chunk.document(index), context)
+            document = statement.evaluate(chunk.document(index), chunk.context(index))
         except _EVAL_ERRORS as exc:
             outcome.failed += 1
             outcome.error = (f"seq {message.seq} (messageId {message.message_id}, "
