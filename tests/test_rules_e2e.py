@@ -269,3 +269,29 @@ def test_sigkill_mid_load_then_restart_forwards_every_matching_acknowledged_repo
         assert all(n % 2 == 0 for n in got)
         total += len(want)
     assert total > 25, "too few reports to prove anything"
+
+
+def test_on_postgresql_with_two_workers_one_process_runs_each_rule(tmp_path: Path) -> None:
+    from tests.postgres import fresh_database
+
+    data_dir = tmp_path / "data"
+    server = ServerProcess(data_dir, database_url=fresh_database(), args=("--workers", "2"))
+    pk, devices = provision(data_dir, devices=2)
+    webhook = Webhook()
+    try:
+        cli(data_dir, "rule", "create", "--name", "pg", "--statement",
+            f'SELECT n, deviceName() AS dn FROM "/{pk}/+/user/data" WHERE n >= 0',
+            "--sink", "webhook", *(arg for option in webhook.options() for arg in ("--option", option)))
+        server.start()
+        try:
+            report(server, devices, lambda i: [("data", {"n": i})], 15)
+            wait_for_rule(data_dir, "pg", lambda r: r["backlog"] == 0 and r["matched"] == 30, "all delivered")
+        finally:
+            server.stop()
+        per_device: dict[str, list[int]] = {}
+        for envelope in webhook.envelopes():
+            per_device.setdefault(envelope["payload"]["dn"], []).append(envelope["payload"]["n"])
+        # in order, and once each: a second process running the rule would have sent them twice
+        assert per_device == {d["deviceName"]: list(range(15)) for d in devices}
+    finally:
+        webhook.close()
