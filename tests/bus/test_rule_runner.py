@@ -9,7 +9,7 @@ import jsonschema
 from tests.bus.services import run
 from tests.fakes import InMemoryLog
 from thingport.bus.envelope import rule_delivery
-from thingport.bus.log_tail import Chunk, LogTail, NotJson
+from thingport.bus.log_tail import FRESH_S, Chunk, LogTail, NotJson
 from thingport.bus.rule_runner import evaluate
 from thingport.core.model import StoredMessage
 from thingport.core.rule_sql import compile_statement
@@ -43,7 +43,7 @@ def test_readers_at_one_cursor_share_one_read_and_one_decode() -> None:
         assert await tail.read(0) is first and log.reads == 1  # a full chunk is final: handed out again
         rest = await tail.read(3)
         assert [m.seq for m in rest.messages] == [4, 5] and log.reads == 2
-        await asyncio.sleep(0.05)  # a chunk that was not full is handed out only while it is fresh
+        await asyncio.sleep(FRESH_S * 1.5)  # a chunk that was not full is handed out only while it is fresh
         await log.append_many((message(6, b"{}"),))
         assert [m.seq for m in (await tail.read(3)).messages] == [4, 5, 6] and log.reads == 3
         assert (await tail.read(6)).messages == [] and (await tail.read(6)).cursor == 6

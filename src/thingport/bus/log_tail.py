@@ -21,7 +21,7 @@ from thingport.core.ports import MessageLog
 from thingport.core.rule_sql import MessageContext, RuleEvalError
 
 CHUNK = 2000  # log messages one read takes
-FRESH_S = 0.01  # how long a chunk that was not full is handed to readers asking for the same cursor
+FRESH_S = 0.05  # how long a chunk that was not full is handed to readers asking for the same cursor
 KEPT = 4  # chunks kept, the newest: what readers that keep up ask for (a chunk may be large: few)
 
 _UNDECODED = object()

@@ -29,15 +29,20 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from thingport.bus.base import Delivery, Sink, SinkConfigError, SinkError, shown_error
 from thingport.bus.envelope import rule_delivery
 from thingport.bus.factory import create_sink
-from thingport.bus.forwarder import LINGER_S, CommitSignal, DeliveryState
-from thingport.bus.log_tail import Chunk, LogTail
+from thingport.bus.forwarder import CommitSignal, DeliveryState
+from thingport.bus.log_tail import FRESH_S, Chunk, LogTail
 from thingport.core.model import ForwardAction, Rule, RuleAction, StoredMessage
 from thingport.core.ports import MessageLog, RuleStates
 from thingport.core.rule_sql import RuleStatement, RuleSyntaxError, compile_statement
 
 log = logging.getLogger(__name__)
 
-SAVE_IDLE_S = 0.1  # a stretch in which nothing matched or failed is saved at most this often
+# A stretch of the log costs a rule a fixed amount on the server's core (a wake-up, a read shared with the
+# others, a progress write) however few messages it holds: a rule that keeps up starts one at most this often
+# and takes what came meanwhile (the forwarder's LINGER_S, longer: rules come by the ten). The tail hands a
+# chunk to the rules at its cursor for as long, which keeps them in step.
+LINGER_S = FRESH_S
+SAVE_IDLE_S = 0.1  # a stretch in which nothing matched or failed is saved at most this often (and when caught up)
 _EVAL_ERRORS = (ArithmeticError, ValueError, TypeError, RecursionError)  # RuleEvalError is a ValueError
 
 
