@@ -159,6 +159,7 @@ OCTET = (("Content-Type", "application/octet-stream"),)
 JSON = (("Content-Type", "application/json"),)
 TOPIC_PATH = "/topic/$pk/$dn/user/bench"
 FLEET = 256  # devices the -d256 rows spread their requests over
+RULES = 10  # rules on the product in the `topic-rules10` row
 ROWS: list[Row] = [
     *in_modes(MODES, name="bare", target="bare", path=TOPIC_PATH, headers=OCTET,
               body=TOPIC_PAYLOAD, what="(a) raw ASGI app, same JSON reply, same uvicorn/TLS stack"),
@@ -227,6 +228,12 @@ ROWS: list[Row] = [
         reject='"refused"', messages=GATEWAY_CHILDREN, durable=True,
         what=f"IoTDA gateway batch: {GATEWAY_CHILDREN} sub-devices (2 properties each, no model) per request, "
              "one transaction; msgs/s = req/s x 50"),
+    Row(name=f"topic-rules{RULES}", target="rules", mode=KEEP_ALIVE, path=TOPIC_PATH,
+        headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True,
+        what=f"(b) with {RULES} rules on the product (issue 22), no subscription: one selects every report, "
+             "reshaped, and forwards it to RabbitMQ (a durable queue bound); nine more are evaluated on every "
+             "report and select nothing. Against `topic`: what rules cost the device path; the backlog (the "
+             "furthest-behind rule's) is polled during and after the run"),
     Row(name="topic-rabbitmq", target="forwarding", mode=KEEP_ALIVE, path=TOPIC_PATH,
         headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True, goal=0.6,
         what="(b) with forwarding on: a rabbitmq subscription (kinds raw, publisher confirms, mandatory) on the "
@@ -505,6 +512,7 @@ class ForwardingTarget(ThingportTarget):
     would fail its batch); the queue is purged between rows and deleted, with the exchange, at the end."""
 
     SUBSCRIPTION = "bench"
+    LAGGING = "forwarding"  # what the probe's backlog measures, in its notes
 
     def __init__(self, name: str, env: dict[str, str]) -> None:
         super().__init__(name, env)
@@ -564,12 +572,75 @@ class ForwardingTarget(ThingportTarget):
     def probe(self, row: Row, data_dir: Path, server_pid: int, opts: Options) -> Probe | None:
         return ForwardingProbe(self, data_dir, server_pid, opts)
 
+    def cursor(self, conn: sqlite3.Connection) -> int:
+        """How far forwarding is (the probe's backlog is the newest seq minus this), read from the database."""
+        found = conn.execute("SELECT cursor FROM subscriptions WHERE name = ?", (self.SUBSCRIPTION,)).fetchone()
+        if found is None:
+            raise BenchError(f"subscription {self.SUBSCRIPTION} is gone")
+        return int(found[0])
+
+    def listed_backlog(self, data_dir: Path, pin: list[str]) -> int:
+        """The backlog as the CLI shows it (`subscription list`): the yardstick."""
+        out = subprocess.run([*pin, sys.executable, "-m", "thingport", "subscription", "list",
+                              "--json", "--data-dir", str(data_dir)],
+                             env=clean_env(), capture_output=True, text=True, timeout=60, check=False)
+        if out.returncode != 0:
+            raise BenchError(f"thingport subscription list failed: {out.stderr.strip()[-300:]}")
+        found = [s for s in json.loads(out.stdout) if s.get("name") == self.SUBSCRIPTION]
+        if not found or found[0].get("backlog") is None:
+            raise BenchError(f"subscription list shows no backlog for {self.SUBSCRIPTION}: {out.stdout[:200]}")
+        return int(found[0]["backlog"])
+
     def skip_reason(self) -> str | None:
         try:
             with socket.create_connection(("127.0.0.1", 5672), timeout=3):
                 return None
         except OSError as exc:
             return f"RabbitMQ is not reachable at 127.0.0.1:5672: {exc}"
+
+
+class RulesTarget(ForwardingTarget):
+    """The /topic server with ``RULES`` rules on its product and no subscription (created before it starts).
+
+    Rule 1 selects every report, reshaped (three fields renamed and computed, the device's name added), and
+    forwards it to a RabbitMQ exchange with a durable queue bound, so every acknowledged report must reach the
+    queue (checked); rules 2-10 are evaluated on every report too (same FROM, a WHERE on a different field or
+    function each) but select nothing: what 10 active rules cost when one forwards. The backlog is the
+    furthest-behind rule's."""
+
+    LAGGING = "the rules"
+
+    def provision(self, data_dir: Path) -> None:
+        ThingportTarget.provision(self, data_dir)
+        amqp(self.declare)
+        self.declared = True
+        topic = f"/{self.product_key}/+/user/bench"
+        selective = ["temperature > 80", "humidity < 5", "voltage < 2.5", "rssi > -20", "temperature * 1.8 + 32 > 180",
+                     "abs(rssi) < 10", "startswith(deviceName(), 'lab-')", "id = 'none'", "ts < 0"]
+        statements = [f'SELECT round(temperature * 1.8 + 32, 1) AS fahrenheit, humidity AS rh, voltage, '
+                      f'deviceName() AS dn, timestamp() AS at FROM "{topic}"']
+        statements += [f'SELECT temperature, deviceName() AS dn FROM "{topic}" WHERE {where}' for where in selective]
+        assert len(statements) == RULES
+        for i, statement in enumerate(statements, start=1):
+            sink = ["--sink", "rabbitmq", "--option", f"url={RABBITMQ_URL}", "--option", f"exchange={self.exchange}"]
+            cli_json(data_dir, "rule", "create", "--name", f"bench-{i:02d}", "--statement", statement, *sink)
+
+    def cursor(self, conn: sqlite3.Connection) -> int:
+        found = conn.execute("SELECT count(*), min(cursor) FROM rules").fetchone()
+        if found[0] != RULES:
+            raise BenchError(f"{found[0]} rules, not {RULES}")
+        return int(found[1])
+
+    def listed_backlog(self, data_dir: Path, pin: list[str]) -> int:
+        out = subprocess.run([*pin, sys.executable, "-m", "thingport", "rule", "list", "--json",
+                              "--data-dir", str(data_dir)],
+                             env=clean_env(), capture_output=True, text=True, timeout=60, check=False)
+        if out.returncode != 0:
+            raise BenchError(f"thingport rule list failed: {out.stderr.strip()[-300:]}")
+        listed = json.loads(out.stdout)
+        if len(listed) != RULES or any(r.get("backlog") is None or r.get("failed") for r in listed):
+            raise BenchError(f"rule list shows not {RULES} rules with a backlog and no failures: {out.stdout[:300]}")
+        return max(int(r["backlog"]) for r in listed)
 
 
 def amqp(action: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -627,22 +698,11 @@ class ForwardingProbe(Probe):
     def sample(self) -> BacklogSample:
         with closing(sqlite3.connect(f"file:{db_path(self.data_dir)}?mode=ro", uri=True, timeout=5)) as conn:
             last = conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
-            found = conn.execute("SELECT cursor FROM subscriptions WHERE name = ?",
-                                 (self.target.SUBSCRIPTION,)).fetchone()
-        if found is None:
-            raise BenchError(f"subscription {self.target.SUBSCRIPTION} is gone")
-        return BacklogSample(time.monotonic(), int(last), int(found[0]))
+            cursor = self.target.cursor(conn)
+        return BacklogSample(time.monotonic(), int(last), cursor)
 
     def cli_backlog(self) -> int:
-        out = subprocess.run([*self.opts.wrk_pin, sys.executable, "-m", "thingport", "subscription", "list",
-                              "--json", "--data-dir", str(self.data_dir)],
-                             env=clean_env(), capture_output=True, text=True, timeout=60, check=False)
-        if out.returncode != 0:
-            raise BenchError(f"thingport subscription list failed: {out.stderr.strip()[-300:]}")
-        found = [s for s in json.loads(out.stdout) if s.get("name") == self.target.SUBSCRIPTION]
-        if not found or found[0].get("backlog") is None:
-            raise BenchError(f"subscription list shows no backlog for {self.target.SUBSCRIPTION}: {out.stdout[:200]}")
-        return int(found[0]["backlog"])
+        return self.target.listed_backlog(self.data_dir, self.opts.wrk_pin)
 
     def wait_for_zero(self, limit: float) -> BacklogSample | None:
         deadline = time.monotonic() + limit
@@ -720,7 +780,8 @@ class ForwardingProbe(Probe):
                             keeps_up=float(keeps_up),
                             drain_s=float("nan") if self.drain_s is None else self.drain_s)
         cli_max = "-" if cli_peak is None else f"{cli_peak:,}"
-        bits = [f"forwarding: stored {ingest:,.0f} msg/s, forwarded {forwarded:,.0f} msg/s during the run",
+        what = self.target.LAGGING
+        bits = [f"{what}: stored {ingest:,.0f} msg/s, {what} done with {forwarded:,.0f} msg/s during the run",
                 f"max backlog during the run {peak:,} (0.1 s samples; `subscription list` every 2 s: "  # noqa: ISC004
                 f"max {cli_max} over {len(cli_during)} calls)",
                 f"backlog when wrk stopped {self.at_stop.backlog:,} (= {lag_at_stop:.2f} s of ingest)"]
@@ -747,7 +808,7 @@ class ForwardingProbe(Probe):
             self.target.purge()
         except BenchError as exc:
             bits.append(f"queue not checked: {exc}")
-        bits.append("forwarding " + ("KEEPS UP with" if keeps_up else "does NOT keep up with") + " the ingest rate")
+        bits.append(f"{what}: " + ("KEEPS UP with" if keeps_up else "does NOT keep up with") + " the ingest rate")
         result.notes.extend(bits)
 
 
@@ -1135,6 +1196,7 @@ TARGETS: dict[str, Target] = {
     "alink": AlinkTarget("alink", UNTHROTTLED, tsl=TSL20),
     "iotda": IotdaTarget("iotda", UNTHROTTLED),
     "forwarding": ForwardingTarget("forwarding", UNTHROTTLED),
+    "rules": RulesTarget("rules", UNTHROTTLED),
     "pg1": PostgresTarget("pg1", UNTHROTTLED, workers=1),
     "pg1os": PostgresTarget("pg1os", {**UNTHROTTLED, "THINGPORT_DURABILITY": "os"}, workers=1),
     "pg2": PostgresTarget("pg2", UNTHROTTLED, workers=2),

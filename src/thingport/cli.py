@@ -952,6 +952,98 @@ def rule_test(statement: str, payload: str | None, topic: str, last: int | None,
         click.echo(f"{where}{view['topic'] or '(sample)'}  {outcome}")
 
 
+def parse_actions(sink: str | None, options: tuple[str, ...], actions: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The rule's actions: ``--sink`` with its ``--option``s (one forward action) and every ``--action`` JSON."""
+    parsed: list[dict[str, Any]] = []
+    if sink is not None:
+        parsed.append({"kind": "forward", "sink": sink, "options": parse_options(sink, options)})
+    elif options:
+        raise click.UsageError("--option goes with --sink")
+    for text in actions:
+        try:
+            parsed.append(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"{text!r} is not JSON: {exc}", param_hint="--action") from None
+    if not parsed:
+        raise click.UsageError('give --sink (with its --option KEY=VALUE) or --action \'{"kind": "forward", ...}\'')
+    return parsed
+
+
+@rule.command("create")
+@click.option("--name", required=True)
+@click.option("--statement", required=True,
+              help='e.g. SELECT t, deviceName() AS dn FROM "/pk/+/user/data" WHERE t > 38')
+@click.option("--sink", type=click.Choice([t for t in SINK_TYPES if t != "http"]), default=None,
+              help="Forward what the statement emits to this push sink (one action).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="An option of --sink, as a subscription's (repeatable).")
+@click.option("--action", "actions", multiple=True, metavar="JSON",
+              help='An action as JSON, e.g. \'{"kind": "forward", "sink": "webhook", "options": {"url": "..."}}\' '
+                   "(repeatable; with or without --sink).")
+@click.option("--disabled", is_flag=True, help="Create it paused (enable it later).")
+@click.option("--from-start", is_flag=True, help="Evaluate the oldest retained messages too, not only those from now.")
+@click.option("--no-check", is_flag=True,
+              help="Do not connect to the sinks first (they are not up yet); by default a sink that cannot be "
+                   "reached or refuses the credentials is an error, and nothing is created.")
+@data_dir_option
+@json_option
+def rule_create(name: str, statement: str, sink: str | None, options: tuple[str, ...], actions: tuple[str, ...],
+                disabled: bool, from_start: bool, no_check: bool, data_dir: Path | None, as_json: bool) -> None:
+    """Create a rule: a running server evaluates it within a second, from the newest message on."""
+    parsed = parse_actions(sink, options, actions)
+    created = run(data_dir, lambda m: m.create_rule(name, statement, parsed, not disabled, from_start,
+                                                    check=not no_check))
+    emit(views.rule_json(created, backlog=0), as_json)
+
+
+@rule.command("list")
+@data_dir_option
+@json_option
+def rule_list(data_dir: Path | None, as_json: bool) -> None:
+    """Rules with their backlog, matched and failed counts and state."""
+    listed = [views.rule_json(r, backlog) for r, backlog in run(data_dir, lambda m: m.list_rules())]
+    if as_json:
+        emit(listed, True)
+        return
+    emit([{k: doc[k] for k in ("name", "enabled", "state", "cursor", "backlog", "matched", "failed", "lastError")}
+          for doc in listed], False)
+
+
+@rule.command("show")
+@click.option("--name", required=True)
+@data_dir_option
+@json_option
+def rule_show(name: str, data_dir: Path | None, as_json: bool) -> None:
+    """A rule: its statement, actions, cursor, backlog, matched and failed counts, last error and state."""
+    emit(views.rule_json(*run(data_dir, lambda m: m.rule(name))), as_json)
+
+
+@rule.command("enable")
+@click.option("--name", required=True)
+@data_dir_option
+@json_option
+def rule_enable(name: str, data_dir: Path | None, as_json: bool) -> None:
+    """Resume a rule: it goes on from its cursor."""
+    emit(views.rule_json(*run(data_dir, lambda m: m.set_rule_enabled(name, True))), as_json)
+
+
+@rule.command("disable")
+@click.option("--name", required=True)
+@data_dir_option
+@json_option
+def rule_disable(name: str, data_dir: Path | None, as_json: bool) -> None:
+    """Pause a rule; messages keep waiting for it (and are kept from retention)."""
+    emit(views.rule_json(*run(data_dir, lambda m: m.set_rule_enabled(name, False))), as_json)
+
+
+@rule.command("delete")
+@click.option("--name", required=True)
+@data_dir_option
+def rule_delete(name: str, data_dir: Path | None) -> None:
+    """Delete a rule (the messages it had yet to evaluate are no longer kept for it)."""
+    run(data_dir, lambda m: m.delete_rule(name))
+
+
 # --- messages ---
 
 @main.group()

@@ -445,3 +445,61 @@ def test_another_site_cannot_frame_the_console(page: "Page", server: ServerProce
         other_site.shutdown()
     page.goto("/console/", wait_until="domcontentloaded")  # the console itself still works under the header
     expect(page.get_by_test_id("signin-key")).to_be_visible(**expect_timeout)
+
+
+def test_rules_are_created_shown_with_their_progress_disabled_enabled_and_deleted_from_the_console(
+    page: "Page", server: ServerProcess, admin_key: str
+) -> None:
+    from tests.test_rules_e2e import Webhook
+
+    def thingport(*args: str) -> Any:
+        command = [sys.executable, "-m", "thingport", *args, "--json", "--data-dir", str(server.data_dir)]
+        result = subprocess.run(command, env=server.env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr + result.stdout
+        return json.loads(result.stdout)
+
+    pk = thingport("product", "create", "--name", "ruled")["productKey"]
+    device = thingport("device", "create", "--product-key", pk, "--name", "ruled-1")
+    webhook = Webhook()
+    try:
+        sign_in(page, admin_key)
+        page.get_by_test_id("nav-rules").click()
+        # a statement that does not compile: the error names where, and nothing is created
+        page.get_by_test_id("rule-name").fill("console-hot")
+        page.get_by_test_id("rule-statement").fill(f'SELECT t FROM "/{pk}/+/user/data" WHERE')
+        page.get_by_test_id("rule-sink").select_option("webhook")
+        options = dict(option.split("=", 1) for option in webhook.options())
+        page.get_by_test_id("rule-options").fill(json.dumps(options))
+        page.get_by_test_id("create-rule").click()
+        expect(error_text(page)).to_contain_text("ends too early at line 1, column", **expect_timeout)
+        assert thingport("rule", "list") == []
+
+        page.get_by_test_id("rule-statement").fill(f'SELECT t * 2 AS doubled FROM "/{pk}/+/user/data" WHERE t > 1')
+        page.get_by_test_id("create-rule").click()
+        expect(page.get_by_test_id("rule-state-console-hot")).to_contain_text("running", **expect_timeout)
+        client = server.client()
+        token = client.token(pk, device["deviceName"], device["deviceSecret"])
+        for payload in ({"t": 5}, {"t": 0}, {"u": 1}, {"t": 7}):
+            reply = client.publish(f"/{pk}/ruled-1/user/data", json.dumps(payload).encode(), token).json
+            assert reply["code"] == 0, reply
+        client.close()
+        expect(page.get_by_test_id("rule-matched-console-hot")).to_have_text("2", **expect_timeout)
+        expect(page.get_by_test_id("rule-failed-console-hot")).to_have_text("1", **expect_timeout)
+        expect(page.get_by_test_id("rule-last-error-console-hot")).to_contain_text("the payload has no t",
+                                                                                    **expect_timeout)
+        expect(page.get_by_test_id("rule-backlog-console-hot")).to_have_text("0", **expect_timeout)
+        shot(page, "13-rules")
+        assert sorted(e["payload"]["doubled"] for e in webhook.envelopes()) == [10, 14]
+
+        page.get_by_test_id("disable-rule-console-hot").click()
+        expect(page.get_by_test_id("rule-state-console-hot")).to_contain_text("disabled", **expect_timeout)
+        assert thingport("rule", "show", "--name", "console-hot")["enabled"] is False
+        page.get_by_test_id("enable-rule-console-hot").click()
+        expect(page.get_by_test_id("rule-state-console-hot")).to_contain_text("running", **expect_timeout)
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_test_id("delete-rule-console-hot").click()
+        expect(page.get_by_test_id("rule-console-hot")).to_have_count(0, **expect_timeout)
+        assert thingport("rule", "list") == []
+    finally:
+        webhook.close()

@@ -168,6 +168,59 @@ class RuleTrial(Model):
     error: str | None = Field(description="why the message would be skipped")
 
 
+PushSink = Literal[tuple(t for t in SINK_TYPES if t != "http")]  # type: ignore[valid-type]
+
+
+class ForwardAction(Model):
+    """Send every document the rule emits to a push sink, in the subscriptions' envelope (payload: the
+    document; `rule`: the rule's name). Options as a subscription's sink takes them."""
+
+    kind: Literal["forward"]
+    sink: PushSink  # type: ignore[valid-type]
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=32)
+
+
+class RuleCreate(Model):
+    name: str = Field(pattern="^[A-Za-z0-9_-]{1,64}$")
+    statement: str = Field(min_length=1, max_length=4096, description='SELECT ... FROM "<topic filter>" [WHERE ...]')
+    actions: list[ForwardAction] = Field(min_length=1, max_length=10)
+    enabled: bool = True
+    fromStart: bool = Field(False, description="evaluate the oldest retained messages too, not only those from now")
+    check: bool = Field(True, description="connect to every action's sink with its credentials before creating "
+                                          "the rule (false: a sink that is not up yet)")
+
+
+class RuleActionOut(Model):
+    kind: str
+    sink: str
+    options: dict[str, Any] = Field(description="credentials (url, password, secret) shown as ***")
+
+
+class RuleOut(Model):
+    name: str
+    statement: str
+    actions: list[RuleActionOut]
+    enabled: bool
+    cursor: int = Field(description="the last log seq the rule is done with (every action confirmed)")
+    backlog: int | None = Field(description="log messages after the cursor: yet to evaluate or deliver")
+    matched: int = Field(description="messages the statement emitted a document for")
+    failed: int = Field(description="messages it could not be evaluated on (a field missing, a type mismatch, "
+                                    "not JSON): skipped, counted")
+    lastError: str | None = Field(description="why the newest failed message failed, naming it")
+    lastErrorAt: int | None = Field(description="ms since the epoch: when that was")
+    state: Literal["running", "retrying", "failing", "disabled"] = Field(
+        description="running: delivering (or waiting for messages); retrying: an action's sink failed the last "
+                    "attempts; failing: 3 attempts in a row; disabled")
+    stateSince: int
+    sinkError: str | None = Field(description="why it is retrying or failing (credentials removed)")
+    createdAt: int
+
+
+class RulePatch(Model):
+    enabled: bool = Field(description="false: pause the rule (messages wait for it, kept from retention); true: "
+                                      "resume")
+
+
 class ApiKeyCreate(Model):
     name: str = Field(min_length=1, max_length=64)
     role: Literal["admin", "consumer", "read", "metrics"] = "admin"

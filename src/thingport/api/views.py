@@ -9,7 +9,8 @@ import msgspec
 
 from thingport.bus.factory import options_type
 from thingport.bus.options import masked
-from thingport.core.model import ApiKey, Device, DeviceStatus, Product, StoredMessage, Subscription
+from thingport.core.model import ApiKey, Device, DeviceStatus, Product, Rule, StoredMessage, Subscription
+from thingport.core.rule_actions import action_doc
 from thingport.manage.device_files import export_record
 from thingport.manage.service import ImportReport
 
@@ -81,6 +82,32 @@ def subscription_json(subscription: Subscription, backlog: int | None = None) ->
         "lastError": subscription.last_error,
         "createdAt": subscription.created_ms,
         "backlog": backlog,
+    }
+
+
+def rule_json(rule: Rule, backlog: int | None = None) -> dict[str, Any]:
+    """A rule with its progress (cursor, backlog, counts, last error) and its actions, each with the options its
+    sink's options struct allows to be shown (credentials as ``***``)."""
+    actions = []
+    for action in rule.actions:
+        doc = action_doc(action)
+        doc["options"] = masked(options_type(action.sink), action.options)
+        actions.append(doc)
+    return {
+        "name": rule.name,
+        "statement": rule.statement,
+        "actions": actions,
+        "enabled": rule.enabled,
+        "cursor": rule.cursor,
+        "backlog": backlog,
+        "matched": rule.matched,
+        "failed": rule.failed,
+        "lastError": rule.last_error,
+        "lastErrorAt": rule.last_error_ms,
+        "state": rule.state if rule.enabled else "disabled",
+        "stateSince": rule.state_since_ms if rule.state_since_ms is not None else rule.created_ms,
+        "sinkError": rule.sink_error,
+        "createdAt": rule.created_ms,
     }
 
 

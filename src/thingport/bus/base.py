@@ -51,6 +51,13 @@ class Delivery(msgspec.Struct, frozen=True):
     device_id: str  # the IoTDA-style device id: letters, digits, _ and - only, safe in any routing key
     kind: str  # raw | properties | event | status
     body: bytes
+    dedup_id: str = ""  # a rule's output: "<messageId>:<rule>", so it is not taken for the message itself
+
+    @property
+    def dedup(self) -> str:
+        """What a broker or consumer drops repeats by (JetStream's Nats-Msg-Id, AMQP's message_id): the
+        messageId, or for a rule's output the messageId and the rule (one message, many rules' outputs)."""
+        return self.dedup_id or str(self.message_id)
 
     def route(self, separator: str, prefix: str = "") -> str:
         """``prefix<sep>productKey<sep>deviceId<sep>kind``: an AMQP routing key, NATS subject, MQTT topic."""

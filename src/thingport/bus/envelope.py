@@ -1,10 +1,12 @@
 """The one envelope every sink receives (schema: docs/envelope.schema.json).
 
 Applications see reports from both dialects the same way; ``dialect`` tells them apart. The payload is
-the device's JSON when it is JSON (``payloadEncoding`` "json"), else base64 of its bytes.
+the device's JSON when it is JSON (``payloadEncoding`` "json"), else base64 of its bytes. A rule forwards
+the same envelope with the document it emitted as the payload and its name in ``rule``.
 """
 
 import base64
+from typing import Any
 
 import msgspec
 
@@ -37,6 +39,18 @@ def envelope(message: StoredMessage) -> dict:
         payload, encoding = jsondoc.decode(message.payload), "json"
     except jsondoc.DECODE_ERRORS:  # not JSON we can re-encode (even too deeply nested): its bytes, as base64
         payload, encoding = base64.b64encode(message.payload).decode(), "base64"
+    return _envelope(message, payload, encoding)
+
+
+def rule_envelope(message: StoredMessage, rule: str, document: dict[str, Any]) -> dict:
+    """What a rule forwards: the message's envelope with the document the rule emitted as its payload, and
+    the rule's name."""
+    doc = _envelope(message, document, "json")
+    doc["rule"] = rule
+    return doc
+
+
+def _envelope(message: StoredMessage, payload: Any, encoding: str) -> dict:
     return {
         "messageId": message.message_id,
         "messageIdText": str(message.message_id),
@@ -52,6 +66,13 @@ def envelope(message: StoredMessage) -> dict:
         "payloadEncoding": encoding,
         "validation": _decode(message.reply) if message.reply is not None else None,
     }
+
+
+def rule_delivery(message: StoredMessage, rule: str, document: dict[str, Any]) -> Delivery:
+    return Delivery(
+        message.seq, message.message_id, message.product_key, message.iot_id, envelope_kind(message),
+        _encode(rule_envelope(message, rule, document)), f"{message.message_id}:{rule}",
+    )
 
 
 def delivery(message: StoredMessage) -> Delivery:

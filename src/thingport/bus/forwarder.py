@@ -9,8 +9,10 @@ Tasks wake on a commit, so forwarding follows ingest without polling delay (at m
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -43,21 +45,30 @@ class CommitSignal:
             await asyncio.wait_for(self._event.wait(), timeout)
 
 
+StoreState = Callable[[str, int, str | None], Awaitable[None]]  # (state, since ms, error): where it is shown
+
+
 class DeliveryState:
-    """A push subscription's state as its forwarder sees it: ``running`` (the last attempt was confirmed, or
-    none failed yet), ``retrying`` (the sink failed the last attempts), ``failing`` (``FAILING_AFTER``
-    attempts in a row); stored when the state or its error changes, so ``subscription list``, the API and
-    the console show it whichever process asks. A sink that refuses every publish (RabbitMQ's
+    """A push subscription's (or a rule's) state as its runner sees it: ``running`` (the last attempt was
+    confirmed, or none failed yet), ``retrying`` (the sink failed the last attempts), ``failing``
+    (``FAILING_AFTER`` attempts in a row); stored when the state or its error changes, so ``subscription list``,
+    the API and the console show it whichever process asks. A sink that refuses every publish (RabbitMQ's
     ACCESS_REFUSED) would otherwise look like a healthy one with a growing backlog."""
 
-    def __init__(self, registry: SubscriptionStates, subscription: Subscription) -> None:
-        self._registry = registry
-        self._subscription = subscription
+    def __init__(self, store: StoreState, what: str, state: str, error: str | None, since_ms: int | None) -> None:
+        self._store_state = store
+        self._what = what  # "subscription NAME", "rule NAME": for the log
         self.failures = 0  # in a row
-        self._stored = (subscription.state, subscription.last_error)
-        self._since = subscription.state_since_ms
+        self._stored = (state, error)
+        self._since = since_ms
 
-    async def failed(self, error: BaseException) -> None:
+    @classmethod
+    def of(cls, registry: SubscriptionStates, subscription: Subscription) -> "DeliveryState":
+        return cls(functools.partial(registry.set_subscription_state, subscription.id),
+                   f"subscription {subscription.name}", subscription.state, subscription.last_error,
+                   subscription.state_since_ms)
+
+    async def failed(self, error: BaseException | str) -> None:
         self.failures += 1
         await self._store("retrying" if self.failures < FAILING_AFTER else "failing", shown_error(error))
 
@@ -74,10 +85,10 @@ class DeliveryState:
             self._since = time.time_ns() // 1_000_000
         self._stored = (state, error)
         try:
-            await self._registry.set_subscription_state(self._subscription.id, state, self._since, error)
+            await self._store_state(state, self._since, error)
         except Exception as exc:  # noqa: BLE001 - the state is shown, not needed to forward
             self._stored, self._since = previous
-            log.warning("subscription %s: its state (%s) could not be stored: %s", self._subscription.name, state, exc)
+            log.warning("%s: its state (%s) could not be stored: %s", self._what, state, exc)
 
 
 class ForwardingMetrics:
@@ -102,7 +113,10 @@ class Forwarder:
         retention_force: bool = False,
         supervise_every_s: float = 1.0,
         retention_every_s: float = 60.0,
+        held: Callable[[], Awaitable[list[int]]] | None = None,
     ) -> None:
+        """``held``: the cursors of whatever else reads the log after a cursor of its own (the rules), which
+        retention must not delete messages from under either."""
         self._log = log
         self._registry = registry
         self._signal = signal
@@ -110,6 +124,7 @@ class Forwarder:
         self._retention = (retention_days, retention_max_mb, retention_force)
         self._every = supervise_every_s
         self._retention_every = retention_every_s
+        self._held = held
         self._tasks: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -169,7 +184,7 @@ class Forwarder:
         cursor = subscription.cursor
         name = subscription.name
         sink: Sink | None = None
-        state = DeliveryState(self._registry, subscription)
+        state = DeliveryState.of(self._registry, subscription)
         backoff = 0.5
         loop = asyncio.get_running_loop()
         started = -LINGER_S  # when the last batch started
@@ -225,13 +240,14 @@ class Forwarder:
                 await sink.close()
 
     async def apply_retention(self, subscriptions: list[Subscription] | None = None) -> int:
-        """Delete old messages, never one a subscription (running or paused) has yet to confirm, unless forced."""
+        """Delete old messages, never one a subscription or a rule (running or paused) has yet to confirm,
+        unless forced."""
         days, max_mb, force = self._retention
         if days is None and max_mb is None:
             return 0
         subscriptions = subscriptions if subscriptions is not None else await self._registry.list_subscriptions()
         last = await self._log.last_seq()
-        pending = [s.cursor for s in subscriptions]
+        pending = [s.cursor for s in subscriptions] + (await self._held() if self._held is not None else [])
         floor = last + 1 if force or not pending else min(pending) + 1
         floor = min(floor, last)  # never the newest message: seq (the rowid) must never go back
         deleted = 0

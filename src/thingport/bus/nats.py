@@ -1,8 +1,9 @@
 """NATS sink: JetStream publishing with acks (nats-py).
 
 Every delivery is published to the subject ``<subject_prefix>.productKey.deviceId.kind`` with the header
-``Nats-Msg-Id: <message id>``: within the stream's duplicate window (2 minutes by default) JetStream stores a
-retried delivery once, so a batch offered again after a lost ack does not duplicate what was stored.
+``Nats-Msg-Id: <message id>`` (a rule's output: ``<message id>:<rule>``): within the stream's duplicate
+window (2 minutes by default) JetStream stores a retried delivery once, so a batch offered again after a
+lost ack does not duplicate what was stored.
 Every publish also carries ``Nats-Expected-Stream: <stream>``, so an ack from any other stream is an error.
 
 Options (all optional):
@@ -279,7 +280,7 @@ class NatsSink(ConnectedSink):
                         acks.pending.add(n)
                         await nc.publish(
                             d.route(".", prefix), d.body, reply=f"{inbox}.{n}",
-                            headers={"Nats-Msg-Id": str(d.message_id), "Nats-Expected-Stream": stream},
+                            headers={"Nats-Msg-Id": d.dedup, "Nats-Expected-Stream": stream},
                         )
                     acks.seal()
                     await asyncio.wait((acks.done, lost), return_when=asyncio.FIRST_COMPLETED)

@@ -1,9 +1,9 @@
 """RabbitMQ sink: AMQP 0-9-1 publishing with publisher confirms (bus/amqp.py).
 
 Every delivery becomes one persistent message (delivery_mode 2, content_type application/json,
-message_id = the envelope's message id, type = its kind) published to a durable topic exchange with the
-routing key ``productKey.deviceId.kind``. Applications bind their own queues, e.g. ``pk123.#`` or
-``*.*.event``.
+message_id = the envelope's message id, ``<message id>:<rule>`` for a rule's output, type = its kind)
+published to a durable topic exchange with the routing key ``productKey.deviceId.kind``. Applications
+bind their own queues, e.g. ``pk123.#`` or ``*.*.event``.
 
 Options (all optional):
 
@@ -153,7 +153,7 @@ class RabbitMQSink(ConnectedSink):
                 parts = around[d.kind] = properties_around_id(
                     content_type="application/json", delivery_mode=2, message_type=d.kind, app_id="thingport"
                 )
-            message_id = str(d.message_id).encode()
+            message_id = d.dedup.encode()
             out.append((d.route("."), parts[0] + bytes((len(message_id),)) + message_id + parts[1], d.body))
         return out
 

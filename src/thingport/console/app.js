@@ -278,6 +278,7 @@
     [/^device\/([^/]+)\/([^/]+)$/, "devices", renderDevice],
     [/^messages$/, "messages", renderMessages],
     [/^subscriptions$/, "subscriptions", renderSubscriptions],
+    [/^rules$/, "rules", renderRules],
     [/^create$/, "create", renderCreate],
   ];
 
@@ -1120,6 +1121,108 @@
       h("thead", {}, h("tr", {}, columns.map((c) => (Array.isArray(c)
         ? h("th", { scope: "col", class: c[1] }, c[0]) : h("th", { scope: "col" }, c))))), body)));
     view.append(h("div", { class: "spaced" }, subscriptionForm(ctx, refresh)));
+    await refresh();
+    ctx.every(2000, refresh);
+  }
+
+  // ---------- rules (SQL over device messages, forwarded to sinks) ----------
+
+  const PUSH_SINKS = SINKS.filter((k) => k !== "http");
+
+  // how its sinks confirm: running / retrying / failing, since when, and why (sinkError), or disabled
+  function ruleStateCell(r) {
+    return h("td", { class: "sub-state", testid: `rule-state-${r.name}` },
+      h("span", { class: `badge state-${r.state}` }, r.state),
+      r.stateSince ? h("span", { class: "muted small" }, " since ", timeCell(r.stateSince)) : null,
+      r.sinkError ? h("div", { class: "small error-text", testid: `rule-sink-error-${r.name}` }, r.sinkError) : null);
+  }
+
+  // messages it could not evaluate: how many, and why the newest of them failed
+  function ruleFailedCell(r) {
+    return h("td", { class: "stacked" },
+      h("span", { class: "num", testid: `rule-failed-${r.name}` }, String(r.failed)),
+      r.lastError ? h("div", { class: "small error-text", testid: `rule-last-error-${r.name}` }, r.lastError) : null,
+      r.lastErrorAt ? h("span", { class: "muted small" }, timeCell(r.lastErrorAt)) : null);
+  }
+
+  const actionText = (a) => `${a.kind} → ${a.sink}`;
+
+  // create (a statement and one forward action; several through the API or CLI)
+  function ruleForm(ctx, refresh) {
+    const name = h("input", { id: "rule-name", testid: "rule-name", required: true, maxlength: 64, spellcheck: "false" });
+    const statement = h("textarea", { id: "rule-statement", testid: "rule-statement", rows: 3, required: true,
+      maxlength: 4096, spellcheck: "false",
+      placeholder: 'SELECT temperature, deviceName() AS dn FROM "/a1XdW3RQiM6/+/user/data" WHERE temperature > 38' });
+    const sink = h("select", { id: "rule-sink", testid: "rule-sink" }, PUSH_SINKS.map((k) => h("option", { value: k }, k)));
+    const options = h("textarea", { id: "rule-options", testid: "rule-options", rows: 3, spellcheck: "false",
+      placeholder: '{"url": "https://app.example/hook", "secret": "whsec_..."}' });
+    const fromStart = h("input", { type: "checkbox", id: "rule-from-start", testid: "rule-from-start" });
+    const check = h("input", { type: "checkbox", id: "rule-check", testid: "rule-check", checked: true });
+    const form = h("form", { class: "card form", testid: "create-rule-form", autocomplete: "off" },
+      h("h2", {}, "New rule"),
+      h("label", { for: "rule-name" }, "Name"), name,
+      h("label", { for: "rule-statement" }, "Statement"), statement,
+      h("label", { for: "rule-sink" }, "Forward what it emits to"), sink,
+      h("label", { for: "rule-options" }, "Sink options (JSON object)"), options,
+      h("label", { class: "inline", for: "rule-from-start" }, fromStart, " from the oldest retained message"),
+      h("label", { class: "inline", for: "rule-check" }, check, " connect to the sink first"),
+      h("button", { type: "submit", testid: "create-rule" }, "Create rule"));
+    form.addEventListener("submit", submitting(form, async () => {
+      let opts = {};
+      try {
+        opts = options.value.trim() ? JSON.parse(options.value) : {};
+        if (!opts || typeof opts !== "object" || Array.isArray(opts)) throw new Error("sink options must be a JSON object");
+      } catch (e) { showError("Could not create the rule", e); return; }
+      const body = { name: name.value.trim(), statement: statement.value, fromStart: fromStart.checked, check: check.checked,
+        actions: [{ kind: "forward", sink: sink.value, options: opts }] };
+      let made;
+      try { made = await api("POST", "/api/rules", { body }); } catch (e) { showError("Could not create the rule", e); return; }
+      if (!ctx.alive()) return;
+      clearError();
+      showNotice(`Rule ${made.name} created (${made.actions.map(actionText).join(", ")}).`);
+      name.value = "";
+      await refresh();
+    }));
+    return form;
+  }
+
+  async function renderRules(view, query, ctx) {
+    view.append(h("div", { class: "page-head" }, h("h1", {}, "Rules"),
+      h("span", { class: "muted" }, "backlog: messages the rule has yet to evaluate or deliver; refreshes every 2 s")));
+    const body = h("tbody", {});
+    const columns = ["Name", "Statement", "Rule actions", "State", ["Cursor", "num"], ["Backlog", "num"], ["Matched", "num"],
+      "Failed · last error", "Actions"];
+    const act = (label, testid, fn) => h("button", { type: "button", class: "secondary small", testid,
+      onclick: async (ev) => {
+        ev.currentTarget.disabled = true;
+        try { await fn(); clearError(); } catch (e) { showError(`Could not ${label.toLowerCase()}`, e); }
+        if (ctx.alive()) await refresh();
+      } }, label);
+    const buttons = (r) => h("td", {}, h("div", { class: "button-row tight" },
+      r.enabled
+        ? act("Disable", `disable-rule-${r.name}`, () => api("PATCH", `/api/rules/${enc(r.name)}`, { body: { enabled: false } }))
+        : act("Enable", `enable-rule-${r.name}`, () => api("PATCH", `/api/rules/${enc(r.name)}`, { body: { enabled: true } })),
+      act("Delete", `delete-rule-${r.name}`, async () => {
+        if (!window.confirm(`Delete rule ${r.name}? Messages it has not evaluated are no longer kept for it.`)) return;
+        await api("DELETE", `/api/rules/${enc(r.name)}`);
+        showNotice(`Rule ${r.name} deleted.`);
+      })));
+    const refresh = async () => {
+      const rules = await api("GET", "/api/rules");
+      if (!ctx.alive()) return;
+      body.replaceChildren(...(rules.length ? rules.map((r) => h("tr", { testid: `rule-${r.name}` },
+        h("td", {}, r.name), h("td", { class: "topic" }, h("code", { testid: `rule-statement-${r.name}` }, r.statement)),
+        h("td", {}, r.actions.map(actionText).join(", ")), ruleStateCell(r),
+        h("td", { class: "num", testid: `rule-cursor-${r.name}` }, String(r.cursor)),
+        h("td", { class: "num", testid: `rule-backlog-${r.name}` }, String(r.backlog ?? "")),
+        h("td", { class: "num", testid: `rule-matched-${r.name}` }, String(r.matched)),
+        ruleFailedCell(r), buttons(r))) :
+        [emptyRow(columns.length, "No rules: create one below, with `thingport rule create` or POST /api/rules.")]));
+    };
+    view.append(h("div", { class: "table-wrap" }, h("table", { testid: "rules-table" },
+      h("thead", {}, h("tr", {}, columns.map((c) => (Array.isArray(c)
+        ? h("th", { scope: "col", class: c[1] }, c[0]) : h("th", { scope: "col" }, c))))), body)));
+    view.append(h("div", { class: "spaced" }, ruleForm(ctx, refresh)));
     await refresh();
     ctx.every(2000, refresh);
   }

@@ -135,3 +135,40 @@ class Subscription:
     state: str = "running"  # push subscriptions: running, retrying (the sink failed), failing (it keeps failing)
     state_since_ms: int | None = None  # when it entered that state (None: it has been so since created)
     last_error: str | None = None  # why it is retrying or failing, credentials removed
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardAction:
+    """A rule's action that sends each document the rule emits to a push sink (the sinks subscriptions use,
+    with the same options), in the subscriptions' envelope with the document as payload."""
+
+    sink: str  # rabbitmq, nats, mqtt, webhook
+    options: dict[str, Any] = field(repr=False)  # may hold credentials, as a subscription's
+
+    kind = "forward"  # not a field: the tag in the stored (and API) form of an action
+
+
+# Every kind of action a rule may take. A new kind (an alarm raised or cleared by what a rule emits) is one
+# more record here, its stored form in rule_actions.py and its runner beside the forwarding one.
+RuleAction = ForwardAction
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A SQL statement over device messages and what to do with every document it emits; evaluated after
+    its own cursor in the log, as a subscription is forwarded."""
+
+    id: int
+    name: str
+    statement: str
+    actions: tuple[RuleAction, ...] = field(repr=False)
+    enabled: bool
+    cursor: int  # last log seq every action confirmed (or that the statement skipped)
+    created_ms: int
+    matched: int = 0  # messages the statement emitted a document for
+    failed: int = 0  # messages it could not be evaluated on (a field missing, a type mismatch, not JSON)
+    last_error: str | None = None  # why the newest failed one failed
+    last_error_ms: int | None = None
+    state: str = "running"  # running, retrying (an action's sink failed), failing (it keeps failing)
+    state_since_ms: int | None = None
+    sink_error: str | None = None  # why it is retrying or failing, credentials removed

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from thingport.core.model import ApiKey, AuthSession, Device, Product, StoredMessage, Subscription
+from thingport.core.model import ApiKey, AuthSession, Device, Product, Rule, RuleAction, StoredMessage, Subscription
 from thingport.core.throttle import Rate
 
 
@@ -51,6 +51,16 @@ class SubscriptionStates(Protocol):
         ...
 
 
+class RuleStates(Protocol):
+    """The rules, as their runner needs them: which to evaluate, and where to show how their actions go."""
+
+    async def list_rules(self) -> list[Rule]: ...
+
+    async def set_rule_state(self, rule_id: int, state: str, since_ms: int, error: str | None) -> None:
+        """A rule's delivery state (running, retrying, failing), since when, and why."""
+        ...
+
+
 class StatusReader(Protocol):
     """Running status and history: tables the log writes (with each message, in its transaction), read
     for the management side."""
@@ -66,7 +76,7 @@ class StatusReader(Protocol):
     ) -> list[tuple[int, Any, int]]: ...
 
 
-class RegistryAdmin(RegistryReader, SubscriptionStates, Protocol):
+class RegistryAdmin(RegistryReader, SubscriptionStates, RuleStates, Protocol):
     """Products, devices, thing models, subscriptions and API keys, for the management side. Every change
     to a product or device is also a change-feed entry."""
 
@@ -129,6 +139,15 @@ class RegistryAdmin(RegistryReader, SubscriptionStates, Protocol):
 
     async def delete_subscription(self, name: str) -> None: ...
 
+    async def create_rule(self, name: str, statement: str, actions: tuple[RuleAction, ...], enabled: bool,
+                          from_start: bool, created_ms: int) -> Rule: ...
+
+    async def get_rule(self, name: str) -> Rule | None: ...
+
+    async def set_rule_enabled(self, name: str, enabled: bool) -> None: ...
+
+    async def delete_rule(self, name: str) -> None: ...
+
     async def set_device_enabled(self, device_id: int, enabled: bool) -> None: ...
 
     async def reset_device_secret(self, device_id: int, secret: str) -> None: ...
@@ -171,6 +190,11 @@ class MessageLog(Protocol):
         ...
 
     async def save_cursor(self, subscription_id: int, seq: int) -> None: ...
+
+    async def save_rule_progress(self, rule_id: int, seq: int, matched: int, failed: int, error: str | None,
+                                 error_ms: int | None) -> None:
+        """A rule is done up to ``seq``; its counts grow by that stretch's (in the same write)."""
+        ...
 
     async def save_delivered(self, subscription_id: int, seq: int) -> None:
         """A pull subscription handed messages up to ``seq`` to a consumer (acknowledgements stop there)."""

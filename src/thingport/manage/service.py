@@ -21,10 +21,12 @@ from thingport.core.model import (
     Device,
     DeviceStatus,
     Product,
+    Rule,
     StoredMessage,
     Subscription,
 )
 from thingport.core.ports import MessageLog, Registry
+from thingport.core.rule_actions import ActionError, actions_from_docs
 from thingport.core.thingmodel import ThingModel
 from thingport.core.topics import MAX_CATEGORIES, TopicKind, check_category, compile_topic_filter
 from thingport.manage import rules
@@ -32,6 +34,7 @@ from thingport.manage.device_files import DeviceRow
 from thingport.manage.thing_models import compile_model
 
 if TYPE_CHECKING:
+    from thingport.bus.base import Sink
     from thingport.bus.forwarder import CommitSignal
 
 T = TypeVar("T")
@@ -52,6 +55,7 @@ SEARCH_SCAN_MAX = 20_000  # log messages one filtered search looks through (then
 MESSAGE_KINDS = (*(kind.value for kind in TopicKind), "status")
 API_KEY_PREFIX = "tpk_"
 SUBSCRIPTION_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+RULE_NAME_RE = SUBSCRIPTION_NAME_RE
 SUBSCRIPTION_MAX_PRODUCTS = 100  # a longer list is better served by a subscription of every product
 
 
@@ -341,9 +345,8 @@ class Management:
         """A subscription of the messages of one product (a key), a list of products, or every product
         (None: those created later too); a push sink's options are checked before it is stored, and unless
         ``check`` is False the sink itself: connected to with its credentials (SinkUnreachable)."""
-        from thingport.bus.base import SinkConfigError, SinkError, shown_error
         from thingport.bus.envelope import ENVELOPE_KINDS
-        from thingport.bus.factory import PULL, SINK_TYPES, create_sink
+        from thingport.bus.factory import PULL, SINK_TYPES
 
         if not SUBSCRIPTION_NAME_RE.fullmatch(name):
             raise ParamError("subscription name must be 1-64 letters, digits, '_' and '-'")
@@ -357,24 +360,11 @@ class Management:
             _checked(compile_topic_filter, topic_filter)
         scope = _check_products(products)
         options = options or {}
-        pushed = None
-        if sink != PULL:
-            try:
-                pushed = create_sink(sink, options)
-            except SinkConfigError as exc:
-                raise ParamError(f"sink options: {exc}") from None
-            except ImportError as exc:
-                raise ParamError(f"the {sink} sink's client library is not installed: {exc}") from None
+        pushed = _push_sink(sink, options) if sink != PULL else None
         for product_key in scope:
             await self.product(product_key)
         if pushed is not None and check:
-            try:
-                await pushed.check()
-            except SinkError as exc:
-                raise SinkUnreachable(
-                    f"the {sink} sink could not be used: {shown_error(exc)} (to create the subscription anyway, "
-                    "for a sink that is not up yet: --no-check, or check=false in the API)"
-                ) from None
+            await _check_sink(pushed, "subscription")
         return await self._registry.create_subscription(
             name, scope, tuple(kinds), topic_filter, sink, options, from_start, _now_ms()
         )
@@ -396,6 +386,56 @@ class Management:
 
     async def delete_subscription(self, name: str) -> None:
         await self._registry.delete_subscription(name)
+
+    # --- rules (statements over the log, and what to do with what they emit) ---
+
+    async def create_rule(self, name: str, statement: str, actions: list[dict[str, Any]], enabled: bool = True,
+                          from_start: bool = False, check: bool = True) -> Rule:
+        """A rule: the statement compiled (a syntax error names where), every action checked (a forward
+        action's sink and options as a subscription's, and unless ``check`` is False connected to), and only
+        then stored: a refused rule leaves nothing behind. It starts at the newest message (``from_start``:
+        the oldest retained)."""
+        from thingport.bus.factory import PULL
+
+        if not RULE_NAME_RE.fullmatch(name):
+            raise ParamError("rule name must be 1-64 letters, digits, '_' and '-'")
+        rules.compiled(statement)
+        try:
+            parsed = actions_from_docs(actions)
+        except ActionError as exc:
+            raise ParamError(str(exc)) from None
+        sinks = []
+        for position, action in enumerate(parsed, start=1):
+            if action.sink == PULL:
+                raise ParamError(f"action {position}: a rule forwards to a push sink (rabbitmq, nats, mqtt, "
+                                 f"webhook), not {PULL}: pull a subscription's messages instead")
+            try:
+                sinks.append(_push_sink(action.sink, action.options))
+            except ParamError as exc:
+                raise ParamError(f"action {position}: {exc}") from None
+        if check:
+            for sink in sinks:
+                await _check_sink(sink, "rule")
+        return await self._registry.create_rule(name, statement, parsed, enabled, from_start, _now_ms())
+
+    async def rule(self, name: str) -> tuple[Rule, int]:
+        """A rule with its backlog (log messages it has yet to evaluate or deliver)."""
+        found = await self._registry.get_rule(name)
+        if found is None:
+            raise NotFound(f"rule {name} does not exist")
+        return found, (await self._log.backlogs([found.cursor]))[0]
+
+    async def list_rules(self) -> list[tuple[Rule, int]]:
+        """Every rule with its backlog."""
+        listed = await self._registry.list_rules()
+        return list(zip(listed, await self._log.backlogs([r.cursor for r in listed]), strict=True))
+
+    async def set_rule_enabled(self, name: str, enabled: bool) -> tuple[Rule, int]:
+        await self._registry.set_rule_enabled(name, enabled)
+        return await self.rule(name)
+
+    async def delete_rule(self, name: str) -> None:
+        await self._registry.delete_rule(name)
 
     async def pull(
         self, name: str, max_messages: int = 100, wait_s: float = 0.0, consumer: bool = False,
@@ -744,6 +784,34 @@ def _check_products(products: str | list[str] | None) -> tuple[str, ...]:
     if len(set(keys)) != len(keys):
         raise ParamError("a product key is given twice")
     return tuple(keys)  # each must exist (NotFound), so none holds the list's comma
+
+
+def _push_sink(sink: str, options: dict[str, Any]) -> "Sink":
+    """The push sink ``sink`` with ``options``, made (not connected): ParamError when either is unusable."""
+    from thingport.bus.base import SinkConfigError
+    from thingport.bus.factory import SINK_TYPES, create_sink
+
+    if sink not in SINK_TYPES:
+        raise ParamError(f"sink must be one of {', '.join(SINK_TYPES)}")
+    try:
+        return create_sink(sink, options)
+    except SinkConfigError as exc:
+        raise ParamError(f"sink options: {exc}") from None
+    except ImportError as exc:
+        raise ParamError(f"the {sink} sink's client library is not installed: {exc}") from None
+
+
+async def _check_sink(sink: "Sink", what: str) -> None:
+    """Connect to ``sink`` with its credentials and let go; SinkUnreachable (nothing is created) when that fails."""
+    from thingport.bus.base import SinkError, shown_error
+
+    try:
+        await sink.check()
+    except SinkError as exc:
+        raise SinkUnreachable(
+            f"the {sink.kind} sink could not be used: {shown_error(exc)} (to create the {what} anyway, "
+            "for a sink that is not up yet: --no-check, or check=false in the API)"
+        ) from None
 
 
 def _check_validation(validation: str) -> None:

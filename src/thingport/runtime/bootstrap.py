@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from thingport.bus.forwarder import CommitSignal, Forwarder
+from thingport.bus.rule_runner import RuleRunner
 from thingport.core.tokens import TokenCodec
 from thingport.dialects.dialect import DialectTable
 from thingport.dialects.table import DIALECTS
 from thingport.ingest.use_case import DeviceIngest
 from thingport.manage.service import Management
 from thingport.metrics import DeviceMetrics
-from thingport.runtime.coordination import LeasedService, LogWatcher, WorkerNumber
+from thingport.runtime.coordination import LeasedService, LogWatcher, Services, WorkerNumber
 from thingport.runtime.key_watch import KeyWatch
 from thingport.runtime.readiness import Readiness
 from thingport.runtime.shared_metrics import Snapshots, WorkersCollector, shared_dir
@@ -141,11 +142,13 @@ def build(settings: Settings, overrides: Overrides | None = None, *, create: boo
                       metrics=metrics, shared=shared)
     commits = CommitSignal()
     log.on_commit(commits.notify)
+    rules = RuleRunner(log, registry, metrics.registry, commits)
     forwarder = Forwarder(log, registry, metrics.registry, commits, settings.retention_days,
                           settings.retention_max_mb, settings.retention_force,
-                          retention_every_s=settings.retention_every_s)
-    forwarding = LeasedService(lease_for(settings.database_url, settings.data_dir, "forwarder"), forwarder,
-                               "forwarder")
+                          retention_every_s=settings.retention_every_s, held=rules.held)
+    # the rules run where the forwarder runs: one lease, one writer of every cursor
+    forwarding = LeasedService(lease_for(settings.database_url, settings.data_dir, "forwarder"),
+                               Services(forwarder, rules), "forwarder")
     # other processes commit too: watch the log grow to wake this one's forwarder and pulls
     log_watch = LogWatcher(log.last_seq, commits.notify) if settings.database_url or settings.workers > 1 else None
     worker = WorkerNumber(lease_for(settings.database_url, settings.data_dir, "worker"), settings.worker_id)

@@ -1,8 +1,8 @@
 """What one process does so that several (workers on a host, instances on several hosts) share one store.
 
 - Its worker number: leased, so the messageIds of two processes never collide.
-- The forwarder: runs where its lease is held, so each subscription's cursor has a single writer; when
-  the holder dies, another instance takes the lease over within a second or two.
+- The forwarder and the rules: run where their lease is held, so each subscription's and rule's cursor has
+  a single writer; when the holder dies, another instance takes the lease over within a second or two.
 - Commits by other processes: a watcher notices the log growing and wakes forwarders and SSE streams
   that would otherwise only hear of this process's own commits.
 """
@@ -61,6 +61,29 @@ class WorkerNumber:
     async def release(self) -> None:
         await cancel_and_wait(self._task)
         await asyncio.to_thread(self._lease.release)
+
+
+class Services:
+    """Several services started in order and stopped in reverse, as one (the forwarder and the rules share a
+    lease: they are the log's readers on its far side)."""
+
+    def __init__(self, *services: Startable) -> None:
+        self._services = services
+
+    async def start(self) -> None:
+        started: list[Startable] = []
+        try:
+            for service in self._services:
+                await service.start()
+                started.append(service)
+        except BaseException:
+            for service in reversed(started):
+                await service.stop()
+            raise
+
+    async def stop(self) -> None:
+        for service in reversed(self._services):
+            await service.stop()
 
 
 class LeasedService:

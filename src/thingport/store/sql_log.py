@@ -43,6 +43,13 @@ _UPSERT_LATEST = (
 )
 _SAVE_CURSOR = "UPDATE subscriptions SET cursor = ? WHERE id = ? AND cursor < ?"
 _SAVE_DELIVERED = "UPDATE subscriptions SET delivered = ? WHERE id = ? AND delivered < ?"
+# a rule's counts move with its cursor, in one statement: a batch evaluated again after a crash (its cursor
+# was not saved) is not counted twice
+_SAVE_RULE_PROGRESS = (
+    "UPDATE rules SET cursor = ?, matched = matched + ?, failed = failed + ?,"
+    " last_error = coalesce(?, last_error), last_error_ms = coalesce(?, last_error_ms)"
+    " WHERE id = ? AND cursor < ?"
+)
 # the probe's row is inserted, then deleted: the insert needs new room (pages, WAL frames) as a report does
 _PROBE_INSERT = "INSERT INTO write_probe (id, at_ms, pad) VALUES (1, ?, ?)"
 _PROBE_DELETE = "DELETE FROM write_probe WHERE id = 1"
@@ -67,16 +74,30 @@ class DeliveredUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleProgress:
+    """A rule is done up to ``seq``: its actions confirmed what it emitted before it; with the counts of that
+    stretch and its newest evaluation error."""
+
+    rule_id: int
+    seq: int
+    matched: int
+    failed: int
+    error: str | None
+    error_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class WriteProbe:
     """A real write with no meaning (one row rewritten): does the database take writes again?"""
 
     at_ms: int
 
 
-Item = StoredMessage | AuthSession | CursorUpdate | DeliveredUpdate | WriteProbe | tuple[StoredMessage, ...]
-Flat = StoredMessage | AuthSession | CursorUpdate | DeliveredUpdate | WriteProbe
+Item = (StoredMessage | AuthSession | CursorUpdate | DeliveredUpdate | RuleProgress | WriteProbe
+        | tuple[StoredMessage, ...])
+Flat = StoredMessage | AuthSession | CursorUpdate | DeliveredUpdate | RuleProgress | WriteProbe
 _OPERATIONS = {StoredMessage: "messages", AuthSession: "sessions", CursorUpdate: "cursors",
-               DeliveredUpdate: "deliveries", WriteProbe: "probe"}
+               DeliveredUpdate: "deliveries", RuleProgress: "rules", WriteProbe: "probe"}
 
 
 def flatten(items: list[Item]) -> list[Flat]:
@@ -174,6 +195,7 @@ class SqlMessageLog:
         sessions: list[AuthSession] = []
         cursors: list[tuple[int, int, int]] = []
         delivered: list[tuple[int, int, int]] = []
+        rules: list[tuple[int, int, int, str | None, int | None, int, int]] = []
         probes: list[tuple[int]] = []
         for item in flatten(items):
             if type(item) is StoredMessage:
@@ -189,6 +211,8 @@ class SqlMessageLog:
                 sessions.append(item)
             elif type(item) is DeliveredUpdate:
                 delivered.append((item.seq, item.subscription_id, item.seq))
+            elif type(item) is RuleProgress:
+                rules.append((item.seq, item.matched, item.failed, item.error, item.error_ms, item.rule_id, item.seq))
             elif type(item) is WriteProbe:
                 probes.append((item.at_ms,))
             else:
@@ -203,6 +227,8 @@ class SqlMessageLog:
                 conn.executemany(_SAVE_CURSOR, cursors)
             if delivered:
                 conn.executemany(_SAVE_DELIVERED, delivered)
+            if rules:
+                conn.executemany(_SAVE_RULE_PROGRESS, rules)
             if probes:
                 conn.execute(_PROBE_INSERT, (probes[-1][0], _PROBE_PAD))
                 conn.execute(_PROBE_DELETE)
@@ -249,6 +275,15 @@ class SqlMessageLog:
             await self._committer.submit(DeliveredUpdate(subscription_id, seq))
         except DatabaseError as exc:
             raise StoreUnavailable(f"delivery could not be recorded: {exc}") from None
+
+    async def save_rule_progress(self, rule_id: int, seq: int, matched: int, failed: int, error: str | None,
+                                 error_ms: int | None) -> None:
+        """Durably record that a rule is done up to ``seq``, adding that stretch's counts (and its newest
+        evaluation error) in the same statement."""
+        try:
+            await self._committer.submit(RuleProgress(rule_id, seq, matched, failed, error, error_ms))
+        except DatabaseError as exc:
+            raise StoreUnavailable(f"rule progress could not be stored: {exc}") from None
 
     async def probe_write(self, at_ms: int) -> None:
         """One real, meaningless write through the log's writer: raises what the database says if it fails.

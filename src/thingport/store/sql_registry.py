@@ -7,7 +7,8 @@ from typing import Any
 import msgspec
 
 from thingport.core.errors import Conflict, NotFound
-from thingport.core.model import ApiKey, AuthSession, Device, Product, Subscription
+from thingport.core.model import ApiKey, AuthSession, Device, Product, Rule, RuleAction, Subscription
+from thingport.core.rule_actions import action_doc, actions_from_docs
 from thingport.core.tokens import Superseded, supersede
 from thingport.store.database import Database, IntegrityError
 from thingport.store.executor import DbExecutor
@@ -440,8 +441,79 @@ class SqlRegistry:
         if await self._db.run(q) != 1:
             raise NotFound(f"subscription {name} does not exist")
 
+    # --- rules ---
+
+    _RULE_COLUMNS = (
+        "id, name, statement, actions_sealed, enabled, cursor, created_ms, matched, failed, last_error,"
+        " last_error_ms, state, state_since_ms, sink_error"
+    )
+
+    def _rule(self, row: tuple) -> Rule:
+        rid, name, statement, sealed, enabled, cursor, created_ms, *rest = row
+        actions = actions_from_docs(msgspec.json.decode(self._box.open(sealed, f"rule/{name}")))
+        return Rule(rid, name, statement, actions, bool(enabled), cursor, created_ms, *rest)
+
+    async def create_rule(self, name: str, statement: str, actions: tuple[RuleAction, ...], enabled: bool,
+                          from_start: bool, created_ms: int) -> Rule:
+        """A rule whose cursor starts at the newest message (or before the oldest, ``from_start``)."""
+        sealed = self._box.seal(msgspec.json.encode([action_doc(a) for a in actions]).decode(), f"rule/{name}")
+
+        def q(conn: Database) -> None:
+            with conn.transaction():
+                if conn.execute("SELECT 1 FROM rules WHERE name = ?", (name,)).fetchone():
+                    raise Conflict(f"rule {name} already exists")
+                newest = f"SELECT coalesce(max(seq), 0) FROM messages WHERE {conn.log_horizon or 'TRUE'}"
+                start = 0 if from_start else conn.execute(newest).fetchone()[0]  # a late commit: still evaluated
+                try:
+                    conn.execute(
+                        "INSERT INTO rules (name, statement, actions_sealed, enabled, cursor, created_ms)"
+                        " VALUES (?, ?, ?, ?, ?, ?)", (name, statement, sealed, int(enabled), start, created_ms))
+                except IntegrityError:  # a concurrent twin
+                    raise Conflict(f"rule {name} already exists") from None
+
+        await self._db.run(q)
+        created = await self.get_rule(name)
+        assert created is not None
+        return created
+
+    async def get_rule(self, name: str) -> Rule | None:
+        def q(conn: Database) -> tuple | None:
+            return conn.execute(f"SELECT {self._RULE_COLUMNS} FROM rules WHERE name = ?", (name,)).fetchone()
+
+        row = await self._db.run(q)
+        return self._rule(row) if row else None
+
+    async def list_rules(self) -> list[Rule]:
+        def q(conn: Database) -> list[tuple]:
+            return conn.execute(f"SELECT {self._RULE_COLUMNS} FROM rules ORDER BY id").fetchall()
+
+        return [self._rule(row) for row in await self._db.run(q)]
+
+    async def set_rule_state(self, rule_id: int, state: str, since_ms: int, error: str | None) -> None:
+        """How a rule's actions confirm, as its runner saw it."""
+
+        def q(conn: Database) -> None:
+            conn.execute("UPDATE rules SET state = ?, state_since_ms = ?, sink_error = ? WHERE id = ?",
+                         (state, since_ms, error, rule_id))
+
+        await self._db.run(q)
+
+    async def set_rule_enabled(self, name: str, enabled: bool) -> None:
+        def q(conn: Database) -> int:
+            return conn.execute("UPDATE rules SET enabled = ? WHERE name = ?", (int(enabled), name)).rowcount
+
+        if await self._db.run(q) != 1:
+            raise NotFound(f"rule {name} does not exist")
+
+    async def delete_rule(self, name: str) -> None:
+        def q(conn: Database) -> int:
+            return conn.execute("DELETE FROM rules WHERE name = ?", (name,)).rowcount
+
+        if await self._db.run(q) != 1:
+            raise NotFound(f"rule {name} does not exist")
+
     async def reseal_all(self) -> int:
-        """Seal every stored credential (device secrets, subscription options) again with the newest key,
+        """Seal every stored credential (device secrets, subscription options, rule actions) again with the newest key,
         in one transaction; returns how many were sealed with an older one."""
         box = self._box
 
@@ -463,6 +535,14 @@ class SqlRegistry:
                         identity = f"subscription/{name}"
                         conn.execute("UPDATE subscriptions SET options_sealed = ? WHERE id = ?",
                                      (box.seal(box.open(sealed, identity), identity), sub_id))
+                        count += 1
+                for rule_id, name, sealed in conn.execute(
+                    "SELECT id, name, actions_sealed FROM rules ORDER BY id"
+                ).fetchall():
+                    if not box.sealed_with_current(sealed):
+                        identity = f"rule/{name}"
+                        conn.execute("UPDATE rules SET actions_sealed = ? WHERE id = ?",
+                                     (box.seal(box.open(sealed, identity), identity), rule_id))
                         count += 1
             return count
 

@@ -194,8 +194,29 @@ DROP TABLE subscriptions;
 ALTER TABLE subscriptions_v7 RENAME TO subscriptions;
 """
 
+# rules: a statement over the log and its actions, evaluated after a cursor of its own as a subscription is
+# forwarded (issue 22); one self-contained step
+_SCHEMA_V8_RULES = """
+CREATE TABLE rules (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT NOT NULL UNIQUE,
+    statement   TEXT NOT NULL,         -- SELECT ... FROM "<topic filter>" [WHERE ...] (core/rule_sql.py)
+    actions_sealed BLOB NOT NULL,      -- JSON list of actions (sink options may hold credentials): encrypted
+    enabled     INTEGER NOT NULL DEFAULT 1,
+    cursor      INTEGER NOT NULL,      -- last log seq every action confirmed (or the statement skipped)
+    created_ms  INTEGER NOT NULL,
+    matched     INTEGER NOT NULL DEFAULT 0,  -- messages it emitted a document for (moved with the cursor)
+    failed      INTEGER NOT NULL DEFAULT 0,  -- messages it could not be evaluated on
+    last_error  TEXT,                  -- why the newest failed message failed
+    last_error_ms INTEGER,
+    state       TEXT NOT NULL DEFAULT 'running',  -- running, retrying, failing: how its sinks confirm
+    state_since_ms INTEGER,
+    sink_error  TEXT                   -- why it is retrying or failing (no credentials)
+);
+"""
+
 MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6,
-              _SCHEMA_V7_SUBSCRIPTION_PRODUCTS]
+              _SCHEMA_V7_SUBSCRIPTION_PRODUCTS, _SCHEMA_V8_RULES]
 
 
 def db_path(data_dir: Path) -> Path:

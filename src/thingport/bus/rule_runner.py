@@ -1,0 +1,291 @@
+"""Rules at work: every enabled rule's statement runs over the log after the rule's own cursor, off the
+device's path (beside the forwarder, under its lease), and what it emits goes to its actions.
+
+One task per rule, as the forwarder keeps one per subscription: read the messages after the cursor (shared
+with the other rules at that cursor: bus/log_tail.py), evaluate the statement on those its FROM filter
+matches, hand the documents to every action, and only once each action confirmed save the new cursor with
+that stretch's counts (one write, through group commit). A failed action leaves the cursor where it was and
+is offered the same documents again after a backoff (those that confirmed are not), so what a rule forwards
+is at least once and in order per device, and a sink that is down makes the rule wait. A message the
+statement cannot be evaluated on is counted, its reason kept, and skipped: it never holds a rule up, and a
+rule never holds up another (each has its task, cursor and sinks).
+
+The statement is compiled once, when the rule's task starts; a rule whose statement or actions change gets
+a new task.
+"""
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from thingport.bus.base import Delivery, Sink, SinkConfigError, SinkError, shown_error
+from thingport.bus.envelope import rule_delivery
+from thingport.bus.factory import create_sink
+from thingport.bus.forwarder import CommitSignal, DeliveryState
+from thingport.bus.log_tail import FRESH_S, Chunk, LogTail
+from thingport.core.model import ForwardAction, Rule, RuleAction, StoredMessage
+from thingport.core.ports import MessageLog, RuleStates
+from thingport.core.rule_sql import RuleStatement, RuleSyntaxError, compile_statement
+
+log = logging.getLogger(__name__)
+
+# A stretch of the log costs a rule a fixed amount on the server's core (a wake-up, a read shared with the
+# others, a progress write) however few messages it holds: a rule that keeps up starts one at most this often
+# and takes what came meanwhile (the forwarder's LINGER_S, longer: rules come by the ten). The tail hands a
+# chunk to the rules at its cursor for as long, which keeps them in step.
+LINGER_S = FRESH_S
+SAVE_IDLE_S = 0.1  # a stretch in which nothing matched or failed is saved at most this often (and when caught up)
+_EVAL_ERRORS = (ArithmeticError, ValueError, TypeError, RecursionError)  # RuleEvalError is a ValueError
+
+
+@dataclass(slots=True)
+class Evaluated:
+    """A stretch of the log run through a rule's statement: what it emitted, in log order, and its counts."""
+
+    rule: str
+    outputs: list[tuple[StoredMessage, dict[str, Any]]]
+    cursor: int  # the seq the stretch ends at
+    failed: int = 0
+    error: str | None = None  # the newest failure's reason (with the message it failed on)
+    error_ms: int | None = None
+    confirmed: set[int] = field(default_factory=set)  # the actions that took the outputs
+    _deliveries: list[Delivery] | None = None
+
+    @property
+    def matched(self) -> int:
+        return len(self.outputs)
+
+    def deliveries(self) -> list[Delivery]:
+        """The outputs as envelopes (made once, however many forward actions send them)."""
+        if self._deliveries is None:
+            self._deliveries = [rule_delivery(message, self.rule, doc) for message, doc in self.outputs]
+        return self._deliveries
+
+
+def evaluate(rule: str, statement: RuleStatement, chunk: Chunk) -> Evaluated:
+    """The statement on every message of ``chunk`` its FROM filter matches."""
+    outcome = Evaluated(rule, [], chunk.cursor)
+    messages = chunk.messages
+    for index in chunk.matching(statement.topic_filter, statement.matches_topic):
+        message = messages[index]
+        try:
+            document = statement.evaluate(chunk.document(index), chunk.context(index))
+        except _EVAL_ERRORS as exc:
+            outcome.failed += 1
+            outcome.error = (f"seq {message.seq} (messageId {message.message_id}, "
+                             f"{message.product_key}/{message.device_name}): {exc}")[:500]
+            outcome.error_ms = time.time_ns() // 1_000_000
+            continue
+        if document is not None:
+            outcome.outputs.append((message, document))
+    return outcome
+
+
+class ActionTarget(ABC):
+    """Where one action of a rule takes what the rule emitted."""
+
+    @abstractmethod
+    async def run(self, evaluated: Evaluated) -> None:
+        """Take the outputs, in order; return only once they are confirmed (SinkError otherwise)."""
+
+    async def close(self) -> None:  # noqa: B027 - a hook: a target without a connection has nothing to close
+        """Let go of connections; never raises."""
+
+
+class ForwardTarget(ActionTarget):
+    """A forward action: its push sink, made and opened when first needed (and again after a failure)."""
+
+    def __init__(self, action: ForwardAction) -> None:
+        self._action = action
+        self._sink: Sink | None = None
+
+    async def run(self, evaluated: Evaluated) -> None:
+        batch = evaluated.deliveries()
+        if not batch:
+            return
+        if self._sink is None:
+            try:
+                sink = create_sink(self._action.sink, self._action.options)
+            except (SinkConfigError, ImportError) as exc:  # checked when the rule was made: an upgrade changed it
+                raise SinkError(str(exc)) from exc
+            await sink.open()
+            self._sink = sink
+        await self._sink.publish(batch)
+
+    async def close(self) -> None:
+        if self._sink is not None:
+            sink, self._sink = self._sink, None
+            await sink.close()
+
+
+def target_for(action: RuleAction) -> ActionTarget:
+    """The runner of ``action`` (one per kind of action: core/model.py ``RuleAction``)."""
+    return ForwardTarget(action)
+
+
+def _action_name(index: int, action: RuleAction) -> str:
+    return f"action {index + 1} ({action.kind} to {action.sink})"
+
+
+class RuleMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.backlog = Gauge("thingport_rule_backlog", "Log messages a rule has yet to evaluate or deliver",
+                             ["rule"], registry=registry)
+        self.matched = Counter("thingport_rule_matched", "Documents a rule emitted and its actions took",
+                               ["rule"], registry=registry)
+        self.failed = Counter("thingport_rule_failed", "Messages a rule could not be evaluated on",
+                              ["rule"], registry=registry)
+        self.action_failures = Counter("thingport_rule_action_failures", "Attempts an action's sink did not confirm",
+                                       ["rule"], registry=registry)
+
+
+class RuleRunner:
+    """Keeps one task per enabled rule (started and stopped with the forwarder, under its lease)."""
+
+    def __init__(self, log: MessageLog, registry: RuleStates, metrics_registry: CollectorRegistry,
+                 signal: CommitSignal, supervise_every_s: float = 1.0) -> None:
+        self._log = log
+        self._registry = registry
+        self._signal = signal
+        self._tail = LogTail(log)
+        self.metrics = RuleMetrics(metrics_registry)
+        self._every = supervise_every_s
+        self._tasks: dict[str, tuple[Rule, asyncio.Task[None]]] = {}
+        self._supervisor: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._supervisor = asyncio.create_task(self._supervise(), name="rules")
+
+    async def stop(self) -> None:
+        tasks = [t for _, t in self._tasks.values()]
+        if self._supervisor:
+            tasks.append(self._supervisor)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._supervisor = None
+
+    async def held(self) -> list[int]:
+        """Every rule's cursor, enabled or not: what retention must keep for them."""
+        return [rule.cursor for rule in await self._registry.list_rules()]
+
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                rules = await self._registry.list_rules()
+                wanted = {r.name: r for r in rules if r.enabled}
+                for name, (running, task) in list(self._tasks.items()):
+                    current = wanted.get(name)
+                    if (current is None or current.id != running.id or current.statement != running.statement
+                            or current.actions != running.actions or task.done()):
+                        task.cancel()
+                        del self._tasks[name]
+                for name, rule in wanted.items():
+                    if name not in self._tasks:
+                        self._tasks[name] = (rule, asyncio.create_task(self._run(rule), name=f"rule-{name}"))
+                backlogs = await self._log.backlogs([r.cursor for r in rules])
+                for r, backlog in zip(rules, backlogs, strict=True):
+                    self.metrics.backlog.labels(r.name).set(backlog)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("rules supervisor failed; retrying")
+            await asyncio.sleep(self._every)
+
+    async def _run(self, rule: Rule) -> None:
+        """Read, evaluate, hand to the actions, save: one stretch at a time, so a stretch an action failed is
+        offered again before anything after it (order per device)."""
+        state = DeliveryState(functools.partial(self._registry.set_rule_state, rule.id), f"rule {rule.name}",
+                              rule.state, rule.sink_error, rule.state_since_ms)
+        try:
+            statement = compile_statement(rule.statement)
+        except RuleSyntaxError as exc:  # stored by an older thingport whose dialect took it
+            await state.failed(f"the statement does not compile: {exc}")
+            await asyncio.Event().wait()  # until the rule changes or goes
+        targets = [target_for(action) for action in rule.actions]
+        name = rule.name
+        cursor = rule.cursor
+        loop = asyncio.get_running_loop()
+        started = -LINGER_S
+        full = False
+        backoff = 0.5
+        pending: Evaluated | None = None  # evaluated, not yet taken by every action
+        unsaved: Evaluated | None = None  # a quiet stretch done but not saved yet (SAVE_IDLE_S)
+        saved_at = loop.time()
+        try:
+            while True:
+                if pending is None:
+                    if not full and (pause := started + LINGER_S - loop.time()) > 0:
+                        await asyncio.sleep(pause)
+                    chunk = await self._tail.read(cursor)
+                    if not chunk.messages:
+                        full = False
+                        if unsaved is not None:
+                            await self._save(rule, unsaved)
+                            unsaved, saved_at = None, loop.time()
+                        await self._signal.wait(1.0)
+                        continue
+                    started, full = loop.time(), len(chunk.messages) == self._tail.chunk
+                    pending = evaluate(name, statement, chunk)
+                failed = await self._deliver(pending, targets, rule)
+                if failed is not None:
+                    await state.failed(failed)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                backoff = 0.5
+                if pending.outputs:
+                    await state.confirmed()
+                    self.metrics.matched.labels(name).inc(pending.matched)
+                if pending.failed:
+                    self.metrics.failed.labels(name).inc(pending.failed)
+                cursor = pending.cursor
+                unsaved = _merged(unsaved, pending)
+                pending = None
+                if unsaved.matched or unsaved.failed or loop.time() - saved_at >= SAVE_IDLE_S:
+                    await self._save(rule, unsaved)
+                    unsaved, saved_at = None, loop.time()
+        finally:
+            if unsaved is not None:  # worth a moment: a lost one means evaluating again, not losing anything
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(self._save(rule, unsaved)), 2.0)
+            for target in targets:
+                await target.close()
+
+    async def _deliver(self, pending: Evaluated, targets: Sequence[ActionTarget], rule: Rule) -> str | None:
+        """Every action that has not taken ``pending`` yet; the first failure's reason, or None when all did."""
+        for index, target in enumerate(targets):
+            if index in pending.confirmed:
+                continue
+            try:
+                await target.run(pending)
+            except SinkError as exc:
+                await target.close()
+                self.metrics.action_failures.labels(rule.name).inc()
+                what = _action_name(index, rule.actions[index])
+                log.warning("rule %s: %s did not confirm (%s); retrying", rule.name, what, shown_error(exc))
+                return f"{what}: {exc}"
+            pending.confirmed.add(index)
+        return None
+
+    async def _save(self, rule: Rule, done: Evaluated) -> None:
+        await self._log.save_rule_progress(rule.id, done.cursor, done.matched, done.failed, done.error,
+                                           done.error_ms)
+
+
+def _merged(unsaved: Evaluated | None, done: Evaluated) -> Evaluated:
+    """Two consecutive stretches as one to save (only quiet ones wait: their outputs were delivered)."""
+    if unsaved is None:
+        return done
+    merged = Evaluated(done.rule, unsaved.outputs + done.outputs, done.cursor, unsaved.failed + done.failed,
+                       done.error or unsaved.error, done.error_ms or unsaved.error_ms)
+    return merged
