@@ -1,0 +1,23 @@
+"""A product's devices in id order (device listings page by id): an index on devices (product_key, id),
+where the (product_key, device_name) one left PostgreSQL to sort all of a product's devices for a page.
+Self-contained (SQLite schema step 9). On a big table it builds without blocking writes: run the upgrade
+when convenient; it is safe to run again.
+
+Revision ID: 0008
+Revises: 0006
+"""
+
+from alembic import op
+
+revision = "0008"
+down_revision = "0006"  # merged after 0007 (rules), this becomes "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("CREATE INDEX IF NOT EXISTS devices_by_product ON devices (product_key, id)")
+
+
+def downgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS devices_by_product")
