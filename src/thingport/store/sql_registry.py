@@ -380,12 +380,12 @@ class SqlRegistry:
 
         def q(conn: Database) -> tuple[list[tuple], int | None]:
             # the last device this page may look at, and whether any comes after it
-            edges = conn.execute(
+            edges = conn.execute_planned(
                 f"SELECT d.id FROM devices d WHERE {scope}d.id > ? ORDER BY d.id LIMIT 2 OFFSET ?",
                 (*scope_params, after_id, LIST_SCAN - 1),
             ).fetchall()
             bound = ["d.id <= ?"] if edges else []
-            rows = conn.execute(
+            rows = conn.execute_planned(
                 f"SELECT {_DEVICE_COLUMNS}, d.last_seen_ms, CASE WHEN {ONLINE_SQL} THEN 1 ELSE 0 END"
                 " FROM devices d JOIN products p ON p.product_key = d.product_key"
                 " LEFT JOIN devices g ON g.id = d.gateway_id"
@@ -424,7 +424,7 @@ class SqlRegistry:
         scope, params = ("WHERE p.product_key = ?", (product_key,)) if product_key is not None else ("", ())
 
         def q(conn: Database) -> list[tuple]:
-            return conn.execute(
+            return conn.execute_planned(
                 f"SELECT p.product_key, COUNT(d.id), SUM(CASE WHEN {ONLINE_SQL} THEN 1 ELSE 0 END),"
                 " SUM(CASE WHEN d.enabled = 0 THEN 1 ELSE 0 END)"
                 f" FROM products p LEFT JOIN devices d ON d.product_key = p.product_key {scope}"
