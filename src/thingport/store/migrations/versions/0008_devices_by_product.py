@@ -1,7 +1,8 @@
 """A product's devices in id order (device listings page by id): an index on devices (product_key, id),
 where the (product_key, device_name) one left PostgreSQL to sort all of a product's devices for a page.
-Self-contained (SQLite schema step 9). On a big table it builds without blocking writes: run the upgrade
-when convenient; it is safe to run again.
+Self-contained (SQLite schema step 9), safe to run again. It is built inside the upgrade's transaction (not
+CONCURRENTLY), so writes to devices, the log writer's last-seen updates among them, wait while it builds:
+on a big fleet, upgrade at a quiet moment.
 
 Revision ID: 0008
 Revises: 0006
