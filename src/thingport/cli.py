@@ -156,10 +156,12 @@ def _database_url(database_url: str | None) -> str:
 @database_option
 @json_option
 def db_upgrade(database_url: str | None, as_json: bool) -> None:
-    """Migrate the schema to the newest version (safe to run again, and from several hosts)."""
+    """Migrate the schema to the newest version (safe to run again, and from several hosts). Each step
+    applied, and how far a step that rewrites data is, is shown on standard error as it goes."""
     from thingport.store import pg_schema
 
-    before, after = pg_schema.upgrade(_database_url(database_url))
+    progress = cli_output.Progress(sys.stderr)
+    before, after = pg_schema.upgrade(_database_url(database_url), progress=progress)
     emit({"from": before, "to": after, "changed": before != after}, as_json)
 
 
@@ -272,20 +274,39 @@ def product_tsl_import(product_key: str, tsl_file: Path, data_dir: Path | None, 
     emit(views.product_json(run(data_dir, lambda m: m.import_thing_model(product_key, document, "tsl"))), as_json)
 
 
+def echo_document(doc: Any, as_json: bool) -> None:
+    """A document that is JSON either way: indented for people, one line with ``--json``."""
+    click.echo(json.dumps(doc) if as_json else json.dumps(doc, ensure_ascii=False, indent=2))
+
+
 @product_tsl.command("export")
 @click.option("--product-key", required=True)
 @data_dir_option
-def product_tsl_export(product_key: str, data_dir: Path | None) -> None:
-    """Print the product's model as TSL JSON."""
-    click.echo(json.dumps(run(data_dir, lambda m: m.export_thing_model(product_key)), ensure_ascii=False, indent=2))
+@json_option
+def product_tsl_export(product_key: str, data_dir: Path | None, as_json: bool) -> None:
+    """Print the product's model as TSL JSON (indented; --json: on one line)."""
+    echo_document(run(data_dir, lambda m: m.export_thing_model(product_key)), as_json)
 
 
 @product.command("list")
 @data_dir_option
 @json_option
 def product_list(data_dir: Path | None, as_json: bool) -> None:
-    """List products."""
-    emit([views.product_json(p) for p in run(data_dir, lambda m: m.products())], as_json)
+    """List products, with their devices counted: total, online, disabled."""
+    async def counted(m: Management) -> list[dict]:
+        products, counts = await m.products(), await m.device_counts()
+        return [views.counted_product_json(p, counts.get(p.product_key)) for p in products]
+
+    docs = run(data_dir, counted)
+    emit(docs if as_json else [_flat_counts(doc) for doc in docs], as_json)
+
+
+def _flat_counts(doc: dict) -> dict:
+    """For people: the ``devices`` counts as three columns next to the product's name."""
+    counts = doc["devices"]
+    rest = {k: v for k, v in doc.items() if k not in ("productKey", "name", "devices")}
+    return {"productKey": doc["productKey"], "name": doc["name"], "devices": counts["total"],
+            "online": counts["online"], "disabled": counts["disabled"], **rest}
 
 
 @product.command("show")
@@ -293,8 +314,13 @@ def product_list(data_dir: Path | None, as_json: bool) -> None:
 @data_dir_option
 @json_option
 def product_show(product_key: str, data_dir: Path | None, as_json: bool) -> None:
-    """Show one product."""
-    emit(views.product_json(run(data_dir, lambda m: m.product(product_key))), as_json)
+    """Show one product, with its devices counted: total, online, disabled."""
+    async def counted(m: Management) -> dict:
+        product, counts = await m.product(product_key), await m.device_counts(product_key)
+        return views.counted_product_json(product, counts.get(product_key))
+
+    doc = run(data_dir, counted)
+    emit(doc if as_json else _flat_counts(doc), as_json)
 
 
 @product.group("model")
@@ -320,9 +346,10 @@ def product_model_import(product_key: str, model_format: str, model_file: Path, 
 @product_model.command("export")
 @click.option("--product-key", required=True)
 @data_dir_option
-def product_model_export(product_key: str, data_dir: Path | None) -> None:
-    """Print the model as imported: {"format": "tsl"|"huawei", "model": {...}}."""
-    click.echo(json.dumps(run(data_dir, lambda m: m.model_document(product_key)), ensure_ascii=False, indent=2))
+@json_option
+def product_model_export(product_key: str, data_dir: Path | None, as_json: bool) -> None:
+    """Print the model as imported: {"format": "tsl"|"huawei", "model": {...}} (--json: on one line)."""
+    echo_document(run(data_dir, lambda m: m.model_document(product_key)), as_json)
 
 
 # --- devices ---
@@ -366,16 +393,35 @@ def device_create(product_key: str, device_name: str | None, device_id: str | No
 @json_option
 def device_children(product_key: str, device_name: str, data_dir: Path | None, as_json: bool) -> None:
     """List a gateway's sub-devices."""
-    emit([views.device_json(d) for d in run(data_dir, lambda m: m.children(product_key, device_name))], as_json)
+    listed = run(data_dir, lambda m: m.children(product_key, device_name))
+    emit([views.listed_device_json(d) for d in listed], as_json)
 
 
 @device.command("list")
 @click.option("--product-key", default=None, help="Only this product's devices.")
+@click.option("--name-prefix", default=None, help="Only devices whose name starts with this.")
+@click.option("--status", type=click.Choice(["enabled", "disabled"]), default=None,
+              help="Only enabled or disabled ones.")
+@click.option("--online/--offline", "online", default=None,
+              help="Only devices online (enabled and seen within the presence timeout), or only offline ones.")
 @data_dir_option
 @json_option
-def device_list(product_key: str | None, data_dir: Path | None, as_json: bool) -> None:
-    """List devices."""
-    emit([views.device_json(d) for d in run(data_dir, lambda m: m.devices(product_key))], as_json)
+def device_list(product_key: str | None, name_prefix: str | None, status: str | None, online: bool | None,
+                data_dir: Path | None, as_json: bool) -> None:
+    """List devices in creation order, with online (as `device status` says it) and last seen."""
+    enabled = None if status is None else status == "enabled"
+
+    async def listing(m: Management) -> list[dict]:
+        return [views.listed_device_json(d) async for d in m.listed_devices(product_key, name_prefix, enabled, online)]
+
+    docs = run(data_dir, listing)
+    emit(docs if as_json else [_presence_first(doc) for doc in docs], as_json)
+
+
+def _presence_first(doc: dict) -> dict:
+    """For people: who, enabled or not, online or not and when last seen, then the rest."""
+    first = ("productKey", "deviceName", "status", "online", "lastSeenAt")
+    return {**{k: doc[k] for k in first}, **{k: v for k, v in doc.items() if k not in first}}
 
 
 @device.command("show")
@@ -748,9 +794,15 @@ def subscription_list(data_dir: Path | None, as_json: bool) -> None:
 @subscription.command("delete")
 @click.option("--name", required=True)
 @data_dir_option
-def subscription_delete(name: str, data_dir: Path | None) -> None:
-    """Delete a subscription (its undelivered messages are no longer kept for it)."""
-    run(data_dir, lambda m: m.delete_subscription(name))
+@json_option
+def subscription_delete(name: str, data_dir: Path | None, as_json: bool) -> None:
+    """Delete a subscription (its undelivered messages are no longer kept for it); prints what was deleted."""
+    async def delete(m: Management) -> dict:
+        doc = views.subscription_json(await m.subscription(name))
+        await m.delete_subscription(name)
+        return doc
+
+    emit({**run(data_dir, delete), "deleted": True}, as_json)
 
 
 @subscription.command("enable")
@@ -914,9 +966,15 @@ def apikey_list(data_dir: Path | None, as_json: bool) -> None:
 @apikey.command("delete")
 @click.option("--id", "key_id", type=int, required=True)
 @data_dir_option
-def apikey_delete(key_id: int, data_dir: Path | None) -> None:
-    """Delete a key: it stops working at once."""
-    run(data_dir, lambda m: m.delete_api_key(key_id))
+@json_option
+def apikey_delete(key_id: int, data_dir: Path | None, as_json: bool) -> None:
+    """Delete a key: it stops working at once; prints what was deleted."""
+    async def delete(m: Management) -> dict:
+        found = [k for k in await m.api_keys() if k.id == key_id]
+        await m.delete_api_key(key_id)  # raises NotFound for an unknown id
+        return views.api_key_json(found[0])
+
+    emit({**run(data_dir, delete), "deleted": True}, as_json)
 
 
 # --- rules ---
@@ -1039,9 +1097,15 @@ def rule_disable(name: str, data_dir: Path | None, as_json: bool) -> None:
 @rule.command("delete")
 @click.option("--name", required=True)
 @data_dir_option
-def rule_delete(name: str, data_dir: Path | None) -> None:
-    """Delete a rule (the messages it had yet to evaluate are no longer kept for it)."""
-    run(data_dir, lambda m: m.delete_rule(name))
+@json_option
+def rule_delete(name: str, data_dir: Path | None, as_json: bool) -> None:
+    """Delete a rule (the messages it had yet to evaluate are no longer kept for it); prints what was deleted."""
+    async def delete(m: Management) -> dict:
+        doc = views.rule_json(*await m.rule(name))
+        await m.delete_rule(name)
+        return doc
+
+    emit({**run(data_dir, delete), "deleted": True}, as_json)
 
 
 # --- messages ---

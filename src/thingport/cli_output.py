@@ -8,8 +8,9 @@ UTC, marked ``Z``; nested values are compact JSON; a cell is cut at ``CELL_MAX``
 import datetime
 import json
 import shutil
-from collections.abc import Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO
 
 CELL_MAX = 60
 _TIME_FIELDS = ("At", "Ms")
@@ -73,3 +74,39 @@ def render(doc: Any) -> str:
     if isinstance(doc, Mapping):
         return block(doc)
     return cell("", doc)
+
+
+class Progress:
+    """Progress of a long task, on ``out`` (standard error, so ``--json`` output stays clean): on a terminal
+    one line redrawn in place (carriage return) at most every ``redraw_s``; anywhere else (a log file, a
+    pipe) plain lines, at most one every ``line_s``, so a log holds no redraws and is not flooded."""
+
+    def __init__(self, out: TextIO, redraw_s: float = 0.5, line_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._out = out
+        self.redraw = out.isatty()
+        self._every = redraw_s if self.redraw else line_s
+        self._clock = clock
+        self._last: float | None = None
+        self._width = 0
+
+    def update(self, line: str) -> None:
+        """Show ``line`` if the last one shown is old enough (the first one always)."""
+        now = self._clock()
+        if self._last is not None and now - self._last < self._every:
+            return
+        self._last = now
+        self._write(line, end=False)
+
+    def done(self, line: str) -> None:
+        """Show ``line`` now, ending a redrawn one: the next output starts on a line of its own."""
+        self._last = None
+        self._write(line, end=True)
+
+    def _write(self, line: str, end: bool) -> None:
+        if self.redraw:
+            self._out.write("\r" + line.ljust(self._width) + ("\n" if end else ""))
+            self._width = 0 if end else len(line)
+        else:
+            self._out.write(line + "\n")
+        self._out.flush()

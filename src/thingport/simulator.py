@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from thingport.cli_output import Progress
 from thingport.core.thingmodel import ThingModel
 from thingport.device import AsyncAliyunDevice, AsyncHuaweiDevice, DeviceError
 from thingport.device.simulated import EventPost, SimulatedDevice
@@ -295,14 +296,12 @@ async def run_fleet(
         finally:
             await dev.close()
 
-    redraw = out.isatty()
+    shown = Progress(out, PROGRESS_EVERY_S, PROGRESS_LINE_EVERY_S)
 
     async def progress() -> None:
         while True:
-            await asyncio.sleep(PROGRESS_EVERY_S if redraw else PROGRESS_LINE_EVERY_S)
-            line = stats.line(time.monotonic() - started, duration)
-            out.write("\r" + line if redraw else line + "\n")
-            out.flush()
+            await asyncio.sleep(PROGRESS_EVERY_S)
+            shown.update(stats.line(time.monotonic() - started, duration))
 
     ticker = asyncio.create_task(progress())
     try:
@@ -310,7 +309,7 @@ async def run_fleet(
     finally:
         await cancel_and_wait(ticker)
         stats.elapsed = time.monotonic() - started
-        out.write(("\r" if redraw else "") + stats.line(stats.elapsed, duration) + "\n")
+        shown.done(stats.line(stats.elapsed, duration))
     return stats
 
 

@@ -123,5 +123,6 @@ def test_the_rule_commands(data_dir: Path) -> None:
     assert [r["name"] for r in cli(data_dir, "rule", "list")] == ["hot"]
     code, _, err = invoke(data_dir, "rule", "show", "--name", "nope")
     assert code == 1 and err.strip() == "error: rule nope does not exist"
-    assert invoke(data_dir, "rule", "delete", "--name", "hot")[0] == 0
+    deleted = cli(data_dir, "rule", "delete", "--name", "hot")
+    assert deleted["name"] == "hot" and deleted["deleted"] is True
     assert cli(data_dir, "rule", "list") == []

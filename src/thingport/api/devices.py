@@ -8,7 +8,7 @@ from thingport.api import schemas as s
 from thingport.api.deps import Admin, Manage, Read
 from thingport.api.errors import ApiError
 from thingport.api.messages import message_page
-from thingport.api.views import device_json, status_json
+from thingport.api.views import device_json, listed_device_json, status_json
 
 router = APIRouter(tags=["devices"])
 DEVICE = "/api/devices/{productKey}/{deviceName}"
@@ -20,15 +20,15 @@ async def list_devices(
     productKey: str | None = None,
     namePrefix: Annotated[str | None, Query(max_length=32)] = None,
     status: Annotated[str | None, Query(pattern="^(enabled|disabled)$")] = None,
+    online: Annotated[bool | None, Query(description="true: only online devices; false: only offline")] = None,
     after: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict:
-    """Devices in creation order, filtered; ``next`` continues the listing."""
+    """Devices in creation order, filtered, each with its presence and last seen time; ``next`` continues
+    the listing (a filtered page may be short, even empty, and still have a next)."""
     enabled = None if status is None else status == "enabled"
-    page = await management.devices(productKey, namePrefix, enabled, after, limit + 1)
-    items = page[:limit]
-    more = len(page) > limit
-    return {"items": [device_json(d) for d in items], "next": str(items[-1].id) if more else None}
+    items, after_id = await management.device_page(productKey, namePrefix, enabled, online, after, limit)
+    return {"items": [listed_device_json(d) for d in items], "next": None if after_id is None else str(after_id)}
 
 
 @router.post("/api/devices", response_model=s.DeviceWithSecret, status_code=201, dependencies=[Admin],
@@ -79,9 +79,10 @@ async def device_secret(productKey: str, deviceName: str, management: Manage) ->
     return {"deviceSecret": (await management.device(productKey, deviceName)).secret}
 
 
-@router.get(DEVICE + "/children", response_model=list[s.DeviceOut], dependencies=[Read])
+@router.get(DEVICE + "/children", response_model=list[s.ListedDeviceOut], dependencies=[Read])
 async def children(productKey: str, deviceName: str, management: Manage) -> list[dict]:
-    return [device_json(d) for d in await management.children(productKey, deviceName)]
+    """A gateway's sub-devices, each with its presence and last seen time."""
+    return [listed_device_json(d) for d in await management.children(productKey, deviceName)]
 
 
 @router.get(DEVICE + "/status", response_model=s.StatusOut, dependencies=[Read])

@@ -6,15 +6,18 @@ from fastapi import APIRouter, Body, Query
 
 from thingport.api import schemas as s
 from thingport.api.deps import Admin, Manage, Read
-from thingport.api.views import product_json, topics_json
+from thingport.api.views import counted_product_json, product_json, topics_json
 from thingport.manage.service import KEEP, Keep
 
 router = APIRouter(tags=["products"])
 
 
-@router.get("/api/products", response_model=list[s.ProductOut], dependencies=[Read])
+@router.get("/api/products", response_model=list[s.CountedProductOut], dependencies=[Read])
 async def list_products(management: Manage) -> list[dict]:
-    return [product_json(p) for p in await management.products()]
+    """Products, each with its devices counted: total, online, disabled."""
+    products = await management.products()
+    counts = await management.device_counts()
+    return [counted_product_json(p, counts.get(p.product_key)) for p in products]
 
 
 @router.post("/api/products", response_model=s.ProductOut, status_code=201, dependencies=[Admin],
@@ -27,9 +30,11 @@ async def create_product(body: s.ProductCreate, management: Manage) -> dict:
     return product_json(product)
 
 
-@router.get("/api/products/{productKey}", response_model=s.ProductOut, dependencies=[Read])
+@router.get("/api/products/{productKey}", response_model=s.CountedProductOut, dependencies=[Read])
 async def get_product(productKey: str, management: Manage) -> dict:
-    return product_json(await management.product(productKey))
+    product = await management.product(productKey)
+    counts = await management.device_counts(productKey)
+    return counted_product_json(product, counts.get(productKey))
 
 
 @router.patch("/api/products/{productKey}", response_model=s.ProductOut, dependencies=[Admin])

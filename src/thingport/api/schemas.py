@@ -67,6 +67,16 @@ class ProductOut(Model):
         None, description="IoTDA auth must be sign_type 1 (time-checked); null: the server's setting")
 
 
+class DeviceCountsOut(Model):
+    total: int
+    online: int = Field(description="enabled and seen within the presence timeout")
+    disabled: int
+
+
+class CountedProductOut(ProductOut):
+    devices: DeviceCountsOut
+
+
 class ThingModelOut(Model):
     format: Literal["tsl", "huawei", "schemaless"]
     model: dict[str, Any]
@@ -99,9 +109,16 @@ class DeviceWithSecret(DeviceOut):
     deviceSecret: str
 
 
+class ListedDeviceOut(DeviceOut):
+    online: bool = Field(description="enabled and seen within its product's presence timeout (as its status says)")
+    lastSeenAt: int | None = Field(description="its newest report or auth, ms since the epoch; null: never")
+
+
 class DevicePage(Model):
-    items: list[DeviceOut]
-    next: str | None = Field(description="pass as `after` for the next page; null on the last")
+    items: list[ListedDeviceOut]
+    next: str | None = Field(description="pass as `after` for the next page; null on the last. A page reads at "
+                                         "most 10,000 devices, so a filtered page may be short (even empty) "
+                                         "and still have a next")
 
 
 class DeviceSecret(Model):

@@ -9,7 +9,17 @@ import msgspec
 
 from thingport.bus.factory import options_type
 from thingport.bus.options import masked
-from thingport.core.model import ApiKey, Device, DeviceStatus, Product, Rule, StoredMessage, Subscription
+from thingport.core.model import (
+    ApiKey,
+    Device,
+    DeviceCounts,
+    DeviceStatus,
+    ListedDevice,
+    Product,
+    Rule,
+    StoredMessage,
+    Subscription,
+)
 from thingport.core.rule_actions import action_doc
 from thingport.manage.device_files import export_record
 from thingport.manage.service import ImportReport
@@ -31,6 +41,13 @@ def product_json(product: Product) -> dict[str, Any]:
     }
 
 
+def counted_product_json(product: Product, counts: DeviceCounts | None) -> dict[str, Any]:
+    """A product with its devices counted (product list and show): total, online, disabled."""
+    counts = counts or DeviceCounts()
+    return {**product_json(product),
+            "devices": {"total": counts.total, "online": counts.online, "disabled": counts.disabled}}
+
+
 def topics_json(product: Product) -> list[dict[str, str]]:
     return [{"topic": topic, "operation": operation} for topic, operation in product.topics]
 
@@ -43,6 +60,11 @@ def device_json(device: Device, with_secret: bool = False) -> dict[str, Any]:
     if with_secret:
         doc["deviceSecret"] = device.secret
     return doc
+
+
+def listed_device_json(listed: ListedDevice) -> dict[str, Any]:
+    """A device in a listing: ``device_json`` with its presence, as ``status_json`` says it."""
+    return {**device_json(listed.device), "online": listed.online, "lastSeenAt": listed.last_seen_ms}
 
 
 def status_json(status: DeviceStatus) -> dict[str, Any]:

@@ -451,7 +451,7 @@
     const toggles = [];
     for (const p of products) {
       const detail = h("tr", { class: "detail", hidden: true },
-        h("td", { colspan: 7 }, h("div", { class: "muted" }, "Loading…")));
+        h("td", { colspan: 8 }, h("div", { class: "muted" }, "Loading…")));
       let loaded = false;
       const button = h("button", { type: "button", class: "secondary small", testid: `model-toggle-${p.productKey}`,
         "aria-expanded": "false", disabled: !p.modelVersion }, p.modelVersion ? "Show model" : "No model");
@@ -480,14 +480,26 @@
         h("td", {}, p.nodeType),
         h("td", {}, p.modelVersion ? h("code", { class: "small" }, p.modelVersion) : h("span", { class: "muted" }, "none")),
         h("td", {}, p.validation),
+        deviceCounts(p),
         h("td", {}, h("a", { href: `#/devices?productKey=${enc(p.productKey)}` }, "devices")),
         h("td", { class: "actions" }, button, " ", deleteProductButton(p))), detail);
     }
-    if (!products.length) rows.push(emptyRow(7, "No products yet. Create one on the Create page."));
+    if (!products.length) rows.push(emptyRow(8, "No products yet. Create one on the Create page."));
     view.append(h("div", { class: "card flush" },
-      table(["productKey", "Name", "Node type", "Model version", "Validation", "", "Thing model"], rows,
+      table(["productKey", "Name", "Node type", "Model version", "Validation", "Devices", "", "Thing model"], rows,
         { testid: "products-table" })));
     for (const t of toggles) t();
+  }
+
+  // a product's devices counted: total, online (links to them), disabled
+  function deviceCounts(p) {
+    const c = p.devices || { total: 0, online: 0, disabled: 0 };
+    const list = (q) => `#/devices?productKey=${enc(p.productKey)}${q}`;
+    return h("td", { testid: "product-counts", "data-total": c.total, "data-online": c.online,
+      "data-disabled": c.disabled, class: "small" },
+    h("a", { href: list(""), testid: "count-total" }, `${c.total} total`), " · ",
+    h("a", { href: list("&online=true"), testid: "count-online" }, h("span", { class: "dot online" }), ` ${c.online} online`),
+    c.disabled ? [" · ", h("a", { href: list("&status=disabled"), testid: "count-disabled" }, `${c.disabled} disabled`)] : null);
   }
 
   // ---------- devices ----------
@@ -507,6 +519,7 @@
     const pk = query.get("productKey") || "";
     const prefix = query.get("namePrefix") || "";
     const status = query.get("status") || "";
+    const online = query.get("online") || "";
     const after = query.get("after") || "";
     const trail = (query.get("trail") || "").split(",").filter(Boolean); // cursors of the earlier pages
 
@@ -518,6 +531,10 @@
       h("option", { value: "" }, "enabled and disabled"),
       h("option", { value: "enabled", selected: status === "enabled" }, "enabled only"),
       h("option", { value: "disabled", selected: status === "disabled" }, "disabled only"));
+    const onlineSelect = h("select", { id: "devices-online", testid: "devices-online", name: "online" },
+      h("option", { value: "" }, "online and offline"),
+      h("option", { value: "true", selected: online === "true" }, "online only"),
+      h("option", { value: "false", selected: online === "false" }, "offline only"));
     const form = h("form", { class: "filters", testid: "devices-filter", autocomplete: "off",
       onsubmit: (ev) => {
         ev.preventDefault();
@@ -525,10 +542,11 @@
         if (productSelect.value) q.set("productKey", productSelect.value);
         if (prefixInput.value.trim()) q.set("namePrefix", prefixInput.value.trim());
         if (statusSelect.value) q.set("status", statusSelect.value);
+        if (onlineSelect.value) q.set("online", onlineSelect.value);
         navigate("devices", q);
       } },
     h("label", {}, "Product ", productSelect), h("label", {}, "Name ", prefixInput),
-    h("label", {}, "Status ", statusSelect),
+    h("label", {}, "Status ", statusSelect), h("label", {}, "Presence ", onlineSelect),
     h("button", { type: "submit", testid: "devices-search" }, "Search"));
     view.append(h("div", { class: "page-head" }, h("h1", {}, "Devices"),
       h("a", { class: "button", href: "#/create" }, "Create device")), form);
@@ -536,24 +554,22 @@
 
     const [, page] = await Promise.all([
       productOptions(productSelect, pk, "all products"),
-      api("GET", "/api/devices", { query: { productKey: pk, namePrefix: prefix, status, after, limit: DEVICE_PAGE } }),
+      api("GET", "/api/devices", { query: { productKey: pk, namePrefix: prefix, status, online, after, limit: DEVICE_PAGE } }),
     ]);
     if (!ctx.alive()) return;
 
-    const rows = page.items.map((d) => {
-      const dot = h("td", { class: "dotcell" }, h("span", { class: "dot unknown", title: "loading" }));
-      const seen = h("td", { testid: "last-seen" }, h("span", { class: "muted" }, "…"));
-      const row = h("tr", { testid: "device-row", "data-device-name": d.deviceName, "data-product-key": d.productKey },
-        dot,
-        h("td", {}, h("a", { href: deviceHref(d.productKey, d.deviceName), testid: "device-link" }, d.deviceName)),
-        h("td", {}, h("code", {}, d.productKey)),
-        h("td", { class: "small" }, d.deviceId),
-        h("td", {}, h("span", { class: `badge ${d.status}` }, d.status)),
-        seen);
-      return { row, dot, seen, d };
-    });
-    const body = rows.map((r) => r.row);
-    if (!rows.length) body.push(emptyRow(6, "No devices match."));
+    // presence comes with the listing (as each device's status says it): a disabled device is never online
+    const body = page.items.map((d) => h("tr", { testid: "device-row", "data-device-name": d.deviceName,
+      "data-product-key": d.productKey },
+    h("td", { class: "dotcell" }, statusDot(d.online && d.status === "enabled" ? "online" : "offline")),
+    h("td", {}, h("a", { href: deviceHref(d.productKey, d.deviceName), testid: "device-link" }, d.deviceName)),
+    h("td", {}, h("code", {}, d.productKey)),
+    h("td", { class: "small" }, d.deviceId),
+    h("td", {}, h("span", { class: `badge ${d.status}`, testid: "device-status" }, d.status)),
+    h("td", { testid: "last-seen" }, d.lastSeenAt ? timeCell(d.lastSeenAt) : h("span", { class: "muted" }, "never"))));
+    // a page reads a bounded stretch of devices: with a filter few match it may be empty yet have a next
+    if (!body.length) body.push(emptyRow(6, page.next ? "None of the devices looked at here match: Next → looks further."
+      : "No devices match."));
     const nav = h("div", { class: "pager" });
     if (after) {
       const prev = new URLSearchParams(query);
@@ -572,20 +588,6 @@
     view.append(h("div", { class: "card flush" },
       table(["", "Device name", "productKey", "deviceId", "Enabled", "Last seen"], body, { testid: "devices-table" })),
     nav);
-
-    // presence and last-seen time come from each device's running status
-    await Promise.all(rows.map(async (r) => {
-      try {
-        const st = await api("GET", `/api/devices/${enc(r.d.productKey)}/${enc(r.d.deviceName)}/status`);
-        if (!ctx.alive()) return;
-        r.dot.replaceChildren(statusDot(st.state));
-        r.seen.replaceChildren(timeCell(st.lastSeenAt));
-      } catch (e) {
-        if (!ctx.alive()) return;
-        r.dot.replaceChildren(h("span", { class: "dot unknown", title: e.message }));
-        r.seen.replaceChildren(h("span", { class: "muted" }, "unknown"));
-      }
-    }));
   }
 
   // ---------- fleet lifecycle: bulk import and export of a product's devices, product delete ----------
@@ -1248,12 +1250,20 @@
       } },
     h("label", {}, "Product ", productSelect), h("label", {}, "Device ", dnInput),
     h("label", {}, "Topic ", topicInput), h("button", { type: "submit", testid: "messages-search" }, "Filter"));
+    const deviceNeedsProduct = () => {  // a device name alone is refused by the API: it needs its product
+      dnInput.disabled = !productSelect.value;
+      dnInput.placeholder = productSelect.value ? "exact device name" : "choose a product first";
+      if (!productSelect.value) dnInput.value = "";
+    };
+    productSelect.addEventListener("change", deviceNeedsProduct);
     view.append(h("div", { class: "page-head" }, h("h1", {}, "Message log"),
       h("span", { class: "muted" }, "newest first")), form);
 
+    dnInput.disabled = !pk;
+    if (!pk) dnInput.placeholder = "choose a product first";
     const [, page] = await Promise.all([
-      productOptions(productSelect, pk, "all products"),
-      api("GET", "/api/messages", { query: { productKey: pk, deviceName: dn, topic, before, limit: MESSAGE_PAGE } }),
+      productOptions(productSelect, pk, "all products").then(deviceNeedsProduct),
+      api("GET", "/api/messages", { query: { productKey: pk, deviceName: pk ? dn : "", topic, before, limit: MESSAGE_PAGE } }),
     ]);
     if (!ctx.alive()) return;
     const nav = h("div", { class: "pager" });

@@ -103,6 +103,31 @@ class DeviceStatus:
     latest: dict[str, tuple[Any, int]]  # identifier -> (value, time_ms)
 
 
+def is_online(enabled: bool, last_seen_ms: int | None, now_ms: int, timeout_ms: int) -> bool:
+    """Whether a device counts as online: enabled, and seen (a report or an auth, on any instance: the
+    registry's last seen) within its product's presence timeout. A disabled device is never online: its
+    tokens stop working at once. ``store/sql_registry.py``'s ``ONLINE_SQL`` says the same in SQL."""
+    return enabled and last_seen_ms is not None and now_ms - last_seen_ms < timeout_ms
+
+
+@dataclass(frozen=True, slots=True)
+class ListedDevice:
+    """A device in a listing, with its presence (``is_online``) and when it was last seen."""
+
+    device: Device
+    online: bool
+    last_seen_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCounts:
+    """A product's devices: how many, how many online (``is_online``), how many disabled."""
+
+    total: int = 0
+    online: int = 0
+    disabled: int = 0
+
+
 API_ROLES = ("admin", "consumer", "read", "metrics")  # metrics: GET /metrics and nothing else
 
 

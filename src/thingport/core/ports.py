@@ -9,7 +9,18 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from thingport.core.model import ApiKey, AuthSession, Device, Product, Rule, RuleAction, StoredMessage, Subscription
+from thingport.core.model import (
+    ApiKey,
+    AuthSession,
+    Device,
+    DeviceCounts,
+    ListedDevice,
+    Product,
+    Rule,
+    RuleAction,
+    StoredMessage,
+    Subscription,
+)
 from thingport.core.throttle import Rate
 
 
@@ -109,6 +120,21 @@ class RegistryAdmin(RegistryReader, SubscriptionStates, RuleStates, Protocol):
         self, product_key: str | None, name_prefix: str | None = None, enabled: bool | None = None,
         after_id: int = 0, limit: int = 1_000_000,
     ) -> list[Device]: ...
+
+    async def device_page(
+        self, now_ms: int, default_timeout_ms: int, product_key: str | None, name_prefix: str | None = None,
+        enabled: bool | None = None, online: bool | None = None, after_id: int = 0, limit: int = 100,
+    ) -> tuple[list[ListedDevice], int | None]:
+        """Devices in id order with their presence, filtered, a bounded read at a time; and the next cursor."""
+        ...
+
+    async def listed_children(self, gateway_id: int, now_ms: int, default_timeout_ms: int) -> list[ListedDevice]: ...
+
+    async def device_counts(
+        self, now_ms: int, default_timeout_ms: int, product_key: str | None = None,
+    ) -> dict[str, DeviceCounts]:
+        """Per product: devices, online, disabled."""
+        ...
 
     async def revoke_tokens(self, device_id: int) -> None: ...
 

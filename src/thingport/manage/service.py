@@ -19,11 +19,14 @@ from thingport.core.model import (
     VALIDATION_MODES,
     ApiKey,
     Device,
+    DeviceCounts,
     DeviceStatus,
+    ListedDevice,
     Product,
     Rule,
     StoredMessage,
     Subscription,
+    is_online,
 )
 from thingport.core.ports import MessageLog, Registry
 from thingport.core.rule_actions import ActionError, actions_from_docs
@@ -65,6 +68,7 @@ def hash_api_key(key: str) -> bytes:
 
 NODE_TYPES = ("device", "gateway")
 EXPORT_PAGE = 10_000  # devices read per query while exporting
+LIST_PAGE = 1000  # devices per page while listing them all (`device list`)
 
 
 @dataclass(slots=True)
@@ -304,9 +308,10 @@ class Management:
                 return
             after = page[-1].device_name
 
-    async def children(self, product_key: str, device_name: str) -> list[Device]:
-        """A gateway's sub-devices."""
-        return await self._registry.children((await self.device(product_key, device_name)).id)
+    async def children(self, product_key: str, device_name: str) -> list[ListedDevice]:
+        """A gateway's sub-devices, with their presence."""
+        gateway = await self.device(product_key, device_name)
+        return await self._registry.listed_children(gateway.id, _now_ms(), self._presence_timeout_ms)
 
     async def device(self, product_key: str, device_name: str) -> Device:
         device = await self._registry.device_by_name(product_key, device_name)
@@ -321,6 +326,34 @@ class Management:
         if product_key is not None:
             await self.product(product_key)
         return await self._registry.list_devices(product_key, name_prefix, enabled, after_id, limit)
+
+    async def device_page(
+        self, product_key: str | None = None, name_prefix: str | None = None, enabled: bool | None = None,
+        online: bool | None = None, after_id: int = 0, limit: int = 100,
+    ) -> tuple[list[ListedDevice], int | None]:
+        """A page of devices with their presence (as ``device_status`` says it), and the id the next page
+        starts after (None: done). A page may be short and still have a next one: see the registry."""
+        if product_key is not None:
+            await self.product(product_key)
+        return await self._registry.device_page(
+            _now_ms(), self._presence_timeout_ms, product_key, name_prefix, enabled, online, after_id, limit)
+
+    async def listed_devices(
+        self, product_key: str | None = None, name_prefix: str | None = None, enabled: bool | None = None,
+        online: bool | None = None,
+    ) -> AsyncIterator[ListedDevice]:
+        """Every device the filters match, a page at a time (``device list``)."""
+        after: int | None = 0
+        while after is not None:
+            page, after = await self.device_page(product_key, name_prefix, enabled, online, after, LIST_PAGE)
+            for listed in page:
+                yield listed
+
+    async def device_counts(self, product_key: str | None = None) -> dict[str, DeviceCounts]:
+        """Per product: its devices, those online, those disabled."""
+        if product_key is not None:
+            await self.product(product_key)
+        return await self._registry.device_counts(_now_ms(), self._presence_timeout_ms, product_key)
 
     async def revoke_tokens(self, product_key: str, device_name: str) -> Device:
         """Kill every token the device holds; it may authenticate again."""
@@ -663,8 +696,7 @@ class Management:
         last_seen, latest = await self._registry.device_status(device.id)
         product_timeout = (await self.product(product_key)).presence_timeout_s
         timeout_ms = int(product_timeout * 1000) if product_timeout else self._presence_timeout_ms
-        online = last_seen is not None and _now_ms() - last_seen < timeout_ms
-        return DeviceStatus(device, online, last_seen, latest)
+        return DeviceStatus(device, is_online(device.enabled, last_seen, _now_ms(), timeout_ms), last_seen, latest)
 
     async def device_history(
         self, product_key: str, device_name: str, identifier: str,

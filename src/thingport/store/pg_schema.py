@@ -6,6 +6,7 @@ changes only when an operator asks, because several hosts run against it.
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from thingport.extras import missing_extra
 
@@ -21,6 +22,30 @@ except ImportError as exc:  # an optional backend
 from thingport.core.errors import StoreUnavailable
 
 _SCRIPTS = Path(__file__).parent / "migrations"
+
+
+class StepProgress(Protocol):
+    """Where migrations say how far they are (``cli_output.Progress``): ``update`` may be dropped when
+    too soon after the last; ``done`` is always shown."""
+
+    def update(self, line: str) -> None: ...
+
+    def done(self, line: str) -> None: ...
+
+
+class _Silent:
+    def update(self, line: str) -> None:
+        pass
+
+    def done(self, line: str) -> None:
+        pass
+
+
+def step_progress() -> StepProgress:
+    """For a migration step that rewrites data: the progress display ``upgrade`` was given (or a silent one)."""
+    from alembic import context
+
+    return context.config.attributes.get("progress") or _Silent()
 
 
 def _engine(url: str) -> sqlalchemy.Engine:
@@ -50,23 +75,26 @@ def current(url: str) -> str | None:
         engine.dispose()
 
 
-def upgrade(url: str, revision: str = "head") -> tuple[str | None, str]:
-    """Migrate to ``revision``; returns (from, to)."""
-    return _migrate(url, command.upgrade, revision)
+def upgrade(url: str, revision: str = "head", progress: StepProgress | None = None) -> tuple[str | None, str]:
+    """Migrate to ``revision``; returns (from, to). ``progress`` hears of each step applied (and how long it
+    took) and, from steps that rewrite data, how far they are."""
+    return _migrate(url, command.upgrade, revision, progress)
 
 
-def downgrade(url: str, revision: str) -> tuple[str | None, str]:
+def downgrade(url: str, revision: str, progress: StepProgress | None = None) -> tuple[str | None, str]:
     """Migrate back to ``revision`` (before running an older thingport); returns (from, to)."""
-    return _migrate(url, command.downgrade, revision)
+    return _migrate(url, command.downgrade, revision, progress)
 
 
-def _migrate(url: str, step: Callable[[Config, str], None], revision: str) -> tuple[str | None, str]:
+def _migrate(url: str, step: Callable[[Config, str], None], revision: str,
+             progress: StepProgress | None) -> tuple[str | None, str]:
     engine = _engine(url)
     try:
         with engine.begin() as connection:
             before = MigrationContext.configure(connection).get_current_revision()
             config = _config()
             config.attributes["connection"] = connection
+            config.attributes["progress"] = progress
             step(config, revision)
             after = MigrationContext.configure(connection).get_current_revision()
     finally:

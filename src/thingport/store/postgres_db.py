@@ -122,6 +122,10 @@ class PostgresDatabase(Database):
         with _ERRORS:
             return self._conn().execute(translate(sql), params or None)
 
+    def execute_planned(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        with _ERRORS:
+            return self._conn().execute(translate(sql), params or None, prepare=False)
+
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with _ERRORS, self._conn().cursor() as cursor:
             cursor.executemany(translate(sql), rows)  # pipelined: one round trip, not one per row

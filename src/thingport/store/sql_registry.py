@@ -7,7 +7,17 @@ from typing import Any
 import msgspec
 
 from thingport.core.errors import Conflict, NotFound
-from thingport.core.model import ApiKey, AuthSession, Device, Product, Rule, RuleAction, Subscription
+from thingport.core.model import (
+    ApiKey,
+    AuthSession,
+    Device,
+    DeviceCounts,
+    ListedDevice,
+    Product,
+    Rule,
+    RuleAction,
+    Subscription,
+)
 from thingport.core.rule_actions import action_doc, actions_from_docs
 from thingport.core.tokens import Superseded, supersede
 from thingport.store.database import Database, IntegrityError
@@ -15,12 +25,18 @@ from thingport.store.executor import DbExecutor
 from thingport.store.keys import KeyRing
 
 _IDS_PER_QUERY = 500  # under SQLite's 999 bound variables of old builds, with room for the rest
-_DEVICE_SELECT = (
-    "SELECT d.id, d.product_key, d.device_name, d.secret_sealed, d.enabled, d.token_epoch, d.created_ms,"
+_DEVICE_COLUMNS = (
+    "d.id, d.product_key, d.device_name, d.secret_sealed, d.enabled, d.token_epoch, d.created_ms,"
     " d.last_auth_ms, d.device_id, d.gateway_id, g.product_key, g.device_name, d.token_ms,"
     " d.superseded_tokens"
-    " FROM devices d LEFT JOIN devices g ON g.id = d.gateway_id"
 )
+_DEVICE_SELECT = f"SELECT {_DEVICE_COLUMNS} FROM devices d LEFT JOIN devices g ON g.id = d.gateway_id"
+# core.model.is_online in SQL, over devices d joined to their products p; parameters (now_ms, the server's
+# default timeout in ms). last_seen_ms is deliberately not indexed: every report batch updates it.
+ONLINE_SQL = (
+    "(d.enabled = 1 AND COALESCE(d.last_seen_ms, -1) > ? - COALESCE(p.presence_timeout_s * 1000, ?))"
+)
+LIST_SCAN = 10_000  # the most devices one listing page looks at: a filter few match cannot make a page slow
 _PRODUCT_COLUMNS = (
     "product_key, name, node_type, created_ms, model_version, validation, topics, presence_timeout_s,"
     " device_report_rate, device_report_burst, require_sign_type_1"
@@ -351,6 +367,85 @@ class SqlRegistry:
 
         return [self._device(row) for row in await self._db.run(q)]
 
+    async def device_page(
+        self, now_ms: int, default_timeout_ms: int, product_key: str | None, name_prefix: str | None = None,
+        enabled: bool | None = None, online: bool | None = None, after_id: int = 0, limit: int = 100,
+    ) -> tuple[list[ListedDevice], int | None]:
+        """A page of devices in id order after ``after_id``, filtered, each with its presence; and the
+        cursor the next page starts after (None: the listing is done).
+
+        A page looks at no more than ``LIST_SCAN`` devices (the (product_key, id) index walks them), so
+        it may hold fewer than ``limit`` and still have a next cursor: a filter that matches few of a
+        million devices costs a bounded read per page, never a scan of the product."""
+        scope, scope_params = ("d.product_key = ? AND ", [product_key]) if product_key is not None else ("", [])
+        where, params = [f"{scope}d.id > ?"], [*scope_params, after_id]
+        if name_prefix:
+            where.append("substr(d.device_name, 1, ?) = ?")
+            params.extend([len(name_prefix), name_prefix])
+        if enabled is not None:
+            where.append("d.enabled = ?")
+            params.append(int(enabled))
+        if online is not None:
+            where.append(ONLINE_SQL if online else f"NOT {ONLINE_SQL}")
+            params.extend([now_ms, default_timeout_ms])
+
+        def q(conn: Database) -> tuple[list[tuple], int | None]:
+            # the last device this page may look at, and whether any comes after it
+            edges = conn.execute_planned(
+                f"SELECT d.id FROM devices d WHERE {scope}d.id > ? ORDER BY d.id LIMIT 2 OFFSET ?",
+                (*scope_params, after_id, LIST_SCAN - 1),
+            ).fetchall()
+            bound = ["d.id <= ?"] if edges else []
+            rows = conn.execute_planned(
+                f"SELECT {_DEVICE_COLUMNS}, d.last_seen_ms, CASE WHEN {ONLINE_SQL} THEN 1 ELSE 0 END"
+                " FROM devices d JOIN products p ON p.product_key = d.product_key"
+                " LEFT JOIN devices g ON g.id = d.gateway_id"
+                f" WHERE {' AND '.join(where + bound)} ORDER BY d.id LIMIT ?",
+                (now_ms, default_timeout_ms, *params, *(edges[0] if edges else ()), limit + 1),
+            ).fetchall()
+            return rows, edges[0][0] if len(edges) == 2 else None
+
+        rows, edge = await self._db.run(q)
+        items = [self._listed(row) for row in rows[:limit]]
+        if len(rows) > limit:
+            return items, items[-1].device.id
+        return items, edge
+
+    def _listed(self, row: tuple) -> ListedDevice:
+        """A row of ``_DEVICE_COLUMNS``, last seen, online (0/1)."""
+        return ListedDevice(self._device(row[:-2]), bool(row[-1]), row[-2])
+
+    async def listed_children(self, gateway_id: int, now_ms: int, default_timeout_ms: int) -> list[ListedDevice]:
+        """A gateway's sub-devices with their presence, in id order."""
+
+        def q(conn: Database) -> list[tuple]:
+            return conn.execute(
+                f"SELECT {_DEVICE_COLUMNS}, d.last_seen_ms, CASE WHEN {ONLINE_SQL} THEN 1 ELSE 0 END"
+                " FROM devices d JOIN products p ON p.product_key = d.product_key"
+                " LEFT JOIN devices g ON g.id = d.gateway_id WHERE d.gateway_id = ? ORDER BY d.id",
+                (now_ms, default_timeout_ms, gateway_id),
+            ).fetchall()
+
+        return [self._listed(row) for row in await self._db.run(q)]
+
+    async def device_counts(
+        self, now_ms: int, default_timeout_ms: int, product_key: str | None = None,
+    ) -> dict[str, DeviceCounts]:
+        """Per product (every one, or ``product_key``'s): its devices, those online, those disabled; one query."""
+        scope, params = ("WHERE p.product_key = ?", (product_key,)) if product_key is not None else ("", ())
+
+        def q(conn: Database) -> list[tuple]:
+            return conn.execute_planned(
+                f"SELECT p.product_key, COUNT(d.id), SUM(CASE WHEN {ONLINE_SQL} THEN 1 ELSE 0 END),"
+                " SUM(CASE WHEN d.enabled = 0 THEN 1 ELSE 0 END)"
+                f" FROM products p LEFT JOIN devices d ON d.product_key = p.product_key {scope}"
+                " GROUP BY p.product_key",
+                (now_ms, default_timeout_ms, *params),
+            ).fetchall()
+
+        return {key: DeviceCounts(int(total), int(online or 0), int(disabled or 0))
+                for key, total, online, disabled in await self._db.run(q)}
+
     async def revoke_tokens(self, device_id: int) -> None:
         """Every token issued so far dies; the device may authenticate again."""
         await self._update(device_id, "UPDATE devices SET token_epoch = token_epoch + 1 WHERE id = ?", (device_id,))
@@ -670,14 +765,13 @@ class SqlRegistry:
     # --- running status and history ---
 
     async def online_by_product(self, now_ms: int, default_timeout_ms: int) -> list[tuple[str, int]]:
-        """Online as the device status says it (seen within the product's timeout), counted per product in
-        one query; for /metrics (a scan of the devices seen, once a scrape)."""
+        """Online as the device status says it (``ONLINE_SQL``), counted per product in one query; for
+        /metrics (a scan of the devices, once a scrape)."""
 
         def q(conn: Database) -> list[tuple[str, int]]:
             return conn.execute(
                 "SELECT p.product_key, COUNT(d.id) FROM products p LEFT JOIN devices d"
-                " ON d.product_key = p.product_key"
-                " AND d.last_seen_ms > ? - COALESCE(p.presence_timeout_s * 1000, ?)"
+                f" ON d.product_key = p.product_key AND {ONLINE_SQL}"
                 " GROUP BY p.product_key ORDER BY p.product_key",
                 (now_ms, default_timeout_ms),
             ).fetchall()

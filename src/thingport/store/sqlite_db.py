@@ -215,8 +215,15 @@ CREATE TABLE rules (
 );
 """
 
+# devices_by_product: a product's devices in id order (device listings page by id), where the
+# (product_key, device_name) index made SQLite sort all of a product's devices for every page. Self-contained
+# and idempotent: schema step 9; PostgreSQL revision 0008.
+_SCHEMA_V9_DEVICES_BY_PRODUCT = """
+CREATE INDEX IF NOT EXISTS devices_by_product ON devices (product_key, id);
+"""
+
 MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6,
-              _SCHEMA_V7_SUBSCRIPTION_PRODUCTS, _SCHEMA_V8_RULES]
+              _SCHEMA_V7_SUBSCRIPTION_PRODUCTS, _SCHEMA_V8_RULES, _SCHEMA_V9_DEVICES_BY_PRODUCT]
 
 
 def db_path(data_dir: Path) -> Path:
