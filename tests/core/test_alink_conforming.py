@@ -68,6 +68,12 @@ def test_a_conforming_post_is_decoded_and_judged_in_one_pass() -> None:
     assert one_pass(MODEL, payload) == general(MODEL, payload)
 
 
+def test_text_is_limited_in_bytes_as_its_checker_limits_it() -> None:
+    for text in ("x" * 12, "\u00e9" * 6, "\u4e2d" * 4):  # 12 bytes each: as long as the limit allows
+        payload = json.dumps({"params": {"name": text}}, ensure_ascii=False).encode()
+        assert one_pass(MODEL, payload) == general(MODEL, payload) == ("", "1.0", {"name": text}, {})
+
+
 def test_the_sdk_trailing_nul_and_absent_envelope_fields() -> None:
     payload = b'{"params":{"count":1}}\x00'
     assert one_pass(MODEL, payload) == general(MODEL, payload) == ("", "1.0", {"count": 1}, {})
@@ -75,7 +81,8 @@ def test_the_sdk_trailing_nul_and_absent_envelope_fields() -> None:
 
 def test_whatever_the_checkers_would_refuse_or_convert_goes_the_general_way() -> None:
     for params in ({"count": 101}, {"count": 1.0}, {"count": True}, {"relay": True}, {"relay": 2}, {"mode": 1},
-                   {"name": "x" * 4}, {"unknown": 1}, {"temp": {"value": 1, "time": 5}}, {"temp": "1"}):
+                   {"name": "x" * 13}, {"name": "\u00e9" * 7}, {"unknown": 1},
+                   {"temp": {"value": 1, "time": 5}}, {"temp": "1"}):
         payload = json.dumps({"params": params}).encode()
         assert conforming_property_post(MODEL, payload) is None, params
     for doc in ({"params": {}, "method": "thing.event.other.post"}, {"params": {}, "id": 1.5},
@@ -91,7 +98,7 @@ def test_models_the_one_pass_cannot_judge_have_none() -> None:
 
 
 _values = st.one_of(st.integers(-10, 2**40), st.floats(allow_nan=False, allow_infinity=False), st.booleans(),
-                    st.text(max_size=8), st.none(), st.just({"value": 1}), st.lists(st.integers(), max_size=2))
+                    st.text(max_size=14), st.none(), st.just({"value": 1}), st.lists(st.integers(), max_size=2))
 _names = st.sampled_from(["count", "wide", "temp", "ratio", "relay", "mode", "name", "class", "other"])
 _ids = st.one_of(st.text(max_size=4), st.integers(-5, 2**70), st.floats(allow_nan=False), st.none(), st.booleans())
 

@@ -212,7 +212,7 @@ def parse_property_post(payload: bytes) -> AlinkRequest:
 # is not the topic's) makes that decode fail, and the document is parsed and judged the general way, which
 # alone decides what is refused and says why. The accepted values are the checkers' (a double's int is a
 # float); only their order may differ: the model's, not the document's.
-_POST_DECODERS: dict[str, msgspec.json.Decoder[Any] | None] = {}
+_POST_DECODERS: dict[str, tuple[msgspec.json.Decoder[Any], tuple[tuple[str, int], ...]] | None] = {}
 _POST_DECODERS_MAX = 1000
 
 
@@ -231,12 +231,13 @@ def _conforming_type(vt: ValueType) -> Any | None:
     if vt.type == "enum" and vt.choices and all(c.__class__ is int for c in vt.choices):
         return Literal[vt.choices]
     if vt.type == "text" and vt.length is not None:
-        return Annotated[str, msgspec.Meta(max_length=vt.length // 4)]  # no longer string fits for sure in bytes
+        return Annotated[str, msgspec.Meta(max_length=vt.length)]  # characters; the bytes are counted after
     return None
 
 
-def _post_decoder(model: ThingModel) -> msgspec.json.Decoder[Any] | None:
-    """The model's one-pass decoder of a conforming property post (built once per model version)."""
+def _post_decoder(model: ThingModel) -> tuple[msgspec.json.Decoder[Any], tuple[tuple[str, int], ...]] | None:
+    """The model's one-pass decoder of a conforming property post (built once per model version), and its text
+    properties with their limits in bytes (msgspec counts characters)."""
     try:
         return _POST_DECODERS[model.version]
     except KeyError:
@@ -257,7 +258,8 @@ def _post_decoder(model: ThingModel) -> msgspec.json.Decoder[Any] | None:
             document = msgspec.defstruct("ConformingPropertyPost", [
                 ("params", params), ("id", str | int | None, None), ("version", str | None, None),
                 ("method", str | None, None)])
-            decoder = msgspec.json.Decoder(document)
+            texts = tuple((name, vt.length) for name, vt in types.items() if vt.type == "text" and vt.length)
+            decoder = (msgspec.json.Decoder(document), texts)
     if len(_POST_DECODERS) >= _POST_DECODERS_MAX:
         _POST_DECODERS.clear()
     _POST_DECODERS[model.version] = decoder
@@ -267,9 +269,10 @@ def _post_decoder(model: ThingModel) -> msgspec.json.Decoder[Any] | None:
 def conforming_property_post(model: ThingModel, payload: bytes) -> AlinkRequest | None:
     """A property post every value of which ``model`` accepts as it stands, decoded and judged in one pass
     (``checked``); None when anything about it needs the general path (``parse_property_post``)."""
-    decoder = _post_decoder(model)
-    if decoder is None:
+    compiled = _post_decoder(model)
+    if compiled is None:
         return None
+    decoder, texts = compiled
     try:
         doc = decoder.decode(without_trailing_nul(payload))
     except _LOAD_ERRORS:
@@ -277,8 +280,13 @@ def conforming_property_post(model: ThingModel, payload: bytes) -> AlinkRequest 
     method = doc.method
     if method and method != ALINK_METHOD_PROPERTY_POST:
         return None
-    return AlinkRequest(_id_text(doc.id), doc.version or "1.0", ALINK_METHOD_PROPERTY_POST,
-                        values=msgspec.to_builtins(doc.params), checked=True)
+    values = msgspec.to_builtins(doc.params)
+    for identifier, limit in texts:  # as the text checker: a string of at most limit / 4 characters always fits
+        text = values.get(identifier)
+        if text is not None and len(text) > limit // 4 and len(text.encode("utf-8", "surrogatepass")) > limit:
+            return None
+    return AlinkRequest(_id_text(doc.id), doc.version or "1.0", ALINK_METHOD_PROPERTY_POST, values=values,
+                        checked=True)
 
 
 def _entries(v: Any, where: str, rid: str, method: str) -> list[tuple[Any, int | None]]:
