@@ -9,6 +9,8 @@ import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 
+import msgspec
+
 from thingport.core.model import AuthSession, Device, Product, StoredMessage
 from thingport.core.thingmodel import ThingModel
 from thingport.core.tokens import supersede
@@ -85,7 +87,7 @@ class InMemoryLog:
     async def append_many(self, messages: tuple[StoredMessage, ...]) -> None:
         self.appends += 1
         for message in messages:
-            self.messages.append(dataclasses.replace(message, seq=len(self.messages) + 1))
+            self.messages.append(msgspec.structs.replace(message, seq=len(self.messages) + 1))
 
     async def record_session(self, session: AuthSession) -> None:
         self.sessions.append(session)

@@ -1,8 +1,8 @@
 import asyncio
-import dataclasses
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from thingport.core.errors import Conflict, NotFound, StoreUnavailable
@@ -114,7 +114,7 @@ def test_appended_messages_are_read_back_newest_last(data_dir: Path, engine: dic
         newest = await m.newest_messages(3)
         assert [x.message_id for x in newest] == [3, 4, 5]
         assert [x.message_id for x in await m.newest_messages(10, after_seq=newest[1].seq)] == [5]
-        assert (await m.newest_messages(1))[0] == dataclasses.replace(msgs[-1], seq=newest[2].seq)
+        assert (await m.newest_messages(1))[0] == msgspec.structs.replace(msgs[-1], seq=newest[2].seq)
 
     run(data_dir, act, engine)
 

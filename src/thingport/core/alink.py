@@ -33,12 +33,20 @@ message "success", data {}.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from thingport.core.jsondoc import DECODE_ERRORS, without_trailing_nul
-from thingport.core.thingmodel import PropertyError, ThingModel
+from thingport.core.thingmodel import (
+    DOUBLE_MAX,
+    FLOAT32_MAX,
+    INT32_MAX,
+    INT32_MIN,
+    PropertyError,
+    ThingModel,
+    ValueType,
+)
 from thingport.core.timestamps import sample_time
 from thingport.core.topics import Topic, TopicKind
 
@@ -90,6 +98,7 @@ class AlinkRequest(msgspec.Struct, frozen=True):
     events: list[EventValue] = msgspec.field(default_factory=list)
     values: dict[str, Any] = msgspec.field(default_factory=dict)
     times: dict[str, int] = msgspec.field(default_factory=dict)
+    checked: bool = False  # ``values`` were judged against the model already, and all accepted
 
 
 class AlinkError(Exception):
@@ -195,6 +204,89 @@ def parse_property_post(payload: bytes) -> AlinkRequest:
             if t is not None:
                 times[k] = _time_ms(t, f"params.{k}", rid, method)  # type: ignore[assignment]
     return AlinkRequest(rid, version, method, values=values, times=times)
+
+
+# A property post that conforms to its model in every respect (the common case by far) is decoded and judged
+# in one pass, in C: a msgspec type per model, each property's type and bounds those its checker enforces.
+# Anything else (a refused or unknown value, the {"value", "time"} form, an id of another type, a method that
+# is not the topic's) makes that decode fail, and the document is parsed and judged the general way, which
+# alone decides what is refused and says why. The accepted values are the checkers' (a double's int is a
+# float); only their order may differ: the model's, not the document's.
+_POST_DECODERS: dict[str, tuple[msgspec.json.Decoder[Any], tuple[tuple[str, int], ...]] | None] = {}
+_POST_DECODERS_MAX = 1000
+
+
+def _conforming_type(vt: ValueType) -> Any | None:
+    """The msgspec type that accepts exactly what this property's checker accepts unchanged (or converts as
+    the checker does); None for a type the fast path leaves to the checker."""
+    if vt.type == "int":
+        lo, hi = INT32_MIN if vt.lo is None else vt.lo, INT32_MAX if vt.hi is None else vt.hi
+        return Annotated[int, msgspec.Meta(ge=lo, le=hi)]
+    if vt.type in ("float", "double"):
+        limit = FLOAT32_MAX if vt.type == "float" else DOUBLE_MAX
+        lo, hi = -limit if vt.lo is None else vt.lo, limit if vt.hi is None else vt.hi
+        return Annotated[float, msgspec.Meta(ge=lo, le=hi)]  # msgspec makes a JSON integer a float, as the checker
+    if vt.type == "bool":
+        return Literal[0, 1]  # true and false are normalized by the checker: left to it
+    if vt.type == "enum" and vt.choices and all(c.__class__ is int for c in vt.choices):
+        return Literal[vt.choices]
+    if vt.type == "text" and vt.length is not None:
+        return Annotated[str, msgspec.Meta(max_length=vt.length)]  # characters; the bytes are counted after
+    return None
+
+
+def _post_decoder(model: ThingModel) -> tuple[msgspec.json.Decoder[Any], tuple[tuple[str, int], ...]] | None:
+    """The model's one-pass decoder of a conforming property post (built once per model version), and its text
+    properties with their limits in bytes (msgspec counts characters)."""
+    try:
+        return _POST_DECODERS[model.version]
+    except KeyError:
+        pass
+    decoder = None
+    types = model.property_types
+    if model.format == "tsl" and 0 < len(types) <= MAX_PROPERTIES:
+        fields: list[tuple[str, Any, Any]] = []
+        for vt in types.values():
+            conforming = _conforming_type(vt)
+            if conforming is None:
+                fields = []
+                break
+            fields.append((f"p{len(fields)}", conforming | msgspec.UnsetType, msgspec.UNSET))
+        if fields:
+            rename = dict(zip([name for name, _, _ in fields], types, strict=True))
+            params = msgspec.defstruct("ConformingParams", fields, rename=rename, forbid_unknown_fields=True)
+            document = msgspec.defstruct("ConformingPropertyPost", [
+                ("params", params), ("id", str | int | None, None), ("version", str | None, None),
+                ("method", str | None, None)])
+            texts = tuple((name, vt.length) for name, vt in types.items() if vt.type == "text" and vt.length)
+            decoder = (msgspec.json.Decoder(document), texts)
+    if len(_POST_DECODERS) >= _POST_DECODERS_MAX:
+        _POST_DECODERS.clear()
+    _POST_DECODERS[model.version] = decoder
+    return decoder
+
+
+def conforming_property_post(model: ThingModel, payload: bytes) -> AlinkRequest | None:
+    """A property post every value of which ``model`` accepts as it stands, decoded and judged in one pass
+    (``checked``); None when anything about it needs the general path (``parse_property_post``)."""
+    compiled = _post_decoder(model)
+    if compiled is None:
+        return None
+    decoder, texts = compiled
+    try:
+        doc = decoder.decode(without_trailing_nul(payload))
+    except _LOAD_ERRORS:
+        return None
+    method = doc.method
+    if method and method != ALINK_METHOD_PROPERTY_POST:
+        return None
+    values = msgspec.to_builtins(doc.params)
+    for identifier, limit in texts:  # as the text checker: a string of at most limit / 4 characters always fits
+        text = values.get(identifier)
+        if text is not None and len(text) > limit // 4 and len(text.encode("utf-8", "surrogatepass")) > limit:
+            return None
+    return AlinkRequest(_id_text(doc.id), doc.version or "1.0", ALINK_METHOD_PROPERTY_POST, values=values,
+                        checked=True)
 
 
 def _entries(v: Any, where: str, rid: str, method: str) -> list[tuple[Any, int | None]]:
@@ -319,7 +411,10 @@ def validate_request(
     refused: list[PropertyError] = []
     groups: dict[int, dict[str, Any]] = {}
     if request.method == ALINK_METHOD_PROPERTY_POST:
-        accepted, refused = model.validate_properties(request.values)
+        if request.checked:
+            accepted = request.values
+        else:
+            accepted, refused = model.validate_properties(request.values)
         if not request.times:
             if accepted:
                 groups[received_ms] = accepted

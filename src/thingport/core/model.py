@@ -3,6 +3,8 @@
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import msgspec
+
 VALIDATION_MODES = ("per-property", "whole-report")
 
 
@@ -54,9 +56,10 @@ def values_by_time(groups: dict[int, dict[str, Any]]) -> tuple[ValuesAt, ...]:
     return tuple(ValuesAt(at, values) for at, values in groups.items())
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """One accepted device message, as it is appended to the durable log.
+class StoredMessage(msgspec.Struct, frozen=True):
+    """One accepted device message, as it is appended to the durable log. A msgspec Struct, not a frozen
+    dataclass: one is built per report, and a frozen dataclass of 14 fields took ~3-6 us to build (one
+    ``object.__setattr__`` per field), a Struct ~0.4 us (issue 20). ``msgspec.structs.replace`` copies one.
 
     ``properties`` are the values it carried that the thing model accepted, one group per time: they update
     the device's latest values and history in the same transaction as the message itself.

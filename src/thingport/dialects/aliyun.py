@@ -18,7 +18,7 @@ from thingport.core.model import Device, Product
 from thingport.core.product_runtime import ProductRuntime
 from thingport.core.thingmodel import ThingModel
 from thingport.core.tokens import DIALECT_ALIYUN
-from thingport.core.topics import Topic
+from thingport.core.topics import Topic, TopicKind
 from thingport.core.validation import Verdict
 from thingport.dialects.http import ClientDisconnected, DeviceRequest, Reply, media_type
 from thingport.ingest.ports import DeviceLookup, Ingest, KnownDevices, Part, TokenScheme, auth_bucket
@@ -167,17 +167,24 @@ class AlinkReports:
     def decode(self, topic: Topic, payload: bytes) -> tuple[Part]:
         if topic.kind not in alink.VALIDATED_KINDS:
             return (Part(topic.name, topic.kind.value, payload),)
-        document: alink.AlinkRequest | alink.AlinkError
-        try:
-            document = alink.parse_report(topic, payload)
-        except alink.AlinkError as err:  # stored with the Alink reply that says why: the device is answered 0
-            document = err
-        return (Part(topic.name, topic.kind.value, payload, True, document),)
+        # the document is parsed by ``judge``, where the model is at hand (a conforming property post is
+        # decoded and judged in one pass there)
+        return (Part(topic.name, topic.kind.value, payload, True, topic),)
 
     def judge(self, part: Part, model: ThingModel, received_ms: int) -> tuple[dict[int, dict[str, Any]], Sequence[Any]]:
-        if isinstance(part.document, alink.AlinkError):
+        topic = part.document
+        document: alink.AlinkRequest | alink.AlinkError | None = None
+        if topic.kind is TopicKind.PROPERTY_POST:
+            document = alink.conforming_property_post(model, part.payload)
+        if document is None:
+            try:
+                document = alink.parse_report(topic, part.payload)
+            except alink.AlinkError as err:  # stored with the Alink reply that says why: the device is answered 0
+                document = err
+        part.document = document
+        if isinstance(document, alink.AlinkError):
             return {}, ()
-        groups, _events, refused = alink.validate_request(model, part.document, received_ms)
+        groups, _events, refused = alink.validate_request(model, document, received_ms)
         return groups, refused
 
     def reply(self, part: Part, verdict: Verdict[Any]) -> bytes:
