@@ -83,3 +83,55 @@ def test_stop_writes_what_is_queued() -> None:
 
     asyncio.run(main())
     assert sorted(written) == list(range(20))
+
+
+def test_run_alone_runs_between_batches_never_inside_one_and_hands_back_its_result() -> None:
+    """What was submitted before the job is written before it, what came after waits for it, and the job's
+    own result (or exception) reaches its caller: retention's deletes run this way on the log's writer."""
+    events: list[object] = []
+    gate = threading.Event()
+
+    def write(items: list[int]) -> None:
+        gate.wait(5)
+        events.append(list(items))
+
+    def job() -> str:
+        events.append("job")
+        return "deleted"
+
+    def broken() -> None:
+        raise ValueError("no such table")
+
+    async def main() -> None:
+        committer: GroupCommitter[int] = GroupCommitter(write, max_batch=1000)
+        committer.start(asyncio.get_running_loop())
+        first = committer.submit(0)  # the writer takes it at once and waits on the gate
+        await asyncio.sleep(0.05)
+        before = [committer.submit(i) for i in (1, 2)]
+        alone = committer.run_alone(job)
+        after = [committer.submit(i) for i in (3, 4)]
+        failing = committer.run_alone(broken)
+        gate.set()
+        await asyncio.gather(first, *before, *after)
+        assert await alone == "deleted"
+        with pytest.raises(ValueError, match="no such table"):
+            await failing
+        committer.stop()
+
+    asyncio.run(main())
+    assert events == [[0], [1, 2], "job", [3, 4]]
+
+
+def test_stop_first_writes_every_batch_and_runs_every_job_queued_before_it_in_order() -> None:
+    done: list[object] = []
+
+    async def main() -> None:
+        committer: GroupCommitter[int] = GroupCommitter(done.append, max_batch=2)
+        committer.start(asyncio.get_running_loop())
+        futures = [committer.submit(1), committer.run_alone(lambda: done.append("job")), committer.submit(2),
+                   committer.submit(3), committer.submit(4)]
+        await asyncio.to_thread(committer.stop)
+        await asyncio.gather(*futures)
+
+    asyncio.run(main())
+    assert done[1] == "job" and [x for b in done if isinstance(b, list) for x in b] == [1, 2, 3, 4]

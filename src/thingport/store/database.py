@@ -121,6 +121,10 @@ class Database:
         writer at a time anyway; PostgreSQL takes a transaction-scoped advisory lock.
         """
 
+    # Every write transaction takes the one write lock of the whole store (SQLite): a long write anywhere holds
+    # off every other writer, the log's included. False: writers lock rows (PostgreSQL).
+    one_writer = False
+
     log_horizon = ""  # an SQL condition on ``seq``: rows a log reader may return (empty: every committed one)
 
     def number_log(self, device_ids: list[int], count: int) -> list[int] | None:

@@ -10,6 +10,7 @@ device's messages are in commit order (its transactions take its lock before the
 """
 
 import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
@@ -31,6 +32,7 @@ _INSERT_COLUMNS = (
 _SELECT_COLUMNS = _INSERT_COLUMNS + ", seq"  # in StoredMessage's field order
 _INSERT_MESSAGE = f"INSERT INTO messages ({_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_NUMBERED = f"INSERT INTO messages ({_SELECT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+RETENTION_CHUNK = 500  # messages per retention transaction on SQLite: a few ms of the writer (delete_before)
 BACKLOG_CAP = 100_000  # the most log messages a backlog counts where seq has gaps (PostgreSQL)
 _INSERT_HISTORY = "INSERT INTO history (device_id, time_ms, message_id, samples) VALUES (?, ?, ?, ?)"
 _MARK_SEEN = "UPDATE devices SET last_seen_ms = ? WHERE id = ? AND coalesce(last_seen_ms, 0) < ?"
@@ -356,17 +358,40 @@ class SqlMessageLog:
 
     async def delete_before(self, seq: int, received_before_ms: int | None, max_rows: int) -> int:
         """Retention: delete up to ``max_rows`` of the oldest messages below ``seq`` (and older than
-        ``received_before_ms`` when given); returns how many went."""
+        ``received_before_ms`` when given); returns how many went.
 
-        def q(conn: Database) -> int:
-            age = "" if received_before_ms is None else " AND received_ms < ?"
-            params = (seq,) if received_before_ms is None else (seq, received_before_ms)
-            return conn.execute(
-                f"DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE seq < ?{age} ORDER BY seq LIMIT ?)",
-                (*params, max_rows),
-            ).rowcount
+        On SQLite (``one_writer``) the deletes are the log writer's own work, run between its batches in
+        transactions of ``RETENTION_CHUNK`` rows: each waits for at most one batch, and a batch waits for at
+        most one chunk (a few ms). Run beside the writer, on another connection, one delete of thousands of
+        rows after another held the file's write lock almost all the time, and the writer, polling for it
+        with SQLite's busy timeout (sleeps growing to 100 ms), got it in between only now and then: ingest
+        fell to a tenth while retention ran. PostgreSQL's writers lock rows: a delete of old messages holds
+        up no insert, so it runs on the reader connection, in one statement."""
+        age = "" if received_before_ms is None else " AND received_ms < ?"
+        params = (seq,) if received_before_ms is None else (seq, received_before_ms)
+        sql = f"DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE seq < ?{age} ORDER BY seq LIMIT ?)"
 
-        return await self._reader.run(q)
+        def q(conn: Database, limit: int) -> int:
+            return conn.execute(sql, (*params, limit)).rowcount
+
+        if not self._writer.one_writer:
+            return await self._reader.run(lambda conn: q(conn, max_rows))
+
+        def chunk(limit: int) -> int:
+            with self._writer.transaction() as conn:
+                return q(conn, limit)
+
+        deleted = 0
+        while deleted < max_rows:
+            limit = min(RETENTION_CHUNK, max_rows - deleted)
+            try:
+                n = await self._committer.run_alone(functools.partial(chunk, limit))
+            except DatabaseError as exc:
+                raise StoreUnavailable(f"retention could not delete: {exc}") from None
+            deleted += n
+            if n < limit:
+                break
+        return deleted
 
     async def size_bytes(self) -> int:
         """Bytes the database uses."""

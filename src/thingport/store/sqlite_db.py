@@ -287,6 +287,7 @@ class SqliteDatabase(Database):
     """
 
     name = "sqlite"
+    one_writer = True
 
     def __init__(self, conn: sqlite3.Connection, write_lock: Path | None = None) -> None:
         self.raw = conn
