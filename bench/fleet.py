@@ -461,13 +461,19 @@ def query_latency(api_port: int, key: str, product_key: str, device: str, count:
 
 # --- retention under load ---------------------------------------------------------------------------------
 
-def watch_retention(store: Store, port: int, tokens: dict[int, str], old: range, limit: int,
+def old_messages(old: range) -> str:
+    """The query counting what is left of the old messages (counted: on PostgreSQL seq has gaps)."""
+    return f"SELECT count(*) FROM messages WHERE seq >= {old.start} AND seq < {old.stop}"
+
+
+def watch_retention(store: Store, port: int, tokens: dict[int, str], old: range, old_count: int, limit: int,
                     workdir: Path) -> dict[str, Any]:
     """Continuous reports (wrk, 32 connections) on a RETENTION_DAYS=1 server whose first retention pass
-    (RETENTION_EVERY_S after start) deletes the old messages: ingest and deletions per 1 s window."""
+    (RETENTION_EVERY_S after start) deletes the old messages: ingest and deletions per 1 s window.
+    ``old_count`` is counted before that server starts: on a loaded machine its first pass may come before
+    the watch does."""
     product_key = store.product_key
-    remaining = f"SELECT count(*) FROM messages WHERE seq >= {old.start} AND seq < {old.stop}"
-    old_count = int(store.sql(remaining))  # counted: on PostgreSQL seq has gaps (README, "Production mode")
+    remaining = old_messages(old)
     arrived = f"SELECT count(*) FROM messages WHERE seq > {int(store.sql('SELECT max(seq) FROM messages') or 0)}"
     samples: list[tuple[float, int, int]] = []  # (s since start, messages arrived since, old messages left)
     stop = threading.Event()
@@ -557,11 +563,12 @@ def run_backend(backend: str, scale: Scale, workdir: Path, cert_files: tuple[Pat
                                                               scale.connections, pid, active,
                                                               max(20, scale.queries)))
         print(f"{stamp()} [{backend}] C: retention under load", flush=True)
+        old_count = int(store.sql(old_messages(old)))
         server = FleetServer(f"{backend}-c", store.url, {"THINGPORT_RETENTION_DAYS": "1",
                                                          "THINGPORT_RETENTION_EVERY_S": str(RETENTION_EVERY_S)})
         with running(server, data_dir, workdir, []) as (port, pid):
             out["retention"] = watch_retention(store, port, dict(list(tokens.items())[:scale.base]), old,
-                                               scale.retention_watch, workdir)
+                                               old_count, scale.retention_watch, workdir)
         out["a"].pop("tokens", None)
         return out
     finally:

@@ -160,7 +160,7 @@ def test_a_non_2xx_reply_fails_the_batch(receiver: Receiver, status: int) -> Non
 
 
 def test_a_slow_receiver_times_out(receiver: Receiver) -> None:
-    receiver.delay = 2.0
+    receiver.delay = 4.0
 
     async def body() -> None:
         sink = WebhookSink({"url": url(receiver), "secret": SECRET, "timeout": 0.5})
@@ -168,7 +168,7 @@ def test_a_slow_receiver_times_out(receiver: Receiver) -> None:
             started = time.monotonic()
             with pytest.raises(SinkError, match="no reply within 0.5 s"):
                 await sink.publish(deliveries(2, "pkT"))
-            assert time.monotonic() - started < 1.0
+            assert time.monotonic() - started < 3.0  # gave up, not waited for the 4 s reply (slack for a loaded CI)
             receiver.delay = 0
             await sink.publish(deliveries(2, "pkT"))
         finally:
