@@ -44,11 +44,6 @@
     return append(setAttrs(document.createElement(tag), attrs), children);
   }
 
-  const SVG_NS = "http://www.w3.org/2000/svg";
-  function s(tag, attrs, ...children) {
-    return append(setAttrs(document.createElementNS(SVG_NS, tag), attrs), children);
-  }
-
   const enc = encodeURIComponent;
   const deviceHref = (pk, dn) => `#/device/${enc(pk)}/${enc(dn)}`;
 
@@ -1016,8 +1011,12 @@
     const eventsBox = h("div", { testid: "device-events" });
     const updated = h("span", { class: "muted small", testid: "refreshed-at" });
     let range = { kind: "hour" };
-    let shownRange = null; // the custom range the charts show now (a relative one is fetched on every refresh)
-    const picker = rangePicker((r) => { range = r; shownRange = null; refreshCharts(lastStatus).catch((e) => showError("Could not load the charts", e)); });
+    let shownRange = null; // the range the charts show now (with shownKey: what they were drawn from)
+    const picker = rangePicker((r) => {
+      range = r;
+      shownRange = null;
+      refreshCharts(lastStatus).catch((e) => showError("Could not load the charts", e));
+    });
 
     view.append(
       h("div", { class: "grid2" },
