@@ -28,7 +28,7 @@ from thingport.core.model import VALIDATION_MODES
 from thingport.core.presentation import presentations, show
 from thingport.core.timestamps import datetime_ms
 from thingport.core.topics import compile_topic_filter
-from thingport.manage import device_files
+from thingport.manage import device_files, history_files
 from thingport.manage.rules import LAST_MAX
 from thingport.manage.service import KEEP, MESSAGE_KINDS, NODE_TYPES, Management
 from thingport.manage.thing_models import MODEL_FORMATS
@@ -560,12 +560,30 @@ def device_status(product_key: str, device_name: str, data_dir: Path | None, as_
 @click.option("--from", "from_", default=None, help="Oldest time: ms since the epoch or ISO 8601.")
 @click.option("--to", default=None, help="Newest time: ms since the epoch or ISO 8601.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--csv", "as_csv", is_flag=True,
+              help="Every value in [--from, --to] as CSV, oldest first (time,timeMs,value,label,messageId); no limit.")
 @data_dir_option
 @json_option
 def device_history(product_key: str, device_name: str, identifier: str, from_: str | None, to: str | None,
-                   limit: int, data_dir: Path | None, as_json: bool) -> None:
-    """A property's time series, newest first."""
+                   limit: int, as_csv: bool, data_dir: Path | None, as_json: bool) -> None:
+    """A property's time series, newest first (--csv: all of it, oldest first)."""
     from_ms, to_ms = parse_time(from_), parse_time(to)
+    if as_csv:
+        if as_json:
+            raise click.UsageError("--csv and --json exclude each other")
+        if click.get_current_context().get_parameter_source("limit") is not click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("--csv writes every value in the range: narrow it with --from/--to, not --limit")
+
+        async def export(m: Management) -> None:
+            pages = await m.device_history_export(product_key, device_name, identifier, from_ms, to_ms)
+            model = await m.export_thing_model_or_none(product_key)
+            shown = presentations(model).get(identifier) if model else None
+            sys.stdout.write(",".join(history_files.HEADER) + "\r\n")
+            async for rows in pages:
+                sys.stdout.write(history_files.csv_text(rows, shown))
+
+        run(data_dir, export)
+        return
     points = run(data_dir, lambda m: m.device_history(product_key, device_name, identifier, from_ms, to_ms, limit))
     if as_json:
         click.echo(json.dumps(points))

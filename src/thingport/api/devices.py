@@ -1,14 +1,20 @@
 """Devices: creating and changing them, their secret, sub-devices, running status, history and messages."""
 
+import re
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 
 from thingport.api import schemas as s
 from thingport.api.deps import Admin, Manage, Read
 from thingport.api.errors import ApiError
 from thingport.api.messages import message_page
 from thingport.api.views import device_json, listed_device_json, status_json
+from thingport.core.presentation import presentations
+from thingport.manage import history_files
+from thingport.manage.service import HISTORY_MAX_BUCKETS
 
 router = APIRouter(tags=["devices"])
 DEVICE = "/api/devices/{productKey}/{deviceName}"
@@ -91,16 +97,57 @@ async def status(productKey: str, deviceName: str, management: Manage) -> dict:
     return status_json(await management.device_status(productKey, deviceName))
 
 
-@router.get(DEVICE + "/history", response_model=list[s.HistoryPoint], dependencies=[Read])
+@router.get(DEVICE + "/history", response_model=list[s.HistoryBucketPoint] | list[s.HistoryPoint],
+            dependencies=[Read])
 async def history(
     productKey: str, deviceName: str, management: Manage,
     property: Annotated[str, Query(min_length=1, max_length=100)],
     from_: Annotated[int | None, Query(alias="from", ge=0, le=2**62)] = None,
     to: Annotated[int | None, Query(ge=0, le=2**62)] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    limit: Annotated[int | None, Query(ge=1, le=10_000, description="values (default 100); not with buckets")] = None,
+    buckets: Annotated[int | None, Query(ge=1, le=HISTORY_MAX_BUCKETS, description=(
+        "downsample [from, to] (to: now) into this many equal slices, aggregated by the database: one item"
+        " per slice holding values, with its newest value and the slice's count, min, max and mean"))] = None,
 ) -> list[dict[str, Any]]:
-    """One property's values, newest first (times in ms since the epoch)."""
-    return await management.device_history(productKey, deviceName, property, from_, to, limit)
+    """One property's values, newest first (times in ms since the epoch); with ``buckets``, one per slice."""
+    if buckets is None:
+        return await management.device_history(
+            productKey, deviceName, property, from_, to, 100 if limit is None else limit)
+    if limit is not None:
+        raise ApiError(400, "invalid", "limit and buckets exclude each other: buckets gives one item a slice", "limit")
+    width, slices = await management.device_history_buckets(productKey, deviceName, property, from_, to, buckets)
+    last = 2**62 if to is None else to
+    return [{"time": b.last_ms, "value": b.last_value, "messageId": b.last_message_id,
+             "messageIdText": str(b.last_message_id),
+             "bucket": {"start": b.start_ms, "end": min(b.start_ms + width - 1, last), "count": b.size,
+                        "min": b.min, "max": b.max, "avg": b.avg, "firstTime": b.first_ms}}
+            for b in slices]
+
+
+@router.get(
+    DEVICE + "/history.csv", response_class=StreamingResponse, dependencies=[Read],
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                     "description": "time,timeMs,value,label,messageId, oldest first"}},
+)
+async def history_csv(
+    productKey: str, deviceName: str, management: Manage,
+    property: Annotated[str, Query(min_length=1, max_length=100)],
+    from_: Annotated[int | None, Query(alias="from", ge=0, le=2**62)] = None,
+    to: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+) -> StreamingResponse:
+    """Every value of one property in [from, to] as CSV, oldest first, streamed (no row limit)."""
+    pages = await management.device_history_export(productKey, deviceName, property, from_, to)
+    model = await management.export_thing_model_or_none(productKey)
+    shown = presentations(model).get(property) if model else None
+
+    async def body() -> AsyncIterator[str]:
+        yield ",".join(history_files.HEADER) + "\r\n"
+        async for rows in pages:
+            yield history_files.csv_text(rows, shown)
+
+    filename = re.sub(r"[^A-Za-z0-9._-]", "_", f"{productKey}-{deviceName}-{property}") + ".csv"
+    return StreamingResponse(body(), media_type="text/csv",
+                             headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @router.get(DEVICE + "/messages", response_model=s.MessagePage, dependencies=[Read])

@@ -147,6 +147,23 @@ class HistoryPoint(Model):
     messageIdText: str
 
 
+class BucketStats(Model):
+    start: int = Field(description="the slice's first ms (from + n × width)")
+    end: int = Field(description="its last ms (inclusive; at most the window's to)")
+    count: int = Field(description="values reported in the slice")
+    min: float | None = Field(description="the smallest numeric value; null when none is a number (bool, text)")
+    max: float | None
+    avg: float | None = Field(description="the mean of the numeric values")
+    firstTime: int = Field(description="the time of the slice's oldest value")
+
+
+class HistoryBucketPoint(HistoryPoint):
+    """A slice of a downsampled history: time, value and messageId are its newest value's (what a step
+    line draws for a bool or enum), ``bucket`` aggregates every value in it."""
+
+    bucket: BucketStats
+
+
 class MessageOut(Model):
     messageId: int
     messageIdText: str = Field(description="messageId as a string, for clients whose numbers are doubles")

@@ -7,7 +7,7 @@
   const KEY_STORAGE = "thingport.apiKey";
   const API_ROOT = new URL("../", location.href.split("#")[0]); // the console lives at <root>/console/
   const REFRESH_MS = 2000;
-  const CHART_POINTS = 100;
+  const DEVICE_EVENTS = 20;
   const DEVICE_PAGE = 20;
   const MESSAGE_PAGE = 25;
   const DEVICE_MESSAGES = 15;
@@ -42,11 +42,6 @@
 
   function h(tag, attrs, ...children) {
     return append(setAttrs(document.createElement(tag), attrs), children);
-  }
-
-  const SVG_NS = "http://www.w3.org/2000/svg";
-  function s(tag, attrs, ...children) {
-    return append(setAttrs(document.createElementNS(SVG_NS, tag), attrs), children);
   }
 
   const enc = encodeURIComponent;
@@ -352,6 +347,7 @@
       name: p.name || "",
       type: p.dataType ? p.dataType.type : "",
       specs: tslSpecs(p.dataType),
+      specsMap: p.dataType ? p.dataType.specs : null,
       access: p.accessMode || "",
       unit: p.dataType && p.dataType.specs && !Array.isArray(p.dataType.specs)
         ? (p.dataType.specs.unit || "") : "",
@@ -413,17 +409,7 @@
         h("td", {}, p.specs), h("td", {}, p.access)));
     }
     if (!props.length) rows.push(emptyRow(5, "The model defines no properties."));
-    const extras = [];
-    const m = doc.model || {};
-    if (doc.format !== "huawei") {
-      const named = (list) => (Array.isArray(list) ? list : [])
-        .filter((x) => x && !["post", "set", "get"].includes(x.identifier))
-        .map((x) => (x.name ? `${x.identifier} (${x.name})` : x.identifier));
-      const events = named(m.events);
-      const services = named(m.services);
-      if (events.length) extras.push(h("p", { class: "muted small" }, `Events: ${events.join(", ")}`));
-      if (services.length) extras.push(h("p", { class: "muted small" }, `Services: ${services.join(", ")}`));
-    }
+    const extras = eventsAndServices(doc, pk);
     return h("div", { class: "model", testid: `model-${pk}` },
       h("p", { class: "muted small" }, `Format: ${doc.format === "huawei" ? "Huawei IoTDA product model" : "Alibaba TSL"}`),
       table(["Identifier", "Name", "Type", "Range / specs", "Access"], rows, { class: "compact", testid: "model-table" }),
@@ -758,57 +744,169 @@
 
   // ---------- one device ----------
 
-  // 3-6 round tick values (steps of 1, 2 or 5 × 10^k) covering [lo, hi]
-  function niceTicks(lo, hi) {
-    if (lo === hi) { const d = Math.abs(lo) > 1 ? Math.abs(lo) * 0.05 : 1; lo -= d; hi += d; }
-    const raw = (hi - lo) / 4;
-    const mag = 10 ** Math.floor(Math.log10(raw));
-    const step = [1, 2, 5, 10].map((m) => m * mag).find((st) => st >= raw);
-    const first = Math.floor(lo / step) * step;
-    const ticks = [];
-    for (let v = first; v < hi + step * 0.999 && ticks.length < 12; v += step) ticks.push(Number(v.toPrecision(12)));
-    if (ticks.length < 2) ticks.push(Number((first + step).toPrecision(12)));
-    return ticks;
+  // ---------- one device: charts of property history (uPlot, vendored in vendor/) ----------
+
+  const CHART_BUCKETS = 240; // slices a chart asks the server for: about one per 2-4 px of a chart's width
+  const RANGES = { hour: 3600e3, day: 86400e3 };
+
+  // the (label, ms) of a relative range, or a custom [from, to] from the inputs
+  function chartWindow(range) {
+    if (range.kind === "custom") return { from: range.from, to: range.to };
+    const to = Date.now();
+    return { from: to - RANGES[range.kind], to };
   }
 
-  const CHART = { w: 560, h: 170, left: 48, right: 12, top: 12, bottom: 26 };
+  // Points oldest first -> uPlot's [xs, ys] with a null wherever the device was silent for longer than
+  // usual (3 × the median spacing, and more than 2 slices): uPlot leaves a gap at a null, so a period
+  // without data never reads as a line drawn across it.
+  function withGaps(points, sliceMs) {
+    const xs = [];
+    const ys = [];
+    const steps = [];
+    for (let i = 1; i < points.length; i++) steps.push(points[i].time - points[i - 1].time);
+    const sorted = [...steps].sort((a, b) => a - b);
+    const median = sorted.length ? sorted[Math.floor(sorted.length / 2)] : 0;
+    const limit = Math.max(3 * median, 2 * sliceMs);
+    let gaps = 0;
+    points.forEach((p, i) => {
+      if (i > 0 && steps[i - 1] > limit) {
+        xs.push(points[i - 1].time + 1);
+        ys.push(null);
+        gaps += 1;
+      }
+      xs.push(p.time);
+      ys.push(p.y);
+    });
+    return { data: [xs, ys], gaps };
+  }
 
-  function drawChart(svg, points, unit) {
-    // points: [{time, value}] oldest first, numeric values only
-    const { w, h: hh, left, right, top, bottom } = CHART;
-    const iw = w - left - right;
-    const ih = hh - top - bottom;
-    const children = [];
-    if (!points.length) {
-      svg.replaceChildren(s("text", { x: w / 2, y: hh / 2, "text-anchor": "middle", class: "chart-empty" }, "no data yet"));
-      return;
+  // the chart kind of a property: "step" (bool, enum: the newest value of each slice, with the model's
+  // labels on the axis) or "line" (numbers: each slice's mean)
+  function chartKind(p) {
+    const t = String((p && p.type) || "").toLowerCase();
+    return t === "bool" || t === "enum" ? "step" : "line";
+  }
+
+  function labelsOf(p) {
+    // TSL bool/enum specs: {"0": "off", "1": "on"}; a Huawei enum has no labels (its values are text)
+    if (!p || !p.specsMap || typeof p.specsMap !== "object" || Array.isArray(p.specsMap)) return null;
+    const entries = Object.entries(p.specsMap).filter(([k]) => /^-?\d+$/.test(k));
+    return entries.length ? new Map(entries.map(([k, v]) => [Number(k), String(v)])) : null;
+  }
+
+  // uPlot's options; ``shown(texts)`` hears the y axis's tick texts (drawn on a canvas, so not in the page)
+  function chartOptions(width, kind, unit, labels, shown, span) {
+    const axisY = { label: unit || undefined, size: labels ? 70 : 56, labelSize: 18,
+      values: (u, ticks) => {
+        const texts = ticks.map((v) => (labels ? (labels.get(v) ?? "") : formatNumber(v)));
+        shown(texts);
+        return texts;
+      } };
+    if (labels) {
+      const keys = [...labels.keys()].sort((a, b) => a - b);
+      axisY.splits = () => keys;
     }
-    const ticks = niceTicks(Math.min(...points.map((p) => p.value)), Math.max(...points.map((p) => p.value)));
-    const vmin = ticks[0];
-    const vmax = ticks[ticks.length - 1];
-    const tmin = points[0].time;
-    const tmax = points[points.length - 1].time;
-    const x = (p, i) => left + (tmax > tmin ? ((p.time - tmin) / (tmax - tmin)) * iw
-      : (points.length > 1 ? (i / (points.length - 1)) * iw : iw / 2));
-    const y = (v) => top + ih - ((v - vmin) / (vmax - vmin)) * ih;
-    for (const v of ticks) {
-      const yy = y(v);
-      children.push(s("line", { x1: left, x2: w - right, y1: yy, y2: yy, class: "grid" }));
-      children.push(s("text", { x: left - 6, y: yy + 4, "text-anchor": "end", class: "axis" }, formatNumber(v)));
+    return {
+      width, height: 190, ms: 1, legend: { show: false }, cursor: { drag: { x: false, y: false } },
+      // the x axis is the whole chosen range: silence at either end shows as empty space too
+      scales: { x: { time: true, range: () => { const w = span(); return [w.from, w.to]; } }, y: labels ? { range: (u, lo, hi) => {
+        const keys = [...labels.keys()];
+        return [Math.min(...keys, lo ?? 0) - 0.3, Math.max(...keys, hi ?? 0) + 0.3];
+      } } : { auto: true } },
+      axes: [{ size: 30, space: 70, values: (u, ticks) => {
+        const span = ticks.length > 1 ? ticks[ticks.length - 1] - ticks[0] : 0;
+        return ticks.map((ms) => {
+          const text = formatTime(ms); // "YYYY-MM-DD HH:MM:SS", local time as elsewhere in the console
+          return span > 2 * 86400e3 ? text.slice(5, 10) : span > 86400e3 / 2 ? text.slice(5, 16) : text.slice(11, 16);
+        });
+      } }, axisY],
+      series: [{}, { stroke: "#1f5fbf", width: 2, spanGaps: false, points: { size: 4 },
+        paths: kind === "step" ? uPlot.paths.stepped({ align: 1 }) : undefined }],
+    };
+  }
+
+  // one chart per property: figure, uPlot instance, what it shows; redrawn in place on each refresh
+  function makeChart(id, title, p, onCsv) {
+    const kind = chartKind(p);
+    const unit = (p && p.unit) || "";
+    const labels = kind === "step" ? labelsOf(p) : null;
+    const plotBox = h("div", { class: "chart-plot", testid: `chart-plot-${id}` });
+    const latest = h("span", { class: "chart-latest", testid: `chart-latest-${id}` });
+    const csv = h("button", { type: "button", class: "secondary small", testid: `csv-${id}`,
+      title: "every value of the chosen range as CSV", onclick: onCsv }, "CSV");
+    const note = h("div", { class: "muted small chart-note", testid: `chart-note-${id}` });
+    const fig = h("figure", { class: "chart", testid: `chart-${id}`, "data-property": id, "data-kind": kind,
+      "data-unit": unit }, h("figcaption", {}, h("span", {}, title), h("span", { class: "chart-tools" }, latest, csv)),
+    plotBox, note);
+    return { id, fig, plotBox, latest, note, kind, unit, labels, plot: null };
+  }
+
+  function drawChart(c, items, span, sliceMs, latestValue) {
+    // items: the history API's slices, newest first; span: {from, to} the chart's x axis covers
+    c.span = span;
+    const points = items.slice().reverse().map((it) => ({ time: it.time,
+      y: c.kind === "line" && it.bucket && it.bucket.avg !== null ? it.bucket.avg
+        : (typeof it.value === "boolean" ? Number(it.value) : (typeof it.value === "number" ? it.value : null)) }))
+      .filter((p) => p.y !== null);
+    const { data, gaps } = withGaps(points, sliceMs);
+    const values = items.reduce((n, it) => n + (it.bucket ? it.bucket.count : 1), 0);
+    c.fig.setAttribute("data-points", String(points.length));
+    c.fig.setAttribute("data-gaps", String(gaps));
+    c.fig.setAttribute("data-values", String(values));
+    const shown = (v) => (c.labels && c.labels.has(Number(v)) ? `${formatValue(v)} (${c.labels.get(Number(v))})`
+      : `${typeof v === "number" ? formatNumber(v) : formatValue(v)}${c.unit ? ` ${c.unit}` : ""}`);
+    c.latest.textContent = latestValue === undefined ? "" : shown(latestValue);
+    c.note.textContent = points.length
+      ? `${values} value${values === 1 ? "" : "s"} in ${points.length} point${points.length === 1 ? "" : "s"}` +
+        (c.kind === "line" ? " (the mean of each slice)" : " (the newest value of each slice)") +
+        (gaps ? `; ${gaps} gap${gaps === 1 ? "" : "s"} without data` : "")
+      : "no values in this range";
+    const width = Math.max(200, Math.floor(c.plotBox.clientWidth || 400));
+    if (!c.plot) {
+      c.plot = new uPlot(chartOptions(width, c.kind, c.unit, c.labels,
+        (texts) => c.fig.setAttribute("data-y-ticks", texts.join("|")), () => c.span), data, c.plotBox);
+    } else {
+      if (Math.abs(c.plot.width - width) > 2) c.plot.setSize({ width, height: 190 });
+      c.plot.setData(data);
     }
-    const timeLabel = (ms) => { const d = new Date(ms); return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`; };
-    children.push(s("text", { x: left, y: hh - 8, "text-anchor": "start", class: "axis" }, timeLabel(tmin)));
-    if (tmax > tmin) children.push(s("text", { x: w - right, y: hh - 8, "text-anchor": "end", class: "axis" }, timeLabel(tmax)));
-    const coords = points.map((p, i) => `${x(p, i).toFixed(1)},${y(p.value).toFixed(1)}`);
-    children.push(s("polyline", { points: coords.join(" "), class: "line", testid: "chart-line",
-      "data-count": points.length }));
-    if (points.length <= 60) {
-      points.forEach((p, i) => {
-        children.push(s("circle", { cx: x(p, i).toFixed(1), cy: y(p.value).toFixed(1), r: 2.6, class: "point" },
-          s("title", {}, `${formatNumber(p.value)}${unit ? ` ${unit}` : ""} at ${formatTime(p.time)}`)));
-      });
-    }
-    svg.replaceChildren(...children);
+  }
+
+  function toLocalInput(ms) {
+    const d = new Date(ms);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  }
+
+  // last hour / last day / custom from-to; calls onChange(range) when the chosen range changes
+  function rangePicker(onChange) {
+    const select = h("select", { id: "chart-range", testid: "chart-range" },
+      h("option", { value: "hour" }, "last hour"), h("option", { value: "day" }, "last day"),
+      h("option", { value: "custom" }, "custom…"));
+    const from = h("input", { type: "datetime-local", id: "chart-from", testid: "chart-from" });
+    const to = h("input", { type: "datetime-local", id: "chart-to", testid: "chart-to" });
+    const apply = h("button", { type: "submit", testid: "chart-apply" }, "Show");
+    const custom = h("span", { class: "range-custom", hidden: true },
+      h("label", {}, "From ", from), h("label", {}, "To ", to), apply);
+    const form = h("form", { class: "filters range", testid: "chart-range-form", autocomplete: "off" },
+      h("label", {}, "Range ", select), custom);
+    select.addEventListener("change", () => {
+      custom.hidden = select.value !== "custom";
+      if (select.value === "custom") {
+        if (!from.value) from.value = toLocalInput(Date.now() - RANGES.day);
+        if (!to.value) to.value = toLocalInput(Date.now());
+        return;
+      }
+      onChange({ kind: select.value });
+    });
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const a = new Date(from.value).getTime();
+      const b = new Date(to.value).getTime();
+      if (!Number.isFinite(a) || !Number.isFinite(b)) { showError("Range", "give both times"); return; }
+      if (a >= b) { showError("Range", "the range's start must be before its end"); return; }
+      clearError();
+      onChange({ kind: "custom", from: a, to: b + 59999 }); // to the end of the chosen minute
+    });
+    return form;
   }
 
   async function renderDevice(view, query, ctx, pk, dn) {
@@ -913,7 +1011,15 @@
     const charts = h("div", { class: "charts", testid: "charts" });
     const chartEls = new Map();
     const msgBox = h("div", { testid: "device-messages" });
+    const eventsBox = h("div", { testid: "device-events" });
     const updated = h("span", { class: "muted small", testid: "refreshed-at" });
+    let range = { kind: "hour" };
+    let shownRange = null; // the range the charts show now (with shownKey: what they were drawn from)
+    const picker = rangePicker((r) => {
+      range = r;
+      shownRange = null;
+      refreshCharts(lastStatus).catch((e) => showError("Could not load the charts", e));
+    });
 
     view.append(
       h("div", { class: "grid2" },
@@ -921,9 +1027,11 @@
           h("div", { class: "button-row" }, enableButton, disableButton, resetButton)),
         h("section", { class: "card" }, h("h2", {}, "Running status ", updated),
           h("p", { class: "muted small" }, "Last seen: ", lastSeen), statusTable)),
-      h("section", { class: "card" }, h("h2", {}, "Live charts"),
-        h("p", { class: "muted small" }, `The last ${CHART_POINTS} values of each numeric property, refreshed every ${REFRESH_MS / 1000} s.`),
-        charts),
+      h("section", { class: "card" }, h("h2", {}, "Charts"),
+        h("p", { class: "muted small" }, "Each numeric, bool and enum property over the chosen range, downsampled by the server ",
+          `(${CHART_BUCKETS} slices); a period without data is a gap. CSV: every value of the range.`),
+        picker, charts),
+      h("section", { class: "card flush-table" }, h("h2", {}, "Events"), eventsBox),
       h("section", { class: "card flush-table" }, h("h2", {}, "Recent messages"), msgBox));
 
     const label = (id) => {
@@ -932,24 +1040,81 @@
     };
     const unitOf = (id) => (props.get(id) || {}).unit || "";
 
+    const csvOf = (id) => async () => {
+      const w = chartWindow(range);
+      try {
+        const got = await apiFile("GET", `${base}/history.csv`, { query: { property: id, from: Math.max(0, Math.floor(w.from)), to: Math.floor(w.to) } });
+        download(`${pk}-${dn}-${id}.csv`, got.blob);
+      } catch (e) {
+        showError(`Could not export ${id}`, e);
+      }
+    };
     const chartFor = (id) => {
       let c = chartEls.get(id);
-      if (c) return c;
-      const svg = s("svg", { viewBox: `0 0 ${CHART.w} ${CHART.h}`, class: "chart-svg", role: "img",
-        "aria-label": `history of ${id}`, testid: `chart-svg-${id}`, "data-property": id });
-      const latest = h("span", { class: "chart-latest" });
-      const fig = h("figure", { class: "chart", testid: `chart-${id}`, "data-property": id },
-        h("figcaption", {}, h("span", {}, label(id)), latest), svg);
-      c = { fig, svg, latest };
-      chartEls.set(id, c);
+      if (!c) {
+        c = makeChart(id, label(id), props.get(id), csvOf(id));
+        chartEls.set(id, c);
+      }
       return c;
     };
 
+    let lastStatus = null;
+    let chartTurn = 0;
+    let shownKey = "";
+    const refreshCharts = async (st) => {
+      if (!st) return;
+      const names = Object.keys(st.properties).sort();
+      const charted = names.filter((id) => {
+        const v = st.properties[id].value;
+        return typeof v === "number" || typeof v === "boolean";
+      });
+      // a chart changes when a value arrives or the window moves by a slice: fetch only then (a day of
+      // one-second values costs the database about half a second per chart)
+      const asked = range;
+      const w = chartWindow(asked);
+      const newest = Math.max(0, ...charted.map((id) => st.properties[id].time || 0));
+      const moved = asked.kind === "custom" ? 0 : Math.floor(w.to / Math.ceil((w.to - w.from + 1) / CHART_BUCKETS));
+      const key = `${asked.kind}|${charted.join(",")}|${newest}|${moved}`;
+      if (shownRange === asked && key === shownKey) return;
+      const turn = ++chartTurn;
+      const from = Math.max(0, Math.floor(w.from));
+      const to = Math.floor(w.to);
+      const histories = await Promise.all(charted.map((id) => api("GET", `${base}/history`,
+        { query: { property: id, from, to, buckets: CHART_BUCKETS } })));
+      if (!ctx.alive() || turn !== chartTurn) return; // a newer fetch (another range chosen meanwhile) draws
+      const sliceMs = Math.ceil((to - from + 1) / CHART_BUCKETS);
+      const figures = charted.map((id) => chartFor(id).fig);
+      if (!figures.length) figures.push(h("p", { class: "muted" }, "No numeric, bool or enum property has been reported yet."));
+      charts.replaceChildren(...figures); // in the page first: uPlot sizes itself to its box
+      charted.forEach((id, i) => drawChart(chartFor(id), histories[i], { from, to }, sliceMs, st.properties[id].value));
+      charts.setAttribute("data-range", `${from}-${to}`);
+      charts.setAttribute("data-range-kind", asked.kind);
+      shownRange = asked;
+      shownKey = key;
+    };
+
+    const eventsTable = (items) => {
+      const rows = items.map((m) => {
+        const ev = eventOf(m);
+        return h("tr", { testid: "event-row", "data-event": ev.identifier, "data-message-id": m.messageIdText },
+          h("td", { class: "nowrap" }, timeCell(ev.time || m.receivedAt)),
+          h("td", {}, h("code", {}, ev.identifier), eventName(ev.identifier) ? h("div", { class: "muted small" }, eventName(ev.identifier)) : null),
+          h("td", { testid: "event-params" }, ev.params ? paramList(ev.params) : h("pre", { class: "payload" }, m.payload)));
+      });
+      if (!rows.length) rows.push(emptyRow(3, "No events from this device yet."));
+      return table(["Time", "Event", "Parameters"], rows, { testid: "events-table", class: "events" });
+    };
+    const eventName = (identifier) => {
+      const e = modelEvents(model).find((x) => x.identifier === identifier);
+      return e && e.name ? e.name : "";
+    };
+
     const refresh = async () => {
-      const [d, st, msgs] = await Promise.all([
+      const [d, st, msgs, events] = await Promise.all([
         api("GET", base),
         api("GET", `${base}/status`),
         api("GET", `${base}/messages`, { query: { limit: DEVICE_MESSAGES } }),
+        api("GET", "/api/messages", { query: { productKey: pk, deviceName: dn, kind: "event_post", limit: DEVICE_EVENTS } }),
       ]);
       if (!ctx.alive()) return;
       if (d.status !== device.status) setDevice(d); else device = d;
@@ -966,28 +1131,120 @@
           h("td", { testid: `value-${id}`, class: "value" }, formatValue(lv.value), unit ? h("span", { class: "muted" }, ` ${unit}`) : null),
           h("td", {}, timeCell(lv.time)));
       }) : [emptyRow(3, "No property has been reported yet.")]));
-
-      const numeric = names.filter((id) => typeof st.properties[id].value === "number");
-      const histories = await Promise.all(numeric.map((id) => api("GET", `${base}/history`,
-        { query: { property: id, limit: CHART_POINTS } })));
+      lastStatus = st;
+      await refreshCharts(st);
       if (!ctx.alive()) return;
-      const figures = [];
-      numeric.forEach((id, i) => {
-        const c = chartFor(id);
-        const points = histories[i].filter((p) => typeof p.value === "number").reverse(); // oldest first
-        drawChart(c.svg, points, unitOf(id));
-        const unit = unitOf(id);
-        c.latest.textContent = `${formatNumber(st.properties[id].value)}${unit ? ` ${unit}` : ""} · ${points.length} point${points.length === 1 ? "" : "s"}`;
-        figures.push(c.fig);
-      });
-      if (!figures.length) figures.push(h("p", { class: "muted" }, "No numeric property has been reported yet."));
-      charts.replaceChildren(...figures);
-
+      eventsBox.replaceChildren(eventsTable(events.items));
       msgBox.replaceChildren(messageTable(msgs.items, false, "No messages from this device yet."));
       updated.textContent = `· updated ${formatTime(Date.now()).slice(11)}`;
     };
+    const resize = () => {
+      if (!ctx.alive()) { window.removeEventListener("resize", resize); return; }
+      for (const c of chartEls.values()) {
+        if (c.plot) c.plot.setSize({ width: Math.max(200, Math.floor(c.plotBox.clientWidth)), height: 190 });
+      }
+    };
+    window.addEventListener("resize", resize);
     await refresh();
     ctx.every(REFRESH_MS, refresh);
+  }
+
+  // ---------- events (a device's event posts; a thing model's events and services) ----------
+
+  // {identifier, params, time} of an event message: Alink /sys/pk/dn/thing/event/{id}/post with params
+  // (or params.value and params.time), or an IoTDA event report's first service's paras
+  function eventOf(m) {
+    const parts = String(m.topic).split("/");
+    // ["", "sys", pk, dn, "thing", "event", identifier, "post"]
+    let identifier = parts.length >= 8 && parts[4] === "thing" && parts[5] === "event" ? parts.slice(6, -1).join("/") : m.topic;
+    let doc = null;
+    try { doc = m.payloadEncoding === "text" ? JSON.parse(m.payload) : null; } catch { doc = null; }
+    if (!doc || typeof doc !== "object") return { identifier, params: null, time: null };
+    if (Array.isArray(doc.services) && doc.services[0]) {
+      const svc = doc.services[0];
+      identifier = svc.event_type || svc.service_id || identifier;
+      return { identifier, params: svc.paras || null, time: null };
+    }
+    let params = doc.params;
+    let time = null;
+    if (params && typeof params === "object" && params.value && typeof params.value === "object" && !Array.isArray(params.value)) {
+      time = typeof params.time === "number" ? params.time : null;
+      params = params.value;
+    }
+    return { identifier, params: params && typeof params === "object" ? params : null, time };
+  }
+
+  function paramList(params) {
+    const entries = Object.entries(params);
+    if (!entries.length) return h("span", { class: "muted" }, "no parameters");
+    return h("dl", { class: "params" }, entries.map(([k, v]) => [h("dt", {}, k),
+      h("dd", { "data-param": k }, typeof v === "string" ? v : JSON.stringify(v))]));
+  }
+
+  // the model's events and services as uniform rows: identifier, name, kind (event type or call type), inputs, outputs
+  function modelEvents(doc) {
+    if (!doc || !doc.model || typeof doc.model !== "object") return [];
+    const m = doc.model;
+    const params = (list) => (Array.isArray(list) ? list : []).map((x) => ({
+      identifier: x.identifier || x.para_name || x.property_name || "?",
+      type: (x.dataType && x.dataType.type) || x.data_type || "", specs: x.dataType ? tslSpecs(x.dataType) : huaweiSpecs(x) }));
+    if (doc.format === "huawei") {
+      const out = [];
+      for (const svc of (Array.isArray(m.services) ? m.services : [])) {
+        for (const e of (Array.isArray(svc.events) ? svc.events : [])) {
+          out.push({ identifier: e.event_type, name: svc.service_id, kind: "event", inputs: [], outputs: params(e.paras) });
+        }
+      }
+      return out;
+    }
+    return (Array.isArray(m.events) ? m.events : []).filter((e) => e && e.identifier !== "post").map((e) => ({
+      identifier: e.identifier, name: e.name || "", kind: e.type || "info", inputs: [], outputs: params(e.outputData) }));
+  }
+
+  function modelServices(doc) {
+    if (!doc || !doc.model || typeof doc.model !== "object") return [];
+    const m = doc.model;
+    const params = (list) => (Array.isArray(list) ? list : []).map((x) => ({
+      identifier: x.identifier || x.para_name || "?", type: (x.dataType && x.dataType.type) || x.data_type || "",
+      specs: x.dataType ? tslSpecs(x.dataType) : huaweiSpecs(x) }));
+    if (doc.format === "huawei") {
+      const out = [];
+      for (const svc of (Array.isArray(m.services) ? m.services : [])) {
+        for (const c of (Array.isArray(svc.commands) ? svc.commands : [])) {
+          out.push({ identifier: c.command_name, name: svc.service_id, kind: "command", inputs: params(c.paras),
+            outputs: params((Array.isArray(c.responses) && c.responses[0]) ? c.responses[0].paras : []) });
+        }
+      }
+      return out;
+    }
+    return (Array.isArray(m.services) ? m.services : []).filter((x) => x && !["set", "get"].includes(x.identifier)).map((x) => ({
+      identifier: x.identifier, name: x.name || "", kind: x.callType || "", inputs: params(x.inputData), outputs: params(x.outputData) }));
+  }
+
+  function paramCell(list) {
+    if (!list.length) return h("span", { class: "muted" }, "—");
+    return h("ul", { class: "param-list" }, list.map((p) => h("li", { "data-param": p.identifier },
+      h("code", {}, p.identifier), ` ${p.type}`, p.specs ? h("span", { class: "muted small" }, ` (${p.specs})`) : null)));
+  }
+
+  function eventsAndServices(doc, pk) {
+    const events = modelEvents(doc);
+    const services = modelServices(doc);
+    const parts = [];
+    if (events.length) {
+      parts.push(h("h3", {}, "Events"), table(["Identifier", "Name", "Type", "Parameters"], events.map((e) =>
+        h("tr", { testid: "model-event", "data-identifier": e.identifier },
+          h("td", {}, h("code", {}, e.identifier)), h("td", {}, e.name), h("td", {}, e.kind), h("td", {}, paramCell(e.outputs)))),
+      { class: "compact", testid: `model-events-${pk}` }));
+    }
+    if (services.length) {
+      parts.push(h("h3", {}, "Services"), table(["Identifier", "Name", "Call", "Input", "Output"], services.map((x) =>
+        h("tr", { testid: "model-service", "data-identifier": x.identifier },
+          h("td", {}, h("code", {}, x.identifier)), h("td", {}, x.name), h("td", {}, x.kind),
+          h("td", {}, paramCell(x.inputs)), h("td", {}, paramCell(x.outputs)))),
+      { class: "compact", testid: `model-services-${pk}` }));
+    }
+    return parts;
   }
 
   // ---------- messages ----------

@@ -51,6 +51,22 @@ class ValuesAt(NamedTuple):
     values: dict[str, Any]
 
 
+class HistoryBucket(NamedTuple):
+    """One time slice of a property's history, downsampled: how many values it holds, the numeric ones'
+    min, max and mean (None when none is a number: bool, enum as text, struct), and its newest value with
+    its time and message, the value a step line (bool, enum) draws."""
+
+    start_ms: int
+    size: int  # values in the slice (``count`` is a tuple method)
+    min: float | None
+    max: float | None
+    avg: float | None
+    first_ms: int
+    last_ms: int
+    last_message_id: int
+    last_value: Any
+
+
 def values_by_time(groups: dict[int, dict[str, Any]]) -> tuple[ValuesAt, ...]:
     """A message's ``properties`` from the dialect's grouping: time -> identifier -> value."""
     return tuple(ValuesAt(at, values) for at, values in groups.items())

@@ -14,6 +14,7 @@ from thingport.core.model import (
     AuthSession,
     Device,
     DeviceCounts,
+    HistoryBucket,
     ListedDevice,
     Product,
     Rule,
@@ -85,6 +86,19 @@ class StatusReader(Protocol):
     async def history(
         self, device_id: int, identifier: str, from_ms: int | None, to_ms: int | None, limit: int
     ) -> list[tuple[int, Any, int]]: ...
+
+    async def history_after(
+        self, device_id: int, identifier: str, after: tuple[int, int], to_ms: int, limit: int
+    ) -> list[tuple[int, Any, int]]:
+        """(time, value, messageId) oldest first, after the (time, messageId) ``after``: an export's pages."""
+        ...
+
+    async def history_buckets(
+        self, device_id: int, identifier: str, from_ms: int, to_ms: int, width_ms: int
+    ) -> list[HistoryBucket]:
+        """[from_ms, to_ms] cut into slices of ``width_ms`` from ``from_ms``, the slices with values, newest
+        first: aggregated in the database, so a chart of a month reads a few hundred rows, not millions."""
+        ...
 
 
 class RegistryAdmin(RegistryReader, SubscriptionStates, RuleStates, Protocol):

@@ -21,6 +21,7 @@ from thingport.core.model import (
     Device,
     DeviceCounts,
     DeviceStatus,
+    HistoryBucket,
     ListedDevice,
     Product,
     Rule,
@@ -53,6 +54,8 @@ KEEP = Keep.KEEP
 
 DEFAULT_PRESENCE_TIMEOUT_S = 300
 HISTORY_MAX_LIMIT = 10_000
+HISTORY_MAX_BUCKETS = 2_000  # a chart is at most a few thousand pixels wide
+HISTORY_EXPORT_PAGE = 5_000  # rows an export reads at a time
 PAGE_MAX_LIMIT = 1000
 SEARCH_SCAN_MAX = 20_000  # log messages one filtered search looks through (then it gives its next page)
 MESSAGE_KINDS = (*(kind.value for kind in TopicKind), "status")
@@ -713,6 +716,50 @@ class Management:
             await self._check_property_known(device, identifier)
         return [{"time": at, "value": value, "messageId": message_id, "messageIdText": str(message_id)}
                 for at, value, message_id in rows]
+
+    async def device_history_buckets(
+        self, product_key: str, device_name: str, identifier: str, from_ms: int | None, to_ms: int | None,
+        buckets: int,
+    ) -> tuple[int, list[HistoryBucket]]:
+        """[from, to] (to: now) cut into ``buckets`` equal slices: the slice width and the slices holding
+        values, newest first. A chart of any window then costs the same few hundred points to send and draw."""
+        if not 1 <= buckets <= HISTORY_MAX_BUCKETS:
+            raise ParamError(f"buckets must be 1-{HISTORY_MAX_BUCKETS}")
+        if from_ms is None:
+            raise ParamError("buckets needs from: the start of the window to cut into buckets")
+        to_ms = _now_ms() if to_ms is None else to_ms
+        if from_ms > to_ms:
+            raise ParamError("from must not be after to")
+        width = -(-(to_ms - from_ms + 1) // buckets)  # ceiling: the last slice ends at or after to
+        device = await self.device(product_key, device_name)
+        rows = await self._registry.history_buckets(device.id, identifier, from_ms, to_ms, width)
+        if not rows:
+            await self._check_property_known(device, identifier)
+        return width, rows
+
+    async def device_history_export(
+        self, product_key: str, device_name: str, identifier: str, from_ms: int | None, to_ms: int | None,
+    ) -> AsyncIterator[list[tuple[int, Any, int]]]:
+        """Every value of one property in [from, to], oldest first, in pages. The device and the property
+        are checked before the first page, so a bad request fails before an export starts streaming."""
+        if from_ms is not None and to_ms is not None and from_ms > to_ms:
+            raise ParamError("from must not be after to")
+        device = await self.device(product_key, device_name)
+        await self._check_property_known(device, identifier)
+        end = 2**63 - 1 if to_ms is None else to_ms
+        start = (-(2**63), -(2**63)) if from_ms is None else (from_ms, -(2**63))
+
+        async def pages() -> AsyncIterator[list[tuple[int, Any, int]]]:
+            after = start
+            while True:
+                rows = await self._registry.history_after(device.id, identifier, after, end, HISTORY_EXPORT_PAGE)
+                if rows:
+                    yield rows
+                if len(rows) < HISTORY_EXPORT_PAGE:
+                    return
+                after = (rows[-1][0], rows[-1][2])
+
+        return pages()
 
     async def _check_property_known(self, device: Device, identifier: str) -> None:
         """ParamError for a property the product's model does not define (an empty history of a typo would

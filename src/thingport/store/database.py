@@ -143,6 +143,11 @@ class Database:
         """An SQL condition with one ``?``, the key: the JSON object (as text) in ``column`` has that key."""
         raise NotImplementedError
 
+    def json_number(self, column: str) -> str:
+        """An SQL expression with one ``?``, the key: that key's value in the JSON object (as text) in
+        ``column`` as a double when it is a JSON number, else NULL (bools, strings and objects are no numbers)."""
+        raise NotImplementedError
+
     def size_bytes(self) -> int:
         """Bytes the store uses."""
         raise NotImplementedError

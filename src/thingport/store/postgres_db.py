@@ -175,6 +175,10 @@ class PostgresDatabase(Database):
     def has_json_key(self, column: str) -> str:
         return f"({column}::jsonb -> ?::text) IS NOT NULL"
 
+    def json_number(self, column: str) -> str:
+        return (f"(SELECT CASE WHEN jsonb_typeof(v) = 'number' THEN v::float8 END"
+                f" FROM (SELECT {column}::jsonb -> ?::text AS v) AS j)")
+
     def size_bytes(self) -> int:
         return int(self.execute("SELECT pg_database_size(current_database())").fetchone()[0])
 

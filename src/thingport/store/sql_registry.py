@@ -12,6 +12,7 @@ from thingport.core.model import (
     AuthSession,
     Device,
     DeviceCounts,
+    HistoryBucket,
     ListedDevice,
     Product,
     Rule,
@@ -810,6 +811,51 @@ class SqlRegistry:
 
         return [(at, msgspec.json.decode(samples)[identifier], mid) for at, samples, mid in await self._db.run(q)]
 
+    async def history_after(
+        self, device_id: int, identifier: str, after: tuple[int, int], to_ms: int, limit: int
+    ) -> list[tuple[int, Any, int]]:
+        """(time, value, messageId) oldest first after ``after`` (time, messageId): keyset pages on the
+        history's primary key, so an export of millions of rows walks the index once."""
+
+        def q(conn: Database) -> list[tuple]:
+            return conn.execute(
+                "SELECT time_ms, samples, message_id FROM history WHERE device_id = ?"
+                f" AND (time_ms, message_id) > (?, ?) AND time_ms <= ? AND {conn.has_json_key('samples')}"
+                " ORDER BY time_ms, message_id LIMIT ?",
+                (device_id, after[0], after[1], to_ms, identifier, limit),
+            ).fetchall()
+
+        return [(at, msgspec.json.decode(samples)[identifier], mid) for at, samples, mid in await self._db.run(q)]
+
+    async def history_buckets(
+        self, device_id: int, identifier: str, from_ms: int, to_ms: int, width_ms: int
+    ) -> list[HistoryBucket]:
+        """Slices of ``width_ms`` from ``from_ms`` with their count, numeric min/max/mean and newest value,
+        newest first: one pass over the device's rows in the window (the primary key's range), grouped in
+        the database; a window function picks each slice's newest row, whose samples alone are decoded."""
+
+        def q(conn: Database) -> list[tuple]:
+            return conn.execute(
+                "WITH points AS ("
+                " SELECT (time_ms - ?) / ? AS bucket, time_ms, message_id, samples,"
+                f" {conn.json_number('samples')} AS num"
+                " FROM history WHERE device_id = ? AND time_ms >= ? AND time_ms <= ?"
+                f" AND {conn.has_json_key('samples')}),"
+                " ranked AS (SELECT bucket, time_ms, message_id, samples, num, ROW_NUMBER() OVER"
+                " (PARTITION BY bucket ORDER BY time_ms DESC, message_id DESC) AS newest FROM points)"
+                " SELECT bucket, COUNT(*), MIN(num), MAX(num), AVG(num), MIN(time_ms),"
+                " MAX(CASE WHEN newest = 1 THEN time_ms END), MAX(CASE WHEN newest = 1 THEN message_id END),"
+                " MAX(CASE WHEN newest = 1 THEN samples END)"
+                " FROM ranked GROUP BY bucket ORDER BY bucket DESC",
+                (from_ms, width_ms, identifier, device_id, from_ms, to_ms, identifier),
+            ).fetchall()
+
+        return [
+            HistoryBucket(from_ms + int(bucket) * width_ms, int(count), _real(low), _real(high), _real(mean),
+                          int(first), int(last), int(mid), msgspec.json.decode(samples)[identifier])
+            for bucket, count, low, high, mean, first, last, mid, samples in await self._db.run(q)
+        ]
+
 
 def _product(row: tuple[Any, ...]) -> Product:
     """A row of ``_PRODUCT_COLUMNS``."""
@@ -819,6 +865,11 @@ def _product(row: tuple[Any, ...]) -> Product:
         tuple((t, op) for t, op in msgspec.json.decode(topics)), presence_timeout_s, rate, burst,
         None if sign_1 is None else bool(sign_1),
     )
+
+
+def _real(value: Any) -> float | None:
+    """An aggregate as a float (PostgreSQL's AVG of a double is one already; SQLite's MIN of integers is not)."""
+    return None if value is None else float(value)
 
 
 def _superseded(column: str | None) -> Superseded:

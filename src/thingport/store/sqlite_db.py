@@ -331,6 +331,10 @@ class SqliteDatabase(Database):
     def has_json_key(self, column: str) -> str:
         return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE key = ?)"
 
+    def json_number(self, column: str) -> str:
+        # json_each compares the key as text: no JSON path to quote (a key may hold dots or quotes)
+        return f"(SELECT CASE WHEN type IN ('integer', 'real') THEN atom END FROM json_each({column}) WHERE key = ?)"
+
     def size_bytes(self) -> int:
         """Pages in use, not the file's free pages."""
         pages = self.raw.execute("PRAGMA page_count").fetchone()[0]
