@@ -71,6 +71,8 @@ def measure(url: str, durability: str, sizes: list[int], messages: int) -> None:
             print(f"{durability} batch {size:3d}: client {client * 1e6:6.0f} us + backend {backend * 1e6:6.0f} us"
                   f" a batch = {(client + backend) / size * 1e6:5.0f} us a message (wall {wall * 1e6:.0f} us)",
                   flush=True)
+        stored = writer.execute("SELECT count(*) FROM messages").fetchone()[0]
+        print(f"{stored} messages stored", flush=True)
     finally:
         writer.close()
         reader.close()
