@@ -31,6 +31,9 @@ class HeldCommit:
 
         def held() -> None:
             del self._writer.commit  # only this one
+            # a pipelined batch (PostgreSQL) may not have run its statements yet: reading a result waits for
+            # them, so the held transaction really holds its locks, its id and its rows
+            assert self._writer.execute("SELECT 1").fetchone() == (1,)
             self.reached.set()
             self._released.wait(HOLD_S)
             commit()
@@ -181,19 +184,21 @@ def test_a_device_is_in_commit_order_whichever_of_its_transactions_started_first
         statements += 1
         result = execute(sql, params)
         if statements == 2:  # BEGIN, then the transaction's first statement
+            execute("SELECT 1").fetchone()  # a pipelined batch's statements have run once a result is read
             paused.set()
             resume.wait(HOLD_S)
         return result
 
     writer.execute = pausing
     for name, stores in (("A", a), ("B", b)):
-        committing = stores.log._writer  # type: ignore[attr-defined]
+        log = stores.log
 
-        def recorded(name: str = name, commit=committing.commit) -> None:  # type: ignore[no-untyped-def]
-            commit()
+        # committed once the batch's write returned (a pipelined COMMIT's result is read at the batch's end)
+        def recorded(items: list, name: str = name, write=log._write_batch) -> None:  # type: ignore[no-untyped-def]
+            write(items)
             commits.append(name)
 
-        committing.commit = recorded
+        log._write_batch = recorded  # type: ignore[attr-defined]
 
     async def main() -> None:
         second = asyncio.create_task(b.log.append_many((msg(20, 3), msg(21, 4))))

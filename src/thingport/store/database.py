@@ -6,7 +6,7 @@ below, so the stores never name a driver. Like httpx's transports: one small bas
 """
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Literal, Protocol
 
 # When the log writer's commit returns (and the device gets its ack): "fsync" once it is on disk (survives
@@ -91,6 +91,19 @@ class Database:
         for start in range(0, len(rows), INSERT_CHUNK):
             self.executemany(sql, rows[start:start + INSERT_CHUNK])
 
+    def insert_batch(self, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]],
+                     seq: str | None = None) -> None:
+        """Insert a write batch's ``rows`` (``columns``: name and SQL type), in the caller's transaction;
+        ``seq``: ``number_log``'s expression, for a ``seq`` column numbered from each row's index. Here
+        ``executemany``; PostgreSQL overrides it with one statement for the whole batch."""
+        names = ", ".join(name for name, _ in columns)
+        marks = ", ".join("?" * len(columns))
+        if seq is None:
+            self.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+        else:
+            self.executemany(f"INSERT INTO {table} ({names}, seq) VALUES ({marks}, {seq.format(index='?')})",
+                             [(*row, index) for index, row in enumerate(rows)])
+
     def begin(self) -> None:
         """Start a write transaction: reads inside it see what the write will change."""
         self.execute("BEGIN")
@@ -113,6 +126,11 @@ class Database:
             self.rollback()
             raise
 
+    def batch(self) -> AbstractContextManager["Database"]:
+        """A write transaction whose statements' results are not needed until it ends (the log writer's
+        batch): ``transaction`` here; PostgreSQL sends its statements in one pipeline (one round trip)."""
+        return self.transaction()
+
     def serialize(self, what: str) -> None:
         """Inside a transaction: wait until no other transaction that serializes ``what`` is open.
 
@@ -127,9 +145,10 @@ class Database:
 
     log_horizon = ""  # an SQL condition on ``seq``: rows a log reader may return (empty: every committed one)
 
-    def number_log(self, device_ids: list[int], count: int) -> list[int] | None:
-        """Inside a transaction, before it writes anything: the ``seq`` of each of the ``count`` messages it
-        will insert for ``device_ids`` (sorted), or None when the engine numbers them at insert.
+    def number_log(self, device_ids: list[int], count: int) -> str | None:
+        """Inside a transaction, before it writes anything, for the ``count`` messages it will insert for
+        ``device_ids`` (sorted): an SQL expression for a message's ``seq`` in which ``{index}`` stands for the
+        message's index in the transaction (from 0), or None when the engine numbers them at insert.
 
         SQLite has one writer at a time: its rowid is in commit order already. PostgreSQL numbers them from
         the transaction's id, with no lock between transactions of different devices (see postgres_db)."""

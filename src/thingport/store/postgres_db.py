@@ -8,7 +8,8 @@ PostgreSQL restart costs the requests that met it an error, and service resumes 
 import logging
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import lru_cache
 from typing import Any
 
@@ -25,6 +26,9 @@ from thingport.store.database import Cursor, Database, DatabaseError, DriverErro
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 3
+# Pipeline mode needs libpq 14+: psycopg's binary wheels bundle a newer one, but a build linked against an
+# older system libpq runs a batch's statements one round trip each (the same transaction, slower).
+PIPELINE = psycopg.Pipeline.is_supported()
 # advisory lock ids live in one bigint space per database; ours are tagged so they do not meet others'
 _LOCK_BASE = 0x7468_6970_0000_0000  # "thip"
 
@@ -38,8 +42,10 @@ _DEVICE_LOCKS = 0x7468_6964_0000_0000  # "thid"
 # (pg_snapshot_xmin). Those are final: no running or later transaction can add a row below it, so a cursor
 # never steps over a message that commits late; it waits for it. Batches hold at most max_batch items (1000).
 LOG_SHIFT = 20
-_NUMBER_LOG = ("SELECT pg_current_xact_id()::text::bigint FROM"
+_NUMBER_LOG = ("SELECT pg_current_xact_id() FROM"
                " (SELECT count(pg_advisory_xact_lock(k)) FROM unnest(?::bigint[]) AS k) AS locked")
+# a message's seq, computed by the server from the id the statement above assigned (no result to wait for)
+_LOG_SEQ = f"(pg_current_xact_id()::text::bigint << {LOG_SHIFT}) | {{index}}"
 # One scalar subquery, evaluated once from the statement's own snapshot (the one the rows are read with).
 LOG_HORIZON = f"seq < (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {LOG_SHIFT})"
 
@@ -142,6 +148,19 @@ class PostgresDatabase(Database):
                 for row in rows:
                     copy.write_row(row)
 
+    def insert_batch(self, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]],
+                     seq: str | None = None) -> None:
+        """One statement, each column one array (unnest): the server plans and runs one INSERT for the
+        batch, not one per row."""
+        names = [name for name, _ in columns]
+        arrays = ", ".join(f"?::{kind}[]" for _, kind in columns)
+        if seq is None:
+            sql = f"INSERT INTO {table} ({', '.join(names)}) SELECT * FROM unnest({arrays})"
+        else:
+            sql = (f"INSERT INTO {table} ({', '.join(names)}, seq) SELECT {', '.join(names)},"
+                   f" {seq.format(index='(n - 1)')} FROM unnest({arrays}) WITH ORDINALITY AS u({', '.join(names)}, n)")
+        self.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+
     def rollback(self) -> None:
         conn = self.raw
         if not conn.closed and not conn.broken and conn.info.transaction_status != pq.TransactionStatus.IDLE:
@@ -150,23 +169,41 @@ class PostgresDatabase(Database):
             except psycopg.Error:
                 conn.close()  # replaced on next use
 
+    @contextmanager
+    def batch(self) -> Iterator["PostgresDatabase"]:
+        """BEGIN ... COMMIT in pipeline mode: the statements go out as they are made and their results are read
+        together at the end, so a log batch costs one round trip, not one per statement (BEGIN, locks, each
+        table, COMMIT). A statement whose result is read inside waits for everything before it. A failed
+        statement makes the server skip the rest (COMMIT too): the error is raised here and rolled back."""
+        conn = self._conn()
+        pipeline: AbstractContextManager[Any] = conn.pipeline() if PIPELINE else nullcontext()
+        try:
+            with _ERRORS, pipeline:
+                conn.execute("BEGIN")
+                yield self
+                self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+
     def serialize(self, what: str) -> None:
         self.execute("SELECT pg_advisory_xact_lock(?)", (lock_id(what),))
 
     log_horizon = LOG_HORIZON
 
-    def number_log(self, device_ids: list[int], count: int) -> list[int]:
-        """Take each device's advisory lock (sorted, held to the commit), then the transaction's id.
+    def number_log(self, device_ids: list[int], count: int) -> str:
+        """Take each device's advisory lock (sorted, held to the commit), then the transaction's id; the seq
+        of the transaction's message ``?`` is that id << LOG_SHIFT | its index, computed by the server.
 
         The id is assigned only once every lock is held, so of two transactions writing one device (two
         connections of it on two workers) the one that commits first has the smaller id: a device's
-        messages are in commit order. Transactions of different devices wait for nobody."""
+        messages are in commit order. Transactions of different devices wait for nobody. No result is read:
+        in a pipelined ``batch`` this costs no round trip of its own."""
         if count >= 1 << LOG_SHIFT:
             raise DatabaseError(f"one transaction cannot log {count} messages (at most {(1 << LOG_SHIFT) - 1})")
         keys = sorted({_DEVICE_LOCKS | (device_id & 0xFFFF_FFFF) for device_id in device_ids})
-        xact = int(self.execute(_NUMBER_LOG, (keys,)).fetchone()[0])
-        base = xact << LOG_SHIFT
-        return list(range(base, base + count))
+        self.execute(_NUMBER_LOG, (keys,))
+        return _LOG_SEQ
 
     def lock_devices(self, device_ids: list[int]) -> None:
         if device_ids:

@@ -26,12 +26,12 @@ from thingport.store.group_commit import GroupCommitter
 from thingport.store.sql_registry import record_sessions
 from thingport.store.write_health import WriteHealth
 
-_INSERT_COLUMNS = (
-    "id, device_id, product_key, device_name, dialect, topic, payload, received_ms, kind, reply, device_ms, iot_id"
+_MESSAGE_COLUMNS = (  # in StoredMessage's field order, with their SQL types (for PostgreSQL's arrays)
+    ("id", "bigint"), ("device_id", "bigint"), ("product_key", "text"), ("device_name", "text"), ("dialect", "text"),
+    ("topic", "text"), ("payload", "bytea"), ("received_ms", "bigint"), ("kind", "text"), ("reply", "bytea"),
+    ("device_ms", "bigint"), ("iot_id", "text"),
 )
-_SELECT_COLUMNS = _INSERT_COLUMNS + ", seq"  # in StoredMessage's field order
-_INSERT_MESSAGE = f"INSERT INTO messages ({_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_NUMBERED = f"INSERT INTO messages ({_SELECT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_SELECT_COLUMNS = ", ".join(name for name, _ in _MESSAGE_COLUMNS) + ", seq"  # in StoredMessage's field order
 RETENTION_CHUNK = 500  # messages per retention transaction on SQLite: a few ms of the writer (delete_before)
 BACKLOG_CAP = 100_000  # the most log messages a backlog counts where seq has gaps (PostgreSQL)
 _INSERT_HISTORY = "INSERT INTO history (device_id, time_ms, message_id, samples) VALUES (?, ?, ?, ?)"
@@ -219,9 +219,9 @@ class SqlMessageLog:
                 probes.append((item.at_ms,))
             else:
                 cursors.append((item.seq, item.subscription_id, item.seq))  # type: ignore[union-attr]
-        with conn.transaction():
+        with conn.batch():  # no result is read in it: one round trip on PostgreSQL (pipeline)
             # first, before anything takes a transaction id: the log's numbers (PostgreSQL: and its device locks)
-            seqs = conn.number_log(sorted({m[1] for m in messages}), len(messages)) if messages else None
+            seq_sql = conn.number_log(sorted({m[1] for m in messages}), len(messages)) if messages else None
             # Row locks in one order in every transaction that takes them (devices by id, then latest values
             # by device and property, as the registry does), so concurrent writers never deadlock.
             conn.lock_devices(sorted({*seen, *(s.device_id for s in sessions)}))
@@ -241,10 +241,8 @@ class SqlMessageLog:
             if history:
                 conn.executemany(_INSERT_HISTORY, history)
                 conn.executemany(_UPSERT_LATEST, _newest_per_property(reporting))
-            if seqs is not None:
-                conn.executemany(_INSERT_NUMBERED, [(*row, seq) for row, seq in zip(messages, seqs, strict=True)])
-            elif messages:
-                conn.executemany(_INSERT_MESSAGE, messages)
+            if messages:
+                conn.insert_batch("messages", _MESSAGE_COLUMNS, messages, seq_sql)
 
     async def append(self, message: StoredMessage) -> None:
         try:
