@@ -1033,7 +1033,7 @@
   }
 
   const SINKS = ["http", "webhook", "rabbitmq", "nats", "mqtt"];
-  const KINDS = ["raw", "properties", "event", "status"];
+  const KINDS = ["raw", "properties", "event", "status", "alarm"];
 
   // the products a subscription takes: one, a list, or every product (those created later too)
   const scopeText = (s) => (s.allProducts ? "every product" : (s.productKeys || [s.productKey]).join(", "));
