@@ -209,6 +209,12 @@ def compile_rule(when: str, clear_when: str | None, duration_s: float | None, mo
         if duration_ms:
             raise ParamError("a 'silent' alarm's duration is the product's presence timeout: it takes no duration")
         return AlarmRule(raise_when, None, 0)
+    vtype = None
+    if model is not None and not model.is_schemaless:
+        vtype = model.property_types.get(raise_when.property or "")
+        if vtype is None:
+            raise ParamError(f"condition: property {raise_when.property} is not in the product's thing model")
+        raise_when = _check_against(raise_when, vtype, "condition")
     clear = parse_condition(clear_when, "clear condition") if clear_when is not None else None
     if clear is not None:
         if clear.op == SILENT:
@@ -216,13 +222,7 @@ def compile_rule(when: str, clear_when: str | None, duration_s: float | None, mo
         if clear.property != raise_when.property:
             raise ParamError(f"clear condition: it must be on {raise_when.property}, as the condition is,"
                              f" not {clear.property}")
-    if model is not None and not model.is_schemaless:
-        types = model.property_types
-        vtype = types.get(raise_when.property or "")
-        if vtype is None:
-            raise ParamError(f"condition: property {raise_when.property} is not in the product's thing model")
-        raise_when = _check_against(raise_when, vtype, "condition")
-        if clear is not None:
+        if vtype is not None:
             clear = _check_against(clear, vtype, "clear condition")
     if clear is not None:
         if all(_is_number(c.value) or c.op in ("inside", "outside") for c in (raise_when, clear)):
