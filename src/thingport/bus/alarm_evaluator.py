@@ -216,6 +216,7 @@ class AlarmEvaluator:
         if not messages:
             return 0
         verdicts = _Verdicts()
+        await self._load_definitions()  # one just defined judges what is read from now on
         if self._definitions:
             judged = [m for m in messages if m.kind not in _SKIPPED_KINDS]
             reported = await self._store.reported([m.message_id for m in judged])
