@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from thingport.api import schemas as s
 from thingport.api.deps import Admin, Manage, Read, admin
@@ -10,6 +10,8 @@ from thingport.core.model import ApiKey
 
 router = APIRouter(tags=["alarms"])
 DEFINITIONS = "/api/products/{productKey}/alarm-definitions"
+ID_MAX = 2**63 - 1
+AlarmId = Annotated[int, Path(ge=1, le=ID_MAX)]
 
 
 @router.get(DEFINITIONS, response_model=list[s.AlarmDefinitionOut], dependencies=[Read])
@@ -42,7 +44,7 @@ async def list_alarms(
     productKey: str | None = None,  # noqa: N803
     severity: s.Severity | None = None,
     state: Annotated[list[s.AlarmState] | None, Query(description="repeatable; default: active, acknowledged")] = None,
-    before: Annotated[int | None, Query(description="an alarm id: the next page (older alarms)")] = None,
+    before: Annotated[int | None, Query(ge=0, le=ID_MAX, description="an alarm id: the next page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict]:
     """The fleet's alarms, newest first."""
@@ -52,13 +54,13 @@ async def list_alarms(
 
 @router.get("/api/alarms/{alarmId}", response_model=s.AlarmOut, dependencies=[Read],
             responses={404: {"model": s.ErrorResponse}})
-async def get_alarm(alarmId: int, management: Manage) -> dict:  # noqa: N803
+async def get_alarm(alarmId: AlarmId, management: Manage) -> dict:  # noqa: N803
     return (await management.alarms.get(alarmId)).view()
 
 
 @router.post("/api/alarms/{alarmId}/acknowledge", response_model=s.AlarmOut,
              responses={404: {"model": s.ErrorResponse}, 409: {"model": s.ErrorResponse}})
-async def acknowledge(alarmId: int, management: Manage, key: Annotated[ApiKey, Depends(admin)]) -> dict:  # noqa: N803
+async def acknowledge(alarmId: AlarmId, management: Manage, key: Annotated[ApiKey, Depends(admin)]) -> dict:  # noqa: N803
     """An operator has seen it: ``active`` -> ``acknowledged``, by the admin key's name. 409 when it is
     acknowledged already or cleared."""
     return (await management.alarms.acknowledge(alarmId, f"apikey:{key.name}")).view()

@@ -25,6 +25,7 @@ from thingport.store.sql_alarms import Clear, Raise
 
 LIST_MAX = 1000
 ACTOR_MAX = 128
+ID_MAX = 2**63 - 1
 
 
 class AlarmStore(Protocol):
@@ -64,6 +65,12 @@ class Directory(Protocol):
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _alarm_id(alarm_id: int) -> int:
+    if not 1 <= alarm_id <= ID_MAX:
+        raise NotFound(f"alarm {alarm_id} does not exist")
+    return alarm_id
 
 
 def _actor(actor: str) -> str:
@@ -131,6 +138,8 @@ class AlarmService:
             raise ParamError(f"state must be one of {', '.join(STATES)}, not {bad[0]!r}")
         if not 1 <= limit <= LIST_MAX:
             raise ParamError(f"limit must be 1 to {LIST_MAX}")
+        if before_id is not None and not 0 <= before_id <= ID_MAX:
+            raise ParamError(f"before must be an alarm id, 0 to {ID_MAX}")
         return await self._store.list_alarms(product_key, severity, states, None, before_id, limit)
 
     async def history(self, product_key: str, device_name: str, limit: int = 100) -> list[dict[str, Any]]:
@@ -144,14 +153,14 @@ class AlarmService:
                 for a in found]
 
     async def get(self, alarm_id: int) -> Alarm:
-        alarm = await self._store.get(alarm_id)
+        alarm = await self._store.get(_alarm_id(alarm_id))
         if alarm is None:
             raise NotFound(f"alarm {alarm_id} does not exist")
         return alarm
 
     async def acknowledge(self, alarm_id: int, actor: str) -> Alarm:
         """``active`` -> ``acknowledged``, by ``actor`` (an API key's name, a CLI user), now."""
-        return await self._store.acknowledge(alarm_id, _actor(actor), _now_ms())
+        return await self._store.acknowledge(_alarm_id(alarm_id), _actor(actor), _now_ms())
 
     async def raise_alarm(self, product_key: str, device_name: str, name: str, severity: str,
                           details: dict[str, Any] | None = None) -> tuple[Alarm, bool]:
