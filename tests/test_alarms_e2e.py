@@ -157,6 +157,9 @@ def test_alarms_raise_acknowledge_and_clear_from_reports_durations_and_silence(f
         # every change reached the subscription as an alarm message, in order with the data, once
         seen = wait_until(lambda: (m := pulled(data_dir, "ops")) and sum(k == "alarm" for k, _ in m) == 9 and m,
                           "alarm messages pulled")
+        clock.advance(61)  # silent again: a new alarm (the last one cleared)
+        again = wait_until(lambda: [a for a in by_name(data_dir, "offline") if a["state"] == "active"], "again")
+        assert len(by_name(data_dir, "offline")) == 2 and again[0]["details"]["presenceTimeoutSeconds"] == 60
     kinds = [k for k, _ in seen]
     events = [p for k, p in seen if k == "alarm"]
     assert len({e["eventId"] for e in events}) == 9

@@ -130,7 +130,8 @@ def test_reported_values_come_from_history_and_the_device_counts_as_seen_only_by
         assert [(r.time_ms, r.values, r.device_name) for r in reported[77]] == [
             (900, {"t": 39}, "dev-1"), (1000, {"t": 40}, "dev-1")]
         assert 78 not in reported
-        seen = await stores.alarms.last_seen(["pkAlarms002"])
-        assert [(s[2], s[4]) for s in seen] == [("dev-1", 1000)]  # the alarm message (5000) is not the device
+        assert [(s[1], s[3]) for s in await stores.alarms.fell_silent("pkAlarms002", -1, 1000)] == [("dev-1", 1000)]
+        assert await stores.alarms.fell_silent("pkAlarms002", -1, 999) == []
+        assert await stores.alarms.fell_silent("pkAlarms002", 1000, 10_000) == []  # the alarm (5000) is not the device
 
     run(data_dir, engine, act)

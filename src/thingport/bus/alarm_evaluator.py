@@ -56,13 +56,16 @@ class AlarmStore(Protocol):
 
     async def reported(self, message_ids: list[int]) -> dict[int, list[Reported]]: ...
 
-    async def last_seen(self, product_keys: list[str]) -> list[tuple[int, str, str, str, int]]: ...
+    async def fell_silent(self, product_key: str, after_ms: int, until_ms: int) -> list[tuple[int, str, str, int]]: ...
 
     async def open_counts(self) -> list[tuple[str, str, str, int]]: ...
 
 
 class Products(Protocol):
     async def list_products(self) -> list[Product]: ...
+
+
+Identity = tuple[str, str, str]  # (product key, device name, IoTDA id)
 
 
 class _Verdicts:
@@ -93,14 +96,15 @@ class AlarmEvaluator:
         self.active = Gauge("thingport_alarms", "Open alarms by product, severity and state (active, acknowledged)",
                             ["product", "severity", "state"], registry=metrics)
         self._counted: set[tuple[str, str, str]] = set()
-        # judged state, rebuilt from the store at every (re)start
+        # judged state, rebuilt from the store at every (re)start; a device with no open alarm and no
+        # duration under way costs nothing here (a fleet of idle devices is not held in memory)
         self._definitions: dict[str, list[AlarmDefinition]] = {}
         self._by_id: dict[int, AlarmDefinition] = {}
-        self._tracks: dict[tuple[int, int], Track] = {}  # (device, definition)
+        self._open: set[tuple[int, str]] = set()  # (device, alarm name)
+        self._pending: dict[tuple[int, int], int] = {}  # (device, definition) -> since when the condition holds
         self._values: dict[tuple[int, int], Any] = {}  # the last value a pending condition saw
-        self._devices: dict[int, tuple[str, str, str]] = {}  # device -> (product, name, IoTDA id)
-        self._open: set[tuple[int, str]] = set()
-        self._pending: dict[tuple[int, int], int] = {}
+        self._devices: dict[int, Identity] = {}  # of the devices with a duration under way
+        self._silence_looked: dict[str, tuple[tuple[int, ...], int]] = {}  # product -> (definitions, last seen up to)
         self.cursor = 0
 
     async def start(self) -> None:
@@ -138,13 +142,10 @@ class AlarmEvaluator:
         self.cursor = state.cursor
         self._open = set(state.open)
         self._pending = dict(state.pending)
-        self._tracks.clear()
         self._values.clear()
-        self._devices.update(state.devices)
+        self._devices = dict(state.devices)
+        self._silence_looked.clear()
         await self._load_definitions()
-        for device_id, definition_id in state.pending:
-            if definition_id in self._by_id:
-                self._track(device_id, self._by_id[definition_id])
 
     async def _load_definitions(self) -> None:
         by_product: dict[str, list[AlarmDefinition]] = {}
@@ -152,19 +153,14 @@ class AlarmEvaluator:
             by_product.setdefault(d.product_key, []).append(d)
         self._definitions = by_product
         self._by_id = {d.id: d for ds in by_product.values() for d in ds}
-        for key in [k for k in self._tracks if k[1] not in self._by_id]:
-            del self._tracks[key]
 
     def _track(self, device_id: int, d: AlarmDefinition) -> Track:
-        key = (device_id, d.id)
-        track = self._tracks.get(key)
-        if track is None:
-            track = self._tracks[key] = Track((device_id, d.name) in self._open, self._pending.get(key))
-        return track
+        """The device's state under ``d``, from the open alarms and the durations under way."""
+        return Track((device_id, d.name) in self._open, self._pending.get((device_id, d.id)))
 
-    def _raise(self, verdicts: _Verdicts, device_id: int, d: AlarmDefinition, at_ms: int,
+    def _raise(self, verdicts: _Verdicts, device_id: int, identity: Identity, d: AlarmDefinition, at_ms: int,
                details: dict[str, Any]) -> None:
-        pk, dn, iot_id = self._devices[device_id]
+        pk, dn, iot_id = identity
         verdicts.raises.append(Raise(device_id, pk, dn, iot_id, d.name, d.severity, "definition",
                                      {"condition": d.rule.raise_when.text(), **details}, at_ms))
         self._open.add((device_id, d.name))
@@ -178,6 +174,7 @@ class AlarmEvaluator:
             verdicts.pending[key] = since
             if since is None:
                 self._pending.pop(key, None)
+                self._values.pop(key, None)
             else:
                 self._pending[key] = since
 
@@ -194,7 +191,7 @@ class AlarmEvaluator:
             definitions = self._definitions.get(r.product_key)
             if not definitions:
                 continue
-            self._devices[r.device_id] = (r.product_key, r.device_name, r.iot_id)
+            identity = (r.product_key, r.device_name, r.iot_id)
             for d in definitions:
                 prop = d.rule.raise_when.property
                 if d.rule.silent or prop not in r.values:
@@ -203,12 +200,13 @@ class AlarmEvaluator:
                 value = r.values[prop]
                 verdict = step(d.rule, track, value, r.time_ms)
                 if verdict == "raise":
-                    self._raise(verdicts, r.device_id, d, r.time_ms, {"value": value})
+                    self._raise(verdicts, r.device_id, identity, d, r.time_ms, {"value": value})
                 elif verdict == "clear":
                     self._clear(verdicts, r.device_id, d, r.time_ms)
+                self._set_pending(verdicts, (r.device_id, d.id), track.pending_since_ms)
                 if track.pending_since_ms is not None:
                     self._values[(r.device_id, d.id)] = value
-                self._set_pending(verdicts, (r.device_id, d.id), track.pending_since_ms)
+                    self._devices[r.device_id] = identity
 
     async def judge_next(self) -> int:
         """Judge the next batch of the log; how many messages it held (0: caught up)."""
@@ -221,7 +219,6 @@ class AlarmEvaluator:
             judged = [m for m in messages if m.kind not in _SKIPPED_KINDS]
             reported = await self._store.reported([m.message_id for m in judged])
             for m in judged:
-                self._devices[m.device_id] = (m.product_key, m.device_name, m.iot_id)
                 self._judge(verdicts, m, reported.get(m.message_id, []))
         await self._store.apply(verdicts.raises, verdicts.clears, verdicts.pending, messages[-1].seq)
         self.cursor = messages[-1].seq
@@ -232,16 +229,21 @@ class AlarmEvaluator:
         await self._load_definitions()
         state = await self._store.evaluator_state()  # alarms opened or cleared elsewhere (the service, a deletion)
         self._open = set(state.open)
-        for (device_id, definition_id), track in self._tracks.items():
-            track.open = (device_id, self._by_id[definition_id].name) in self._open
         now = self._now_ms()
         verdicts = _Verdicts()
-        for key, track in list(self._tracks.items()):
+        for key in list(self._pending):
             d = self._by_id.get(key[1])
-            if d is not None and not d.rule.silent and tick(d.rule, track, now):
-                self._raise(verdicts, key[0], d, now, {"value": self._values.pop(key, None),
-                                                       "durationSeconds": d.rule.duration_ms / 1000})
+            if d is None:  # its definition was deleted (with its pending rows)
+                self._pending.pop(key)
+                self._values.pop(key, None)
+                continue
+            identity = self._devices.get(key[0])
+            if identity is not None and tick(d.rule, self._track(key[0], d), now):
+                self._raise(verdicts, key[0], identity, d, now, {"value": self._values.get(key),
+                                                                 "durationSeconds": d.rule.duration_ms / 1000})
                 self._set_pending(verdicts, key, None)
+        pending_devices = {device_id for device_id, _ in self._pending}
+        self._devices = {k: v for k, v in self._devices.items() if k in pending_devices}
         await self._silence(verdicts, now)
         if verdicts:
             await self._store.apply(verdicts.raises, verdicts.clears, verdicts.pending, None)
@@ -253,18 +255,23 @@ class AlarmEvaluator:
         if not silent:
             return
         timeouts = {p.product_key: p.presence_timeout_s for p in await self._products.list_products()}
-        for device_id, pk, dn, iot_id, last_seen in await self._store.last_seen(sorted(silent)):
+        for pk, definitions in silent.items():
             seconds = timeouts.get(pk)
             timeout_ms = int(seconds * 1000) if seconds else self._default_timeout_ms
-            if now - last_seen <= timeout_ms:
+            # the devices that fell silent since the last look (all of them, the first time or when the
+            # product's silent definitions changed)
+            ids = tuple(d.id for d in definitions)
+            looked = self._silence_looked.get(pk)
+            after = looked[1] if looked is not None and looked[0] == ids else -1
+            until = now - timeout_ms - 1
+            if until <= after:
                 continue
-            self._devices[device_id] = (pk, dn, iot_id)
-            for d in silent[pk]:
-                track = self._track(device_id, d)
-                if not track.open:
-                    track.open = True
-                    self._raise(verdicts, device_id, d, now, {"lastSeen": last_seen,
-                                                              "presenceTimeoutSeconds": timeout_ms / 1000})
+            for device_id, dn, iot_id, last_seen in await self._store.fell_silent(pk, after, until):
+                for d in definitions:
+                    if (device_id, d.name) not in self._open:
+                        self._raise(verdicts, device_id, (pk, dn, iot_id), d, now, {
+                            "lastSeen": last_seen, "presenceTimeoutSeconds": timeout_ms / 1000})
+            self._silence_looked[pk] = (ids, until)
 
     async def emit(self) -> int:
         """Write the alarm changes not yet in the log; how many."""

@@ -325,13 +325,12 @@ class SqlAlarmStore:
             found.setdefault(message_id, []).append(Reported(device_id, pk, dn, iot_id, time_ms, _decode(samples)))
         return found
 
-    async def last_seen(self, product_keys: Sequence[str]) -> list[tuple[int, str, str, str, int]]:
-        """(device id, product key, name, IoTDA id, last seen) of the products' devices that were ever seen."""
-        if not product_keys:
-            return []
-
+    async def fell_silent(self, product_key: str, after_ms: int, until_ms: int) -> list[tuple[int, str, str, int]]:
+        """(device id, name, IoTDA id, last seen) of the product's devices last seen after ``after_ms`` and
+        up to ``until_ms``: those that fell silent in that time (a device never seen is not silent)."""
         def q(conn: Database) -> list[tuple]:
-            return conn.select_in("SELECT id, product_key, device_name, device_id, last_seen_ms FROM devices"
-                                  " WHERE last_seen_ms IS NOT NULL AND product_key {}", (), list(product_keys))
+            return conn.execute("SELECT id, device_name, device_id, last_seen_ms FROM devices WHERE product_key = ?"
+                                " AND last_seen_ms > ? AND last_seen_ms <= ?", (product_key, after_ms, until_ms)
+                                ).fetchall()
 
         return [tuple(row) for row in await self._db.run(q)]
