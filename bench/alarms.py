@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                         raise
                     time.sleep(0.2)
             table = Path(tmp) / "devices.tsv"
-            table.write_text("".join(f"/sys/{pk}/{d['deviceName']}/thing/event/property/post\t{t}\n"  # type: ignore[index]
+            table.write_text("".join(f"/topic/sys/{pk}/{d['deviceName']}/thing/event/property/post\t{t}\n"  # type: ignore[index]
                                      for d, t in zip(devices, tokens, strict=True)))
             rows = []
             for label, define in (("no alarm definitions", False), ("10 alarm definitions", True),
