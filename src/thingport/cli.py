@@ -23,6 +23,8 @@ from thingport.auth_request import auth_request
 from thingport.bus.factory import SINK_TYPES, options_type
 from thingport.bus.options import text_options
 from thingport.cli_errors import DEBUG_ENV, CliError, GuardedGroup
+from thingport.core.alarms import SEVERITIES
+from thingport.core.alarms import STATES as ALARM_STATES
 from thingport.core.errors import ThingportError
 from thingport.core.model import VALIDATION_MODES
 from thingport.core.presentation import presentations, show
@@ -774,8 +776,8 @@ def subscription() -> None:
 @click.option("--all-products", is_flag=True, help="Every product's messages, those of products created later too.")
 @click.option("--sink", type=click.Choice(SINK_TYPES), required=True,
               help="http: applications pull from the API (or its SSE stream); the others push.")
-@click.option("--kinds", default="raw,properties,event,status", show_default=True,
-              help="Comma-separated: raw, properties, event, status.")
+@click.option("--kinds", default="raw,properties,event,status,alarm", show_default=True,
+              help="Comma-separated: raw, properties, event, status, alarm.")
 @click.option("--topic-filter", default=None, help="MQTT-style filter on the message topic (+, #).")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Sink option, e.g. url=amqp://guest:guest@127.0.0.1:5672/ or secret=... (repeatable).")
@@ -838,6 +840,121 @@ def subscription_enable(name: str, data_dir: Path | None, as_json: bool) -> None
 def subscription_disable(name: str, data_dir: Path | None, as_json: bool) -> None:
     """Pause forwarding; messages keep waiting for it (and are kept from retention)."""
     emit(views.subscription_json(run(data_dir, lambda m: m.set_subscription_enabled(name, False))), as_json)
+
+
+# --- alarms ---
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def parse_duration(text: str | None) -> float | None:
+    """``120``, ``90s``, ``2m``, ``1.5h``: seconds."""
+    if text is None:
+        return None
+    number = text.rstrip("smhin")
+    unit = text[len(number):]
+    try:
+        if unit not in _DURATION_UNITS:
+            raise ValueError
+        return float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration (e.g. 120, 90s, 2m, 1h)") from None
+
+
+@main.group()
+def alarm() -> None:
+    """Alarm definitions per product, the fleet's alarms, and acknowledging them."""
+
+
+@alarm.command("define")
+@click.option("--product-key", required=True)
+@click.option("--name", required=True, help="The alarm's name (letters, digits, _ . -).")
+@click.option("--severity", type=click.Choice(SEVERITIES), required=True)
+@click.option("--when", "condition", required=True,
+              help="'temperature > 38' (> >= < <= == !=), 'humidity outside [20, 80]', 'door == true', or 'silent'.")
+@click.option("--for", "duration", default=None, help="How long the condition must hold first: 120, 90s, 2m, 1h.")
+@click.option("--clear-when", "clear_condition", default=None,
+              help="Clears it (hysteresis, e.g. 'temperature < 36'); default: the condition no longer holding.")
+@data_dir_option
+@json_option
+def alarm_define(product_key: str, name: str, severity: str, condition: str, duration: str | None,
+                 clear_condition: str | None, data_dir: Path | None, as_json: bool) -> None:
+    """Define an alarm on a product's devices; checked against its thing model (nothing is stored when it
+    does not fit). A running server judges it within a second."""
+    seconds = parse_duration(duration)
+    defined = run(data_dir, lambda m: m.alarms.define(product_key, name, severity, condition, clear_condition,
+                                                      seconds))
+    emit(defined.view(), as_json)
+
+
+@alarm.command("definitions")
+@click.option("--product-key", default=None, help="One product's (default: every product's).")
+@data_dir_option
+@json_option
+def alarm_definitions(product_key: str | None, data_dir: Path | None, as_json: bool) -> None:
+    emit([d.view() for d in run(data_dir, lambda m: m.alarms.definitions(product_key))], as_json)
+
+
+@alarm.command("delete-definition")
+@click.option("--product-key", required=True)
+@click.option("--name", required=True)
+@data_dir_option
+@json_option
+def alarm_delete_definition(product_key: str, name: str, data_dir: Path | None, as_json: bool) -> None:
+    """Delete a definition; its open alarms are cleared."""
+    cleared = run(data_dir, lambda m: m.alarms.delete_definition(product_key, name, _cli_user()))
+    emit({"productKey": product_key, "name": name, "alarmsCleared": cleared}, as_json)
+
+
+@alarm.command("list")
+@click.option("--product-key", default=None)
+@click.option("--severity", type=click.Choice(SEVERITIES), default=None)
+@click.option("--state", "states", type=click.Choice(ALARM_STATES), multiple=True,
+              help="Repeatable; default: active and acknowledged.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@data_dir_option
+@json_option
+def alarm_list(product_key: str | None, severity: str | None, states: tuple[str, ...], limit: int,
+               data_dir: Path | None, as_json: bool) -> None:
+    """The fleet's alarms, newest first."""
+    found = run(data_dir, lambda m: m.alarms.alarms(product_key, severity, list(states), None, limit))
+    if as_json:
+        emit([a.view() for a in found], True)
+        return
+    emit([{"id": a.id, "severity": a.severity, "state": a.state, "name": a.name, "device": f"{a.product_key}/"
+           f"{a.device_name}", "raised": _iso(a.raised_ms), "by": a.acknowledged_by or ""} for a in found], False)
+
+
+@alarm.command("history")
+@click.option("--product-key", required=True)
+@click.option("--device-name", "device_name", required=True)
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@data_dir_option
+@json_option
+def alarm_history(product_key: str, device_name: str, limit: int, data_dir: Path | None, as_json: bool) -> None:
+    """A device's alarms, newest first, with every change (state, when, by whom)."""
+    found = run(data_dir, lambda m: m.alarms.history(product_key, device_name, limit))
+    if as_json:
+        emit(found, True)
+        return
+    for a in found:
+        click.echo(f"#{a['id']} {a['name']} ({a['severity']}) {a['state']}")
+        for change in a["changes"]:
+            click.echo(f"  {_iso(change['at'])}  {change['state']}{'  by ' + change['by'] if change['by'] else ''}")
+
+
+def _cli_user() -> str:
+    return f"cli:{os.environ.get('USER') or 'unknown'}"
+
+
+@alarm.command("ack")
+@click.argument("alarm_id", type=int)
+@click.option("--by", "actor", default=None, help="Who acknowledges it (default: cli:$USER).")
+@data_dir_option
+@json_option
+def alarm_ack(alarm_id: int, actor: str | None, data_dir: Path | None, as_json: bool) -> None:
+    """Acknowledge an active alarm: an operator has seen it (it stays open until its condition clears)."""
+    emit(run(data_dir, lambda m: m.alarms.acknowledge(alarm_id, actor or _cli_user())).view(), as_json)
 
 
 # --- the fleet simulator ---

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from thingport import __version__
-from thingport.api import device_files, devices, health, keys, messages, products, rules, subscriptions
+from thingport.api import alarms, device_files, devices, health, keys, messages, products, rules, subscriptions
 from thingport.api.console import ConsoleFiles
 from thingport.api.errors import COMMON_RESPONSES, install_error_handlers
 from thingport.api.guard import ApiGuard
@@ -51,7 +51,7 @@ def create_api(
     app.add_middleware(ApiGuard, lookup=management.api_key_for, max_body_bytes=max_body_bytes,
                        import_max_body_bytes=import_max_body_bytes)
     install_error_handlers(app)
-    for resource in (health, products, devices, device_files, messages, rules, subscriptions, keys):
+    for resource in (health, products, devices, device_files, messages, rules, subscriptions, alarms, keys):
         app.include_router(resource.router)
 
     # interactive docs, from local assets (works offline)

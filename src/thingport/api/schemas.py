@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from thingport.bus.factory import SINK_TYPES
 
-EnvelopeKind = Literal["raw", "properties", "event", "status"]
+EnvelopeKind = Literal["raw", "properties", "event", "status", "alarm"]
 
 
 class Model(BaseModel):
@@ -319,7 +319,7 @@ class Envelope(Model):
     product: dict[str, str]
     device: dict[str, str]
     topic: str
-    kind: Literal["raw", "properties", "event", "status"]
+    kind: EnvelopeKind
     dialect: str
     receivedAt: int
     deviceTime: int | None
@@ -383,3 +383,63 @@ class ProductDeleted(ProductOut):
     deleted: bool
     devicesDeleted: int
     subscriptionsDeleted: int
+
+
+# --- alarms ---
+
+Severity = Literal["critical", "major", "minor", "warning"]
+AlarmState = Literal["active", "acknowledged", "cleared"]
+
+
+class AlarmDefinitionCreate(Model):
+    name: str = Field(max_length=64, description="letters, digits, _ . -")
+    severity: Severity
+    condition: str = Field(max_length=256, description="'temperature > 38', 'humidity outside [20, 80]', "
+                                                       "'door == true', or 'silent'")
+    clearCondition: str | None = Field(None, max_length=256,
+                                       description="hysteresis, e.g. 'temperature < 36'; default: the condition "
+                                                   "no longer holding")
+    durationSeconds: float | None = Field(None, description="how long the condition must hold before it raises")
+
+
+class AlarmDefinitionOut(Model):
+    id: int
+    productKey: str
+    name: str
+    severity: Severity
+    condition: str
+    clearCondition: str | None
+    durationSeconds: float
+    createdAt: int
+
+
+class AlarmOut(Model):
+    id: int
+    productKey: str
+    deviceName: str
+    deviceId: str
+    name: str
+    severity: Severity
+    state: AlarmState
+    source: Literal["definition", "service"]
+    details: dict[str, Any]
+    raisedAt: int
+    acknowledgedAt: int | None
+    acknowledgedBy: str | None
+    clearedAt: int | None
+
+
+class AlarmChange(Model):
+    state: AlarmState
+    at: int
+    by: str | None
+
+
+class AlarmHistoryOut(AlarmOut):
+    changes: list[AlarmChange]
+
+
+class AlarmDefinitionDeleted(Model):
+    productKey: str
+    name: str
+    alarmsCleared: int

@@ -23,8 +23,9 @@ KINDS = {
     "property_batch_post": "properties",
     "event_post": "event",
     "status": "status",
+    "alarm": "alarm",
 }
-ENVELOPE_KINDS = ("raw", "properties", "event", "status")
+ENVELOPE_KINDS = ("raw", "properties", "event", "status", "alarm")
 
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode

@@ -274,6 +274,7 @@
     [/^messages$/, "messages", renderMessages],
     [/^subscriptions$/, "subscriptions", renderSubscriptions],
     [/^rules$/, "rules", renderRules],
+    [/^alarms$/, "alarms", renderAlarms],
     [/^create$/, "create", renderCreate],
   ];
 
@@ -1293,7 +1294,7 @@
   }
 
   const SINKS = ["http", "webhook", "rabbitmq", "nats", "mqtt"];
-  const KINDS = ["raw", "properties", "event", "status"];
+  const KINDS = ["raw", "properties", "event", "status", "alarm"];
 
   // the products a subscription takes: one, a list, or every product (those created later too)
   const scopeText = (s) => (s.allProducts ? "every product" : (s.productKeys || [s.productKey]).join(", "));
@@ -1483,6 +1484,73 @@
         ? h("th", { scope: "col", class: c[1] }, c[0]) : h("th", { scope: "col" }, c))))), body)));
     view.append(h("div", { class: "spaced" }, ruleForm(ctx, refresh)));
     await refresh();
+    ctx.every(2000, refresh);
+  }
+
+  // ---------- alarms ----------
+
+  const SEVERITIES = ["critical", "major", "minor", "warning"];
+  const ALARM_STATES = ["active", "acknowledged", "cleared"];
+
+  // the fleet's alarms (open ones by default), filtered by product, severity and state; an admin key
+  // acknowledges an active one (others are told why the API refuses)
+  async function renderAlarms(view, query, ctx) {
+    const pk = query.get("productKey") || "";
+    const severity = query.get("severity") || "";
+    const stateName = query.get("state") || "";
+    const productSelect = h("select", { id: "alarms-product", testid: "alarms-product", name: "productKey" },
+      h("option", { value: "" }, "all products"));
+    const severitySelect = h("select", { id: "alarms-severity", testid: "alarms-severity", name: "severity" },
+      h("option", { value: "" }, "any severity"),
+      SEVERITIES.map((v) => h("option", { value: v, selected: v === severity }, v)));
+    const stateSelect = h("select", { id: "alarms-state", testid: "alarms-state", name: "state" },
+      h("option", { value: "" }, "open (active and acknowledged)"),
+      ALARM_STATES.map((v) => h("option", { value: v, selected: v === stateName }, v)));
+    const form = h("form", { class: "filters", testid: "alarms-filter", autocomplete: "off",
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        const q = new URLSearchParams();
+        if (productSelect.value) q.set("productKey", productSelect.value);
+        if (severitySelect.value) q.set("severity", severitySelect.value);
+        if (stateSelect.value) q.set("state", stateSelect.value);
+        navigate("alarms", q);
+      } },
+    h("label", {}, "Product ", productSelect), h("label", {}, "Severity ", severitySelect),
+    h("label", {}, "State ", stateSelect),
+    h("button", { type: "submit", testid: "alarms-search" }, "Filter"));
+    view.append(h("div", { class: "page-head" }, h("h1", {}, "Alarms"),
+      h("span", { class: "muted" }, "refreshes every 2 s")), form);
+    const body = h("tbody", {});
+    const columns = ["Severity", "Alarm", "Device", "State", "Raised", "Details", "Acknowledged", "Actions"];
+    const ackButton = (a) => h("button", { type: "button", class: "secondary small", testid: `ack-${a.id}`,
+      onclick: async (ev) => {
+        ev.currentTarget.disabled = true;
+        try {
+          await api("POST", `/api/alarms/${a.id}/acknowledge`);
+          showNotice(`Alarm ${a.name} of ${a.deviceName} acknowledged.`);
+          clearError();
+        } catch (e) { showError("Could not acknowledge", e); }
+        if (ctx.alive()) await refresh();
+      } }, "Acknowledge");
+    const details = (a) => Object.entries(a.details || {}).map(([k, v]) => `${k}: ${formatValue(v)}`).join(", ");
+    const refresh = async () => {
+      const items = await api("GET", "/api/alarms", { query: { productKey: pk, severity, state: stateName, limit: 200 } });
+      if (!ctx.alive()) return;
+      body.replaceChildren(...(items.length ? items.map((a) => h("tr", { testid: "alarm-row", "data-alarm-id": String(a.id),
+        "data-state": a.state, "data-severity": a.severity },
+        h("td", {}, h("span", { class: `badge severity-${a.severity}`, testid: "alarm-severity" }, a.severity)),
+        h("td", { testid: "alarm-name" }, a.name),
+        h("td", {}, h("a", { href: deviceHref(a.productKey, a.deviceName) }, `${a.productKey}/${a.deviceName}`)),
+        h("td", {}, h("span", { class: `badge alarm-${a.state}`, testid: "alarm-state" }, a.state)),
+        h("td", {}, timeCell(a.raisedAt)),
+        h("td", { class: "small" }, details(a)),
+        h("td", { testid: "alarm-acknowledged" }, a.acknowledgedBy ? `${a.acknowledgedBy}, ${formatTime(a.acknowledgedAt)}` : ""),
+        h("td", {}, a.state === "active" ? ackButton(a) : null))) :
+        [emptyRow(columns.length, "No alarms match. Define some with `thingport alarm define` or POST /api/products/{productKey}/alarm-definitions.")]));
+    };
+    view.append(h("div", { class: "table-wrap" }, h("table", { testid: "alarms-table" },
+      h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)))), body)));
+    await Promise.all([productOptions(productSelect, pk, "all products"), refresh()]);
     ctx.every(2000, refresh);
   }
 

@@ -34,6 +34,7 @@ from thingport.core.rule_actions import ActionError, actions_from_docs
 from thingport.core.thingmodel import ThingModel
 from thingport.core.topics import MAX_CATEGORIES, TopicKind, check_category, compile_topic_filter
 from thingport.manage import rules
+from thingport.manage.alarms import AlarmService, AlarmStore
 from thingport.manage.device_files import DeviceRow
 from thingport.manage.thing_models import compile_model
 
@@ -58,7 +59,7 @@ HISTORY_MAX_BUCKETS = 2_000  # a chart is at most a few thousand pixels wide
 HISTORY_EXPORT_PAGE = 5_000  # rows an export reads at a time
 PAGE_MAX_LIMIT = 1000
 SEARCH_SCAN_MAX = 20_000  # log messages one filtered search looks through (then it gives its next page)
-MESSAGE_KINDS = (*(kind.value for kind in TopicKind), "status")
+MESSAGE_KINDS = (*(kind.value for kind in TopicKind), "status", "alarm")
 API_KEY_PREFIX = "tpk_"
 SUBSCRIPTION_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 RULE_NAME_RE = SUBSCRIPTION_NAME_RE
@@ -126,12 +127,20 @@ def _checked(check: Callable[[str], T], value: str) -> T:
 class Management:
     def __init__(
         self, registry: Registry, log: MessageLog, presence_timeout_s: float = DEFAULT_PRESENCE_TIMEOUT_S,
-        commits: "CommitSignal | None" = None,
+        commits: "CommitSignal | None" = None, alarm_store: AlarmStore | None = None,
     ) -> None:
         self._registry = registry
+        self._alarms = AlarmService(alarm_store, registry) if alarm_store is not None else None
         self._log = log
         self._presence_timeout_ms = int(presence_timeout_s * 1000)
         self._commits = commits  # lets pulls wait for new messages when the server runs this
+
+    @property
+    def alarms(self) -> AlarmService:
+        """Alarm definitions and alarms (manage/alarms.py)."""
+        if self._alarms is None:
+            raise RuntimeError("this Management was made without an alarm store")
+        return self._alarms
 
     async def create_product(
         self,

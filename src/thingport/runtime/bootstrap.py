@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
+from thingport.bus.alarm_evaluator import AlarmEvaluator
 from thingport.bus.forwarder import CommitSignal, Forwarder
 from thingport.bus.rule_runner import RuleRunner
 from thingport.core.tokens import TokenCodec
@@ -51,7 +52,7 @@ class App:
     def __init__(self, settings: Settings, stores: Stores, cache: RegistryCache, shared: SharedState,
                  ingest: DeviceIngest, dialects: DialectTable, commits: CommitSignal,
                  forwarding: LeasedService, log_watch: LogWatcher | None, worker: WorkerNumber, key_watch: KeyWatch,
-                 readiness: Readiness) -> None:
+                 readiness: Readiness, alarming: LeasedService, evaluator: AlarmEvaluator) -> None:
         self.settings = settings
         self.stores = stores
         self.cache = cache
@@ -67,6 +68,8 @@ class App:
             self.metrics.register(WorkersCollector(ingest.metrics.registry, directory))
         self.commits = commits
         self.forwarding = forwarding
+        self.alarming = alarming  # the alarm evaluator, where its lease is held
+        self.evaluator = evaluator
         self.log_watch = log_watch
         self.worker = worker
         self.key_watch = key_watch
@@ -89,6 +92,7 @@ class App:
         if self.log_watch is not None:
             self.log_watch.start()
         await self.forwarding.start()
+        await self.alarming.start()
         await self.shared.start()  # Redis, when clustered: a degraded start still serves
         await ingest.resume_presence()
         await ingest.presence.start(ingest.now_ms)
@@ -100,7 +104,7 @@ class App:
         """The management service over this app's stores. Pulls wait for new messages on this process's
         commits once it serves; an app never started (a CLI command) answers them at once."""
         return Management(self.stores.registry, self.stores.log, self.settings.presence_timeout_s,
-                          self.commits if self._started else None)
+                          self.commits if self._started else None, self.stores.alarms)
 
     async def stop(self) -> None:
         if self._closed:
@@ -112,6 +116,7 @@ class App:
             await self.ingest.presence.stop()
             await self.shared.stop()
             await self.forwarding.stop()
+            await self.alarming.stop()
             if self.log_watch is not None:
                 await self.log_watch.stop()
             await self.cache.stop()
@@ -143,17 +148,24 @@ def build(settings: Settings, overrides: Overrides | None = None, *, create: boo
     commits = CommitSignal()
     log.on_commit(commits.notify)
     rules = RuleRunner(log, registry, metrics.registry, commits)
+    evaluator = AlarmEvaluator(log, stores.alarms, registry, ingest.message_ids, clock, commits, metrics.registry,
+                               settings.presence_timeout_s)
+
+    async def held() -> list[int]:  # the cursors retention keeps the log after, beside the subscriptions'
+        return [*await rules.held(), *await evaluator.held()]
+
     forwarder = Forwarder(log, registry, metrics.registry, commits, settings.retention_days,
                           settings.retention_max_mb, settings.retention_force,
-                          retention_every_s=settings.retention_every_s, held=rules.held)
+                          retention_every_s=settings.retention_every_s, held=held)
     # the rules run where the forwarder runs: one lease, one writer of every cursor
     forwarding = LeasedService(lease_for(settings.database_url, settings.data_dir, "forwarder"),
                                Services(forwarder, rules), "forwarder")
+    alarming = LeasedService(lease_for(settings.database_url, settings.data_dir, "alarms"), evaluator, "alarms")
     # other processes commit too: watch the log grow to wake this one's forwarder and pulls
     log_watch = LogWatcher(log.last_seq, commits.notify) if settings.database_url or settings.workers > 1 else None
     worker = WorkerNumber(lease_for(settings.database_url, settings.data_dir, "worker"), settings.worker_id)
     return App(
         settings, stores, cache, shared, ingest, DialectTable(ingest, DIALECTS), commits,
         forwarding, log_watch, worker, KeyWatch(stores.keys, ingest.keys_changed),
-        Readiness(registry, log, stores.health, shared, clock),
+        Readiness(registry, log, stores.health, shared, clock), alarming, evaluator,
     )

@@ -11,6 +11,7 @@ from thingport.settings import Settings
 from thingport.store.database import Database
 from thingport.store.executor import DbExecutor
 from thingport.store.keys import KeyRing
+from thingport.store.sql_alarms import SqlAlarmStore
 from thingport.store.sql_log import SqlMessageLog
 from thingport.store.sql_registry import SqlRegistry
 from thingport.store.write_health import WriteHealth
@@ -39,6 +40,7 @@ class Stores:
     log: LogStore
     health: WriteHealth  # the log's failing writes: for /metrics and /readyz
     engine: str
+    alarms: SqlAlarmStore
     _executors: tuple[DbExecutor, ...]
 
     def close(self) -> None:
@@ -99,4 +101,5 @@ def open_stores(settings: Settings, create: bool = True, message_log: LogFactory
     health = WriteHealth()
     log = message_log(connect(True), reader_db, settings.group_commit_max_batch, health)
     engine = "postgresql" if settings.database_url else "sqlite"
-    return Stores(keys, SqlRegistry(registry_db, keys), log, health, engine, (registry_db, reader_db))
+    return Stores(keys, SqlRegistry(registry_db, keys), log, health, engine, SqlAlarmStore(registry_db),
+                  (registry_db, reader_db))

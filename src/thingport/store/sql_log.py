@@ -57,6 +57,7 @@ _PROBE_INSERT = "INSERT INTO write_probe (id, at_ms, pad) VALUES (1, ?, ?)"
 _PROBE_DELETE = "DELETE FROM write_probe WHERE id = 1"
 _PROBE_PAD = bytes(8 * 1024)
 _encode = msgspec.json.encode
+_NOT_FROM_DEVICE = frozenset({"status", "alarm"})  # kinds the server writes: they do not mean the device was seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +208,7 @@ class SqlMessageLog:
                 if m.properties:
                     reporting.append(m)
                     history.extend(_history_rows(m))
-                if m.kind != "status":
+                if m.kind not in _NOT_FROM_DEVICE:
                     seen[m.device_id] = m.received_ms
             elif type(item) is AuthSession:
                 sessions.append(item)

@@ -53,6 +53,12 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _delete_alarms(conn: Database, where: str, params: tuple) -> None:
+    """A deleted device's alarms go with its running status (their messages stay in the log)."""
+    conn.execute(f"DELETE FROM alarm_events WHERE alarm_id IN (SELECT id FROM alarms WHERE {where})", params)
+    conn.execute(f"DELETE FROM alarms WHERE {where}", params)
+
+
 class SqlRegistry:
     def __init__(self, executor: DbExecutor, secret_box: KeyRing) -> None:
         self._db = executor
@@ -316,8 +322,9 @@ class SqlRegistry:
                     raise Conflict(f"devices of other products are sub-devices of product {product_key}'s gateways:"
                                    " delete them first")
                 owned = "SELECT id FROM devices WHERE product_key = ?"
-                for table in ("latest_values", "history"):
+                for table in ("latest_values", "history", "alarm_pending"):
                     conn.execute(f"DELETE FROM {table} WHERE device_id IN ({owned})", (product_key,))
+                _delete_alarms(conn, "product_key = ?", (product_key,))
                 conn.execute("UPDATE devices SET gateway_id = NULL WHERE product_key = ?", (product_key,))
                 for sid, keys in naming:  # its own subscriptions go; a list of products loses it
                     rest = [key for key in keys if key != product_key]
@@ -325,7 +332,7 @@ class SqlRegistry:
                         conn.execute("UPDATE subscriptions SET product_keys = ? WHERE id = ?", (",".join(rest), sid))
                     else:
                         conn.execute("DELETE FROM subscriptions WHERE id = ?", (sid,))
-                for table in ("devices", "thing_models", "products"):
+                for table in ("devices", "thing_models", "alarm_definitions", "products"):
                     conn.execute(f"DELETE FROM {table} WHERE product_key = ?", (product_key,))
                 self._changed(conn, product_key=product_key)
                 return devices, subscriptions
@@ -759,6 +766,8 @@ class SqlRegistry:
                     raise NotFound("device does not exist")
                 conn.execute("DELETE FROM latest_values WHERE device_id = ?", (device_id,))
                 conn.execute("DELETE FROM history WHERE device_id = ?", (device_id,))
+                conn.execute("DELETE FROM alarm_pending WHERE device_id = ?", (device_id,))
+                _delete_alarms(conn, "device_id = ?", (device_id,))
                 self._changed(conn, device_id)
 
         await self._db.run(q)

@@ -222,8 +222,66 @@ _SCHEMA_V9_DEVICES_BY_PRODUCT = """
 CREATE INDEX IF NOT EXISTS devices_by_product ON devices (product_key, id);
 """
 
+# alarms: per-product definitions, per-device alarms with their changes (an outbox the evaluator writes to
+# the log as ``alarm`` messages), the evaluator's pending durations and its log cursor (README "Alarms")
+_SCHEMA_V10_ALARMS = """
+CREATE TABLE alarm_definitions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    product_key TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    severity    TEXT NOT NULL,          -- critical, major, minor, warning
+    condition   TEXT NOT NULL,          -- 'temperature > 38', 'humidity outside [20, 80]', 'silent'
+    clear_condition TEXT,               -- NULL: the condition no longer holding clears
+    duration_ms INTEGER NOT NULL DEFAULT 0,  -- how long the condition must hold before the alarm is raised
+    created_ms  INTEGER NOT NULL,
+    UNIQUE (product_key, name)
+);
+CREATE TABLE alarms (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id   INTEGER NOT NULL,
+    product_key TEXT NOT NULL,
+    device_name TEXT NOT NULL,
+    iot_id      TEXT NOT NULL,
+    name        TEXT NOT NULL,          -- the definition's name, or the one raise_alarm was given
+    severity    TEXT NOT NULL,
+    state       TEXT NOT NULL,          -- active, acknowledged, cleared
+    source      TEXT NOT NULL,          -- definition, service
+    details     TEXT NOT NULL,          -- JSON object
+    raised_ms   INTEGER NOT NULL,
+    acknowledged_ms INTEGER,
+    acknowledged_by TEXT,
+    cleared_ms  INTEGER
+);
+CREATE UNIQUE INDEX alarms_open ON alarms (device_id, name) WHERE state <> 'cleared';  -- one open per name
+CREATE INDEX alarms_by_state ON alarms (state, product_key, id);
+CREATE INDEX alarms_by_device ON alarms (device_id, id);
+CREATE TABLE alarm_events (             -- every change of an alarm; emitted: written to the log
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    alarm_id    INTEGER NOT NULL,
+    state       TEXT NOT NULL,
+    at_ms       INTEGER NOT NULL,
+    actor       TEXT,                   -- who acknowledged or cleared it; NULL: the evaluator
+    emitted     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX alarm_events_unemitted ON alarm_events (id) WHERE emitted = 0;
+CREATE INDEX alarm_events_by_alarm ON alarm_events (alarm_id, id);
+CREATE TABLE alarm_pending (            -- a condition that holds, waiting for its duration
+    device_id     INTEGER NOT NULL,
+    definition_id INTEGER NOT NULL,
+    since_ms      INTEGER NOT NULL,
+    PRIMARY KEY (device_id, definition_id)
+);
+CREATE TABLE alarm_cursor (             -- one row: the last log seq the evaluator has judged
+    id     INTEGER PRIMARY KEY,
+    cursor INTEGER NOT NULL
+);
+INSERT INTO alarm_cursor (id, cursor) SELECT 1, coalesce(max(seq), 0) FROM messages;
+CREATE INDEX history_by_message ON history (message_id);  -- the evaluator reads a message's accepted values
+"""
+
 MIGRATIONS = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6,
-              _SCHEMA_V7_SUBSCRIPTION_PRODUCTS, _SCHEMA_V8_RULES, _SCHEMA_V9_DEVICES_BY_PRODUCT]
+              _SCHEMA_V7_SUBSCRIPTION_PRODUCTS, _SCHEMA_V8_RULES, _SCHEMA_V9_DEVICES_BY_PRODUCT,
+              _SCHEMA_V10_ALARMS]
 
 
 def db_path(data_dir: Path) -> Path:
