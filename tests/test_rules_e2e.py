@@ -295,3 +295,35 @@ def test_on_postgresql_with_two_workers_one_process_runs_each_rule(tmp_path: Pat
         assert per_device == {d["deviceName"]: list(range(15)) for d in devices}
     finally:
         webhook.close()
+
+
+def test_a_rule_raises_and_another_clears_an_alarm_on_the_reporting_device(tmp_path: Path) -> None:
+    """The alarm action: what a rule emits raises its alarm on the message's device (the output as details),
+    once however often it matches while open; a second rule clears it."""
+    data_dir = tmp_path / "data"
+    pk, devices = provision(data_dir, devices=1)
+    dn = devices[0]["deviceName"]
+    hot = f'SELECT t, deviceName() AS dn FROM "/{pk}/+/user/data" WHERE t > 38'
+    cool = f'SELECT t FROM "/{pk}/+/user/data" WHERE t < 36'
+    cli(data_dir, "rule", "create", "--name", "hot", "--statement", hot,
+        "--action", '{"kind": "alarm", "name": "overheat", "severity": "critical"}')
+    shown = cli(data_dir, "rule", "create", "--name", "cool", "--statement", cool,
+                "--action", '{"kind": "alarm", "name": "overheat", "clear": true}')
+    assert shown["actions"] == [{"kind": "alarm", "name": "overheat", "severity": "major", "clear": True}]
+    server = ServerProcess(data_dir).start()
+    try:
+        report(server, devices, lambda i: [("data", {"t": [40, 41, 37][i]})], 3)
+        for name in ("hot", "cool"):
+            wait_for_rule(data_dir, name, lambda r: r["backlog"] == 0, "caught up")
+        raised = cli(data_dir, "alarm", "list", "--product-key", pk)
+        assert [(a["name"], a["severity"], a["state"], a["deviceName"]) for a in raised] == [
+            ("overheat", "critical", "active", dn)]  # two matches, one open alarm
+        assert raised[0]["details"] == {"t": 40, "dn": dn, "rule": "hot"}
+        report(server, devices, lambda i: [("data", {"t": 30})], 1)
+        wait_for_rule(data_dir, "cool", lambda r: r["backlog"] == 0 and r["matched"] == 1, "the clear taken")
+        cleared = wait_until(lambda: cli(data_dir, "alarm", "list", "--product-key", pk, "--state", "cleared"),
+                             "the alarm cleared", 10, 0.2, accept=bool)
+    finally:
+        server.stop()
+    assert [(a["name"], a["state"]) for a in cleared] == [("overheat", "cleared")]
+    assert cli(data_dir, "alarm", "list", "--product-key", pk) == []

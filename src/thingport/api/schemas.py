@@ -1,6 +1,6 @@
 """Request and response bodies of the management API; they are also its OpenAPI schema."""
 
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -214,20 +214,41 @@ class ForwardAction(Model):
     options: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=32)
 
 
+class AlarmAction(Model):
+    """Raise alarm `name` on the device of every message the rule emits a document for (its details: the
+    document and the rule's name), or clear it (`clear`: true). Idempotent: one open alarm per device and name."""
+
+    kind: Literal["alarm"]
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    severity: Literal["critical", "major", "minor", "warning"] = "major"
+    clear: bool = False
+
+
 class RuleCreate(Model):
     name: str = Field(pattern="^[A-Za-z0-9_-]{1,64}$")
     statement: str = Field(min_length=1, max_length=4096, description='SELECT ... FROM "<topic filter>" [WHERE ...]')
-    actions: list[ForwardAction] = Field(min_length=1, max_length=10)
+    actions: list[Annotated[ForwardAction | AlarmAction, Field(discriminator="kind")]] = Field(
+        min_length=1, max_length=10)
     enabled: bool = True
     fromStart: bool = Field(False, description="evaluate the oldest retained messages too, not only those from now")
     check: bool = Field(True, description="connect to every action's sink with its credentials before creating "
                                           "the rule (false: a sink that is not up yet)")
 
 
-class RuleActionOut(Model):
-    kind: str
+class ForwardActionOut(Model):
+    kind: Literal["forward"]
     sink: str
     options: dict[str, Any] = Field(description="credentials (url, password, secret) shown as ***")
+
+
+class AlarmActionOut(Model):
+    kind: Literal["alarm"]
+    name: str
+    severity: str
+    clear: bool
+
+
+RuleActionOut = Annotated[ForwardActionOut | AlarmActionOut, Field(discriminator="kind")]
 
 
 class RuleOut(Model):

@@ -14,6 +14,7 @@ from thingport.core.model import (
     Device,
     DeviceCounts,
     DeviceStatus,
+    ForwardAction,
     ListedDevice,
     Product,
     Rule,
@@ -113,7 +114,8 @@ def rule_json(rule: Rule, backlog: int | None = None) -> dict[str, Any]:
     actions = []
     for action in rule.actions:
         doc = action_doc(action)
-        doc["options"] = masked(options_type(action.sink), action.options)
+        if isinstance(action, ForwardAction):
+            doc["options"] = masked(options_type(action.sink), action.options)
         actions.append(doc)
     return {
         "name": rule.name,

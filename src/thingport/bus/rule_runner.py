@@ -22,7 +22,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -31,8 +31,10 @@ from thingport.bus.envelope import rule_delivery
 from thingport.bus.factory import create_sink
 from thingport.bus.forwarder import CommitSignal, DeliveryState
 from thingport.bus.log_tail import FRESH_S, Chunk, LogTail
-from thingport.core.model import ForwardAction, Rule, RuleAction, StoredMessage
+from thingport.core.errors import NotFound, ParamError
+from thingport.core.model import AlarmAction, ForwardAction, Rule, RuleAction, StoredMessage
 from thingport.core.ports import MessageLog, RuleStates
+from thingport.core.rule_actions import action_text
 from thingport.core.rule_sql import RuleStatement, RuleSyntaxError, compile_statement
 
 log = logging.getLogger(__name__)
@@ -126,13 +128,60 @@ class ForwardTarget(ActionTarget):
             await sink.close()
 
 
-def target_for(action: RuleAction) -> ActionTarget:
+class Alarms(Protocol):
+    """What an alarm action needs of the alarm service (manage/alarms.py ``AlarmService``)."""
+
+    async def raise_alarm(self, product_key: str, device_name: str, name: str, severity: str,
+                          details: dict[str, Any] | None = None) -> Any: ...
+
+    async def clear_alarm(self, product_key: str, device_name: str, name: str,
+                          actor: str | None = None) -> Any: ...
+
+
+class AlarmTarget(ActionTarget):
+    """An alarm action: raises (or clears) its alarm on the device of every output, in log order. Both are
+    idempotent (one open alarm per device and name; clearing none is nothing), so offering a stretch again
+    after a failure does no harm. An output too big for an alarm's details raises it with a note instead; a
+    device deleted since is skipped. The store failing is a failure to confirm: the stretch is offered again."""
+
+    def __init__(self, action: AlarmAction, alarms: Alarms | None) -> None:
+        self._action = action
+        self._alarms = alarms
+
+    async def run(self, evaluated: Evaluated) -> None:
+        if not evaluated.outputs:
+            return
+        if self._alarms is None:
+            raise SinkError("alarms are not available in this process")
+        a = self._action
+        for message, document in evaluated.outputs:
+            try:
+                if a.clear:
+                    await self._alarms.clear_alarm(message.product_key, message.device_name, a.name,
+                                                   f"rule:{evaluated.rule}")
+                    continue
+                try:
+                    await self._alarms.raise_alarm(message.product_key, message.device_name, a.name, a.severity,
+                                                   {**document, "rule": evaluated.rule})
+                except ParamError:  # the output is over the details' size
+                    await self._alarms.raise_alarm(message.product_key, message.device_name, a.name, a.severity,
+                                                   {"rule": evaluated.rule, "note": "the rule's output is too big "
+                                                    "for an alarm's details"})
+            except NotFound:
+                continue
+            except Exception as exc:  # noqa: BLE001 - the store: offered again after a backoff
+                raise SinkError(f"the alarm could not be stored: {exc}") from exc
+
+
+def target_for(action: RuleAction, alarms: Alarms | None = None) -> ActionTarget:
     """The runner of ``action`` (one per kind of action: core/model.py ``RuleAction``)."""
+    if isinstance(action, AlarmAction):
+        return AlarmTarget(action, alarms)
     return ForwardTarget(action)
 
 
 def _action_name(index: int, action: RuleAction) -> str:
-    return f"action {index + 1} ({action.kind} to {action.sink})"
+    return f"action {index + 1} ({action_text(action)})"
 
 
 class RuleMetrics:
@@ -151,8 +200,9 @@ class RuleRunner:
     """Keeps one task per enabled rule (started and stopped with the forwarder, under its lease)."""
 
     def __init__(self, log: MessageLog, registry: RuleStates, metrics_registry: CollectorRegistry,
-                 signal: CommitSignal, supervise_every_s: float = 1.0) -> None:
+                 signal: CommitSignal, supervise_every_s: float = 1.0, alarms: Alarms | None = None) -> None:
         self._log = log
+        self._alarms = alarms
         self._registry = registry
         self._signal = signal
         self._tail = LogTail(log)
@@ -211,7 +261,7 @@ class RuleRunner:
         except RuleSyntaxError as exc:  # stored by an older thingport whose dialect took it
             await state.failed(f"the statement does not compile: {exc}")
             await asyncio.Event().wait()  # until the rule changes or goes
-        targets = [target_for(action) for action in rule.actions]
+        targets = [target_for(action, self._alarms) for action in rule.actions]
         name = rule.name
         cursor = rule.cursor
         loop = asyncio.get_running_loop()

@@ -192,9 +192,21 @@ class ForwardAction:
     kind = "forward"  # not a field: the tag in the stored (and API) form of an action
 
 
-# Every kind of action a rule may take. A new kind (an alarm raised or cleared by what a rule emits) is one
-# more record here, its stored form in rule_actions.py and its runner beside the forwarding one.
-RuleAction = ForwardAction
+@dataclass(frozen=True, slots=True)
+class AlarmAction:
+    """A rule's action that raises alarm ``name`` (or clears it, ``clear``) on the device of every message the
+    rule emits a document for; a raised alarm's details are that document (README "Alarms")."""
+
+    name: str
+    severity: str  # critical, major, minor, warning (a clear ignores it)
+    clear: bool = False
+
+    kind = "alarm"
+
+
+# Every kind of action a rule may take: one record each here, its stored form in rule_actions.py and its
+# runner in bus/rule_runner.py.
+RuleAction = ForwardAction | AlarmAction
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from thingport.core.model import (
     Device,
     DeviceCounts,
     DeviceStatus,
+    ForwardAction,
     HistoryBucket,
     ListedDevice,
     Product,
@@ -451,6 +452,8 @@ class Management:
             raise ParamError(str(exc)) from None
         sinks = []
         for position, action in enumerate(parsed, start=1):
+            if not isinstance(action, ForwardAction):  # an alarm action: checked as it was read
+                continue
             if action.sink == PULL:
                 raise ParamError(f"action {position}: a rule forwards to a push sink (rabbitmq, nats, mqtt, "
                                  f"webhook), not {PULL}: pull a subscription's messages instead")

@@ -20,6 +20,7 @@ from thingport.core.tokens import TokenCodec
 from thingport.dialects.dialect import DialectTable
 from thingport.dialects.table import DIALECTS
 from thingport.ingest.use_case import DeviceIngest
+from thingport.manage.alarms import AlarmService
 from thingport.manage.service import Management
 from thingport.metrics import DeviceMetrics
 from thingport.runtime.coordination import LeasedService, LogWatcher, Services, WorkerNumber
@@ -147,7 +148,7 @@ def build(settings: Settings, overrides: Overrides | None = None, *, create: boo
                       metrics=metrics, shared=shared)
     commits = CommitSignal()
     log.on_commit(commits.notify)
-    rules = RuleRunner(log, registry, metrics.registry, commits)
+    rules = RuleRunner(log, registry, metrics.registry, commits, alarms=AlarmService(stores.alarms, registry))
     evaluator = AlarmEvaluator(log, stores.alarms, registry, ingest.message_ids, clock, commits, metrics.registry,
                                settings.presence_timeout_s)
 
