@@ -160,6 +160,7 @@ JSON = (("Content-Type", "application/json"),)
 TOPIC_PATH = "/topic/$pk/$dn/user/bench"
 FLEET = 256  # devices the -d256 rows spread their requests over
 RULES = 10  # rules on the product in the `topic-rules10` row
+ALARMS = 10  # alarm definitions beside them in the `topic-rules10-alarms10` row
 ROWS: list[Row] = [
     *in_modes(MODES, name="bare", target="bare", path=TOPIC_PATH, headers=OCTET,
               body=TOPIC_PAYLOAD, what="(a) raw ASGI app, same JSON reply, same uvicorn/TLS stack"),
@@ -234,6 +235,12 @@ ROWS: list[Row] = [
              "reshaped, and forwards it to RabbitMQ (a durable queue bound); nine more are evaluated on every "
              "report and select nothing. Against `topic`: what rules cost the device path; the backlog (the "
              "furthest-behind rule's) is polled during and after the run"),
+    Row(name=f"topic-rules{RULES}-alarms{ALARMS}", target="rules-alarms", mode=KEEP_ALIVE, path=TOPIC_PATH,
+        headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True,
+        what=f"`topic-rules{RULES}` plus {ALARMS} alarm definitions on the product (issue 22: thresholds, a range, "
+             "a duration, hysteresis, silence): the alarm evaluator reads every report after its own cursor too "
+             "(a /user topic carries no model values, so it judges none: its cost is the reading and the "
+             "look-up). The backlog is the furthest behind of the rules and the evaluator"),
     Row(name="topic-rabbitmq", target="forwarding", mode=KEEP_ALIVE, path=TOPIC_PATH,
         headers=(("password", "$token"), *OCTET), body=TOPIC_PAYLOAD, durable=True, goal=0.6,
         what="(b) with forwarding on: a rabbitmq subscription (kinds raw, publisher confirms, mandatory) on the "
@@ -641,6 +648,34 @@ class RulesTarget(ForwardingTarget):
         if len(listed) != RULES or any(r.get("backlog") is None or r.get("failed") for r in listed):
             raise BenchError(f"rule list shows not {RULES} rules with a backlog and no failures: {out.stdout[:300]}")
         return max(int(r["backlog"]) for r in listed)
+
+
+class RulesAlarmsTarget(RulesTarget):
+    """``RulesTarget`` with ``ALARMS`` alarm definitions on the product as well (what the issue asks to weigh:
+    ingest with rules and alarms active against the same ingest with none)."""
+
+    LAGGING = "the rules and the alarm evaluator"
+    DEFINITIONS = (("hot", "critical", ["--when", "temperature > 80", "--clear-when", "temperature < 75"]),
+                   ("cold", "major", ["--when", "temperature < -20"]),
+                   ("dry", "minor", ["--when", "humidity < 5", "--for", "120"]),
+                   ("wet", "minor", ["--when", "humidity > 98"]),
+                   ("volts", "major", ["--when", "voltage outside [2.5, 4.2]"]),
+                   ("weak", "warning", ["--when", "rssi < -110", "--for", "60"]),
+                   ("strong", "warning", ["--when", "rssi > -10"]),
+                   ("hotter", "critical", ["--when", "temperature >= 100"]),
+                   ("drift", "warning", ["--when", "voltage inside [0, 1]"]),
+                   ("silent", "major", ["--when", "silent"]))
+
+    def provision(self, data_dir: Path) -> None:
+        super().provision(data_dir)
+        assert len(self.DEFINITIONS) == ALARMS
+        for name, severity, condition in self.DEFINITIONS:
+            cli_json(data_dir, "alarm", "define", "--product-key", self.product_key, "--name", name,
+                     "--severity", severity, *condition)
+
+    def cursor(self, conn: sqlite3.Connection) -> int:
+        evaluator = conn.execute("SELECT cursor FROM alarm_cursor WHERE id = 1").fetchone()[0]
+        return min(super().cursor(conn), int(evaluator))
 
 
 def amqp(action: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -1197,6 +1232,7 @@ TARGETS: dict[str, Target] = {
     "iotda": IotdaTarget("iotda", UNTHROTTLED),
     "forwarding": ForwardingTarget("forwarding", UNTHROTTLED),
     "rules": RulesTarget("rules", UNTHROTTLED),
+    "rules-alarms": RulesAlarmsTarget("rules-alarms", UNTHROTTLED),
     "pg1": PostgresTarget("pg1", UNTHROTTLED, workers=1),
     "pg1os": PostgresTarget("pg1os", {**UNTHROTTLED, "THINGPORT_DURABILITY": "os"}, workers=1),
     "pg2": PostgresTarget("pg2", UNTHROTTLED, workers=2),

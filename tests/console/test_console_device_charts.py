@@ -110,6 +110,10 @@ def test_device_charts_show_gaps_steps_labels_units_ranges_and_export_csv(
     expect(mode).to_have_attribute("data-gaps", "1")
     expect(mode).to_have_attribute("data-y-ticks", "off|eco|boost")
     expect(page.get_by_test_id("chart-power")).to_have_attribute("data-y-ticks", "off|on")
+    # the status table says enum and bool values with their model labels, numbers with their unit
+    expect(page.get_by_test_id("value-mode")).to_have_text("0 (off)")
+    expect(page.get_by_test_id("value-power")).to_have_text("1 (on)")
+    expect(page.get_by_test_id("value-temperature")).to_contain_text("°C")
     expect(page.get_by_test_id("chart-latest-power")).to_have_text("1 (on)")
     assert temperature.locator("canvas").count() == 1
     shot(page, "charts-01-last-hour")

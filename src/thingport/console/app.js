@@ -1127,9 +1127,13 @@
       statusBody.replaceChildren(...(names.length ? names.map((id) => {
         const lv = st.properties[id];
         const unit = unitOf(id);
+        const valueLabels = chartKind(props.get(id)) === "step" ? labelsOf(props.get(id)) : null;  // "1 (eco)"
+        const named = valueLabels && valueLabels.get(Number(lv.value));
         return h("tr", { testid: "status-row", "data-property": id },
           h("td", {}, h("code", {}, label(id))),
-          h("td", { testid: `value-${id}`, class: "value" }, formatValue(lv.value), unit ? h("span", { class: "muted" }, ` ${unit}`) : null),
+          h("td", { testid: `value-${id}`, class: "value" }, formatValue(lv.value),
+            named ? h("span", { class: "muted" }, ` (${named})`) : null,
+            unit ? h("span", { class: "muted" }, ` ${unit}`) : null),
           h("td", {}, timeCell(lv.time)));
       }) : [emptyRow(3, "No property has been reported yet.")]));
       lastStatus = st;
