@@ -383,7 +383,7 @@ def test_subscriptions_are_created_paused_resumed_and_deleted_from_the_console(
     expect(page.get_by_test_id("products-console-every")).to_have_text("every product", **expect_timeout)
     made = {s["name"]: s for s in thingport("subscription", "list")}
     assert made["console-two"]["productKeys"] == [first, second]
-    assert made["console-two"]["kinds"] == ["raw", "properties", "event"]
+    assert made["console-two"]["kinds"] == ["raw", "properties", "event", "alarm"]  # every kind but the one unchecked
     assert made["console-every"]["allProducts"] is True
 
     page.get_by_test_id("pause-console-two").click()
