@@ -167,11 +167,14 @@ def test_the_evaluator_stores_an_idle_cursor_at_most_once_a_second_and_retention
         first = await report(1)  # the first batch stores its cursor
         stored_first = await app.stores.alarms.evaluator_cursor()
         second = await report(2)  # within CURSOR_EVERY_S: judged, its cursor not written
-        return first, stored_first, second, await evaluator.held()
+        held = await evaluator.held()
+        assert await evaluator.judge_next() == 0  # caught up: now it is
+        return first, stored_first, second, held, await app.stores.alarms.evaluator_cursor()
 
     try:
-        first, stored_first, second, held = asyncio.run(main())
+        first, stored_first, second, held, stored_caught_up = asyncio.run(main())
     finally:
         app.close()
     assert stored_first == first and second > first
     assert held == [first]  # what retention keeps the log after: the stored cursor, not the one in memory
+    assert stored_caught_up == second

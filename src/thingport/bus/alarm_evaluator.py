@@ -37,6 +37,7 @@ BATCH = 2000  # log messages judged per transaction
 # nothing either, and on SQLite every write of the evaluator waits for the log writer's file lock (and makes it
 # wait), so following ingest batch by batch must not mean a write per batch.
 CURSOR_EVERY_S = 1.0
+LINGER_S = 0.05  # an evaluator following ingest reads at most one short stretch this often (as rules do)
 EMIT_BATCH = 500
 ALARM_TOPIC = "$alarm"
 ALARM_KIND = "alarm"
@@ -113,7 +114,8 @@ class AlarmEvaluator:
         self._devices: dict[int, Identity] = {}  # of the devices with a duration under way
         self._silence_looked: dict[str, tuple[tuple[int, ...], int]] = {}  # product -> (definitions, last seen up to)
         self.cursor = 0
-        self._cursor_stored_at = float("-inf")  # time.monotonic() of the last cursor write
+        self._cursor_stored = 0  # the cursor as last stored
+        self._cursor_stored_at = float("-inf")  # time.monotonic() of that write
 
     async def held(self) -> list[int]:
         """The stored cursor: retention keeps what the evaluator has yet to judge."""
@@ -137,12 +139,15 @@ class AlarmEvaluator:
             try:
                 await self._resume()
                 while True:
-                    caught_up = not await self.judge_next()
+                    judged = await self.judge_next()
+                    caught_up = not judged
                     if caught_up:
                         await self.tick()
                     await self.emit()
                     if caught_up:
                         await self._signal.wait(self._tick_s)
+                    elif judged < BATCH:  # following ingest: let a stretch gather (a batch's cost is mostly fixed)
+                        await asyncio.sleep(LINGER_S)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -151,7 +156,7 @@ class AlarmEvaluator:
 
     async def _resume(self) -> None:
         state = await self._store.evaluator_state()
-        self.cursor = state.cursor
+        self.cursor = self._cursor_stored = state.cursor
         self._open = set(state.open)
         self._pending = dict(state.pending)
         self._values.clear()
@@ -224,6 +229,9 @@ class AlarmEvaluator:
         """Judge the next batch of the log; how many messages it held (0: caught up)."""
         messages = await self._log.read_after(self.cursor, BATCH)
         if not messages:
+            if self._cursor_stored < self.cursor:  # caught up: the quiet stretches' cursor is stored now
+                await self._store.apply([], [], {}, self.cursor)
+                self._cursor_stored, self._cursor_stored_at = self.cursor, time.monotonic()
             return 0
         verdicts = _Verdicts()
         await self._load_definitions()  # one just defined judges what is read from now on
@@ -235,7 +243,7 @@ class AlarmEvaluator:
         now = time.monotonic()
         if verdicts or now - self._cursor_stored_at >= CURSOR_EVERY_S:
             await self._store.apply(verdicts.raises, verdicts.clears, verdicts.pending, messages[-1].seq)
-            self._cursor_stored_at = now
+            self._cursor_stored, self._cursor_stored_at = messages[-1].seq, now
         self.cursor = messages[-1].seq
         return len(messages)
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
@@ -30,8 +31,25 @@ STOP_GRACE_S = 15.0
 WorkerBody = Callable[[Settings, CertificateFiles, int], None]  # a module-level function: spawn pickles it
 
 
-def _worker(settings_doc: dict, files: CertificateFiles, index: int, body: WorkerBody) -> None:
+PARENT_CHECK_S = 1.0
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    """A supervisor killed outright (SIGKILL, OOM) cannot stop its workers: each notices it is gone (it is
+    re-parented) and stops itself as the supervisor would have (SIGTERM: a graceful stop), instead of
+    serving on, unsupervised, on the shared port."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        log.warning("worker %d: the supervisor is gone; stopping", os.getpid())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
+
+
+def _worker(settings_doc: dict, files: CertificateFiles, index: int, body: WorkerBody, supervisor: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop (SIGTERM)
+    _stop_when_orphaned(supervisor)  # its pid as it started us: it may be gone before this line runs
     settings = Settings.model_construct(**settings_doc)
     body(settings.model_copy(update={"worker_id": (settings.worker_id + index) % 1024}), files, index)
 
@@ -50,7 +68,8 @@ def supervise(settings: Settings, files: CertificateFiles, body: WorkerBody) -> 
     stopping = False
 
     def start(index: int) -> BaseProcess:
-        process = context.Process(target=_worker, args=(doc, files, index, body), name=f"thingport-worker-{index}")
+        process = context.Process(target=_worker, args=(doc, files, index, body, os.getpid()),
+                                  name=f"thingport-worker-{index}")
         process.start()
         return process
 
