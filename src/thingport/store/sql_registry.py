@@ -530,19 +530,20 @@ class SqlRegistry:
 
         await self._db.run(q)
 
-    async def set_subscription_enabled(self, name: str, enabled: bool) -> None:
+    async def _change_named(self, what: str, name: str, sql: str, params: tuple) -> None:
+        """One statement on the named subscription or rule; NotFound when it changed no row."""
         def q(conn: Database) -> int:
-            return conn.execute("UPDATE subscriptions SET enabled = ? WHERE name = ?", (int(enabled), name)).rowcount
+            return conn.execute(sql, params).rowcount
 
         if await self._db.run(q) != 1:
-            raise NotFound(f"subscription {name} does not exist")
+            raise NotFound(f"{what} {name} does not exist")
+
+    async def set_subscription_enabled(self, name: str, enabled: bool) -> None:
+        await self._change_named("subscription", name, "UPDATE subscriptions SET enabled = ? WHERE name = ?",
+                                 (int(enabled), name))
 
     async def delete_subscription(self, name: str) -> None:
-        def q(conn: Database) -> int:
-            return conn.execute("DELETE FROM subscriptions WHERE name = ?", (name,)).rowcount
-
-        if await self._db.run(q) != 1:
-            raise NotFound(f"subscription {name} does not exist")
+        await self._change_named("subscription", name, "DELETE FROM subscriptions WHERE name = ?", (name,))
 
     # --- rules ---
 
@@ -602,18 +603,10 @@ class SqlRegistry:
         await self._db.run(q)
 
     async def set_rule_enabled(self, name: str, enabled: bool) -> None:
-        def q(conn: Database) -> int:
-            return conn.execute("UPDATE rules SET enabled = ? WHERE name = ?", (int(enabled), name)).rowcount
-
-        if await self._db.run(q) != 1:
-            raise NotFound(f"rule {name} does not exist")
+        await self._change_named("rule", name, "UPDATE rules SET enabled = ? WHERE name = ?", (int(enabled), name))
 
     async def delete_rule(self, name: str) -> None:
-        def q(conn: Database) -> int:
-            return conn.execute("DELETE FROM rules WHERE name = ?", (name,)).rowcount
-
-        if await self._db.run(q) != 1:
-            raise NotFound(f"rule {name} does not exist")
+        await self._change_named("rule", name, "DELETE FROM rules WHERE name = ?", (name,))
 
     async def reseal_all(self) -> int:
         """Seal every stored credential (device secrets, subscription options, rule actions) again with the newest key,
