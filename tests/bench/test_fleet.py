@@ -35,7 +35,7 @@ def test_the_small_scale_runs_every_step_on_both_backends(tmp_path: Path) -> Non
         connections = result["connections"]
         assert connections["still_open"] == connections["connections"] == scale["connections"]
         assert connections["rss_open_kb"] > 0
-        retention = result["retention"]  # RETENTION_EVERY_S brings the first pass within the watch
+        retention = result["retention"]  # retention_first_s brings the first pass within the watch
         assert retention["finished"] and retention["deleted"] == retention["old"] == int(
             scale["messages"] * scale["retention_share"])
     assert png.stat().st_size > 10_000

@@ -226,26 +226,45 @@ class AlarmEvaluator:
                     self._devices[r.device_id] = identity
 
     async def judge_next(self) -> int:
-        """Judge the next batch of the log; how many messages it held (0: caught up)."""
+        """Judge the next batch of the log; how many messages it held (0: caught up). With no definition
+        at all there is nothing to judge: the cursor moves to the log's end unread (a store that grew while
+        the evaluator was down, or one that never had alarms, is not read through message by message)."""
+        await self._load_definitions()  # one just defined judges what is read from now on
+        if not self._definitions:
+            return await self._skip_to_end()
         messages = await self._log.read_after(self.cursor, BATCH)
         if not messages:
-            if self._cursor_stored < self.cursor:  # caught up: the quiet stretches' cursor is stored now
-                await self._store.apply([], [], {}, self.cursor)
-                self._cursor_stored, self._cursor_stored_at = self.cursor, time.monotonic()
+            await self._store_caught_up_cursor()
             return 0
         verdicts = _Verdicts()
-        await self._load_definitions()  # one just defined judges what is read from now on
-        if self._definitions:
-            judged = [m for m in messages if m.kind not in _SKIPPED_KINDS]
-            reported = await self._store.reported([m.message_id for m in judged])
-            for m in judged:
-                self._judge(verdicts, m, reported.get(m.message_id, []))
+        judged = [m for m in messages if m.kind not in _SKIPPED_KINDS]
+        reported = await self._store.reported([m.message_id for m in judged])
+        for m in judged:
+            self._judge(verdicts, m, reported.get(m.message_id, []))
+        await self._advance(messages[-1].seq, verdicts)
+        return len(messages)
+
+    async def _skip_to_end(self) -> int:
+        """Nothing to judge: move past what the log holds; how many messages that was (0: caught up)."""
+        (skipped,) = await self._log.backlogs([self.cursor])
+        if not skipped:
+            await self._store_caught_up_cursor()
+            return 0
+        await self._advance(await self._log.last_seq(), _Verdicts())
+        return skipped
+
+    async def _advance(self, cursor: int, verdicts: _Verdicts) -> None:
+        """The cursor moves on; stored with the verdicts, or (none) at most once every CURSOR_EVERY_S."""
         now = time.monotonic()
         if verdicts or now - self._cursor_stored_at >= CURSOR_EVERY_S:
-            await self._store.apply(verdicts.raises, verdicts.clears, verdicts.pending, messages[-1].seq)
-            self._cursor_stored, self._cursor_stored_at = messages[-1].seq, now
-        self.cursor = messages[-1].seq
-        return len(messages)
+            await self._store.apply(verdicts.raises, verdicts.clears, verdicts.pending, cursor)
+            self._cursor_stored, self._cursor_stored_at = cursor, now
+        self.cursor = cursor
+
+    async def _store_caught_up_cursor(self) -> None:
+        if self._cursor_stored < self.cursor:  # caught up: the quiet stretches' cursor is stored now
+            await self._store.apply([], [], {}, self.cursor)
+            self._cursor_stored, self._cursor_stored_at = self.cursor, time.monotonic()
 
     async def tick(self) -> None:
         """Caught up with the log: durations that ran out, and silence, raise now."""

@@ -1,6 +1,7 @@
 """Token-bucket rate limits with an injected clock (pure; the caller owns the buckets' storage)."""
 
 from dataclasses import dataclass
+from itertools import islice
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +38,20 @@ class TokenBucket:
             return True
         return False
 
+    def full_at(self, now: float) -> bool:
+        """Refilled to its burst by ``now``: no different from a new bucket, so it may be forgotten."""
+        return self._tokens + (now - self._at) * self._rate.per_second >= self._rate.burst
+
 
 class BucketMap:
-    """One bucket per key, bounded in size: the least recently created buckets go first.
+    """One bucket per key, bounded in size.
 
-    An evicted bucket comes back full, which only ever errs toward allowing a request.
+    A bucket that has refilled is the same as a new one, so when the map is full those are dropped first
+    and exactly; only when more than ``max_keys`` keys are draining at once do the least recently created
+    go, and an evicted bucket comes back full, which only ever errs toward allowing a request. Measured on a
+    fleet of 100,000 devices reporting in turn: a map that evicted the oldest bucket instead made a new one
+    for every report, and those long-lived objects kept Python's full garbage collection running (~0.3 s
+    pauses every few seconds).
     """
 
     __slots__ = ("_rate", "_buckets", "_max_keys")
@@ -51,11 +61,24 @@ class BucketMap:
         self._buckets: dict[object, TokenBucket] = {}
         self._max_keys = max_keys
 
+    def __len__(self) -> int:
+        return len(self._buckets)
+
     def take(self, key: object, now: float, rate: Rate | None = None) -> bool:
         """``rate``: this key's own rate instead of the map's (e.g. its product's)."""
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self._max_keys:
-                del self._buckets[next(iter(self._buckets))]
+                self._make_room(now)
             bucket = self._buckets[key] = TokenBucket(rate or self._rate, now)
         return bucket.take(now, 1.0, rate)
+
+    def _make_room(self, now: float) -> None:
+        """Forget every refilled bucket; if that freed less than a tenth of the map, also the oldest tenth
+        (so a sweep's cost is spread over at least a tenth of ``max_keys`` new keys)."""
+        buckets = self._buckets
+        self._buckets = buckets = {k: b for k, b in buckets.items() if not b.full_at(now)}
+        excess = len(buckets) - (self._max_keys - max(1, self._max_keys // 10))
+        if excess > 0:
+            for key in list(islice(buckets, excess)):
+                del buckets[key]

@@ -40,6 +40,7 @@ class GroupCommitter(Generic[Item]):
         self._on_commit = on_commit  # called on the event loop after each committed batch
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.batches = 0  # batches written so far (read from the loop: has anything been written since?)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -109,6 +110,7 @@ class GroupCommitter(Generic[Item]):
             self._write_batch([item for item, _ in batch])
         except BaseException as exc:  # noqa: BLE001 - reported to every waiter of the batch
             error = exc
+        self.batches += 1
         self._hand_back(_settle, [f for _, f in batch], error, self._on_commit)
 
     def _do_alone(self, entry: tuple["_Alone", "asyncio.Future[Any]"]) -> None:
