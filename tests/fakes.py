@@ -97,7 +97,8 @@ class InMemoryLog:
         self._registry.seen[device.id] = max(self._registry.seen.get(device.id, 0), session.at_ms)
         if session.supersedes:
             newest, older = supersede(device.token_ms, device.superseded_tokens, session.at_ms)
-            self._registry.devices[device.id] = dataclasses.replace(device, token_ms=newest, superseded_tokens=older)
+            replaced = msgspec.structs.replace(device, token_ms=newest, superseded_tokens=older)
+            self._registry.devices[device.id] = replaced
 
     async def newest(self, limit: int, after_seq: int | None = None) -> list[StoredMessage]:
         return [m for m in self.messages if after_seq is None or m.seq > after_seq][-limit:][::-1]

@@ -4,7 +4,7 @@ from thingport.core.throttle import BucketMap, Rate, TokenBucket
 
 
 def test_bucket_allows_burst_then_refills_at_rate() -> None:
-    bucket = TokenBucket(Rate(per_second=2, burst=3), now=0.0)
+    bucket = TokenBucket(Rate(per_second=2, burst=3), 0.0)
     assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
     assert not bucket.take(0.4)  # 0.8 token refilled
     assert bucket.take(0.5)  # 1 token

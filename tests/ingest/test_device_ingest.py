@@ -8,6 +8,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import pytest
 
 from tests.fakes import InMemoryLog, InMemoryRegistry
@@ -121,7 +122,7 @@ def test_authentication_refusals_record_nothing(dialect: str, change: str) -> No
         elif change == "unknown":
             name = "nobody"
         elif change == "disabled":
-            w.registry.add_device(dataclasses.replace(w.device, enabled=False))
+            w.registry.add_device(msgspec.structs.replace(w.device, enabled=False))
         else:
             stamp = str(int(NOW * 1000) - 16 * 60 * 1000)  # 16 minutes old; IoTDA: the hour before the last
         if dialect == "aliyun":
@@ -175,10 +176,10 @@ def test_expired_revoked_and_superseded_tokens_are_refused() -> None:
         with pytest.raises(TokenInvalid, match="superseded"):
             await w.iotda(first, services(temperature=1))
         await w.iotda(second, services(temperature=1))
-        w.cache.remember(dataclasses.replace(w.cache.get(1), token_epoch=1))  # type: ignore[arg-type]
+        w.cache.remember(msgspec.structs.replace(w.cache.get(1), token_epoch=1))  # type: ignore[type-var]
         with pytest.raises(TokenInvalid, match="revoked"):
             await w.iotda(second, services(temperature=1))
-        w.cache.remember(dataclasses.replace(w.cache.get(1), token_epoch=0))  # type: ignore[arg-type]
+        w.cache.remember(msgspec.structs.replace(w.cache.get(1), token_epoch=0))  # type: ignore[type-var]
         w.now += w.ingest.settings.huawei_token_ttl_s
         with pytest.raises(TokenExpired):
             await w.iotda(second, services(temperature=1))

@@ -23,9 +23,12 @@ class Product:
     require_sign_type_1: bool | None = None  # IoTDA auth must be time-checked (sign_type 1); None: the server's
 
 
-@dataclass(frozen=True, slots=True)
-class Device:
-    """A device as the device side (ingest/) sees it. ``secret`` is the plain secret, never shown in repr or logs."""
+class Device(msgspec.Struct, frozen=True, gc=False):
+    """A device as the device side (ingest/) sees it. ``secret`` is the plain secret, never shown in repr or logs.
+
+    Untracked by Python's cyclic garbage collector (it holds only strings, numbers and tuples of them): the
+    registry cache and presence keep one per device in use, and at 100,000 devices signed in, tracked devices
+    made each full collection a ~0.15 s pause."""
 
     id: int
     product_key: str
@@ -33,13 +36,17 @@ class Device:
     enabled: bool
     token_epoch: int
     created_ms: int
-    secret: str = field(repr=False)
+    secret: str
     last_auth_ms: int | None = None
     device_id: str = ""  # the IoTDA device_id (identity.default_device_id unless given)
     gateway_id: int | None = None  # the parent gateway's internal id, for a sub-device
     gateway: tuple[str, str] | None = None  # the parent's (productKey, deviceName)
     token_ms: int | None = None  # when the newest IoTDA token was issued
     superseded_tokens: tuple[tuple[int, int], ...] = ()  # (issued, superseded) of older ones in their 30 s grace
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__ if name != "secret")
+        return f"Device({shown})"
 
 
 class ValuesAt(NamedTuple):

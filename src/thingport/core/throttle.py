@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from itertools import islice
 
+import msgspec
+
 
 @dataclass(frozen=True, slots=True)
 class Rate:
@@ -14,15 +16,18 @@ class Rate:
             raise ValueError("rate must be > 0 per second with a burst of at least 1")
 
 
-class TokenBucket:
-    """Allows ``rate.burst`` at once, refilling at ``rate.per_second``."""
+class TokenBucket(msgspec.Struct, gc=False):
+    """Allows ``rate.burst`` at once, refilling at ``rate.per_second``. Untracked by Python's cyclic garbage
+    collector (nothing in it can form a cycle): a map of 100,000 devices' buckets made every full collection
+    longer."""
 
-    __slots__ = ("_rate", "_tokens", "_at")
+    _rate: Rate
+    _at: float  # when the tokens were last counted
+    _tokens: float = -1.0  # a new bucket is full (see __post_init__)
 
-    def __init__(self, rate: Rate, now: float) -> None:
-        self._rate = rate
-        self._tokens = rate.burst
-        self._at = now
+    def __post_init__(self) -> None:
+        if self._tokens < 0:
+            self._tokens = self._rate.burst
 
     def take(self, now: float, cost: float = 1.0, rate: Rate | None = None) -> bool:
         """``rate`` replaces the bucket's own from now on (a product's rate may change while its buckets live)."""

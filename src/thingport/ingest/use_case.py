@@ -5,10 +5,11 @@ body never has it read. Dialects decode their wire format into the terms of ``in
 the outcome; what differs between them (credential schemes, routes, payload rules) they pass in.
 """
 
-import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
+
+import msgspec
 
 from thingport.core.errors import AuthFailed, NotAChild, ParamError, StoreUnavailable, TokenInvalid
 from thingport.core.message_ids import MessageIdGenerator
@@ -103,7 +104,7 @@ class DeviceIngest:
         )
         if tokens.supersedes:
             newest, superseded = supersede(device.token_ms, device.superseded_tokens, now_ms)
-            self._cache.remember(dataclasses.replace(device, token_ms=newest, superseded_tokens=superseded))
+            self._cache.remember(msgspec.structs.replace(device, token_ms=newest, superseded_tokens=superseded))
         else:
             self._cache.remember(device)
         await self._came_online(device, now_ms, "authenticated")
