@@ -59,6 +59,10 @@ class InMemoryRegistry:
     async def list_products(self) -> list[Product]:
         return list(self.products.values())
 
+    async def devices_by_ids(self, device_ids: Sequence[int]) -> list[Device]:
+        self.calls["devices_by_ids"] += 1
+        return [self.devices[i] for i in device_ids if i in self.devices]
+
     async def recently_seen(self, since_ms: int, device_ids: Sequence[int] | None = None) -> list[tuple[int, int]]:
         return [(d, at) for d, at in self.seen.items() if at >= since_ms and (device_ids is None or d in device_ids)]
 

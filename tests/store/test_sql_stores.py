@@ -418,6 +418,10 @@ def test_recently_seen_asks_for_given_devices_only(data_dir: Path, engine: dict)
         assert await seen(0, []) == []
         many = [ids[1], *range(10_000, 11_200)]  # more ids than one statement takes
         assert await seen(0, many) == [(ids[1], 2000)]
+        # and the devices themselves, as presence resumes them after a restart: those that exist, secrets open
+        found = await stores.registry.devices_by_ids([*many, ids[2]])
+        assert sorted((d.id, d.device_name) for d in found) == [(ids[1], "dev-1"), (ids[2], "dev-2")]
+        assert found[0] == await stores.registry.device_by_id(found[0].id)
 
     run(data_dir, act, engine)
 

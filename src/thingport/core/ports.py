@@ -30,6 +30,10 @@ class RegistryReader(Protocol):
 
     async def device_by_id(self, device_id: int) -> Device | None: ...
 
+    async def devices_by_ids(self, device_ids: Sequence[int]) -> list[Device]:
+        """Those of ``device_ids`` that exist, in few round trips (presence resumed after a restart)."""
+        ...
+
     async def device_by_name(self, product_key: str, device_name: str) -> Device | None: ...
 
     async def device_by_device_id(self, device_id: str) -> Device | None:

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import gc
 import logging
 import os
 import signal
@@ -151,6 +152,10 @@ async def _serve(settings: Settings, files: CertificateFiles, worker_index: int 
                 return
             waits.append(serving)
         await device.start()
+        # what start-up made (modules, the app, the caches' first fill) lives as long as the process: moved out of
+        # the cyclic GC's reach, a full collection walks only what came after (0.1-0.3 s pauses at 100k devices)
+        gc.collect()
+        gc.freeze()
         loop = asyncio.get_running_loop()
 
         def stop() -> None:

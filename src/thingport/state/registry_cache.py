@@ -8,6 +8,7 @@ interval. A product's model is compiled once per version and shared by all its d
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from thingport.core.model import Device
 from thingport.core.ports import RegistryReader
@@ -41,6 +42,13 @@ class RegistryCache:
         device = await self._registry.device_by_id(device_id)
         self._put(device_id, device)
         return device
+
+    async def load_many(self, device_ids: Sequence[int]) -> list[Device]:
+        """``load`` of many devices in few round trips; those that do not exist are left out."""
+        devices = await self._registry.devices_by_ids(device_ids)
+        for device in devices:
+            self._put(device.id, device)
+        return devices
 
     def known_by_device_id(self, device_id: str) -> Device | None:
         """A device by its IoTDA ``device_id`` if it is in memory, without I/O."""

@@ -104,6 +104,17 @@ class SqlRegistry:
     async def device_by_id(self, device_id: int) -> Device | None:
         return await self._one_device("d.id = ?", (device_id,))
 
+    async def devices_by_ids(self, device_ids: Sequence[int]) -> list[Device]:
+        def q(conn: Database) -> list[tuple]:
+            rows: list[tuple] = []
+            ids = list(device_ids)
+            for start in range(0, len(ids), _IDS_PER_QUERY):
+                chunk = ids[start:start + _IDS_PER_QUERY]
+                rows += conn.execute(f"{_DEVICE_SELECT} WHERE d.id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+            return rows
+
+        return [self._device(row) for row in await self._db.run(q)]
+
     async def device_by_name(self, product_key: str, device_name: str) -> Device | None:
         return await self._one_device("d.product_key = ? AND d.device_name = ?", (product_key, device_name))
 
