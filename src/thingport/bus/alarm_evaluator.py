@@ -14,15 +14,15 @@ crash in between writes it again (at least once; the payload's ``eventId`` tells
 """
 
 import asyncio
+import functools
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
 from prometheus_client import CollectorRegistry, Gauge
 
-from thingport.bus.forwarder import CommitSignal
+from thingport.bus.consumer import CommitSignal, QuietSaves
 from thingport.core.alarms import AlarmDefinition, AlarmEvent, Track, step, tick
 from thingport.core.message_ids import MessageIdGenerator
 from thingport.core.model import Product, StoredMessage
@@ -114,8 +114,7 @@ class AlarmEvaluator:
         self._devices: dict[int, Identity] = {}  # of the devices with a duration under way
         self._silence_looked: dict[str, tuple[tuple[int, ...], int]] = {}  # product -> (definitions, last seen up to)
         self.cursor = 0
-        self._cursor_stored = 0  # the cursor as last stored
-        self._cursor_stored_at = float("-inf")  # time.monotonic() of that write
+        self._saves = QuietSaves(CURSOR_EVERY_S)  # a batch that changed nothing: its cursor, throttled
 
     async def held(self) -> list[int]:
         """The stored cursor: retention keeps what the evaluator has yet to judge."""
@@ -156,7 +155,8 @@ class AlarmEvaluator:
 
     async def _resume(self) -> None:
         state = await self._store.evaluator_state()
-        self.cursor = self._cursor_stored = state.cursor
+        self.cursor = state.cursor
+        self._saves.drop()
         self._open = set(state.open)
         self._pending = dict(state.pending)
         self._values.clear()
@@ -229,9 +229,7 @@ class AlarmEvaluator:
         """Judge the next batch of the log; how many messages it held (0: caught up)."""
         messages = await self._log.read_after(self.cursor, BATCH)
         if not messages:
-            if self._cursor_stored < self.cursor:  # caught up: the quiet stretches' cursor is stored now
-                await self._store.apply([], [], {}, self.cursor)
-                self._cursor_stored, self._cursor_stored_at = self.cursor, time.monotonic()
+            await self._saves.flush()  # caught up: the quiet stretches' cursor is stored now
             return 0
         verdicts = _Verdicts()
         await self._load_definitions()  # one just defined judges what is read from now on
@@ -240,10 +238,8 @@ class AlarmEvaluator:
             reported = await self._store.reported([m.message_id for m in judged])
             for m in judged:
                 self._judge(verdicts, m, reported.get(m.message_id, []))
-        now = time.monotonic()
-        if verdicts or now - self._cursor_stored_at >= CURSOR_EVERY_S:
-            await self._store.apply(verdicts.raises, verdicts.clears, verdicts.pending, messages[-1].seq)
-            self._cursor_stored, self._cursor_stored_at = messages[-1].seq, now
+        await self._saves.done(functools.partial(self._store.apply, verdicts.raises, verdicts.clears,
+                                                 verdicts.pending, messages[-1].seq), news=bool(verdicts))
         self.cursor = messages[-1].seq
         return len(messages)
 
