@@ -58,7 +58,7 @@ class Evaluated:
     failed: int = 0
     error: str | None = None  # the newest failure's reason (with the message it failed on)
     error_ms: int | None = None
-    full: bool = False  # read from a full chunk: more is waiting
+    full: bool = False  # evaluated from a full chunk: more is waiting (no lingering)
     confirmed: set[int] = field(default_factory=set)  # the actions that took the outputs
     _deliveries: list[Delivery] | None = None
 
