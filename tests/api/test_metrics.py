@@ -81,6 +81,8 @@ def test_every_metric_the_dashboard_queries_is_in_metrics(api: httpx.Client) -> 
     queries = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
     names = {n for q in queries for n in re.findall(r"\b((?:thingport|process)_[a-z_]+)\b", q)}
     assert len(names) >= 10, names
+    assert {"thingport_alarms", "thingport_rule_backlog", "thingport_rule_matched_total", "thingport_rule_failed_total",
+            "thingport_rule_action_failures_total"} <= names  # the alarms and rules panels
     text = api.get("/metrics").text
     families = set(re.findall(r"^# TYPE (\S+) \S+$", text, re.M))
     suffixes = ("_total", "_bucket", "_sum", "_count")

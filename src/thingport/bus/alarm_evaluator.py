@@ -14,15 +14,15 @@ crash in between writes it again (at least once; the payload's ``eventId`` tells
 """
 
 import asyncio
+import functools
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
 from prometheus_client import CollectorRegistry, Gauge
 
-from thingport.bus.forwarder import CommitSignal
+from thingport.bus.consumer import CommitSignal, QuietSaves
 from thingport.core.alarms import AlarmDefinition, AlarmEvent, Track, step, tick
 from thingport.core.message_ids import MessageIdGenerator
 from thingport.core.model import Product, StoredMessage
@@ -114,8 +114,7 @@ class AlarmEvaluator:
         self._devices: dict[int, Identity] = {}  # of the devices with a duration under way
         self._silence_looked: dict[str, tuple[tuple[int, ...], int]] = {}  # product -> (definitions, last seen up to)
         self.cursor = 0
-        self._cursor_stored = 0  # the cursor as last stored
-        self._cursor_stored_at = float("-inf")  # time.monotonic() of that write
+        self._saves = QuietSaves(CURSOR_EVERY_S)  # a batch that changed nothing: its cursor, throttled
 
     async def held(self) -> list[int]:
         """The stored cursor: retention keeps what the evaluator has yet to judge."""
@@ -156,7 +155,8 @@ class AlarmEvaluator:
 
     async def _resume(self) -> None:
         state = await self._store.evaluator_state()
-        self.cursor = self._cursor_stored = state.cursor
+        self.cursor = state.cursor
+        self._saves.drop()
         self._open = set(state.open)
         self._pending = dict(state.pending)
         self._values.clear()
@@ -234,7 +234,7 @@ class AlarmEvaluator:
             return await self._skip_to_end()
         messages = await self._log.read_after(self.cursor, BATCH)
         if not messages:
-            await self._store_caught_up_cursor()
+            await self._saves.flush()  # caught up: the quiet stretches' cursor is stored now
             return 0
         verdicts = _Verdicts()
         judged = [m for m in messages if m.kind not in _SKIPPED_KINDS]
@@ -248,23 +248,16 @@ class AlarmEvaluator:
         """Nothing to judge: move past what the log holds; how many messages that was (0: caught up)."""
         (skipped,) = await self._log.backlogs([self.cursor])
         if not skipped:
-            await self._store_caught_up_cursor()
+            await self._saves.flush()
             return 0
         await self._advance(await self._log.last_seq(), _Verdicts())
         return skipped
 
     async def _advance(self, cursor: int, verdicts: _Verdicts) -> None:
-        """The cursor moves on; stored with the verdicts, or (none) at most once every CURSOR_EVERY_S."""
-        now = time.monotonic()
-        if verdicts or now - self._cursor_stored_at >= CURSOR_EVERY_S:
-            await self._store.apply(verdicts.raises, verdicts.clears, verdicts.pending, cursor)
-            self._cursor_stored, self._cursor_stored_at = cursor, now
+        """The cursor moves on: stored with the verdicts at once, or (none) as a quiet save."""
+        await self._saves.done(functools.partial(self._store.apply, verdicts.raises, verdicts.clears,
+                                                 verdicts.pending, cursor), news=bool(verdicts))
         self.cursor = cursor
-
-    async def _store_caught_up_cursor(self) -> None:
-        if self._cursor_stored < self.cursor:  # caught up: the quiet stretches' cursor is stored now
-            await self._store.apply([], [], {}, self.cursor)
-            self._cursor_stored, self._cursor_stored_at = self.cursor, time.monotonic()
 
     async def tick(self) -> None:
         """Caught up with the log: durations that ran out, and silence, raise now."""

@@ -4,22 +4,25 @@ One task per enabled push subscription reads the log after its cursor, keeps wha
 (product, kinds, topic filter), hands the batch to the sink, and only after the sink confirmed writes the
 new cursor (through group commit). A failure leaves the cursor where it was: the batch is offered again
 after a backoff, so delivery is at least once and in order, and a sink that is down makes messages wait.
-Tasks wake on a commit, so forwarding follows ingest without polling delay (at most LINGER_S behind).
+Tasks wake on a commit, so forwarding follows ingest without polling delay (at most LINGER_S behind). The
+loop is the log consumers' (bus/consumer.py), the tasks are kept by bus/supervisor.py.
 """
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from thingport.bus.base import Sink, SinkError, shown_error
+from thingport.bus.base import Delivery, Sink, SinkError, shown_error
+from thingport.bus.consumer import CommitSignal, LogConsumer
 from thingport.bus.envelope import delivery
 from thingport.bus.factory import PULL, create_sink
-from thingport.bus.reader import Read, SubscriptionReader
+from thingport.bus.reader import SubscriptionReader
+from thingport.bus.supervisor import Supervisor
 from thingport.core.model import Subscription
 from thingport.core.ports import MessageLog, SubscriptionStates
 
@@ -28,21 +31,6 @@ log = logging.getLogger(__name__)
 BATCH = 2000  # the most log messages one batch reads (and one publish carries)
 FAILING_AFTER = 3  # failed attempts in a row after which a subscription is "failing", not "retrying"
 LINGER_S = 0.01  # a caught-up forwarder starts at most one batch per this many seconds
-
-
-class CommitSignal:
-    """Wakes every waiter when the log commits."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def notify(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
 
 
 StoreState = Callable[[str, int, str | None], Awaitable[None]]  # (state, since ms, error): where it is shown
@@ -101,7 +89,88 @@ class ForwardingMetrics:
                                 ["subscription"], registry=registry)
 
 
+@dataclass(slots=True)
+class Batch:
+    """What one read found for a subscription: its deliveries, in log order (a stretch: bus/consumer.py)."""
+
+    deliveries: list[Delivery]
+    cursor: int  # the seq of the last log message read, wanted or not
+    full: bool
+
+
+class Forwarding(LogConsumer[Batch]):
+    """One push subscription's forwarding: read, filter, publish, confirm, move the cursor, one batch at a time.
+
+    A caught-up subscription starts at most one batch per ``LINGER_S``; one that is behind reads full
+    batches, the next one while the sink waits for the confirms of the last. The cursor write commits while
+    the next batch is published (at most one in flight; a cursor only ever moves forward).
+    """
+
+    linger_s = LINGER_S
+
+    def __init__(self, log: MessageLog, subscription: Subscription, metrics: ForwardingMetrics,
+                 state: DeliveryState) -> None:
+        self._log = log
+        self._subscription = subscription
+        self._reader = SubscriptionReader(log, subscription, BATCH)
+        self._metrics = metrics
+        self._state = state
+        self._sink: Sink | None = None
+        self._ahead: asyncio.Future[Batch | None] | None = None  # the read after a full batch in the sink
+        self._saving: asyncio.Future[None] | None = None  # the last cursor write
+
+    async def read(self, after: int) -> Batch | None:
+        if self._ahead is None:
+            return await self._read(after)
+        batch = await self._ahead
+        self._ahead = None
+        return batch
+
+    async def _read(self, after: int) -> Batch | None:
+        read = await self._reader.read(after)
+        if not read.scanned:
+            return None
+        return Batch([delivery(m) for m in read.messages], read.cursor, read.scanned == BATCH)
+
+    async def deliver(self, batch: Batch, retry_in: float) -> bool:
+        if not batch.deliveries:
+            return True
+        name = self._subscription.name
+        if batch.full:
+            self._ahead = asyncio.ensure_future(self._read(batch.cursor))
+        try:
+            if self._sink is None:
+                self._sink = create_sink(self._subscription.sink, self._subscription.options)
+                await self._sink.open()
+            await self._sink.publish(batch.deliveries)
+        except SinkError as exc:
+            _discard(self._ahead)
+            self._ahead = None
+            self._metrics.failures.labels(name).inc()
+            log.warning("subscription %s: sink did not confirm (%s); retrying in %.1f s", name, exc, retry_in)
+            await self._state.failed(exc)
+            return False
+        self._metrics.delivered.labels(name).inc(len(batch.deliveries))
+        await self._state.confirmed()
+        return True
+
+    async def done(self, batch: Batch) -> None:
+        await self.flush()
+        self._saving = asyncio.ensure_future(self._log.save_cursor(self._subscription.id, batch.cursor))
+
+    async def flush(self) -> None:
+        if self._saving is not None:
+            await self._saving
+
+    async def close(self) -> None:
+        _discard(self._ahead)
+        if self._sink is not None:
+            await self._sink.close()
+
+
 class Forwarder:
+    """Keeps one ``Forwarding`` per enabled push subscription, and the log's retention."""
+
     def __init__(
         self,
         log: MessageLog,
@@ -122,122 +191,30 @@ class Forwarder:
         self._signal = signal
         self.metrics = ForwardingMetrics(metrics_registry)
         self._retention = (retention_days, retention_max_mb, retention_force)
-        self._every = supervise_every_s
         self._retention_every = retention_every_s
+        self._next_retention = 0.0
         self._held = held
-        self._tasks: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
-        self._supervisor: asyncio.Task[None] | None = None
+        self._supervisor = Supervisor(
+            "forwarding", logging.getLogger(__name__), log, registry.list_subscriptions,
+            wanted=lambda s: s.enabled and s.sink != PULL, key=lambda s: (s.id, s.options), run=self._forward,
+            backlog=self.metrics.backlog, every_s=supervise_every_s, each_round=self._retention_due)
 
     async def start(self) -> None:
         """Start (again, after ``stop``: a process that lost the forwarder lease and won it back)."""
-        self._supervisor = asyncio.create_task(self._supervise(), name="forwarder")
+        self._next_retention = time.monotonic() + self._retention_every
+        self._supervisor.start()
 
     async def stop(self) -> None:
-        tasks = [t for _, t in self._tasks.values()]
-        if self._supervisor:
-            tasks.append(self._supervisor)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
-        self._supervisor = None
-
-    async def _supervise(self) -> None:
-        """Keep one task per enabled push subscription; restart one whose options changed."""
-        next_retention = time.monotonic() + self._retention_every
-        while True:
-            try:
-                subscriptions = await self._registry.list_subscriptions()
-                wanted = {s.name: s for s in subscriptions if s.enabled and s.sink != PULL}
-                for name, (running, task) in list(self._tasks.items()):
-                    current = wanted.get(name)
-                    if current is None or current.id != running.id or current.options != running.options or task.done():
-                        task.cancel()
-                        del self._tasks[name]
-                for name, subscription in wanted.items():
-                    if name not in self._tasks:
-                        task = asyncio.create_task(self._forward(subscription), name=f"forward-{name}")
-                        self._tasks[name] = (subscription, task)
-                backlogs = await self._log.backlogs([s.cursor for s in subscriptions])
-                for s, backlog in zip(subscriptions, backlogs, strict=True):
-                    self.metrics.backlog.labels(s.name).set(backlog)
-                if time.monotonic() >= next_retention:
-                    next_retention = time.monotonic() + self._retention_every
-                    await self.apply_retention(subscriptions)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("forwarding supervisor failed; retrying")
-            await asyncio.sleep(self._every)
+        await self._supervisor.stop()
 
     async def _forward(self, subscription: Subscription) -> None:
-        """Read, filter, publish, confirm, move the cursor: one batch at a time, so a failed batch is offered
-        again before anything after it (order per device).
+        forwarding = Forwarding(self._log, subscription, self.metrics, DeliveryState.of(self._registry, subscription))
+        await forwarding.run(subscription.cursor, self._signal)
 
-        A batch has a fixed cost on the server's core (a read, a socket write, the confirms, a cursor commit:
-        a few hundred us) however few messages it carries, so a caught-up forwarder starts at most one batch
-        per ``LINGER_S`` and takes what arrived meanwhile; one that is behind reads full batches, the next one
-        while the sink waits for the confirms of the last. The cursor write commits while the next batch is
-        published (at most one in flight; a cursor only ever moves forward).
-        """
-        reader = SubscriptionReader(self._log, subscription, BATCH)
-        cursor = subscription.cursor
-        name = subscription.name
-        sink: Sink | None = None
-        state = DeliveryState.of(self._registry, subscription)
-        backoff = 0.5
-        loop = asyncio.get_running_loop()
-        started = -LINGER_S  # when the last batch started
-        full = False  # the last read filled a whole batch: more is waiting, no lingering
-        ahead: asyncio.Future[Read] | None = None  # the read after a full batch in the sink
-        saving: asyncio.Future[None] | None = None  # the last cursor write
-        try:
-            while True:
-                if ahead is not None:
-                    read, ahead = await ahead, None
-                else:
-                    if not full and (pause := started + LINGER_S - loop.time()) > 0:
-                        await asyncio.sleep(pause)
-                    read = await reader.read(cursor)
-                if not read.scanned:
-                    full = False
-                    await self._signal.wait(1.0)
-                    continue
-                started, full = loop.time(), read.scanned == BATCH
-                batch = [delivery(m) for m in read.messages]
-                if batch:
-                    if full:
-                        ahead = asyncio.ensure_future(reader.read(read.cursor))
-                    try:
-                        if sink is None:
-                            sink = create_sink(subscription.sink, subscription.options)
-                            await sink.open()
-                        await sink.publish(batch)
-                    except SinkError as exc:
-                        _discard(ahead)
-                        ahead = None
-                        self.metrics.failures.labels(name).inc()
-                        log.warning("subscription %s: sink did not confirm (%s); retrying in %.1f s",
-                                    name, exc, backoff)
-                        await state.failed(exc)
-                        await asyncio.sleep(backoff)
-                        backoff = min(backoff * 2, 30.0)
-                        continue
-                    self.metrics.delivered.labels(name).inc(len(batch))
-                    await state.confirmed()
-                backoff = 0.5
-                cursor = read.cursor
-                if saving is not None:
-                    await saving
-                saving = asyncio.ensure_future(self._log.save_cursor(subscription.id, cursor))
-        finally:
-            _discard(ahead)
-            if saving is not None:
-                # the cursor of a confirmed batch: worth a moment (a lost one means duplicates, not loss)
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(saving), 2.0)
-            if sink is not None:
-                await sink.close()
+    async def _retention_due(self, subscriptions: list[Subscription]) -> None:
+        if time.monotonic() >= self._next_retention:
+            self._next_retention = time.monotonic() + self._retention_every
+            await self.apply_retention(subscriptions)
 
     async def apply_retention(self, subscriptions: list[Subscription] | None = None) -> int:
         """Delete old messages, never one a subscription or a rule (running or paused) has yet to confirm,

@@ -35,11 +35,12 @@ class Chunk:
     """Log messages after a cursor, in commit order, with what every rule asks of them worked out once, when
     first asked: which match a topic filter, their payloads as JSON, their contexts."""
 
-    __slots__ = ("messages", "cursor", "_documents", "_contexts", "_matching")
+    __slots__ = ("messages", "cursor", "full", "_documents", "_contexts", "_matching")
 
-    def __init__(self, messages: list[StoredMessage], after: int) -> None:
+    def __init__(self, messages: list[StoredMessage], after: int, full: bool = False) -> None:
         self.messages = messages
         self.cursor = messages[-1].seq if messages else after  # where the next read starts
+        self.full = full  # as many messages as one read takes: more may be waiting
         self._documents: list[Any] = [_UNDECODED] * len(messages)
         self._contexts: list[MessageContext | None] = [None] * len(messages)
         self._matching: dict[str, list[int]] = {}
@@ -94,7 +95,7 @@ class LogTail:
                 return await asyncio.shield(future)
             if not future.cancelled() and future.exception() is None:
                 chunk = future.result()
-                if len(chunk.messages) == self.chunk or (chunk.messages and now - started < FRESH_S):
+                if chunk.full or (chunk.messages and now - started < FRESH_S):
                     return chunk
             del self._reads[after]
         future = asyncio.ensure_future(self._read(after))
@@ -111,4 +112,5 @@ class LogTail:
                     del self._reads[after]
 
     async def _read(self, after: int) -> Chunk:
-        return Chunk(await self._log.read_after(after, self.chunk), after)
+        messages = await self._log.read_after(after, self.chunk)
+        return Chunk(messages, after, len(messages) == self.chunk)

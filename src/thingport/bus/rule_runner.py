@@ -1,36 +1,36 @@
 """Rules at work: every enabled rule's statement runs over the log after the rule's own cursor, off the
 device's path (beside the forwarder, under its lease), and what it emits goes to its actions.
 
-One task per rule, as the forwarder keeps one per subscription: read the messages after the cursor (shared
-with the other rules at that cursor: bus/log_tail.py), evaluate the statement on those its FROM filter
-matches, hand the documents to every action, and only once each action confirmed save the new cursor with
-that stretch's counts (one write, through group commit). A failed action leaves the cursor where it was and
-is offered the same documents again after a backoff (those that confirmed are not), so what a rule forwards
-is at least once and in order per device, and a sink that is down makes the rule wait. A message the
-statement cannot be evaluated on is counted, its reason kept, and skipped: it never holds a rule up, and a
-rule never holds up another (each has its task, cursor and sinks).
+One task per rule, as the forwarder keeps one per subscription (bus/supervisor.py; the loop: bus/consumer.py):
+read the messages after the cursor (shared with the other rules at that cursor: bus/log_tail.py), evaluate
+the statement on those its FROM filter matches, hand the documents to every action, and only once each action
+confirmed save the new cursor with that stretch's counts (one write, through group commit). A failed action
+leaves the cursor where it was and is offered the same documents again after a backoff (those that confirmed
+are not), so what a rule forwards is at least once and in order per device, and a sink that is down makes the
+rule wait. A message the statement cannot be evaluated on is counted, its reason kept, and skipped: it never
+holds a rule up, and a rule never holds up another (each has its task, cursor and sinks).
 
 The statement is compiled once, when the rule's task starts; a rule whose statement or actions change gets
 a new task.
 """
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from thingport.bus.base import Delivery, Sink, SinkConfigError, SinkError, shown_error
+from thingport.bus.consumer import CommitSignal, LogConsumer, QuietSaves
 from thingport.bus.envelope import rule_delivery
 from thingport.bus.factory import create_sink
-from thingport.bus.forwarder import CommitSignal, DeliveryState
+from thingport.bus.forwarder import DeliveryState
 from thingport.bus.log_tail import FRESH_S, Chunk, LogTail
+from thingport.bus.supervisor import Supervisor
 from thingport.core.errors import NotFound, ParamError
 from thingport.core.model import AlarmAction, ForwardAction, Rule, RuleAction, StoredMessage
 from thingport.core.ports import MessageLog, RuleStates
@@ -58,6 +58,7 @@ class Evaluated:
     failed: int = 0
     error: str | None = None  # the newest failure's reason (with the message it failed on)
     error_ms: int | None = None
+    full: bool = False  # evaluated from a full chunk: more is waiting (no lingering)
     confirmed: set[int] = field(default_factory=set)  # the actions that took the outputs
     _deliveries: list[Delivery] | None = None
 
@@ -74,7 +75,7 @@ class Evaluated:
 
 def evaluate(rule: str, statement: RuleStatement, chunk: Chunk) -> Evaluated:
     """The statement on every message of ``chunk`` its FROM filter matches."""
-    outcome = Evaluated(rule, [], chunk.cursor)
+    outcome = Evaluated(rule, [], chunk.cursor, full=chunk.full)
     messages = chunk.messages
     for index in chunk.matching(statement.topic_filter, statement.matches_topic):
         message = messages[index]
@@ -196,8 +197,74 @@ class RuleMetrics:
                                        ["rule"], registry=registry)
 
 
+class RuleRun(LogConsumer[Evaluated]):
+    """One enabled rule at work: read, evaluate, hand to the actions, save, one stretch at a time. A stretch an
+    action failed is kept and offered again (to the actions that have not taken it) before anything after it."""
+
+    linger_s = LINGER_S
+
+    def __init__(self, rule: Rule, statement: RuleStatement, tail: LogTail, log: MessageLog, metrics: RuleMetrics,
+                 state: DeliveryState, alarms: Alarms | None) -> None:
+        self._rule = rule
+        self._statement = statement
+        self._tail = tail
+        self._log = log
+        self._metrics = metrics
+        self._state = state
+        self._targets = [target_for(action, alarms) for action in rule.actions]
+        self._pending: Evaluated | None = None  # evaluated, not yet taken by every action
+        self._saves = QuietSaves(SAVE_IDLE_S, time.monotonic())
+
+    async def read(self, after: int) -> Evaluated | None:
+        if self._pending is None:
+            chunk = await self._tail.read(after)
+            if not chunk.messages:
+                return None
+            self._pending = evaluate(self._rule.name, self._statement, chunk)
+        return self._pending
+
+    async def deliver(self, pending: Evaluated, retry_in: float) -> bool:
+        """Every action that has not taken ``pending`` yet, in turn; False at the first failure."""
+        name = self._rule.name
+        for index, target in enumerate(self._targets):
+            if index in pending.confirmed:
+                continue
+            try:
+                await target.run(pending)
+            except SinkError as exc:
+                await target.close()
+                self._metrics.action_failures.labels(name).inc()
+                what = _action_name(index, self._rule.actions[index])
+                log.warning("rule %s: %s did not confirm (%s); retrying", name, what, shown_error(exc))
+                await self._state.failed(f"{what}: {exc}")
+                return False
+            pending.confirmed.add(index)
+        if pending.outputs:
+            await self._state.confirmed()
+            self._metrics.matched.labels(name).inc(pending.matched)
+        if pending.failed:
+            self._metrics.failed.labels(name).inc(pending.failed)
+        return True
+
+    async def done(self, evaluated: Evaluated) -> None:
+        self._pending = None
+        await self._saves.done(functools.partial(self._log.save_rule_progress, self._rule.id, evaluated.cursor,
+                                                 evaluated.matched, evaluated.failed, evaluated.error,
+                                                 evaluated.error_ms), news=bool(evaluated.matched or evaluated.failed))
+
+    async def caught_up(self) -> None:
+        await self._saves.flush()
+
+    async def flush(self) -> None:
+        await self._saves.flush()
+
+    async def close(self) -> None:
+        for target in self._targets:
+            await target.close()
+
+
 class RuleRunner:
-    """Keeps one task per enabled rule (started and stopped with the forwarder, under its lease)."""
+    """Keeps one ``RuleRun`` per enabled rule (started and stopped with the forwarder, under its lease)."""
 
     def __init__(self, log: MessageLog, registry: RuleStates, metrics_registry: CollectorRegistry,
                  signal: CommitSignal, supervise_every_s: float = 1.0, alarms: Alarms | None = None) -> None:
@@ -207,53 +274,22 @@ class RuleRunner:
         self._signal = signal
         self._tail = LogTail(log)
         self.metrics = RuleMetrics(metrics_registry)
-        self._every = supervise_every_s
-        self._tasks: dict[str, tuple[Rule, asyncio.Task[None]]] = {}
-        self._supervisor: asyncio.Task[None] | None = None
+        self._supervisor = Supervisor(
+            "rules", logging.getLogger(__name__), log, registry.list_rules, wanted=lambda r: r.enabled,
+            key=lambda r: (r.id, r.statement, r.actions), run=self._run, backlog=self.metrics.backlog,
+            every_s=supervise_every_s)
 
     async def start(self) -> None:
-        self._supervisor = asyncio.create_task(self._supervise(), name="rules")
+        self._supervisor.start()
 
     async def stop(self) -> None:
-        tasks = [t for _, t in self._tasks.values()]
-        if self._supervisor:
-            tasks.append(self._supervisor)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
-        self._supervisor = None
+        await self._supervisor.stop()
 
     async def held(self) -> list[int]:
         """Every rule's cursor, enabled or not: what retention must keep for them."""
         return [rule.cursor for rule in await self._registry.list_rules()]
 
-    async def _supervise(self) -> None:
-        while True:
-            try:
-                rules = await self._registry.list_rules()
-                wanted = {r.name: r for r in rules if r.enabled}
-                for name, (running, task) in list(self._tasks.items()):
-                    current = wanted.get(name)
-                    if (current is None or current.id != running.id or current.statement != running.statement
-                            or current.actions != running.actions or task.done()):
-                        task.cancel()
-                        del self._tasks[name]
-                for name, rule in wanted.items():
-                    if name not in self._tasks:
-                        self._tasks[name] = (rule, asyncio.create_task(self._run(rule), name=f"rule-{name}"))
-                backlogs = await self._log.backlogs([r.cursor for r in rules])
-                for r, backlog in zip(rules, backlogs, strict=True):
-                    self.metrics.backlog.labels(r.name).set(backlog)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("rules supervisor failed; retrying")
-            await asyncio.sleep(self._every)
-
     async def _run(self, rule: Rule) -> None:
-        """Read, evaluate, hand to the actions, save: one stretch at a time, so a stretch an action failed is
-        offered again before anything after it (order per device)."""
         state = DeliveryState(functools.partial(self._registry.set_rule_state, rule.id), f"rule {rule.name}",
                               rule.state, rule.sink_error, rule.state_since_ms)
         try:
@@ -261,81 +297,5 @@ class RuleRunner:
         except RuleSyntaxError as exc:  # stored by an older thingport whose dialect took it
             await state.failed(f"the statement does not compile: {exc}")
             await asyncio.Event().wait()  # until the rule changes or goes
-        targets = [target_for(action, self._alarms) for action in rule.actions]
-        name = rule.name
-        cursor = rule.cursor
-        loop = asyncio.get_running_loop()
-        started = -LINGER_S
-        full = False
-        backoff = 0.5
-        pending: Evaluated | None = None  # evaluated, not yet taken by every action
-        unsaved: Evaluated | None = None  # a quiet stretch done but not saved yet (SAVE_IDLE_S)
-        saved_at = loop.time()
-        try:
-            while True:
-                if pending is None:
-                    if not full and (pause := started + LINGER_S - loop.time()) > 0:
-                        await asyncio.sleep(pause)
-                    chunk = await self._tail.read(cursor)
-                    if not chunk.messages:
-                        full = False
-                        if unsaved is not None:
-                            await self._save(rule, unsaved)
-                            unsaved, saved_at = None, loop.time()
-                        await self._signal.wait(1.0)
-                        continue
-                    started, full = loop.time(), len(chunk.messages) == self._tail.chunk
-                    pending = evaluate(name, statement, chunk)
-                failed = await self._deliver(pending, targets, rule)
-                if failed is not None:
-                    await state.failed(failed)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
-                    continue
-                backoff = 0.5
-                if pending.outputs:
-                    await state.confirmed()
-                    self.metrics.matched.labels(name).inc(pending.matched)
-                if pending.failed:
-                    self.metrics.failed.labels(name).inc(pending.failed)
-                cursor = pending.cursor
-                unsaved = _merged(unsaved, pending)
-                pending = None
-                if unsaved.matched or unsaved.failed or loop.time() - saved_at >= SAVE_IDLE_S:
-                    await self._save(rule, unsaved)
-                    unsaved, saved_at = None, loop.time()
-        finally:
-            if unsaved is not None:  # worth a moment: a lost one means evaluating again, not losing anything
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(self._save(rule, unsaved)), 2.0)
-            for target in targets:
-                await target.close()
-
-    async def _deliver(self, pending: Evaluated, targets: Sequence[ActionTarget], rule: Rule) -> str | None:
-        """Every action that has not taken ``pending`` yet; the first failure's reason, or None when all did."""
-        for index, target in enumerate(targets):
-            if index in pending.confirmed:
-                continue
-            try:
-                await target.run(pending)
-            except SinkError as exc:
-                await target.close()
-                self.metrics.action_failures.labels(rule.name).inc()
-                what = _action_name(index, rule.actions[index])
-                log.warning("rule %s: %s did not confirm (%s); retrying", rule.name, what, shown_error(exc))
-                return f"{what}: {exc}"
-            pending.confirmed.add(index)
-        return None
-
-    async def _save(self, rule: Rule, done: Evaluated) -> None:
-        await self._log.save_rule_progress(rule.id, done.cursor, done.matched, done.failed, done.error,
-                                           done.error_ms)
-
-
-def _merged(unsaved: Evaluated | None, done: Evaluated) -> Evaluated:
-    """Two consecutive stretches as one to save (only quiet ones wait: their outputs were delivered)."""
-    if unsaved is None:
-        return done
-    merged = Evaluated(done.rule, unsaved.outputs + done.outputs, done.cursor, unsaved.failed + done.failed,
-                       done.error or unsaved.error, done.error_ms or unsaved.error_ms)
-    return merged
+        run = RuleRun(rule, statement, self._tail, self._log, self.metrics, state, self._alarms)
+        await run.run(rule.cursor, self._signal)

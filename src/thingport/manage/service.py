@@ -41,7 +41,7 @@ from thingport.manage.thing_models import compile_model
 
 if TYPE_CHECKING:
     from thingport.bus.base import Sink
-    from thingport.bus.forwarder import CommitSignal
+    from thingport.bus.consumer import CommitSignal
 
 T = TypeVar("T")
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from thingport.bus.alarm_evaluator import AlarmEvaluator
-from thingport.bus.forwarder import CommitSignal, Forwarder
+from thingport.bus.consumer import CommitSignal
+from thingport.bus.forwarder import Forwarder
 from thingport.bus.rule_runner import RuleRunner
 from thingport.core.tokens import TokenCodec
 from thingport.dialects.dialect import DialectTable
