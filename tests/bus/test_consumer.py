@@ -125,3 +125,29 @@ def test_quiet_saves_wait_news_does_not() -> None:
         assert saved == [1, 4, 5]  # saved a moment ago: the quiet one waits
 
     run(main())
+
+
+def test_a_commit_made_while_an_empty_read_ran_wakes_the_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read saw nothing, but a commit came before the consumer started waiting: it must not sleep until
+    the next commit or IDLE_S (a lone report's forwarding waited up to a second)."""
+    monkeypatch.setattr(consumer, "IDLE_S", 3600.0)
+
+    async def main() -> None:
+        log = InMemoryLog()
+        signal = CommitSignal()
+
+        class CommitDuringFirstRead(Recorder):
+            async def read(self, after: int) -> Part | None:
+                part = await super().read(after)
+                if len(self.reads) == 1:  # empty; meanwhile a report commits
+                    await log.append(message(1))
+                    signal.notify()
+                return part
+
+        recorder = CommitDuringFirstRead(log, fail_at=0, failures=0)
+        task = asyncio.create_task(recorder.run(0, signal))
+        await wait_until_async(lambda: recorder.delivered == [1], "the commit during the read woke the consumer")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    run(main())

@@ -138,13 +138,14 @@ class AlarmEvaluator:
             try:
                 await self._resume()
                 while True:
+                    armed = self._signal.armed()
                     judged = await self.judge_next()
                     caught_up = not judged
                     if caught_up:
                         await self.tick()
                     await self.emit()
                     if caught_up:
-                        await self._signal.wait(self._tick_s)
+                        await self._signal.wait(self._tick_s, armed)
                     elif judged < BATCH:  # following ingest: let a stretch gather (a batch's cost is mostly fixed)
                         await asyncio.sleep(LINGER_S)
             except asyncio.CancelledError:

@@ -34,9 +34,14 @@ class CommitSignal:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, timeout: float) -> None:
+    def armed(self) -> asyncio.Event:
+        """What the next commit sets: taken before a read, handed to ``wait`` after it came back empty, so a
+        commit made while the read ran wakes the waiter at once (not after ``timeout``)."""
+        return self._event
+
+    async def wait(self, timeout: float, armed: asyncio.Event | None = None) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+            await asyncio.wait_for((armed or self._event).wait(), timeout)
 
 
 class Stretch(Protocol):
@@ -84,11 +89,12 @@ class LogConsumer(ABC, Generic[S]):
             while True:
                 if not full and (pause := started + self.linger_s - loop.time()) > 0:
                     await asyncio.sleep(pause)
+                armed = signal.armed()
                 stretch = await self.read(cursor)
                 if stretch is None:
                     full = False
                     await self.caught_up()
-                    await signal.wait(IDLE_S)
+                    await signal.wait(IDLE_S, armed)
                     continue
                 started, full = loop.time(), stretch.full
                 if not await self.deliver(stretch, backoff):

@@ -504,6 +504,7 @@ class Management:
         deadline = time.monotonic() + min(max(wait_s, 0.0), 30.0)
         cursor = subscription.cursor
         while True:
+            armed = self._commits.armed() if self._commits is not None else None  # a commit during the read wakes
             read = await reader.collect(cursor, max_messages)
             cursor = read.cursor
             remaining = deadline - time.monotonic()
@@ -511,7 +512,7 @@ class Management:
                 if consumer and cursor > subscription.delivered:
                     await self._log.save_delivered(subscription.id, cursor)
                 return read.messages, cursor
-            await self._commits.wait(remaining)
+            await self._commits.wait(remaining, armed)
 
     async def ack(self, name: str, cursor: int) -> Subscription:
         """Acknowledge everything of an http subscription up to ``cursor`` (from a pull, or an SSE event id).
@@ -565,6 +566,7 @@ class Management:
                                f"({delivered}): an automatically acknowledged stream may not skip messages")
         acked = subscription.cursor
         while True:
+            armed = self._commits.armed() if self._commits is not None else None  # as in pull
             read = await reader.read(cursor)
             if recording and read.scanned and read.cursor > delivered:
                 delivered = read.cursor
@@ -578,7 +580,7 @@ class Management:
             if not read.scanned:
                 yield None  # idle: lets the caller send a heartbeat
                 if self._commits is not None:
-                    await self._commits.wait(15.0)
+                    await self._commits.wait(15.0, armed)
                 else:
                     await asyncio.sleep(1.0)
 
