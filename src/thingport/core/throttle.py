@@ -79,8 +79,8 @@ class BucketMap:
         return bucket.take(now, 1.0, rate)
 
     def _make_room(self, now: float) -> None:
-        """Forget every refilled bucket; if that freed less than a tenth of the map, also the oldest tenth
-        (so a sweep's cost is spread over at least a tenth of ``max_keys`` new keys)."""
+        """Forget every refilled bucket; then, while less than a tenth of the map is free, the oldest (so a
+        sweep's cost is spread over at least a tenth of ``max_keys`` new keys)."""
         buckets = self._buckets
         self._buckets = buckets = {k: b for k, b in buckets.items() if not b.full_at(now)}
         excess = len(buckets) - (self._max_keys - max(1, self._max_keys // 10))
