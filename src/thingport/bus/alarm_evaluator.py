@@ -232,7 +232,10 @@ class AlarmEvaluator:
         the evaluator was down, or one that never had alarms, is not read through message by message)."""
         await self._load_definitions()  # one just defined judges what is read from now on
         if not self._definitions:
-            return await self._skip_to_end()
+            end = await self._log.last_seq()
+            await self._load_definitions()  # again: one stored since the first look judges what follows ``end``
+            if not self._definitions:
+                return await self._skip_to(end)
         messages = await self._log.read_after(self.cursor, BATCH)
         if not messages:
             await self._saves.flush()  # caught up: the quiet stretches' cursor is stored now
@@ -245,13 +248,13 @@ class AlarmEvaluator:
         await self._advance(messages[-1].seq, verdicts)
         return len(messages)
 
-    async def _skip_to_end(self) -> int:
-        """Nothing to judge: move past what the log holds; how many messages that was (0: caught up)."""
-        (skipped,) = await self._log.backlogs([self.cursor])
-        if not skipped:
+    async def _skip_to(self, end: int) -> int:
+        """Nothing to judge: move past the log up to ``end``; how many messages that was (0: caught up)."""
+        if end <= self.cursor:
             await self._saves.flush()
             return 0
-        await self._advance(await self._log.last_seq(), _Verdicts())
+        (skipped,) = await self._log.backlogs([self.cursor])
+        await self._advance(end, _Verdicts())
         return skipped
 
     async def _advance(self, cursor: int, verdicts: _Verdicts) -> None:

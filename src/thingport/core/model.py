@@ -45,8 +45,11 @@ class Device(msgspec.Struct, frozen=True, gc=False):
     superseded_tokens: tuple[tuple[int, int], ...] = ()  # (issued, superseded) of older ones in their 30 s grace
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__ if name != "secret")
-        return f"Device({shown})"
+        return f"Device({', '.join(f'{name}={value!r}' for name, value in self.__rich_repr__())})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        """The fields shown (msgspec's own would show the secret to ``rich``)."""
+        return [(name, getattr(self, name)) for name in self.__struct_fields__ if name != "secret"]
 
 
 class ValuesAt(NamedTuple):

@@ -134,6 +134,11 @@ async def _serve(settings: Settings, files: CertificateFiles, worker_index: int 
     shared, and worker 0 alone serves the management API (one set of metrics, one console)."""
     app = build(settings, overrides)
     await app.start()
+    # what start-up made (modules, the app, the caches' first fill) lives as long as the process: moved out of
+    # the cyclic GC's reach before any connection is taken, a full collection walks only what came after
+    # (0.1-0.3 s pauses at 100k devices)
+    gc.collect()
+    gc.freeze()
     try:
         sock = shared_socket(settings.host, settings.port) if worker_index is not None else None
         device = device_server(settings, app, files, sock)
@@ -152,10 +157,6 @@ async def _serve(settings: Settings, files: CertificateFiles, worker_index: int 
                 return
             waits.append(serving)
         await device.start()
-        # what start-up made (modules, the app, the caches' first fill) lives as long as the process: moved out of
-        # the cyclic GC's reach, a full collection walks only what came after (0.1-0.3 s pauses at 100k devices)
-        gc.collect()
-        gc.freeze()
         loop = asyncio.get_running_loop()
 
         def stop() -> None:
