@@ -21,7 +21,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-from bench.run import UNTHROTTLED
+from bench.run import UNTHROTTLED, wrk_script
 from thingport.core.signing import aliyun_sign
 from thingport.store.sqlite_db import db_path
 
@@ -70,15 +70,7 @@ def token(port: int, cert: Path, pk: str, dn: str, secret: str) -> str:
 
 
 def wrk(port: int, devices: Path, seconds: int, connections: int) -> dict[str, float]:
-    env = {**os.environ, "BENCH_DEVICES": str(devices), "BENCH_BODY": BODY}
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(LUA), f"https://{HOST}:{port}/"],
-                         env=env, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk gave no result: {out.stdout[-300:]} {out.stderr[-300:]}")
-    doc = json.loads(line.split(" ", 1)[1])
-    if doc["bad"] or doc["errors"]:
-        raise RuntimeError(f"wrk saw {doc['bad']} bad replies and {doc['errors']} errors")
+    doc = wrk_script(port, LUA, {"BENCH_DEVICES": str(devices), "BENCH_BODY": BODY}, seconds, connections)
     return {"rps": doc["good"] / doc["seconds"], "p50_ms": doc["p50_us"] / 1e3, "p99_ms": doc["p99_us"] / 1e3}
 
 

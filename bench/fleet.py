@@ -65,6 +65,8 @@ from bench.run import (
     machine_busy,
     process_tree,
     running,
+    tree_cpu,
+    wrk_script,
 )
 from thingport.core.signing import aliyun_sign
 from thingport.runtime.server import certificate_for
@@ -422,25 +424,13 @@ async def hold_connections(port: int, context: ssl.SSLContext, product_key: str,
 
 # --- wrk and the management API ---------------------------------------------------------------------------
 
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by ``pid`` and its descendants (all threads)."""
-    ticks = 0
-    for p in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-        except (OSError, ValueError, IndexError):
-            continue
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def settle(pid: int, limit: float = 60.0, idle_cores: float = 0.1) -> float:
     """Wait (up to ``limit`` s) until the server is idle; how long that took."""
     started = time.monotonic()
     while time.monotonic() - started < limit:
-        before = tree_cpu_s(pid)
+        before = tree_cpu(pid)[0]
         time.sleep(0.5)
-        if (tree_cpu_s(pid) - before) / 0.5 < idle_cores:
+        if (tree_cpu(pid)[0] - before) / 0.5 < idle_cores:
             break
     return time.monotonic() - started
 
@@ -451,20 +441,12 @@ def wrk_reports(port: int, product_key: str, tokens: dict[int, str], seconds: in
     the server's ``pid``, its CPU per report too (robust where req/s swings with the machine's other load)."""
     devices = workdir / "wrk-devices.tsv"
     devices.write_text("".join(f"{report_path(product_key, n)}\t{t}\n" for n, t in tokens.items()))
-    env = {**os.environ, "BENCH_DEVICES": str(devices), "BENCH_BODY": PAYLOAD}
-    cpu_before = tree_cpu_s(pid) if pid else 0.0
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(LUA), f"https://{HOST}:{port}/"],
-                         env=env, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
-    if line is None:
-        raise BenchError(f"wrk gave no result: {out.stdout[-300:]} {out.stderr[-300:]}")
-    doc = json.loads(line.split(" ", 1)[1])
-    if doc["bad"] or doc["errors"]:
-        raise BenchError(f"wrk saw {doc['bad']} bad replies and {doc['errors']} errors")
+    cpu_before = tree_cpu(pid)[0] if pid else 0.0
+    doc = wrk_script(port, LUA, {"BENCH_DEVICES": str(devices), "BENCH_BODY": PAYLOAD}, seconds, connections)
     figures = {"rps": doc["good"] / doc["seconds"], "p50_ms": doc["p50_us"] / 1e3, "p99_ms": doc["p99_us"] / 1e3,
                "devices": len(tokens)}
     if pid and doc["good"]:
-        figures["cpu_us"] = (tree_cpu_s(pid) - cpu_before) / doc["good"] * 1e6
+        figures["cpu_us"] = (tree_cpu(pid)[0] - cpu_before) / doc["good"] * 1e6
     return figures
 
 

@@ -1664,6 +1664,20 @@ def passive_opens() -> int | None:
         return None
 
 
+def wrk_script(port: int, script: Path, env: dict[str, str], seconds: int, connections: int) -> dict[str, Any]:
+    """wrk (one thread, keep-alive) driven by a Lua ``script`` that prints BENCH_RESULT (fleet_report.lua):
+    that result, with every reply good (BenchError otherwise)."""
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), f"https://{HOST}:{port}/"],
+                         env={**os.environ, **env}, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
+    if line is None:
+        raise BenchError(f"wrk gave no result: {out.stdout[-300:]} {out.stderr[-300:]}")
+    doc: dict[str, Any] = json.loads(line.split(" ", 1)[1])
+    if doc["bad"] or doc["errors"]:
+        raise BenchError(f"wrk saw {doc['bad']} bad replies and {doc['errors']} errors")
+    return doc
+
+
 def fill_with(text: str, variables: dict[str, str]) -> str:
     return string.Template(text).substitute(variables)
 
