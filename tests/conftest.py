@@ -30,3 +30,13 @@ def device(server: ServerProcess) -> dict:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest) -> dict:
+    """The settings that choose a storage engine: a test that takes it runs on both."""
+    if request.param == "sqlite":
+        return {}
+    from tests.postgres import fresh_database
+
+    return {"database_url": fresh_database()}

@@ -14,15 +14,6 @@ from thingport.runtime.bootstrap import build
 from thingport.settings import load_settings
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest) -> dict:
-    if request.param == "sqlite":
-        return {}
-    from tests.postgres import fresh_database
-
-    return {"database_url": fresh_database()}
-
-
 def run(data_dir: Path, engine: dict, action: Any) -> Any:
     app = build(load_settings(data_dir=data_dir, **engine))
 

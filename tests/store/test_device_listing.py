@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.store.test_sql_stores import engine, run  # noqa: F401 - the fixture, used by name
+from tests.store.test_sql_stores import run
 from thingport.core.errors import NotFound
 from thingport.core.model import DeviceCounts, is_online
 from thingport.manage.service import Management
@@ -47,7 +47,7 @@ async def fleet(m: Management, stores) -> int:  # type: ignore[no-untyped-def]
     return now
 
 
-def test_listing_says_online_as_the_device_status_does(data_dir: Path, engine: dict) -> None:  # noqa: F811
+def test_listing_says_online_as_the_device_status_does(data_dir: Path, engine: dict) -> None:
     async def act(m: Management, stores):  # type: ignore[no-untyped-def]
         await fleet(m, stores)
         items, after = await m.device_page(None, limit=100)
@@ -74,7 +74,7 @@ def test_listing_says_online_as_the_device_status_does(data_dir: Path, engine: d
     assert metric == {"pk01": 1, "pk02": 1}  # /metrics counts online the same way
 
 
-def test_counts_per_product(data_dir: Path, engine: dict) -> None:  # noqa: F811
+def test_counts_per_product(data_dir: Path, engine: dict) -> None:
     async def act(m: Management, stores):  # type: ignore[no-untyped-def]
         await fleet(m, stores)
         await m.create_product("empty", "pk03")
@@ -86,7 +86,7 @@ def test_counts_per_product(data_dir: Path, engine: dict) -> None:  # noqa: F811
 
 
 def test_a_page_reads_a_bounded_number_of_devices_and_the_cursor_goes_on(
-    data_dir: Path, engine: dict, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    data_dir: Path, engine: dict, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With 25 devices, 2 of them online, and at most 5 devices read a page, a page of the online ones is
     often short or empty but the cursor walks on until every match has been listed, each once."""

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.store.test_sql_stores import engine, run  # noqa: F401 - the engine fixture is used by name
+from tests.store.test_sql_stores import run
 from thingport.core.model import StoredMessage, ValuesAt
 from thingport.manage import service
 from thingport.manage.service import Management
@@ -18,7 +18,7 @@ def message(mid: int, device_id: int, *samples: tuple[int, dict]) -> StoredMessa
                          properties=tuple(ValuesAt(at, values) for at, values in samples))
 
 
-def test_buckets_skip_non_numbers_in_the_aggregates_and_keep_the_newest_value(data_dir: Path, engine: dict) -> None:  # noqa: F811
+def test_buckets_skip_non_numbers_in_the_aggregates_and_keep_the_newest_value(data_dir: Path, engine: dict) -> None:
     async def act(m: Management, stores):  # type: ignore[no-untyped-def]
         await m.create_product("p", "pk01")
         d = await m.create_device("pk01", "dev-1")
@@ -43,7 +43,7 @@ def test_buckets_skip_non_numbers_in_the_aggregates_and_keep_the_newest_value(da
 
 
 def test_export_pages_walk_ties_of_time_without_losing_or_repeating_a_value(
-    data_dir: Path, engine: dict, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    data_dir: Path, engine: dict, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(service, "HISTORY_EXPORT_PAGE", 2)
 

@@ -5,7 +5,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from tests.store.test_sql_stores import engine, run  # noqa: F401 - the fixture runs these on both engines
+from tests.store.test_sql_stores import run
 from thingport.core.model import StoredMessage
 
 OLD_ROWS = 150_000
@@ -17,7 +17,7 @@ def message(i: int, received_ms: int) -> StoredMessage:
                          iot_id="pk01_dev-1")
 
 
-def test_reports_are_stored_while_retention_deletes_a_large_backlog(data_dir: Path, engine: dict) -> None:  # noqa: F811
+def test_reports_are_stored_while_retention_deletes_a_large_backlog(data_dir: Path, engine: dict) -> None:
     """One delete_before call for every old message (old code: one DELETE holding SQLite's write lock from
     start to end, every append waiting behind it) while appenders keep going: they must get acknowledgements
     *during* the deletion (progress, not a rate: this machine is shared), and retention must delete exactly

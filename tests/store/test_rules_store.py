@@ -8,15 +8,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.store import test_sql_stores
 from tests.store.test_sql_stores import run
 from thingport.bus.forwarder import CommitSignal, Forwarder
 from thingport.bus.rule_runner import RuleRunner
 from thingport.core.errors import Conflict, NotFound, ParamError
 from thingport.core.model import ForwardAction, StoredMessage
 from thingport.manage.service import Management
-
-engine = test_sql_stores.engine  # the fixture: every test here runs on SQLite and PostgreSQL
 
 SECRET = "whsec_c2VjcmV0LXRoYXQtbXVzdC1ub3QtbGVhaw=="
 WEBHOOK = {"kind": "forward", "sink": "webhook", "options": {"url": "http://127.0.0.1:9/h", "secret": SECRET}}

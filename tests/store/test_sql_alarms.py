@@ -15,15 +15,6 @@ from thingport.settings import load_settings
 from thingport.store.sql_alarms import Clear, Raise
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest) -> dict:
-    if request.param == "sqlite":
-        return {}
-    from tests.postgres import fresh_database
-
-    return {"database_url": fresh_database()}
-
-
 def run(data_dir: Path, engine: dict, action: Any) -> Any:
     app = build(load_settings(data_dir=data_dir, **engine))
 

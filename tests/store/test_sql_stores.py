@@ -15,16 +15,6 @@ from thingport.settings import load_settings
 from thingport.store.keys import UnknownKey
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest) -> dict:
-    """The settings that choose a storage engine: every test here runs on both."""
-    if request.param == "sqlite":
-        return {}
-    from tests.postgres import fresh_database
-
-    return {"database_url": fresh_database()}
-
-
 def run(data_dir: Path, action, engine: dict | None = None, **settings):  # type: ignore[no-untyped-def]
     app = build(load_settings(data_dir=data_dir, **(engine or {}), **settings))
     stores = app.stores

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.store.test_sql_stores import engine, run  # noqa: F401 - engine is a fixture
+from tests.store.test_sql_stores import run
 from thingport.core.errors import NotFound
 from thingport.manage.service import Management
 
 
-def test_a_subscription_stores_its_products_or_every_product(data_dir: Path, engine: dict) -> None:  # noqa: F811
+def test_a_subscription_stores_its_products_or_every_product(data_dir: Path, engine: dict) -> None:
     async def act(m: Management, stores):  # type: ignore[no-untyped-def]
         await m.create_product("a", "pka")
         await m.create_product("b", "pkb")
